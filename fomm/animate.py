@@ -1,0 +1,164 @@
+"""Animator: the source is encoded once, driving frames go through the networks in batches.
+
+Implements the original demo's ``make_animation`` semantics (relative / absolute motion,
+adapt-scale, a chosen reference frame) on streams of frames, with device and precision chosen once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fomm import motion
+from fomm.config import ModelConfig
+from fomm.errors import FommError
+from fomm.image import resize, to_frames, to_tensor
+from fomm.models import Models
+from fomm.models.generator import SourceEncoding
+from fomm.motion import Keypoints
+
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``"auto"`` → cuda, then mps, then cpu; an unavailable explicit device is a FommError."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise FommError("--device cuda requested but no CUDA GPU is available (use --device cpu)")
+    if name == "mps" and not (getattr(torch.backends, "mps", None)
+                              and torch.backends.mps.is_available()):
+        raise FommError("--device mps requested but MPS is not available (use --device cpu)")
+    if name not in ("cpu", "mps") and not name.startswith("cuda"):
+        raise FommError(f"unknown device '{name}' (auto, cpu, cuda, cuda:N or mps)")
+    return torch.device(name)
+
+
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of ``size`` items (the last may be shorter)."""
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+@dataclass
+class Source:
+    """A source image prepared for animation: its tensor, keypoints and generator encoding."""
+
+    image: Tensor  # (1, C, S, S) on the device
+    kp: Keypoints  # (1, K, ·)
+    encoding: SourceEncoding
+
+
+class Animator:
+    """Animate source images with driving frames using one loaded model.
+
+    Example:
+        >>> animator = Animator(models, config)
+        >>> source = animator.prepare_source(read_image("face.png"))
+        >>> frames = animator.animate(source, iter_frames("driving.mp4"))
+    """
+
+    def __init__(self, models: Models, config: ModelConfig, device: str = "auto",
+                 precision: str = "fp32") -> None:
+        if precision not in _DTYPES:
+            raise FommError(f"unknown precision '{precision}' (fp32, fp16 or bf16)")
+        self.device = resolve_device(device)
+        if precision == "fp16" and self.device.type == "cpu":
+            raise FommError("--precision fp16 needs a GPU; use fp32 or bf16 on the CPU")
+        self.config = config
+        self.size = config.image_size
+        self.dtype = _DTYPES[precision]
+        self.kp_detector = models.kp_detector.to(self.device).eval()
+        self.generator = models.generator.to(self.device).eval()
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype is torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def to_model_input(self, frames: np.ndarray | list[np.ndarray]) -> Tensor:
+        """uint8 frames (any size) → (B, 3, S, S) float32 on the device, resized to the model."""
+        if isinstance(frames, np.ndarray) and frames.ndim == 3:
+            frames = [frames]
+        resized = [f if f.shape[:2] == (self.size, self.size) else resize(f, self.size)
+                   for f in frames]
+        return to_tensor(np.stack(resized)).to(self.device)
+
+    @torch.inference_mode()
+    def keypoints(self, images: Tensor) -> Keypoints:
+        """Keypoints of (B, 3, S, S) images, float32."""
+        with self._autocast():
+            kp = self.kp_detector(images)
+        return kp.to(torch.float32)
+
+    @torch.inference_mode()
+    def prepare_source(self, image: np.ndarray | Tensor) -> Source:
+        """Encode a source once: uint8 (H, W, 3) (resized to the model) or a (1, 3, S, S) tensor."""
+        tensor = image.to(self.device) if isinstance(image, Tensor) else self.to_model_input(image)
+        with self._autocast():
+            encoding = self.generator.encode_source(tensor)
+        return Source(tensor, self.keypoints(tensor), encoding)
+
+    @torch.inference_mode()
+    def generate(self, source: Source, kp_driving: Keypoints) -> Tensor:
+        """Frames for a batch of driving keypoints: (B, 3, S, S) float32 in [0, 1]."""
+        bs = kp_driving.value.shape[0]
+        with self._autocast():
+            out = self.generator(source.image, kp_driving, source.kp.expand(bs),
+                                 encoded=source.encoding, with_deformed=False)
+        return out.prediction.float()
+
+    def animate(self, source: Source, driving: Iterable[np.ndarray], relative: bool = True,
+                adapt_scale: bool = False, reference: np.ndarray | None = None,
+                batch_size: int = 8) -> Iterator[np.ndarray]:
+        """Yield one uint8 (S, S, 3) result per driving frame, in order, streaming.
+
+        Args:
+            source: from :meth:`prepare_source`.
+            driving: uint8 (H, W, 3) frames; resized to the model size.
+            relative: motion relative to ``reference`` (default: the first driving frame).
+            adapt_scale: scale relative motion by the keypoint hull areas.
+            reference: the driving frame the source's pose corresponds to (``--best-frame``).
+                Animating forward and backward from it and joining, as the original demo does,
+                equals using it as the reference for every frame.
+            batch_size: driving frames per network call; results do not depend on it.
+        """
+        for frames in self.animate_many([source], driving, relative, adapt_scale, reference,
+                                        batch_size):
+            yield frames[0]
+
+    def animate_many(self, sources: list[Source], driving: Iterable[np.ndarray],
+                     relative: bool = True, adapt_scale: bool = False,
+                     reference: np.ndarray | None = None,
+                     batch_size: int = 8) -> Iterator[list[np.ndarray]]:
+        """Like :meth:`animate` for several sources driven by the same frames (multi-person).
+
+        Yields:
+            For each driving frame, one uint8 (S, S, 3) result per source.
+        """
+        if batch_size < 1:
+            raise FommError(f"--batch-size must be at least 1, got {batch_size}")
+        kp_initial: Keypoints | None = None
+        if reference is not None:
+            kp_initial = self.keypoints(self.to_model_input(reference))
+        for chunk in batched(driving, batch_size):
+            kp_driving = self.keypoints(self.to_model_input(chunk))
+            if kp_initial is None:
+                kp_initial = kp_driving.select(slice(0, 1))
+            per_source = []
+            for source in sources:
+                kp_norm, _ = motion.normalize_kp(source.kp, kp_driving, kp_initial,
+                                                 relative=relative, adapt_scale=adapt_scale)
+                per_source.append(to_frames(self.generate(source, kp_norm).cpu()))
+            yield from (list(frames) for frames in zip(*per_source))

@@ -1,0 +1,234 @@
+"""The ``fomm`` command line: thin subcommands that parse arguments and call one API function."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from fomm import __version__
+from fomm.errors import FommError
+
+DEFAULT_OUTPUT = "output/result.mp4"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--checkpoint / --config / --flavour, shared by every command that loads a model."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--checkpoint", "-c", metavar="PATH",
+                       help="weights: an official .pth.tar (e.g. vox-cpk.pth.tar), a PaddleGAN "
+                            ".pdparams or a fomm .safetensors; the format is read from the file's "
+                            "content (default: the bundled face model)")
+    group.add_argument("--config", metavar="NAME|PATH",
+                       help="model config: a preset name (vox-256, taichi-256, mgif-256, "
+                            "paddle-vox-256, ...) or an official YAML file; default: embedded in "
+                            "the checkpoint, or the preset whose shapes fit it")
+    group.add_argument("--flavour", choices=["original", "paddle"],
+                       help="numerics: 'original' (grid_sample align_corners=False) or 'paddle' "
+                            "(PaddleGAN's predictor); default: by the checkpoint's origin")
+
+
+def add_animate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``fomm animate`` (also used by the web service's form)."""
+    motion = parser.add_argument_group("motion")
+    mode = motion.add_mutually_exclusive_group()
+    mode.add_argument("--relative", dest="relative", action="store_true", default=True,
+                      help="transfer keypoint motion relative to the reference driving frame "
+                           "(default; keeps the source's shape)")
+    mode.add_argument("--absolute", dest="relative", action="store_false",
+                      help="use the driving keypoints' absolute positions")
+    motion.add_argument("--adapt-scale", action="store_true",
+                        help="scale the motion by the ratio of source and driving keypoint "
+                             "convex-hull areas (objects of different sizes)")
+    best = motion.add_mutually_exclusive_group()
+    best.add_argument("--best-frame", type=int, metavar="N",
+                      help="driving frame (0-based) whose pose matches the source; motion is "
+                           "taken relative to it (animate forward and backward from it)")
+    best.add_argument("--find-best-frame", action="store_true",
+                      help="pick the driving frame whose face landmarks best match the source")
+    faces = parser.add_argument_group("faces")
+    faces.add_argument("--no-crop", dest="crop", action="store_false",
+                       help="animate the whole source image resized to the model size "
+                            "(original behaviour) instead of cropping the face and pasting back")
+    faces.add_argument("--crop-driving", choices=["auto", "off"], default="off",
+                       help="'auto' finds and frames the face in the driving video (raw selfie "
+                            "videos); 'off' uses the whole frame (default)")
+    who = faces.add_mutually_exclusive_group()
+    who.add_argument("--face-index", type=int, metavar="N",
+                     help="animate the N-th largest face of the source (0 = largest, default)")
+    who.add_argument("--multi-person", action="store_true",
+                     help="animate every face found in the source")
+    faces.add_argument("--crop-margin", type=float, metavar="R",
+                       help="extra space around the face in the crop, as a fraction of its size")
+    run = parser.add_argument_group("run")
+    run.add_argument("--batch-size", type=_positive_int, default=8,
+                     help="driving frames per network call (default 8)")
+    run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    run.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32",
+                     help="fp32 (default), or fp16/bf16 autocast on a GPU")
+    out = parser.add_argument_group("output")
+    out.add_argument("--no-audio", dest="audio", action="store_false",
+                     help="do not copy the driving video's audio track")
+    out.add_argument("--result-size", type=_positive_int, metavar="PX",
+                     help="output size with --no-crop (default: the model size); with a face "
+                          "crop the output has the source's resolution")
+    out.add_argument("--max-frames", type=_positive_int, metavar="N",
+                     help="animate only the first N driving frames")
+    out.add_argument("--fps", type=float, help="frame rate for a folder of driving frames "
+                                               "(default 25) or to override the video's")
+    out.add_argument("--quiet", "-q", dest="progress", action="store_false",
+                     help="no progress bar")
+
+
+def options_from_args(args: argparse.Namespace):
+    from fomm.config import AnimateOptions
+
+    return AnimateOptions(
+        relative=args.relative, adapt_scale=args.adapt_scale, best_frame=args.best_frame,
+        find_best_frame=args.find_best_frame, batch_size=args.batch_size, device=args.device,
+        precision=args.precision, audio=args.audio, crop=args.crop,
+        crop_driving=args.crop_driving, face_index=args.face_index,
+        multi_person=args.multi_person, crop_margin=args.crop_margin,
+        result_size=args.result_size, max_frames=args.max_frames, fps=args.fps,
+        progress=args.progress, flavour=args.flavour)
+
+
+def cmd_animate(args: argparse.Namespace) -> None:
+    from fomm.pipeline import animate_file
+
+    result = animate_file(args.source, args.driving, args.output, options_from_args(args),
+                          checkpoint=args.checkpoint, model_config=args.config)
+    print(f"wrote {result.output} ({result.frames} frames, {result.fps:g} fps, "
+          f"{result.size[0]}x{result.size[1]})")
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from fomm.checkpoints import load_checkpoint
+    from fomm.models import count_parameters
+
+    path = Path(args.checkpoint)
+    models, cfg, ckpt = load_checkpoint(path, config=args.config, flavour=args.flavour)
+    print(f"file:          {path} ({path.stat().st_size / 2**20:.1f} MiB, {ckpt.format} format)")
+    print(f"architecture:  {cfg.architecture}, flavour {cfg.flavour}, {cfg.image_size}x"
+          f"{cfg.image_size}, {cfg.num_kp} keypoints")
+    kp, gen = count_parameters(models.kp_detector), count_parameters(models.generator)
+    print(f"parameters:    kp_detector {kp:,}, generator {gen:,}, total {kp + gen:,}")
+    if "discriminator" in ckpt.state:
+        n = sum(v.numel() for k, v in ckpt.state["discriminator"].items()
+                if not k.endswith(("_u", "_v", "running_mean", "running_var",
+                                   "num_batches_tracked")))
+        print(f"discriminator: {n:,} parameters")
+    if "epoch" in ckpt.extra:
+        print(f"epoch:         {ckpt.extra['epoch']}")
+    print(f"config:        {cfg.to_json()}")
+
+
+def cmd_convert(args: argparse.Namespace) -> None:
+    import torch
+
+    from fomm.checkpoints import load_checkpoint, save_checkpoint
+    from fomm.checkpoints.original import write_original
+
+    models, cfg, ckpt = load_checkpoint(args.input, config=args.config, flavour=args.flavour,
+                                        discriminator=False)
+    dtype = torch.float16 if args.fp16 else None
+    out = Path(args.output)
+    if out.suffix == ".safetensors":
+        save_checkpoint(out, models, cfg, dtype=dtype)
+    elif out.name.endswith((".pth.tar", ".pth", ".pt", ".tar")):
+        data = {"generator": models.generator.state_dict(),
+                "kp_detector": models.kp_detector.state_dict()}
+        if dtype is not None:
+            data = {n: {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
+                    for n, sd in data.items()}
+        if "discriminator" in ckpt.state:
+            data["discriminator"] = ckpt.state["discriminator"]
+        write_original(out, data)
+    else:
+        raise FommError(f"{out}: unknown output format; use .safetensors (fomm) or .pth.tar "
+                        "(original)")
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from fomm.demo import run_demo
+
+    run_demo(output_dir=args.output_dir, device=args.device, max_frames=args.max_frames)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fomm", description="First Order Motion Model: animate a still image with the "
+                                 "motion of a driving video.")
+    parser.add_argument("--version", action="version", version=f"fomm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("animate", help="animate a source image with a driving video",
+                       description="Animate SOURCE (an image) with the motion of DRIVING (a video "
+                                   "or a folder of frames) and write a video (or PNG frames).")
+    p.add_argument("source", help="source image (png, jpg, webp, bmp, ...)")
+    p.add_argument("driving", help="driving video (mp4, mov, webm, avi, gif) or frame folder")
+    p.add_argument("-o", "--output", default=DEFAULT_OUTPUT,
+                   help=f"output .mp4, or a folder (ending in /) for PNG frames "
+                        f"(default {DEFAULT_OUTPUT})")
+    add_model_arguments(p)
+    add_animate_arguments(p)
+    p.set_defaults(func=cmd_animate)
+
+    p = sub.add_parser("info", help="describe a checkpoint: config, parameter counts, size")
+    p.add_argument("checkpoint", help="checkpoint file")
+    p.add_argument("--config", metavar="NAME|PATH", help="config for files without one")
+    p.add_argument("--flavour", choices=["original", "paddle"])
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("convert", help="convert a checkpoint between formats",
+                       description="Convert IN (.pth.tar, .pdparams or .safetensors) to OUT: "
+                                   ".safetensors (fomm, config embedded) or .pth.tar (original).")
+    p.add_argument("input", metavar="IN")
+    p.add_argument("output", metavar="OUT")
+    p.add_argument("--config", metavar="NAME|PATH", help="config for files without one")
+    p.add_argument("--flavour", choices=["original", "paddle"])
+    p.add_argument("--fp16", action="store_true", help="store weights as float16 (half size)")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("demo", help="animate the built-in example with the bundled model",
+                       description="Animate built-in inputs with the bundled face model; writes "
+                                   "output/result.mp4 and output/result_side_by_side.mp4.")
+    p.add_argument("--output-dir", default="output")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--max-frames", type=_positive_int, default=None)
+    p.set_defaults(func=cmd_demo)
+
+    for module in ("fomm.train.commands", "fomm.faces.commands", "fomm.export", "fomm.app.serve"):
+        try:
+            register = __import__(module, fromlist=["register"]).register
+        except (ImportError, AttributeError):
+            continue
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``fomm`` and ``python -m fomm``; user errors exit 2 with one line."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except FommError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

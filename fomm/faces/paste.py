@@ -1,0 +1,166 @@
+"""Paste an animated face crop back into the full-resolution frame without a visible seam.
+
+The mask is a rounded square (a superellipse) filling the crop box with a smooth ramp to zero at its
+edge. Before blending, each animated crop is shifted in colour so that the mean of its ramp ring
+matches the original's there: the generator's slight global tint then leaves no seam. Pixels where
+the mask is zero, which includes everything outside the box, are returned exactly unchanged.
+
+Several faces: each mask is clipped to its side of the line between face centres (split in
+proportion to the face sizes), so masks never overlap and pasting order does not matter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from fomm.faces.crop import image_to_crop_affine, warp
+from fomm.faces.detect import Box
+
+FEATHER = 0.08  # width of the mask's ramp, as a fraction of the box side
+MAX_COLOUR_SHIFT = 24.0  # the colour correction is clipped to this many 8-bit levels
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+class Paster:
+    """Blend animated crops of one face back into the frame it was cut from.
+
+    Args:
+        full_image: uint8 (H, W, 3) RGB source frame at full resolution.
+        box: the square (x0, y0, x1, y1) crop box used to cut the face (may pass the borders).
+        crop_size: side of the animated crops that will be pasted (the model size).
+        others: crop boxes of the other faces pasted into the same frame; the mask is clipped so
+            that it never overlaps theirs.
+        feather: ramp width as a fraction of the box side.
+        colour_match: shift each crop's colour so its border ring matches the original's.
+    """
+
+    def __init__(
+        self,
+        full_image: np.ndarray,
+        box: Box,
+        crop_size: int,
+        others: Sequence[Box] = (),
+        feather: float = FEATHER,
+        colour_match: bool = True,
+    ) -> None:
+        if full_image.dtype != np.uint8 or full_image.ndim != 3 or full_image.shape[2] != 3:
+            raise ValueError(f"expected a uint8 (H, W, 3) frame, got shape {full_image.shape}")
+        self.image = full_image
+        self.box = tuple(float(v) for v in box)
+        self.crop_size = crop_size
+        self.colour_match = colour_match
+        height, width = full_image.shape[:2]
+        x0, y0, x1, y1 = self.box
+        self.roi = (
+            max(int(np.floor(x0)), 0),
+            max(int(np.floor(y0)), 0),
+            min(int(np.ceil(x1)), width),
+            min(int(np.ceil(y1)), height),
+        )
+        rx0, ry0, rx1, ry1 = self.roi
+        if rx1 <= rx0 or ry1 <= ry0:
+            raise ValueError(f"crop box {box} lies outside the {width}×{height} image")
+        self.alpha = self._mask(feather, others)  # (h, w, 1) float32 in [0, 1]
+        affine = image_to_crop_affine(self.box, crop_size)
+        affine[:, 2] += affine[:, :2] @ (rx0, ry0)  # from ROI indices rather than image indices
+        self._affine = affine
+        self._original = full_image[ry0:ry1, rx0:rx1].astype(np.float32)
+        ring = self.alpha * (1.0 - self.alpha)  # weights peak in the middle of the ramp
+        self._ring = ring / ring.sum() if ring.sum() > 0 else None
+        self._original_ring_mean = self._ring_mean(self._original)
+
+    def _mask(self, feather: float, others: Sequence[Box]) -> np.ndarray:
+        rx0, ry0, rx1, ry1 = self.roi
+        x0, y0, x1, y1 = self.box
+        side = max(x1 - x0, y1 - y0)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        xs = np.arange(rx0, rx1, dtype=np.float64) + 0.5  # pixel centres
+        ys = np.arange(ry0, ry1, dtype=np.float64) + 0.5
+        u = np.abs(xs - cx)[None, :] / ((x1 - x0) / 2)
+        v = np.abs(ys - cy)[:, None] / ((y1 - y0) / 2)
+        radius = (u**4 + v**4) ** 0.25  # a rounded square: 1 on the box edge
+        outer = 1.0 - 1.0 / max(side, 1.0)  # reach zero on the last pixel inside the box
+        ramp = max(2.0 * feather, 2.0 / max(side, 1.0))
+        alpha = _smoothstep((outer - radius) / ramp)
+        for other in others:
+            ox, oy = (other[0] + other[2]) / 2, (other[1] + other[3]) / 2
+            oside = max(other[2] - other[0], other[3] - other[1])
+            normal = np.array([cx - ox, cy - oy])
+            distance = float(np.hypot(*normal))
+            if distance < 1e-6:
+                continue  # the same box twice: nothing sensible to split
+            normal /= distance
+            # split point between the centres, in proportion to the sizes (bigger face, more room)
+            mx, my = cx - (cx - ox) * side / (side + oside), cy - (cy - oy) * side / (side + oside)
+            t = (xs[None, :] - mx) * normal[0] + (ys[:, None] - my) * normal[1]
+            alpha = alpha * _smoothstep(t / max(feather * side, 1.0))
+        return alpha.astype(np.float32)[..., None]
+
+    def _ring_mean(self, pixels: np.ndarray) -> np.ndarray | None:
+        if self._ring is None:
+            return None
+        return (pixels * self._ring).sum(axis=(0, 1))
+
+    def warp_crop(self, animated_crop: np.ndarray) -> np.ndarray:
+        """The animated crop resampled onto the frame's pixels inside the box, float32 (h, w, 3)."""
+        if animated_crop.shape[:2] != (self.crop_size, self.crop_size):
+            raise ValueError(
+                f"expected a {self.crop_size}×{self.crop_size} crop, got {animated_crop.shape}"
+            )
+        rx0, ry0, rx1, ry1 = self.roi
+        warped = warp(animated_crop, self._affine, (rx1 - rx0, ry1 - ry0), "replicate",
+                      cv2.INTER_CUBIC)
+        return warped.astype(np.float32)
+
+    def paste(self, animated_crop: np.ndarray, frame: np.ndarray | None = None) -> np.ndarray:
+        """Blend one animated crop into the frame.
+
+        Args:
+            animated_crop: uint8 (crop_size, crop_size, 3) RGB, the model's output for this face.
+            frame: uint8 (H, W, 3) frame to paste into (modified in place), e.g. the result of
+                another face's paste; a copy of the original image when None.
+
+        Returns:
+            uint8 (H, W, 3), the source resolution.
+        """
+        out = self.image.copy() if frame is None else frame
+        if out.shape != self.image.shape:
+            raise ValueError(f"frame shape {out.shape} differs from the source's {self.image.shape}")
+        rx0, ry0, rx1, ry1 = self.roi
+        animated = self.warp_crop(animated_crop)
+        if self.colour_match and self._original_ring_mean is not None:
+            shift = self._original_ring_mean - self._ring_mean(animated)
+            animated += np.clip(shift, -MAX_COLOUR_SHIFT, MAX_COLOUR_SHIFT).astype(np.float32)
+        region = out[ry0:ry1, rx0:rx1].astype(np.float32)
+        blended = region + self.alpha * (animated - region)
+        out[ry0:ry1, rx0:rx1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+        return out
+
+
+def make_pasters(
+    full_image: np.ndarray, boxes: Sequence[Box], crop_size: int, **kwargs: object
+) -> list[Paster]:
+    """One :class:`Paster` per face box, each clipped against all the others."""
+    return [
+        Paster(full_image, box, crop_size, others=[b for j, b in enumerate(boxes) if j != i],
+               **kwargs)  # type: ignore[arg-type]
+        for i, box in enumerate(boxes)
+    ]
+
+
+def paste_all(pasters: Sequence[Paster], animated_crops: Sequence[np.ndarray]) -> np.ndarray:
+    """Paste one animated crop per face into a single frame; uint8 (H, W, 3)."""
+    if len(pasters) != len(animated_crops):
+        raise ValueError(f"{len(pasters)} faces but {len(animated_crops)} crops")
+    frame: np.ndarray | None = None
+    for paster, animated in zip(pasters, animated_crops):
+        frame = paster.paste(animated, frame)
+    assert frame is not None, "paste_all needs at least one face"
+    return frame

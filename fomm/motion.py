@@ -1,0 +1,223 @@
+"""Keypoint and motion maths of the First Order Motion Model (Siarohin et al., NeurIPS 2019).
+
+Pure torch: tensors in, tensors out; no modules, no numpy, no I/O.  Coordinates are normalised to
+[-1, 1] with (x, y) order in the last dimension, the convention of ``F.grid_sample``.  Letters in
+shape comments: B batch, K keypoints, H W spatial size.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class Keypoints(NamedTuple):
+    """Keypoints with their local affine approximations (paper Sec. 3.1)."""
+
+    value: Tensor  # (B, K, 2), x and y in [-1, 1]
+    jacobian: Tensor | None = None  # (B, K, 2, 2)
+
+    def to(self, *args, **kwargs) -> Keypoints:
+        jac = None if self.jacobian is None else self.jacobian.to(*args, **kwargs)
+        return Keypoints(self.value.to(*args, **kwargs), jac)
+
+    def select(self, index: slice | Tensor | list[int]) -> Keypoints:
+        """The batch items at ``index`` (a slice, index list or index tensor)."""
+        jac = None if self.jacobian is None else self.jacobian[index]
+        return Keypoints(self.value[index], jac)
+
+    def expand(self, batch: int) -> Keypoints:
+        """Broadcast a batch of one to ``batch`` items (no copy)."""
+        jac = None if self.jacobian is None else self.jacobian.expand(batch, -1, -1, -1)
+        return Keypoints(self.value.expand(batch, -1, -1), jac)
+
+
+def make_coordinate_grid(height: int, width: int, dtype: torch.dtype = torch.float32,
+                         device: torch.device | str | None = None) -> Tensor:
+    """Identity sampling grid: ``grid[i, j] = (2 j / (W - 1) - 1, 2 i / (H - 1) - 1)``.
+
+    Returns:
+        (H, W, 2) tensor, x then y, corners at exactly ±1.
+    """
+    x = torch.arange(width, dtype=dtype, device=device)
+    y = torch.arange(height, dtype=dtype, device=device)
+    x = 2 * (x / (width - 1)) - 1
+    y = 2 * (y / (height - 1)) - 1
+    yy = y.view(-1, 1).expand(height, width)
+    xx = x.view(1, -1).expand(height, width)
+    return torch.stack([xx, yy], dim=2)
+
+
+def kp2gaussian(value: Tensor, height: int, width: int, kp_variance: float = 0.01) -> Tensor:
+    """Gaussian heatmaps centred on keypoints: ``exp(-|z - p_k|^2 / (2 sigma^2))`` (paper eq. 6).
+
+    Args:
+        value: (B, K, 2) keypoint positions.
+    Returns:
+        (B, K, H, W) heatmaps, peak 1.
+    """
+    grid = make_coordinate_grid(height, width, value.dtype, value.device)  # (H, W, 2)
+    diff = grid.view(1, 1, height, width, 2) - value.unsqueeze(2).unsqueeze(2)  # (B, K, H, W, 2)
+    return torch.exp(-0.5 * (diff**2).sum(-1) / kp_variance)
+
+
+def heatmap_to_keypoints(heatmap: Tensor) -> Tensor:
+    """Soft-argmax: the expected coordinate under each normalised heatmap (paper Sec. 3.1).
+
+    Args:
+        heatmap: (B, K, H, W), each map sums to 1.
+    Returns:
+        (B, K, 2) keypoint positions.
+    """
+    _, _, h, w = heatmap.shape
+    grid = make_coordinate_grid(h, w, heatmap.dtype, heatmap.device)  # (H, W, 2)
+    return (heatmap.unsqueeze(-1) * grid.view(1, 1, h, w, 2)).sum(dim=(2, 3))
+
+
+def heatmap_difference(kp_driving: Tensor, kp_source: Tensor, height: int, width: int,
+                       kp_variance: float = 0.01) -> Tensor:
+    """Heatmap representation H_k = G(p_k^D) - G(p_k^S), plus a zero map for the background.
+
+    Returns:
+        (B, K + 1, 1, H, W), background first.
+    """
+    heatmap = kp2gaussian(kp_driving, height, width, kp_variance) - kp2gaussian(
+        kp_source, height, width, kp_variance)
+    zeros = heatmap.new_zeros(heatmap.shape[0], 1, height, width)
+    return torch.cat([zeros, heatmap], dim=1).unsqueeze(2)
+
+
+def sparse_motions(kp_source: Keypoints, kp_driving: Keypoints, height: int, width: int) -> Tensor:
+    """First-order Taylor approximations of the backward motion around each keypoint (paper eq. 4).
+
+    ``T_k(z) = p_k^S + J_k (z - p_k^D)`` with ``J_k = J_k^S (J_k^D)^-1``; the background
+    transform is the identity.
+
+    Returns:
+        (B, K + 1, H, W, 2) sampling grids into the source, identity first.
+    """
+    bs, num_kp, _ = kp_driving.value.shape
+    identity = make_coordinate_grid(height, width, kp_source.value.dtype, kp_source.value.device)
+    identity = identity.view(1, 1, height, width, 2)
+    coords = identity - kp_driving.value.view(bs, num_kp, 1, 1, 2)  # (B, K, H, W, 2)
+    if kp_driving.jacobian is not None and kp_source.jacobian is not None:
+        jacobian = torch.matmul(kp_source.jacobian, torch.inverse(kp_driving.jacobian))  # (B,K,2,2)
+        # J @ v for every pixel, written as an einsum rather than the original's repeat+matmul
+        coords = torch.einsum("bkij,bkhwj->bkhwi", jacobian, coords)
+    driving_to_source = coords + kp_source.value.view(bs, num_kp, 1, 1, 2)
+    return torch.cat([identity.expand(bs, 1, height, width, 2), driving_to_source], dim=1)
+
+
+def warp(image: Tensor, grid: Tensor, align_corners: bool = False) -> Tensor:
+    """Backward warp with bilinear sampling and zero padding.
+
+    The original code passes no options to ``grid_sample`` (so ``align_corners=False`` on
+    torch >= 1.3); PaddleGAN samples with ``align_corners=True``.
+    """
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros",
+                         align_corners=align_corners)
+
+
+def convex_hull_area(points: Tensor) -> Tensor:
+    """Area of the convex hull of 2-D points (Andrew's monotone chain + shoelace), in float64.
+
+    Args:
+        points: (N, 2).
+    Returns:
+        scalar float64 tensor (0 for fewer than three non-collinear points).
+    """
+    pts = sorted(map(tuple, points.detach().double().cpu().tolist()))
+    if len(pts) < 3:
+        return torch.zeros((), dtype=torch.float64)
+
+    def cross(o, a, b) -> float:
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    lower: list = []
+    upper: list = []
+    for p in pts:
+        while len(lower) >= 2 and cross(lower[-2], lower[-1], p) <= 0:
+            lower.pop()
+        lower.append(p)
+    for p in reversed(pts):
+        while len(upper) >= 2 and cross(upper[-2], upper[-1], p) <= 0:
+            upper.pop()
+        upper.append(p)
+    hull = lower[:-1] + upper[:-1]
+    area = 0.0
+    for (x0, y0), (x1, y1) in zip(hull, hull[1:] + hull[:1]):
+        area += x0 * y1 - x1 * y0
+    return torch.tensor(abs(area) / 2, dtype=torch.float64)
+
+
+def movement_scale(kp_source: Keypoints, kp_driving_initial: Keypoints) -> float:
+    """Adapt-scale factor ``sqrt(area(hull(p^S))) / sqrt(area(hull(p^D_1)))`` of the first items.
+
+    Compensates for a source object that is bigger or smaller than the driving one (original
+    ``normalize_kp(adapt_movement_scale=True)``).
+    """
+    source_area = float(convex_hull_area(kp_source.value[0]))
+    driving_area = float(convex_hull_area(kp_driving_initial.value[0]))
+    if driving_area <= 0:
+        return 1.0
+    return math.sqrt(source_area) / math.sqrt(driving_area)
+
+
+def relative_motion(kp_source: Keypoints, kp_driving: Keypoints, kp_driving_initial: Keypoints,
+                    scale: float = 1.0, relative_jacobian: bool = True) -> Keypoints:
+    """Shift the source keypoints by the driving motion since the first frame (paper Sec. 3.4).
+
+    ``p = p^S + s (p^D_t - p^D_1)`` and ``J = J^D_t (J^D_1)^-1 J^S``.  Batched over driving frames:
+    ``kp_driving`` is (B, K, ·), the source and initial keypoints are (1, K, ·) or (B, K, ·).
+    """
+    diff = kp_driving.value - kp_driving_initial.value
+    diff = diff * scale
+    value = diff + kp_source.value
+    jacobian = kp_driving.jacobian
+    if relative_jacobian and kp_driving.jacobian is not None:
+        assert kp_driving_initial.jacobian is not None and kp_source.jacobian is not None
+        jac_diff = torch.matmul(kp_driving.jacobian, torch.inverse(kp_driving_initial.jacobian))
+        jacobian = torch.matmul(jac_diff, kp_source.jacobian)
+    return Keypoints(value, jacobian)
+
+
+def normalize_kp(kp_source: Keypoints, kp_driving: Keypoints, kp_driving_initial: Keypoints,
+                 relative: bool = True, adapt_scale: bool = False,
+                 relative_jacobian: bool = True) -> tuple[Keypoints, float]:
+    """The driving keypoints the generator sees, as in the original demo's ``normalize_kp``.
+
+    Absolute mode returns ``kp_driving`` unchanged (the scale is then unused).
+
+    Returns:
+        The keypoints and the movement scale used (1.0 unless ``adapt_scale``).
+    """
+    scale = movement_scale(kp_source, kp_driving_initial) if adapt_scale else 1.0
+    if not relative:
+        return kp_driving, scale
+    return relative_motion(kp_source, kp_driving, kp_driving_initial, scale,
+                           relative_jacobian), scale
+
+
+def border_blend_weights(height: int, width: int, pad: int = 5, dtype: torch.dtype = torch.float32,
+                         device: torch.device | str | None = None) -> Tensor:
+    """PaddleGAN's inference border weights: a box of ones inside ``pad`` px, Gaussian-blurred.
+
+    Same as ``cv2.GaussianBlur(M, (9, 9), 0)`` (sigma 1.7, zero border) on ``M = 1`` inside the
+    border; the deformation is then ``w * deformation + (1 - w) * identity``.
+
+    Returns:
+        (1, H, W, 1) weights in [0, 1].
+    """
+    mask = torch.zeros(1, 1, height, width, dtype=torch.float64, device=device)
+    mask[:, :, pad:height - pad, pad:width - pad] = 1.0
+    sigma = 0.3 * ((9 - 1) * 0.5 - 1) + 0.8  # OpenCV's sigma for ksize 9 and sigma 0
+    taps = torch.arange(9, dtype=torch.float64, device=device) - 4
+    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    out = F.conv2d(F.pad(mask, (4, 4, 0, 0)), kernel.view(1, 1, 1, 9))
+    out = F.conv2d(F.pad(out, (0, 0, 4, 4)), kernel.view(1, 1, 9, 1))
+    return out.to(dtype).view(1, height, width, 1)

@@ -1,0 +1,165 @@
+"""File → file animation: image + video → faces → Animator → paste-back → video, streaming.
+
+Only composes: reading and writing live in image.py / video.py, faces in faces/, maths in the
+Animator.  Memory stays bounded by the batch size whatever the length of the driving video.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fomm.animate import Animator
+from fomm.config import AnimateOptions, ModelConfig
+from fomm.errors import FommError, InputError, NoFaceError
+from fomm.image import even_size, read_image, resize
+from fomm.models import Models
+from fomm.video import VideoInfo, VideoWriter, iter_frames, probe, read_frame
+
+ProgressFn = Callable[[int, int | None], None]
+
+
+@dataclass
+class AnimationResult:
+    output: Path
+    frames: int
+    fps: float
+    size: tuple[int, int]  # (width, height)
+    faces: int  # faces animated (0 when the whole image was animated)
+
+
+@dataclass
+class _Target:
+    """Where the animated crops go: one box per face, or the whole image."""
+
+    crops: list[np.ndarray]  # model inputs, uint8 (S, S, 3)
+    paste: Callable[[list[np.ndarray]], np.ndarray]  # animated crops → output frame
+
+
+def _whole_image_target(source: np.ndarray, size: int, result_size: int | None) -> _Target:
+    out = result_size or size
+    w, h = even_size(out, out)
+
+    def paste(frames: list[np.ndarray]) -> np.ndarray:
+        return frames[0] if frames[0].shape[:2] == (h, w) else resize(frames[0], (w, h))
+
+    return _Target([resize(source, size)], paste)
+
+
+def _face_target(source: np.ndarray, size: int, opts: AnimateOptions) -> _Target:
+    from fomm.faces.crop import crop, square_box
+    from fomm.faces.detect import detect_faces
+    from fomm.faces.paste import MultiPaster
+
+    faces = detect_faces(source)
+    if not faces:
+        raise NoFaceError("no face found in the source image; use --no-crop to animate the "
+                          "whole image resized to the model size")
+    if opts.multi_person:
+        chosen = faces
+    else:
+        index = opts.face_index or 0
+        if not 0 <= index < len(faces):
+            raise FommError(f"--face-index {index} is out of range: {len(faces)} face(s) found")
+        chosen = [faces[index]]
+    kwargs = {} if opts.crop_margin is None else {"margin": opts.crop_margin}
+    boxes = [square_box(face, source.shape, **kwargs) for face in chosen]
+    paster = MultiPaster(source, boxes, size)
+    return _Target([crop(source, box, size) for box in boxes], paster.paste)
+
+
+def _driving_frames(driving: str | Path, info: VideoInfo, size: int,
+                    opts: AnimateOptions) -> Iterator[np.ndarray]:
+    frames: Iterable[np.ndarray] = iter_frames(driving, max_frames=opts.max_frames)
+    if opts.crop_driving == "auto":
+        from fomm.faces.track import frame_driving
+
+        return frame_driving(frames, size)
+    return iter(frames)
+
+
+def _reference_frame(driving: str | Path, source: np.ndarray, info: VideoInfo, size: int,
+                     opts: AnimateOptions) -> np.ndarray | None:
+    index = opts.best_frame
+    if opts.find_best_frame:
+        from fomm.faces.best_frame import best_frame_index
+
+        index = best_frame_index(source, _driving_frames(driving, info, size, opts))
+    if index is None:
+        return None
+    if index < 0 or (info.num_frames is not None and index >= info.num_frames):
+        raise FommError(f"--best-frame {index} is out of range: the driving video has "
+                        f"{info.num_frames} frames")
+    if opts.crop_driving == "auto":
+        # the framed frame at that index: framing depends on the track, so run it up to there
+        for i, frame in enumerate(_driving_frames(driving, info, size, opts)):
+            if i == index:
+                return frame
+        raise FommError(f"--best-frame {index} is out of range")
+    return read_frame(driving, index)
+
+
+def _progress_bar(total: int | None, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", disable=not enabled, dynamic_ncols=True,
+                desc="animating")
+
+
+def animate_file(source: str | Path, driving: str | Path, output: str | Path,
+                 opts: AnimateOptions | None = None, *, models: Models | None = None,
+                 config: ModelConfig | None = None, animator: Animator | None = None,
+                 checkpoint: str | Path | None = None, model_config: str | Path | None = None,
+                 on_progress: ProgressFn | None = None) -> AnimationResult:
+    """Animate ``source`` (image file) with ``driving`` (video file or frame folder).
+
+    Args:
+        output: ``.mp4`` path (H.264 + the driving audio) or a folder for PNG frames.
+        opts: animation options (defaults: relative motion, face crop and paste-back).
+        animator / models+config / checkpoint: the model to use (default: the bundled model).
+        on_progress: called as ``on_progress(done, total)`` after each written frame; it may
+            raise to cancel (nothing is left at ``output`` then).
+    Returns:
+        What was written.
+    """
+    opts = opts or AnimateOptions()
+    for path, what in ((source, "source image"), (driving, "driving video")):
+        if not Path(path).exists():
+            raise InputError(f"{path}: {what} not found")
+    source_image = read_image(source)
+    info = probe(driving, fps=opts.fps) if Path(driving).is_dir() else probe(driving)
+    if animator is None:
+        if models is None or config is None:
+            from fomm.api import load_model
+
+            models, config = load_model(checkpoint, config=model_config, flavour=opts.flavour)
+        animator = Animator(models, config, opts.device, opts.precision)
+    size = animator.size
+    target = (_face_target(source_image, size, opts) if opts.crop
+              else _whole_image_target(source_image, size, opts.result_size))
+    sources = [animator.prepare_source(c) for c in target.crops]
+    reference = _reference_frame(driving, source_image, info, size, opts)
+    total = info.num_frames
+    if opts.max_frames is not None and total is not None:
+        total = min(total, opts.max_frames)
+    fps = opts.fps or info.fps
+    audio = driving if (opts.audio and info.has_audio) else None
+    done = 0
+    with VideoWriter(output, fps=fps, audio_from=audio) as writer, \
+            _progress_bar(total, opts.progress) as bar:
+        frames = _driving_frames(driving, info, size, opts)
+        for animated in animator.animate_many(sources, frames, opts.relative, opts.adapt_scale,
+                                              reference, opts.batch_size):
+            writer.write(target.paste(animated))
+            done += 1
+            bar.update(1)
+            if on_progress is not None:
+                on_progress(done, total)
+        if done == 0:
+            raise InputError(f"{driving}: has no video frames")
+        height, width = writer.frame_size
+    return AnimationResult(Path(output), done, fps, (width, height),
+                           len(target.crops) if opts.crop else 0)

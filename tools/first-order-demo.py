@@ -1,0 +1,95 @@
+#!/usr/bin/env python
+"""PaddleGAN's ``tools/first-order-demo.py`` command line, run by fomm.
+
+Accepts PaddleGAN's flag names and maps them onto ``fomm animate``, so the seed's command works
+verbatim from the repository root and writes ``output/result.mp4``::
+
+    python -u tools/first-order-demo.py --driving_video fom_dv.mp4 \
+        --source_image fom_source_image.png --relative --adapt_scale
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a plain clone
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="PaddleGAN-compatible FOMM demo (runs fomm)")
+    p.add_argument("--config", default=None, help="model config (preset name or YAML)")
+    p.add_argument("--weight_path", default=None,
+                   help="checkpoint (.pdparams, .pth.tar or .safetensors); default: bundled")
+    p.add_argument("--source_image", required=True, help="path to source image")
+    p.add_argument("--driving_video", required=True, help="path to driving video")
+    p.add_argument("--output", default="output", help="output folder")
+    p.add_argument("--filename", default="result.mp4", help="output file name")
+    p.add_argument("--relative", action="store_true", help="use relative keypoint coordinates")
+    p.add_argument("--adapt_scale", action="store_true",
+                   help="adapt movement scale based on convex hull of keypoints")
+    p.add_argument("--find_best_frame", action="store_true",
+                   help="animate from the driving frame that best matches the source")
+    p.add_argument("--best_frame", type=int, default=None, help="set the best frame explicitly")
+    p.add_argument("--ratio", type=float, default=0.4,
+                   help="margin around the face in the crop (fraction of the face size)")
+    p.add_argument("--face_detector", default="sfd",
+                   help="PaddleGAN's detector name (sfd, blazeface); fomm always uses MTCNN")
+    p.add_argument("--multi_person", action="store_true", help="animate every face")
+    p.add_argument("--image_size", type=int, default=256, choices=[256, 512],
+                   help="model size (256 or 512) when no --config is given")
+    p.add_argument("--batch_size", type=int, default=1, help="driving frames per network call")
+    p.add_argument("--face_enhancement", action="store_true",
+                   help="not supported by fomm (PaddleGAN's GPEN enhancer)")
+    p.add_argument("--mobile_net", action="store_true",
+                   help="use PaddleGAN's mobile architecture (with --weight_path)")
+    p.add_argument("--cpu", dest="cpu", action="store_true", help="run on the CPU")
+    p.add_argument("--device", default=None, help="fomm extension: auto, cpu, cuda, mps")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    from fomm.cli import main as fomm_main
+
+    if args.face_enhancement:
+        print("note: --face_enhancement (PaddleGAN's GPEN) is not supported by fomm and is "
+              "ignored", file=sys.stderr)
+    if args.face_detector not in ("sfd", "blazeface", "mtcnn"):
+        print(f"error: unknown --face_detector '{args.face_detector}'", file=sys.stderr)
+        sys.exit(2)
+    if args.face_detector != "mtcnn":
+        print(f"note: --face_detector {args.face_detector}: fomm detects faces with MTCNN "
+              "(offline weights); results are framed the same way", file=sys.stderr)
+    config = args.config
+    if config is None and args.weight_path is not None:
+        if args.mobile_net:
+            config = "paddle-vox-mobile-256"
+        elif args.image_size == 512:
+            config = "paddle-vox-512"
+    argv_out = [
+        "animate", args.source_image, args.driving_video,
+        "--output", str(Path(args.output) / args.filename),
+        "--batch-size", str(max(1, args.batch_size)),
+        "--crop-margin", str(args.ratio),
+        "--device", args.device or ("cpu" if args.cpu else "auto"),
+    ]
+    argv_out.append("--relative" if args.relative else "--absolute")
+    if args.adapt_scale:
+        argv_out.append("--adapt-scale")
+    if args.find_best_frame:
+        argv_out.append("--find-best-frame")
+    elif args.best_frame is not None:
+        argv_out += ["--best-frame", str(args.best_frame)]
+    if args.multi_person:
+        argv_out.append("--multi-person")
+    if args.weight_path:
+        argv_out += ["--checkpoint", args.weight_path]
+    if config:
+        argv_out += ["--config", config]
+    fomm_main(argv_out)
+
+
+if __name__ == "__main__":
+    main()
