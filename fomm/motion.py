@@ -206,18 +206,19 @@ def border_blend_weights(height: int, width: int, pad: int = 5, dtype: torch.dty
                          device: torch.device | str | None = None) -> Tensor:
     """PaddleGAN's inference border weights: a box of ones inside ``pad`` px, Gaussian-blurred.
 
-    Same as ``cv2.GaussianBlur(M, (9, 9), 0)`` (sigma 1.7, zero border) on ``M = 1`` inside the
-    border; the deformation is then ``w * deformation + (1 - w) * identity``.
+    Same as ``cv2.GaussianBlur(M, (9, 9), 0)`` (zero border) on ``M = 1`` inside the border; the
+    deformation is then ``w * deformation + (1 - w) * identity``.
 
     Returns:
         (1, H, W, 1) weights in [0, 1].
     """
     mask = torch.zeros(1, 1, height, width, dtype=torch.float64, device=device)
     mask[:, :, pad:height - pad, pad:width - pad] = 1.0
-    sigma = 0.3 * ((9 - 1) * 0.5 - 1) + 0.8  # OpenCV's sigma for ksize 9 and sigma 0
-    taps = torch.arange(9, dtype=torch.float64, device=device) - 4
-    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
+    # For ksize 9 and sigma 0 OpenCV does not sample a sigma-1.7 Gaussian: getGaussianKernel(9, 0)
+    # returns its fixed table [4, 13, 30, 51, 60, 51, 30, 13, 4] / 256 (the sampled Gaussian
+    # is off by up to 3e-3 in w, and by 1e-3 in PaddleGAN's predictions).
+    taps = [4.0, 13.0, 30.0, 51.0, 60.0, 51.0, 30.0, 13.0, 4.0]
+    kernel = torch.tensor(taps, dtype=torch.float64, device=device) / 256
     out = F.conv2d(F.pad(mask, (4, 4, 0, 0)), kernel.view(1, 1, 1, 9))
     out = F.conv2d(F.pad(out, (0, 0, 4, 4)), kernel.view(1, 1, 9, 1))
     return out.to(dtype).view(1, height, width, 1)

@@ -449,7 +449,7 @@ class _AudioTrack:
             self.copy = False
             ctx = self.stream.codec_context
             self.out_stream = out.add_stream("aac", rate=ctx.sample_rate or 48000)
-            self.out_stream.layout = ctx.layout.name if ctx.layout.nb_channels <= 2 else "stereo"
+            self.out_stream.layout = "mono" if ctx.layout.nb_channels == 1 else "stereo"
 
     def pump(self, out: av.container.OutputContainer, until: float, flush: bool = False) -> None:
         """Mux the packets that start before ``until`` seconds of output time."""
@@ -465,8 +465,8 @@ class _AudioTrack:
             if start * tb >= until:
                 self.pending = packet
                 break
-            if start < 0:
-                continue  # before the source's first video frame
+            if start + (packet.duration or 0) <= 0 and not packet.is_discard:
+                continue  # ends before the source's first video frame (codec priming is kept)
             if self.copy:
                 dts = packet.dts if packet.dts is not None else packet.pts
                 packet.pts, packet.dts = start, dts - self.shift
@@ -500,6 +500,8 @@ def _open(path: Path, need_video: bool = True) -> av.container.InputContainer:
         raise InputError(f"{path} is a still image, not a video")
     try:
         container = av.open(str(path), metadata_errors="ignore")
+    except av.EOFError as err:
+        raise InputError(f"{path} has no video frames (it ends before the first one)") from err
     except (av.FFmpegError, UnicodeDecodeError) as err:
         raise InputError(f"{path} is not a readable video ({_one_line(err)})") from err
     fmt = container.format.name
@@ -592,13 +594,19 @@ def _packet_pts(path: str, mtime_ns: int, size: int) -> tuple[int | None, ...]:
     with _open(Path(path)) as container:
         stream = container.streams.video[0]
         try:
-            pts = [p.pts for p in container.demux(stream) if p.size and not p.is_discard]
+            packets = [(p.pts, p.is_discard) for p in container.demux(stream) if p.size]
         except av.FFmpegError as err:
             raise InputError(f"{path} is corrupt ({_one_line(err)})") from err
+        if stream.frames and len(packets) < stream.frames:
+            raise InputError(
+                f"{path} is truncated ({len(packets)} of {stream.frames} frames are present)"
+            )
+    pts = [t for t, discard in packets if not discard]
     if any(p is None for p in pts) or len(set(pts)) != len(pts):
         return tuple([None] * len(pts))  # no usable timestamps: read_frame decodes from the start
     return tuple(sorted(pts))
 
 
 def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
+    text = getattr(err, "strerror", None) or str(err)  # FFmpeg's strerror omits the path
+    return " ".join(text.split()) or type(err).__name__

@@ -33,12 +33,18 @@ def write_clip(
     audio_seconds: float | None = None,
     gop: int | None = None,
     rotation: int | None = None,
+    hflip: bool = False,
+    vflip: bool = False,
+    frames: list[np.ndarray] | None = None,
 ) -> Path:
     """Encode solid-colour frames (see clip_frame) to H.264, optionally with a 440 Hz sine track.
 
-    The audio lasts ``audio_seconds`` (default: the video's duration plus one second, so that
-    trimming can be tested). ``rotation`` sets a display matrix (degrees counter-clockwise).
+    ``frames`` replaces the solid colours (``n_frames`` and ``size`` then follow it). The audio
+    lasts ``audio_seconds`` (default: the video's duration plus one second, so that trimming can
+    be tested). ``rotation`` (degrees counter-clockwise) and the flips set a display matrix.
     """
+    if frames is not None:
+        n_frames, size = len(frames), (frames[0].shape[1], frames[0].shape[0])
     rate = Fraction(fps).limit_denominator(1001)
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=rate)
@@ -46,13 +52,14 @@ def write_clip(
         video.pix_fmt = "yuv420p"
         video.options = {"crf": "10", **({"g": str(gop), "keyint_min": str(gop)} if gop else {})}
         if rotation is not None:
-            video.set_display_rotation(rotation)
+            video.set_display_rotation(rotation, hflip=hflip, vflip=vflip)
         sound = None
         if audio:
             sound = out.add_stream(audio_codec, rate=44100)
             sound.layout = "mono"
         for i in range(n_frames):
-            frame = av.VideoFrame.from_ndarray(clip_frame(i, size), format="rgb24")
+            image = clip_frame(i, size) if frames is None else frames[i]
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts = i
             frame.time_base = 1 / rate
             out.mux(video.encode(frame))

@@ -101,7 +101,8 @@ def load_state(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> 
 def _matches(config: ModelConfig, ckpt: Checkpoint) -> bool:
     from fomm.models import build_models
 
-    models = build_models(config)
+    with torch.device("meta"):  # shapes only: no memory, no init cost
+        models = build_models(config)
     for name in ("kp_detector", "generator"):
         own = getattr(models, name).state_dict()
         got = ckpt.state.get(name, {})

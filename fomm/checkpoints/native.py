@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from fomm.config import ModelConfig
@@ -29,7 +29,7 @@ def read_native(path: str | Path) -> tuple[dict[str, dict[str, torch.Tensor]], M
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         flat = load_file(str(path))
-    except (SafetensorsError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
     if meta.get("format") != FORMAT_TAG or "config" not in meta:
         raise CheckpointError(f"{path}: safetensors file without a fomm config in its metadata "

@@ -24,7 +24,8 @@ def read_original(path: str | Path) -> dict[str, Any]:
         ``discriminator``, ``optimizer_*`` and ``epoch``.
     """
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as f:  # a file object: torch.load must not go by the suffix
+            data = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe pickle"
         raise CheckpointError(

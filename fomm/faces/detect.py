@@ -21,7 +21,7 @@ class Face:
     """One detected face, in pixels of the image it was detected in.
 
     Attributes:
-        box: (x0, y0, x1, y1) face box as MTCNN frames it (eyebrows to chin, a little taller than wide).
+        box: (x0, y0, x1, y1) face box as MTCNN frames it (brows to chin, taller than wide).
         score: detector confidence in [0, 1].
         landmarks: (5, 2) float x, y of left eye, right eye, nose, left and right mouth corner.
     """
@@ -75,12 +75,16 @@ class FaceDetector:
         self._lock = threading.Lock()
 
     def __call__(
-        self, image: np.ndarray, min_score: float = 0.95, min_size: float = 40.0
+        self,
+        image: np.ndarray,
+        min_score: float = 0.95,
+        min_size: float = 40.0,
+        max_side: int | None = None,
     ) -> list[Face]:
         """Detect faces; see :func:`detect_faces`."""
         _check_image(image)
         height, width = image.shape[:2]
-        scale = min(1.0, self.max_side / max(height, width))
+        scale = min(1.0, (max_side or self.max_side) / max(height, width))
         small = image
         if scale < 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -89,12 +93,12 @@ class FaceDetector:
         min_face = max(MIN_DETECTOR_FACE, min_size * scale)
         boxes, points = self._raw_detect(np.ascontiguousarray(small), min_face)
         faces = []
-        for (x0, y0, x1, y1, score), pts in zip(boxes, points):
+        for (x0, y0, x1, y1, score), pts in zip(boxes, points, strict=True):
             face = Face((float(x0), float(y0), float(x1), float(y1)), float(score), pts)
             face = face.scaled(1.0 / scale)
             if face.score >= min_score and min(face.width, face.height) >= min_size:
                 faces.append(face)
-        # sorted() returns a new list; PaddleGAN discards it, so its "largest face" is the first found
+        # a new list: PaddleGAN calls sorted() and drops the result, so it keeps the first found
         return sorted(faces, key=lambda f: f.area, reverse=True)
 
     def _raw_detect(self, image: np.ndarray, min_face: float) -> tuple[np.ndarray, np.ndarray]:
@@ -108,8 +112,10 @@ class FaceDetector:
                 return _from_public_api(net.detect_faces(image))
             # the stages themselves, so the boxes and landmarks keep their sub-pixel precision
             m = 12.0 / min_face
-            result = (pyramid(m, min(image.shape[:2]) * m), self._stage_status(
-                width=image.shape[1], height=image.shape[0]))
+            result = (
+                pyramid(m, min(image.shape[:2]) * m),
+                self._stage_status(width=image.shape[1], height=image.shape[0]),
+            )
             for stage in stages:
                 result = stage(image, *result)
         boxes, points = result
@@ -121,8 +127,16 @@ class FaceDetector:
 
 def _from_public_api(found: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     boxes = np.array(
-        [[f["box"][0], f["box"][1], f["box"][0] + f["box"][2], f["box"][1] + f["box"][3],
-          f["confidence"]] for f in found],
+        [
+            [
+                f["box"][0],
+                f["box"][1],
+                f["box"][0] + f["box"][2],
+                f["box"][1] + f["box"][3],
+                f["confidence"],
+            ]
+            for f in found
+        ],
         dtype=np.float64,
     ).reshape(-1, 5)
     names = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
@@ -131,8 +145,11 @@ def _from_public_api(found: list[dict]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_image(image: np.ndarray) -> None:
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or (
-        image.shape[2] != 3
+    if (
+        not isinstance(image, np.ndarray)
+        or image.dtype != np.uint8
+        or image.ndim != 3
+        or (image.shape[2] != 3)
     ):
         raise ValueError(f"expected a uint8 (H, W, 3) RGB frame, got {_describe(image)}")
     if image.shape[0] == 0 or image.shape[1] == 0:
@@ -159,19 +176,24 @@ def get_detector() -> FaceDetector:
 
 
 def detect_faces(
-    image: np.ndarray, min_score: float = 0.95, min_size: float = 40.0
+    image: np.ndarray,
+    min_score: float = 0.95,
+    min_size: float = 40.0,
+    max_side: int | None = None,
 ) -> list[Face]:
     """Find the faces in an RGB frame, largest (box area) first.
 
-    Images larger than 1024 px on their longest side are downscaled for detection and the boxes
-    mapped back, so a 4000×3000 photo costs about the same as a 1024×768 one.
+    Images larger than ``max_side`` (1024) px on their longest side are downscaled for detection
+    and the boxes mapped back, so a 4000×3000 photo costs about the same as a 1024×768 one.
 
     Args:
         image: uint8 (H, W, 3) RGB.
         min_score: drop detections less confident than this (0.95 keeps animals out).
         min_size: drop faces whose box is narrower or shorter than this many pixels of ``image``.
+        max_side: longest side of the copy the detector sees (default 1024); smaller is faster
+            and still finds faces larger than 20 px at that scale.
 
     Returns:
         Faces in ``image`` pixel coordinates, sorted by decreasing box area; empty if none.
     """
-    return get_detector()(image, min_score=min_score, min_size=min_size)
+    return get_detector()(image, min_score=min_score, min_size=min_size, max_side=max_side)

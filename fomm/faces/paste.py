@@ -12,6 +12,7 @@ proportion to the face sizes), so masks never overlap and pasting order does not
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -115,8 +116,9 @@ class Paster:
                 f"expected a {self.crop_size}×{self.crop_size} crop, got {animated_crop.shape}"
             )
         rx0, ry0, rx1, ry1 = self.roi
-        warped = warp(animated_crop, self._affine, (rx1 - rx0, ry1 - ry0), "replicate",
-                      cv2.INTER_CUBIC)
+        warped = warp(
+            animated_crop, self._affine, (rx1 - rx0, ry1 - ry0), "replicate", cv2.INTER_CUBIC
+        )
         return warped.astype(np.float32)
 
     def paste(self, animated_crop: np.ndarray, frame: np.ndarray | None = None) -> np.ndarray:
@@ -132,7 +134,7 @@ class Paster:
         """
         out = self.image.copy() if frame is None else frame
         if out.shape != self.image.shape:
-            raise ValueError(f"frame shape {out.shape} differs from the source's {self.image.shape}")
+            raise ValueError(f"frame {out.shape} differs from the source {self.image.shape}")
         rx0, ry0, rx1, ry1 = self.roi
         animated = self.warp_crop(animated_crop)
         if self.colour_match and self._original_ring_mean is not None:
@@ -144,23 +146,41 @@ class Paster:
         return out
 
 
-def make_pasters(
-    full_image: np.ndarray, boxes: Sequence[Box], crop_size: int, **kwargs: object
-) -> list[Paster]:
-    """One :class:`Paster` per face box, each clipped against all the others."""
-    return [
-        Paster(full_image, box, crop_size, others=[b for j, b in enumerate(boxes) if j != i],
-               **kwargs)  # type: ignore[arg-type]
-        for i, box in enumerate(boxes)
-    ]
+class MultiPaster:
+    """Paste one animated crop per face into the same frame; masks never overlap.
 
+    Args:
+        full_image: uint8 (H, W, 3) RGB source frame at full resolution.
+        boxes: the square crop box of each face.
+        crop_size: side of the animated crops.
+        **kwargs: ``feather`` and ``colour_match``, as for :class:`Paster`.
+    """
 
-def paste_all(pasters: Sequence[Paster], animated_crops: Sequence[np.ndarray]) -> np.ndarray:
-    """Paste one animated crop per face into a single frame; uint8 (H, W, 3)."""
-    if len(pasters) != len(animated_crops):
-        raise ValueError(f"{len(pasters)} faces but {len(animated_crops)} crops")
-    frame: np.ndarray | None = None
-    for paster, animated in zip(pasters, animated_crops):
-        frame = paster.paste(animated, frame)
-    assert frame is not None, "paste_all needs at least one face"
-    return frame
+    def __init__(
+        self, full_image: np.ndarray, boxes: Sequence[Box], crop_size: int, **kwargs: Any
+    ) -> None:
+        if not boxes:
+            raise ValueError("MultiPaster needs at least one box")
+        self.pasters = [
+            Paster(
+                full_image,
+                box,
+                crop_size,
+                others=[b for j, b in enumerate(boxes) if j != i],
+                **kwargs,
+            )
+            for i, box in enumerate(boxes)
+        ]
+
+    def paste(self, animated_crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Blend the crops (one per box, in the same order) into a copy of the source.
+
+        Returns:
+            uint8 (H, W, 3), the source resolution.
+        """
+        if len(animated_crops) != len(self.pasters):
+            raise ValueError(f"{len(self.pasters)} faces but {len(animated_crops)} crops")
+        frame = self.pasters[0].paste(animated_crops[0])
+        for paster, animated in zip(self.pasters[1:], animated_crops[1:], strict=True):
+            frame = paster.paste(animated, frame)
+        return frame

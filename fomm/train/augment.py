@@ -1,0 +1,90 @@
+"""Training augmentations of the original recipe: flips on uint8 frames, colour jitter on tensors.
+
+The jitter is torchvision's ``ColorJitter`` maths written out (brightness, contrast, saturation,
+hue in a random order, one set of factors for the whole clip), drawn from a numpy ``Generator``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fomm.config import AugmentationParams
+
+
+def _grey(x: Tensor) -> Tensor:
+    """ITU-R 601 luma of (N, 3, H, W) → (N, 1, H, W), as PIL's ``convert('L')``."""
+    return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+
+
+def _rgb_to_hsv(x: Tensor) -> Tensor:
+    r, g, b = x.unbind(1)
+    maxc, _ = x.max(1)
+    minc, _ = x.min(1)
+    delta = maxc - minc
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    h = torch.where(maxc == r, (g - b) / safe,
+                    torch.where(maxc == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
+    h = torch.where(delta > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
+    s = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)),
+                    torch.zeros_like(maxc))
+    return torch.stack([h, s, maxc], 1)
+
+
+def _hsv_to_rgb(x: Tensor) -> Tensor:
+    h, s, v = x.unbind(1)
+    i = torch.floor(h * 6.0)
+    f = h * 6.0 - i
+    i = i.to(torch.int64) % 6
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    table = torch.stack([torch.stack(c, 1) for c in
+                         ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))], 0)
+    index = i.unsqueeze(0).unsqueeze(2).expand(1, -1, 3, -1, -1)  # (1, N, 3, H, W)
+    return table.gather(0, index).squeeze(0)
+
+
+def colour_jitter(frames: Tensor, params: AugmentationParams, rng: np.random.Generator) -> Tensor:
+    """Brightness, contrast, saturation and hue in a random order, the same for every frame.
+
+    Factors as torchvision's ColorJitter: U[max(0, 1 - b), 1 + b] for brightness, contrast and
+    saturation, U[-h, h] for hue (a rotation of the hue circle).
+
+    Args:
+        frames: (N, 3, H, W) float in [0, 1].
+    """
+    ops = []
+    if params.brightness > 0:
+        f = rng.uniform(max(0.0, 1 - params.brightness), 1 + params.brightness)
+        ops.append(lambda x, f=f: x * f)
+    if params.saturation > 0:
+        f = rng.uniform(max(0.0, 1 - params.saturation), 1 + params.saturation)
+        ops.append(lambda x, f=f: _grey(x) + f * (x - _grey(x)))
+    if params.hue > 0:
+        f = rng.uniform(-params.hue, params.hue)
+
+        def hue(x: Tensor, f: float = f) -> Tensor:
+            hsv = _rgb_to_hsv(x)
+            hsv = torch.cat([(hsv[:, :1] + f) % 1.0, hsv[:, 1:]], 1)
+            return _hsv_to_rgb(hsv)
+
+        ops.append(hue)
+    if params.contrast > 0:
+        f = rng.uniform(max(0.0, 1 - params.contrast), 1 + params.contrast)
+        ops.append(lambda x, f=f: _grey(x).mean(dim=(1, 2, 3), keepdim=True) * (1 - f) + f * x)
+    for i in rng.permutation(len(ops)):
+        frames = ops[i](frames).clamp(0.0, 1.0)
+    return frames
+
+
+def flip(frames: np.ndarray, params: AugmentationParams, rng: np.random.Generator) -> np.ndarray:
+    """Time flip (reverse the pair) or horizontal flip, each with probability 1/2.
+
+    As the original ``RandomFlip``, a time flip returns at once, so a horizontal flip happens
+    only when the time flip did not (probability 1/4 with both on).
+    """
+    if rng.random() < 0.5 and params.time_flip:
+        return frames[::-1]
+    if rng.random() < 0.5 and params.horizontal_flip:
+        return frames[:, :, ::-1]
+    return frames
