@@ -79,8 +79,12 @@ class Animator:
         self.config = config
         self.size = config.image_size
         self.dtype = _DTYPES[precision]
-        self.kp_detector = models.kp_detector.to(self.device).eval()
-        self.generator = models.generator.to(self.device).eval()
+        # channels-last convolutions are ~25 % faster on CPUs (oneDNN) and on tensor cores
+        self.memory_format = torch.channels_last
+        self.kp_detector = models.kp_detector.to(self.device, memory_format=self.memory_format)
+        self.generator = models.generator.to(self.device, memory_format=self.memory_format)
+        self.kp_detector.eval()
+        self.generator.eval()
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is torch.float32:
@@ -93,7 +97,8 @@ class Animator:
             frames = [frames]
         resized = [f if f.shape[:2] == (self.size, self.size) else resize(f, self.size)
                    for f in frames]
-        return to_tensor(np.stack(resized)).to(self.device)
+        tensor = to_tensor(np.stack(resized)).to(self.device)
+        return tensor.contiguous(memory_format=self.memory_format)
 
     @torch.inference_mode()
     def keypoints(self, images: Tensor) -> Keypoints:

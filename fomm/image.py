@@ -6,13 +6,16 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from fomm.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
@@ -58,9 +61,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     _check_file(path, "image")
     try:
         with Image.open(path) as img:
+            deep = _is_16bit_colour(img)  # before load(), which clears img.tile
             img.load()
             orientation = _exif_orientation(img)
-            rgb = _read_16bit_colour(path) if _is_16bit_colour(img) else _pil_to_rgb(img)
+            rgb = _read_16bit_colour(path) if deep else None
+            rgb = _pil_to_rgb(img) if rgb is None else rgb
     except InputError:
         raise
     except _PIL_ERRORS as err:
@@ -177,6 +182,8 @@ def to_tensor(
     Returns:
         float32 tensor (B, 3, H, W) in [0, 1], contiguous.
     """
+    import torch  # here, not at the top: video.py and the file tools run without torch
+
     if isinstance(frames, np.ndarray):
         batch = frames[None] if frames.ndim == 3 else frames
     else:
@@ -204,6 +211,8 @@ def to_frames(tensor: torch.Tensor) -> np.ndarray:
     Returns:
         uint8 array (B, H, W, 3), RGB, on the CPU.
     """
+    import torch
+
     if tensor.ndim == 3:
         tensor = tensor[None]
     if tensor.ndim != 4 or tensor.shape[1] != 3:
@@ -280,10 +289,11 @@ def _is_16bit_colour(img: Image.Image) -> bool:
     return isinstance(rawmode, str) and ";16" in rawmode
 
 
-def _read_16bit_colour(path: Path) -> np.ndarray:
-    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if data is None or data.dtype != np.uint16 or data.ndim != 3:
-        raise InputError(f"{path} is not a readable 16-bit image")
+def _read_16bit_colour(path: Path) -> np.ndarray | None:
+    # imdecode, not imread: imread cannot open non-ASCII paths on Windows. No EXIF applied here.
+    data = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    if data is None or data.dtype != np.uint16 or data.ndim != 3 or data.shape[2] not in (3, 4):
+        return None  # OpenCV cannot read it: keep Pillow's 8-bit reduction
     rgb = data[..., 2::-1].astype(np.float64)  # BGR(A) → RGB
     if data.shape[2] == 4:
         rgb *= data[..., 3:4] / 65535.0  # composite onto black

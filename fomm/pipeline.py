@@ -153,13 +153,14 @@ def animate_file(source: str | Path, driving: str | Path, output: str | Path,
         frames = _driving_frames(driving, info, size, opts)
         for animated in animator.animate_many(sources, frames, opts.relative, opts.adapt_scale,
                                               reference, opts.batch_size):
-            writer.write(target.paste(animated))
+            frame = target.paste(animated)
+            writer.write(frame)
             done += 1
             bar.update(1)
             if on_progress is not None:
                 on_progress(done, total)
         if done == 0:
             raise InputError(f"{driving}: has no video frames")
-        height, width = writer.frame_size
+    width, height = even_size(frame.shape[1], frame.shape[0])
     return AnimationResult(Path(output), done, fps, (width, height),
                            len(target.crops) if opts.crop else 0)

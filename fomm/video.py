@@ -39,7 +39,7 @@ class VideoInfo:
     duration: float | None  # seconds
     has_audio: bool
     codec: str  # e.g. "h264", "gif", or "images" for a frame folder
-    rotation: int = 0  # display rotation applied to frames, degrees counter-clockwise
+    rotation: int = 0  # the display matrix's rotation, degrees counter-clockwise
 
 
 def probe(path: str | os.PathLike, fps: float | None = None) -> VideoInfo:
@@ -105,32 +105,23 @@ def iter_frames(
         start: index of the first frame to yield.
         max_frames: stop after this many frames; None for all.
 
-    Yields:
-        uint8 arrays (H, W, 3), RGB.
+    Returns:
+        an iterator of uint8 arrays (H, W, 3), RGB.
 
     Raises:
-        InputError: unreadable input (see probe), a frame folder with mixed sizes, or a file with
-            no video frames.
+        InputError: unreadable input (see probe), raised by the call itself; a frame folder with
+            mixed sizes, or a file with no video frames, raised while iterating.
     """
     path = Path(path)
+    if start < 0 or (max_frames is not None and max_frames < 0):
+        raise ValueError(
+            f"iter_frames: start and max_frames must be >= 0, got {start}, {max_frames}"
+        )
     stop = None if max_frames is None else start + max_frames
+    # Open (and so validate) now, so a bad path fails at the call and not at the first next().
     if path.is_dir():
-        yield from _iter_folder(path, start, stop)
-        return
-    with _open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        transform: Callable[[np.ndarray], np.ndarray] | None = None
-        index = -1
-        for index, frame in enumerate(_decode(container, stream, path)):
-            if stop is not None and index >= stop:
-                return
-            if index == 0:
-                transform = _display_transform(frame)
-            if index >= start:
-                yield _to_rgb(frame, transform)
-        if index < 0:
-            raise InputError(f"{path} has no video frames")
+        return _iter_folder(path, _frame_files(path), start, stop)
+    return _iter_video(_open(path), path, start, stop)
 
 
 def read_frame(path: str | os.PathLike, index: int) -> np.ndarray:
@@ -211,8 +202,9 @@ def count_frames(path: str | os.PathLike) -> int:
 class VideoWriter:
     """Write RGB uint8 frames to an H.264 file (or a folder of PNGs), atomically.
 
-    Frames are encoded with libx264 (yuv420p, BT.709 limited range, tagged) at a constant ``fps``
-    kept as a fraction (29.97 → 30000/1001). Odd widths or heights are padded by one pixel that
+    Frames are encoded with libx264 (yuv420p, BT.709 limited range, tagged) at a constant ``fps``,
+    kept as a fraction with a denominator of at most 1001 (29.97 → 2997/100, and the float of
+    30000/1001 → 30000/1001). Odd widths or heights are padded by one pixel that
     repeats the last column or row. The output appears only on a clean exit: the file is written
     to a hidden temp file beside it (``.name.xxxx.partial.mp4``) and renamed; on an exception the
     temp file is deleted and the exception propagates. With ``audio_from``, its first audio stream
@@ -222,6 +214,9 @@ class VideoWriter:
     When ``path`` is an existing folder or ends with a path separator, frames are written as
     lossless ``000000.png``, ``000001.png``, ... (fps, audio and crf are then unused); numbered
     frames already in that folder are replaced, other files are left alone.
+
+    Use it as a context manager (or call close() / abort()); a writer dropped without either
+    leaves its hidden temp file behind.
 
     Args:
         path: output .mp4/.m4v/.mov/.mkv file, or a folder.
@@ -351,7 +346,7 @@ class VideoWriter:
         if self._tmp.is_dir():
             shutil.rmtree(self._tmp, ignore_errors=True)
         else:
-            self._tmp.unlink(missing_ok=True)
+            pass
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -414,7 +409,10 @@ class VideoWriter:
 class _AudioTrack:
     """The audio of an input file, copied (or re-encoded) into an output in step with its video."""
 
-    def __init__(self, container: av.container.InputContainer, stream: av.AudioStream) -> None:
+    def __init__(
+        self, path: Path, container: av.container.InputContainer, stream: av.AudioStream
+    ) -> None:
+        self.path = path
         self.container = container
         self.stream = stream
         video = container.streams.video
@@ -438,7 +436,7 @@ class _AudioTrack:
         if not container.streams.audio:
             container.close()
             return None
-        return cls(container, container.streams.audio[0])
+        return cls(path, container, container.streams.audio[0])
 
     def add_to(self, out: av.container.OutputContainer, mp4: bool) -> None:
         codec = self.stream.codec_context.codec.canonical_name
@@ -455,7 +453,10 @@ class _AudioTrack:
         """Mux the packets that start before ``until`` seconds of output time."""
         tb = self.stream.time_base
         while True:
-            packet = self.pending or next(self.packets, None)
+            try:
+                packet = self.pending or next(self.packets, None)
+            except av.FFmpegError as err:
+                raise InputError(f"{self.path} has corrupt audio ({_one_line(err)})") from err
             self.pending = None
             if packet is None:
                 break
@@ -479,7 +480,11 @@ class _AudioTrack:
                 out.mux(encoded)
 
     def _transcode(self, out: av.container.OutputContainer, packet: av.Packet, start: int) -> None:
-        for frame in packet.decode():
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as err:
+            raise InputError(f"{self.path} has corrupt audio ({_one_line(err)})") from err
+        for frame in frames:
             frame.pts = round(start * self.stream.time_base * frame.sample_rate)
             frame.time_base = Fraction(1, frame.sample_rate)
             for encoded in self.out_stream.encode(frame):
@@ -556,8 +561,9 @@ def _display_transform(frame: av.VideoFrame) -> Callable[[np.ndarray], np.ndarra
     return None  # identity, or an angle that is not a multiple of 90 degrees
 
 
-def _iter_folder(path: Path, start: int, stop: int | None) -> Iterator[np.ndarray]:
-    files = _frame_files(path)
+def _iter_folder(
+    path: Path, files: list[Path], start: int, stop: int | None
+) -> Iterator[np.ndarray]:
     size = read_image(files[0]).shape if start > 0 else None
     for file in files[start:stop]:
         frame = read_image(file)
@@ -568,6 +574,25 @@ def _iter_folder(path: Path, start: int, stop: int | None) -> Iterator[np.ndarra
                 f"in {path} are {size[1]}x{size[0]}"
             )
         yield frame
+
+
+def _iter_video(
+    container: av.container.InputContainer, path: Path, start: int, stop: int | None
+) -> Iterator[np.ndarray]:
+    with container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        transform: Callable[[np.ndarray], np.ndarray] | None = None
+        index = -1
+        for index, frame in enumerate(_decode(container, stream, path)):
+            if stop is not None and index >= stop:
+                return
+            if index == 0:
+                transform = _display_transform(frame)
+            if index >= start:
+                yield _to_rgb(frame, transform)
+        if index < 0:
+            raise InputError(f"{path} has no video frames")
 
 
 def _frame_files(path: Path) -> list[Path]:

@@ -18,7 +18,7 @@ CLIP_COLOURS = [
 
 
 def clip_frame(index: int, size: tuple[int, int] = (64, 48)) -> np.ndarray:
-    """The uint8 (H, W, 3) solid-colour frame number ``index`` of a synthetic clip of (w, h) size."""
+    """Frame ``index`` of a synthetic clip of (w, h) ``size``: solid colour, uint8 (H, W, 3)."""
     w, h = size
     return np.full((h, w, 3), CLIP_COLOURS[index % len(CLIP_COLOURS)], np.uint8)
 
@@ -83,9 +83,10 @@ def write_clip(
 
 @pytest.fixture
 def make_clip(tmp_path: Path) -> Callable[..., Path]:
-    """Factory: ``make_clip(name="clip.mp4", n_frames=12, size=(64, 48), fps=25, audio=False, ...)``.
+    """Factory writing a synthetic clip into tmp_path; returns its path.
 
-    Writes a synthetic clip into tmp_path (see write_clip for the other keyword arguments).
+    ``make_clip(name="clip.mp4", n_frames=12, size=(64, 48), fps=25, audio=False, ...)``; see
+    write_clip for the other keyword arguments.
     """
 
     def make(name: str = "clip.mp4", **kwargs) -> Path:

@@ -201,6 +201,13 @@ MAKERS = {
 }
 
 
+def test_iter_frames_fails_at_the_call_not_at_the_first_frame(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        iter_frames(tmp_path / "missing.mp4")
+    with pytest.raises(InputError, match="no image frames"):
+        iter_frames(tmp_path)
+
+
 @pytest.mark.parametrize("kind", sorted(MAKERS))
 @pytest.mark.parametrize(
     "reader",
@@ -276,14 +283,30 @@ def test_writer_copies_and_trims_audio(make_clip, tmp_path):
     assert 0.48 <= _audio_seconds(tmp_path / "with.mp4") <= 0.48 + 1024 / 44100
 
 
-def test_writer_reencodes_audio_that_mp4_cannot_hold(make_clip, tmp_path):
-    source = make_clip("src.mkv", n_frames=12, audio=True, audio_codec="pcm_s16le")
-    assert _streams(source)["audio"][0] == "pcm_s16le"
+@pytest.mark.parametrize(
+    ("name", "codec", "expect"),
+    [("src.mkv", "pcm_s16le", "aac"), ("src.mp4", "libmp3lame", "mp3")],
+    ids=["pcm_is_reencoded", "mp3_is_copied"],
+)
+def test_writer_audio_codecs(make_clip, tmp_path, name, codec, expect):
+    source = make_clip(name, n_frames=12, audio=True, audio_codec=codec)
     out = tmp_path / "out.mp4"
     with VideoWriter(out, fps=25, audio_from=source) as writer:
         writer.write_many(iter_frames(source))
-    assert _streams(out)["audio"][0] == "aac"
-    assert 0.4 <= _audio_seconds(out) <= 0.48 + 2 * 1024 / 44100
+    assert _streams(out)["audio"][0] == expect
+    assert 0.4 <= _audio_seconds(out) <= 0.48 + 2 * 1152 / 44100
+    with av.open(str(out)) as c:
+        assert sum(f.samples for f in c.decode(audio=0)) > 0.4 * 44100
+
+
+def test_writer_takes_audio_from_an_audio_only_file(tmp_path):
+    source = _audio_only(tmp_path / "voice.m4a")
+    with VideoWriter(tmp_path / "out.mkv", fps=25, audio_from=source) as writer:
+        writer.write_many([clip_frame(i) for i in range(5)])
+    assert _streams(tmp_path / "out.mkv")["audio"][0] == "aac"
+    with pytest.raises(InputError, match="nothing.m4a: no such file"):
+        VideoWriter(tmp_path / "x.mp4", fps=25, audio_from=tmp_path / "nothing.m4a")
+    assert not list(tmp_path.glob(".x.mp4*"))
 
 
 def test_writer_without_source_audio_writes_no_audio(make_clip, tmp_path):
@@ -304,11 +327,16 @@ def test_writer_leaves_nothing_behind_on_an_exception(make_clip, tmp_path):
 
 def test_writer_rejects_a_frame_of_another_size_and_leaves_nothing(tmp_path):
     out = tmp_path / "out.mp4"
-    with pytest.raises(ValueError, match="frame 1 is 32x32, expected 64x48"):
-        with VideoWriter(out, fps=25) as writer:
-            writer.write(clip_frame(0))
-            writer.write(clip_frame(1, (32, 32)))
-    with pytest.raises(ValueError, match="expected 64x48"), VideoWriter(out, 25, size=(64, 48)) as w:
+    with (
+        pytest.raises(ValueError, match="frame 1 is 32x32, expected 64x48"),
+        VideoWriter(out, fps=25) as writer,
+    ):
+        writer.write(clip_frame(0))
+        writer.write(clip_frame(1, (32, 32)))
+    with (
+        pytest.raises(ValueError, match="expected 64x48"),
+        VideoWriter(out, 25, size=(64, 48)) as w,
+    ):
         w.write(clip_frame(0, (48, 64)))
     with pytest.raises(ValueError, match="uint8"), VideoWriter(out, fps=25) as writer:
         writer.write(clip_frame(0).astype(np.float32))
@@ -334,7 +362,8 @@ def test_writer_to_a_folder_writes_lossless_pngs(tmp_path):
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == [
         "000000.png", "000001.png", "000002.png"
     ]  # fmt: skip
-    assert all(np.array_equal(a, b) for a, b in zip(iter_frames(tmp_path / "frames"), frames))
+    written = list(iter_frames(tmp_path / "frames"))
+    assert all(np.array_equal(a, b) for a, b in zip(written, frames, strict=True))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]  # temp folder is gone
 
 

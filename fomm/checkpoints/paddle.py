@@ -42,6 +42,16 @@ _SAFE_GLOBALS: dict[tuple[str, str], Any] = {
     ("builtins", "tuple"): tuple,
     ("__builtin__", "tuple"): tuple,
 }
+
+
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """What protocol-2 pickles written by Python 3 call to rebuild ``bytes`` (array data)."""
+    if encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"unexpected bytes encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+_SAFE_GLOBALS[("_codecs", "encode")] = _latin1_bytes
 for _core in ("numpy.core", "numpy._core"):
     _SAFE_GLOBALS[(f"{_core}.multiarray", "_reconstruct")] = _reconstruct
     _SAFE_GLOBALS[(f"{_core}.multiarray", "scalar")] = scalar

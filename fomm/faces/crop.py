@@ -60,10 +60,26 @@ def square_box(
     cy = (box[1] + box[3]) / 2 + shift_y * size
     side = (1 + 2 * margin) * size
     if fit and image_shape is not None:
-        height, width = image_shape[:2]
-        side = max(min(side, min(height, width)), min(side, (1 + margin) * size))
-        cx = _clamp_centre(cx, side, width)
-        cy = _clamp_centre(cy, side, height)
+        return fit_square((cx, cy), side, image_shape, min_side=(1 + margin) * size)
+    half = side / 2
+    return (cx - half, cy - half, cx + half, cy + half)
+
+
+def fit_square(
+    centre: tuple[float, float], side: float, image_shape: tuple[int, ...], min_side: float = 0.0
+) -> Box:
+    """A square box moved (and shrunk, down to ``min_side``) to stay inside the image if it can.
+
+    Args:
+        centre: (cx, cy) wanted centre in pixels.
+        side: wanted side in pixels.
+        image_shape: (H, W, ...) of the image.
+        min_side: never shrink below this; a box still too large is centred on the image.
+    """
+    height, width = image_shape[:2]
+    side = max(min(side, min(height, width)), min(side, min_side))
+    cx = _clamp_centre(centre[0], side, width)
+    cy = _clamp_centre(centre[1], side, height)
     half = side / 2
     return (cx - half, cy - half, cx + half, cy + half)
 

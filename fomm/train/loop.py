@@ -1,0 +1,575 @@
+"""Trainer: the original recipe (``train.py`` + ``GeneratorFullModel``) on CPU, a GPU or torchrun/DDP.
+
+One :class:`Trainer` with an explicit :meth:`Trainer.step`; the rank comes from torchrun's
+environment and rank 0 alone logs and saves.  Checkpoints keep the official layout plus our
+resume state (see :mod:`fomm.train.state`), are written atomically, periodically, at epoch ends
+and on SIGINT/SIGTERM (the running step finishes first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from fomm.animate import resolve_device
+from fomm.checkpoints import load_checkpoint, load_state
+from fomm.checkpoints.original import read_original, write_original
+from fomm.config import FommConfig, load_config, parse_config
+from fomm.errors import CheckpointError, ConfigError, FommError
+from fomm.models import build_models
+from fomm.motion import Keypoints
+from fomm.train import losses as L
+from fomm.train import state as S
+from fomm.train.data import EpochSampler, FramesDataset, Pair, make_loader, split_folder
+from fomm.train.logs import RunLogger
+
+Precision = Literal["fp32", "bf16"]
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Everything ``fomm train`` takes; config values stay in the YAML, overrides are here.
+
+    ``batch_size`` is the global batch, split over torchrun processes.  ``max_steps`` counts all
+    steps of the run, resumed ones included.  ``pretrain_autoencoder``, ``ssim_weight`` and
+    ``gradient_weight`` are our additions (off by default): the first N steps train the generator
+    alone to rebuild the driving frame through identity motion, and extra SSIM / image-gradient
+    L1 terms sharpen small models early.  Options left at their default are taken from the run
+    being resumed.
+    """
+
+    config: str | None = None  # preset name or YAML; default: the resumed checkpoint's
+    data: str | None = None  # dataset root (with train/, test/); default: the config's root_dir
+    out: str | None = None  # run folder; default: the resumed run's, else runs/<config>-<time>
+    resume: str | None = None  # a .pth.tar of ours or of first-order-model
+    init: str | None = None  # start from these weights with fresh optimizers (fine-tuning)
+    vgg_weights: str | None = None  # torchvision vgg19 state dict; without: pixel L1 pyramid
+    device: str = "auto"
+    precision: Precision = "fp32"
+    batch_size: int | None = None
+    num_epochs: int | None = None
+    num_repeats: int | None = None
+    frame_size: int | None = None
+    max_steps: int | None = None
+    workers: int = 2
+    seed: int = 0
+    log_every: int = 10
+    image_every: int = 250
+    save_every_steps: int | None = None
+    save_every_minutes: float | None = 10.0
+    pretrain_autoencoder: int = 0
+    ssim_weight: float = 0.0
+    gradient_weight: float = 0.0
+    tensorboard: bool = True
+    progress: bool = True
+
+
+# not inherited from a resumed run: where and how this process runs
+_LOCAL_OPTIONS = {"resume", "out", "init", "device", "workers", "max_steps", "tensorboard",
+                  "progress"}
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: Path | None  # the latest checkpoint written (rank 0)
+    step: int
+    epoch: int
+    interrupted: bool
+
+
+class Trainer:
+    """Build networks, optimizers and schedulers from a config; resume; train with :meth:`fit`."""
+
+    def __init__(self, options: TrainOptions, config: FommConfig | None = None) -> None:
+        self.rank = int(os.environ.get("RANK", 0))
+        self.world_size = int(os.environ.get("WORLD_SIZE", 1))
+        self.device = resolve_device(options.device)
+        if self.device.type == "cuda" and self.world_size > 1:
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(self.device)
+        if self.world_size > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        resumed = read_original(options.resume) if options.resume else None
+        self.options = options = _inherit(options, resumed)
+        self.config_text, self.config = _load_config(options, config, resumed)
+        self.train_params = self.config.train
+        self.progress = S.Progress()
+        self.interrupted = False
+        self.latest: Path | None = None
+        self.run_dir = _run_dir(options, self.config)
+
+        torch.manual_seed(options.seed)  # identical initial weights on every rank
+        models = build_models(self.config.model, discriminator=True)
+        self.kp_detector, self.generator = models.kp_detector.train(), models.generator.train()
+        self.discriminator = models.discriminator.train()
+        if options.init:
+            self._init_from(options.init)
+        tp = self.train_params
+        self.optimizers = {
+            "generator": torch.optim.Adam(self.generator.parameters(), lr=tp.lr_generator,
+                                          betas=(0.5, 0.999)),
+            "kp_detector": torch.optim.Adam(self.kp_detector.parameters(), lr=tp.lr_kp_detector,
+                                            betas=(0.5, 0.999)),
+            "discriminator": torch.optim.Adam(self.discriminator.parameters(),
+                                              lr=tp.lr_discriminator, betas=(0.5, 0.999)),
+        }
+        self.schedulers: dict[str, torch.optim.lr_scheduler.MultiStepLR] = {}
+        if resumed is not None:
+            self._resume(resumed, options.resume)
+        else:
+            self.schedulers = S.official_schedulers(self.optimizers, tp.epoch_milestones, 0,
+                                                    False, False)
+        if self.progress.step == 0 and resumed is None:
+            torch.manual_seed(options.seed + 1 + self.rank)
+        elif self.rank > 0:
+            torch.manual_seed(options.seed + 1 + self.rank + 7919 * self.progress.step)
+
+        for net in self.networks.values():
+            net.to(self.device)
+        for optimizer in self.optimizers.values():  # moments follow their parameters
+            optimizer.load_state_dict(optimizer.state_dict())
+        self.kp, self.gen, self.disc = self.kp_detector, self.generator, self.discriminator
+        if self.world_size > 1:
+            self.kp, self.gen, self.disc = (self._ddp(m) for m in self.networks.values()
+                                            if m is not None)
+        self.vgg = self._perceptual_network(options.vgg_weights)
+        self.perceptual = L.PerceptualLoss(tp.scales, tp.loss_weights.perceptual,
+                                           self.vgg).to(self.device)
+        self.logger = RunLogger(self.run_dir, self.rank == 0, options.tensorboard,
+                                options.progress)
+        if self.vgg is None:
+            self.logger.note("no --vgg-weights: the perceptual loss uses the fallback, an L1 "
+                             "pyramid on pixels (weight sum(perceptual) per scale)")
+
+    # ----------------------------------------------------------------------------------------
+    # construction helpers
+
+    @property
+    def networks(self) -> dict[str, nn.Module]:
+        return {"kp_detector": self.kp_detector, "generator": self.generator,
+                "discriminator": self.discriminator}
+
+    def _ddp(self, module: nn.Module) -> DDP:
+        if self.device.type == "cuda":
+            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+            return DDP(module, device_ids=[self.device.index])
+        return DDP(module)
+
+    def _perceptual_network(self, path: str | None):
+        if sum(self.train_params.loss_weights.perceptual) == 0 or not path:
+            return None
+        from fomm.models.vgg import load_vgg19
+
+        return load_vgg19(path).to(self.device)
+
+    def _init_from(self, path: str) -> None:
+        models, _, ckpt = load_checkpoint(path, self.config.model)
+        self.kp_detector.load_state_dict(models.kp_detector.state_dict())
+        self.generator.load_state_dict(models.generator.state_dict())
+        if "discriminator" in ckpt.state:
+            load_state(self.discriminator, ckpt.state["discriminator"], "discriminator")
+
+    def _resume(self, data: dict[str, Any], path: str) -> None:
+        """Networks, optimizers, schedulers, progress and RNG from ours or an official file."""
+        name = Path(path).name
+        try:
+            for net in ("kp_detector", "generator"):
+                load_state(self.networks[net], data[net], net)
+            if isinstance(data.get("discriminator"), dict):
+                load_state(self.discriminator, data["discriminator"], "discriminator")
+            else:
+                self._note_later(f"{name}: no discriminator weights; it starts from scratch")
+            tp = self.train_params
+            fresh = False
+            for net, optimizer in self.optimizers.items():
+                key = f"optimizer_{net}"
+                if net == "kp_detector" and tp.lr_kp_detector == 0:
+                    continue  # the original skips it too
+                if isinstance(data.get(key), dict):
+                    S.load_optimizer(optimizer, data[key], key)
+                else:
+                    fresh = True
+                    self._note_later(f"{name}: no {key} state; it starts fresh")
+        except CheckpointError as exc:
+            raise CheckpointError(f"{name}: {exc}") from None
+        extra = data.get("fomm_resume")
+        if isinstance(extra, dict):
+            self.progress = S.Progress(int(extra["epoch"]), int(extra["batch"]),
+                                       int(extra["step"]))
+            self.schedulers = S.official_schedulers(self.optimizers, tp.epoch_milestones, 0,
+                                                    False, False)
+            for net, state in data.get("fomm_schedulers", {}).items():
+                S.load_scheduler_state(self.schedulers[net], state)
+            if "fomm_rng" in data and self.rank == 0:
+                S.restore_rng_state(data["fomm_rng"])
+            return
+        # first-order-model's own checkpoint: it restarts at range(epoch, num_epochs)
+        start = int(data.get("epoch", 0))
+        self.progress = S.Progress(start, 0, 0)
+        self._official_start = True
+        self.schedulers = S.official_schedulers(self.optimizers, tp.epoch_milestones, start,
+                                                tp.lr_kp_detector == 0, fresh)
+
+    def _note_later(self, message: str) -> None:
+        self.__dict__.setdefault("_notes", []).append(message)
+
+    # ----------------------------------------------------------------------------------------
+    # one step
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16,
+                              enabled=self.options.precision == "bf16")
+
+    def step(self, batch: Pair) -> dict[str, float]:
+        """One optimisation step on a batch: generator + kp detector, then the discriminator.
+
+        Returns:
+            The weighted loss terms of this step (floats).
+        """
+        source = batch.source.to(self.device, non_blocking=True)  # (B, 3, H, W)
+        driving = batch.driving.to(self.device, non_blocking=True)
+        autoencoder = self.progress.step < self.options.pretrain_autoencoder
+        with self.autocast():
+            if autoencoder:
+                losses, generated = self._autoencoder_losses(driving)
+            else:
+                losses, generated = self._generator_losses(source, driving)
+        total = sum(losses.values())
+        total.backward()
+        self.optimizers["generator"].step()
+        self.optimizers["generator"].zero_grad(set_to_none=True)
+        if not autoencoder:
+            self.optimizers["kp_detector"].step()
+        self.optimizers["kp_detector"].zero_grad(set_to_none=True)
+        if self.train_params.loss_weights.generator_gan != 0 and not autoencoder:
+            self.optimizers["discriminator"].zero_grad(set_to_none=True)
+            with self.autocast():
+                disc = self._discriminator_loss(driving, generated)
+            disc.backward()
+            self.optimizers["discriminator"].step()
+            self.optimizers["discriminator"].zero_grad(set_to_none=True)
+            losses["disc_gan"] = disc
+        self.progress.step += 1
+        self.last = (source, driving, generated)
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    def _generator_losses(self, source: Tensor, driving: Tensor) -> tuple[dict[str, Tensor], dict]:
+        """GeneratorFullModel.forward: perceptual pyramid, GAN + feature matching, equivariance."""
+        tp = self.train_params
+        weights = tp.loss_weights
+        kp_source = self.kp(source)
+        kp_driving = self.kp(driving)
+        out = self.gen(source, kp_driving, kp_source)
+        generated: dict[str, Any] = {"out": out, "kp_source": kp_source, "kp_driving": kp_driving}
+        pyramid_real = self.perceptual.pyramid(driving)
+        pyramid_fake = self.perceptual.pyramid(out.prediction)
+        losses: dict[str, Tensor] = {}
+        if sum(weights.perceptual) != 0:
+            losses["perceptual"] = self.perceptual(out.prediction, driving, pyramid_fake,
+                                                   pyramid_real)
+        if weights.generator_gan != 0:
+            kp = _detach(kp_driving)
+            scales = self.discriminator.scales
+            with _frozen(self.discriminator):  # no gradients into D from the generator's loss
+                fake = self.discriminator(L.discriminator_inputs(pyramid_fake, scales,
+                                                                 out.prediction), kp)
+                real = self.discriminator(L.discriminator_inputs(pyramid_real, scales, driving),
+                                          kp)
+            losses.update(L.generator_gan_losses(fake, real, weights))
+        if (weights.equivariance_value + weights.equivariance_jacobian) != 0:
+            if tp.transform_params is None:
+                raise ConfigError(f"{self.config.source}: equivariance losses need "
+                                  "train_params.transform_params")
+            eq, transformed, kp_t = L.equivariance_losses(self.kp, driving, kp_driving,
+                                                          tp.transform_params, weights)
+            losses.update(eq)
+            generated.update(transformed=transformed, kp_transformed=kp_t)
+        losses.update(self._extra_losses(out.prediction, driving))
+        return losses, generated
+
+    def _autoencoder_losses(self, driving: Tensor) -> tuple[dict[str, Tensor], dict]:
+        """Identity motion (source = driving, same keypoints): trains encoder/decoder alone."""
+        with torch.no_grad():
+            kp = _detach(self.kp(driving))
+        out = self.gen(driving, kp, kp)
+        losses = {"perceptual": self.perceptual(out.prediction, driving)}
+        losses.update(self._extra_losses(out.prediction, driving))
+        return losses, {"out": out, "kp_source": kp, "kp_driving": kp}
+
+    def _extra_losses(self, prediction: Tensor, target: Tensor) -> dict[str, Tensor]:
+        losses = {}
+        if self.options.ssim_weight:
+            losses["ssim"] = self.options.ssim_weight * L.ssim_loss(prediction, target)
+        if self.options.gradient_weight:
+            losses["gradient"] = self.options.gradient_weight * L.gradient_l1(prediction, target)
+        return losses
+
+    def _discriminator_loss(self, driving: Tensor, generated: dict) -> Tensor:
+        """DiscriminatorFullModel.forward on the detached prediction."""
+        scales = self.discriminator.scales
+        kp = _detach(generated["kp_driving"])
+        prediction = generated["out"].prediction.detach()
+        pyramid = L.ImagePyramid(scales).to(self.device)
+        fake = self.disc(pyramid(prediction), kp)
+        real = self.disc(pyramid(driving), kp)
+        return L.discriminator_loss(fake, real, self.train_params.loss_weights)
+
+    # ----------------------------------------------------------------------------------------
+    # the loop
+
+    def fit(self) -> TrainResult:
+        """Train until ``num_epochs`` (or ``max_steps``), or until SIGINT/SIGTERM; save, return."""
+        opts, tp = self.options, self.train_params
+        ds = self.config.dataset
+        folder = split_folder(opts.data or ds.root_dir, "train")
+        dataset = FramesDataset(folder, ds.frame_shape, ds.id_sampling, tp.num_repeats,
+                                ds.augmentation, opts.seed)
+        per_rank = max(1, tp.batch_size // self.world_size)
+        sampler = EpochSampler(len(dataset), self.rank, self.world_size, opts.seed)
+        loader = make_loader(dataset, per_rank, sampler, opts.workers,
+                             pin_memory=self.device.type == "cuda")
+        steps_per_epoch = sampler.per_rank // per_rank
+        if getattr(self, "_official_start", False):
+            self.progress.step = self.progress.epoch * steps_per_epoch  # best estimate
+        self.logger.start(self.config_text, dataclasses.asdict(opts), self.config.source,
+                          self.progress, len(dataset), steps_per_epoch, self.world_size)
+        for message in self.__dict__.get("_notes", []):
+            self.logger.note(message)
+        last_save = time.monotonic()
+        with _StopSignals() as signals:
+            while self.progress.epoch < tp.num_epochs and not self._done(signals):
+                epoch = self.progress.epoch
+                sampler.set_epoch(epoch, skip=self.progress.batch * per_rank)
+                bar = self.logger.bar(epoch, self.progress.batch, steps_per_epoch)
+                for batch in loader:
+                    started = time.perf_counter()
+                    losses = self.step(batch)
+                    self.progress.batch += 1
+                    self.logger.step(self, losses, per_rank * self.world_size,
+                                     time.perf_counter() - started, bar)
+                    if self.rank == 0 and self._periodic_save_due(last_save):
+                        self.save()
+                        last_save = time.monotonic()
+                    if self._done(signals):
+                        break
+                bar.close()
+                if self.progress.batch >= steps_per_epoch:
+                    self._end_epoch()
+        self.interrupted = signals.received is not None
+        if self.interrupted:
+            self.logger.note(f"stopped by signal {signals.received} at step "
+                             f"{self.progress.step}; saving")
+        if self.rank == 0:
+            self.save()
+            if self.progress.epoch >= tp.num_epochs and self.progress.batch == 0:
+                self.save(self.run_dir / f"{self.progress.epoch - 1:08d}-checkpoint.pth.tar")
+        self.logger.close()
+        if self.world_size > 1:
+            dist.barrier()
+        return TrainResult(self.run_dir, self.latest, self.progress.step, self.progress.epoch,
+                           self.interrupted)
+
+    def _end_epoch(self) -> None:
+        epoch = self.progress.epoch
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+        self.progress.epoch += 1
+        self.progress.batch = 0
+        self.logger.end_epoch(epoch)
+        if self.rank == 0:
+            self.save()
+            if (epoch + 1) % self.train_params.checkpoint_freq == 0:
+                self.save(self.run_dir / f"{epoch:08d}-checkpoint.pth.tar")
+
+    def _periodic_save_due(self, last_save: float) -> bool:
+        opts = self.options
+        if opts.save_every_steps and self.progress.step % opts.save_every_steps == 0:
+            return True
+        minutes = opts.save_every_minutes
+        return bool(minutes) and time.monotonic() - last_save >= 60 * minutes
+
+    def _done(self, signals: _StopSignals) -> bool:
+        stop = signals.received is not None
+        if self.world_size > 1:  # every rank must leave the loop at the same step
+            flag = torch.tensor([int(stop)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item())
+            if stop and signals.received is None:
+                signals.received = -1
+        max_steps = self.options.max_steps
+        return stop or (max_steps is not None and self.progress.step >= max_steps)
+
+    # ----------------------------------------------------------------------------------------
+    # checkpoints
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The checkpoint dict: the official keys, then ours (``fomm_*``)."""
+        p = self.progress
+        data: dict[str, Any] = {name: _cpu(net.state_dict()) for name, net in
+                                self.networks.items()}
+        for name, optimizer in self.optimizers.items():
+            data[f"optimizer_{name}"] = _cpu(optimizer.state_dict())
+        data["epoch"] = p.epoch - 1 if p.batch == 0 and p.epoch > 0 else p.epoch
+        data["fomm_resume"] = {"epoch": p.epoch, "batch": p.batch, "step": p.step}
+        data["fomm_schedulers"] = {n: S.scheduler_state(s) for n, s in self.schedulers.items()}
+        data["fomm_rng"] = S.rng_state()
+        data["fomm_config"] = self.config_text
+        data["fomm_model_config"] = self.config.model.to_dict()
+        data["fomm_options"] = dataclasses.asdict(self.options)
+        return data
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write the checkpoint atomically (default ``<run>/checkpoint.pth.tar``)."""
+        path = Path(path) if path is not None else self.run_dir / "checkpoint.pth.tar"
+        write_original(path, self.checkpoint())
+        if path.name == "checkpoint.pth.tar":
+            self.latest = path
+        self.logger.note(f"saved {path} (epoch {self.progress.epoch}, step {self.progress.step})",
+                         echo=False)
+        return path
+
+
+def train(options: TrainOptions) -> TrainResult:
+    """``fomm train``: build a :class:`Trainer` and run it to the end (or a stop signal)."""
+    return Trainer(options).fit()
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM set ``received``; the loop finishes its step and saves. A second one quits."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+        print(f"\nsignal {signum}: finishing this step, then saving a checkpoint "
+              "(again to quit at once)", flush=True)
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _frozen(module: nn.Module):
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+
+
+def _detach(kp: Keypoints) -> Keypoints:
+    return Keypoints(kp.value.detach(), None if kp.jacobian is None else kp.jacobian.detach())
+
+
+def _cpu(obj: Any) -> Any:
+    if isinstance(obj, Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_cpu(v) for v in obj]
+    return obj
+
+
+def _inherit(options: TrainOptions, resumed: dict[str, Any] | None) -> TrainOptions:
+    """Options left at their default take the resumed run's value."""
+    saved = (resumed or {}).get("fomm_options")
+    if not isinstance(saved, dict):
+        return options
+    changes = {}
+    for f in dataclasses.fields(TrainOptions):
+        if f.name in _LOCAL_OPTIONS or f.name not in saved:
+            continue
+        if getattr(options, f.name) == f.default and saved[f.name] != f.default:
+            changes[f.name] = saved[f.name]
+    return dataclasses.replace(options, **changes)
+
+
+def _load_config(options: TrainOptions, config: FommConfig | None,
+                 resumed: dict[str, Any] | None) -> tuple[str, FommConfig]:
+    """The config (text kept for the run folder) with the command line's overrides applied."""
+    import yaml
+
+    if config is not None:
+        text = f"# built in code from {config.source}\n"
+    elif options.config is not None:
+        path = Path(options.config)
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+        else:
+            text = (resources.files("fomm") / "configs" / f"{options.config}.yaml").read_text(
+                "utf-8") if options.config in _presets() else ""
+        config = load_config(options.config)
+    elif resumed is not None and isinstance(resumed.get("fomm_config"), str):
+        text = resumed["fomm_config"]
+        config = parse_config(yaml.safe_load(text), f"{options.resume} (embedded config)")
+    else:
+        raise ConfigError("--config is required (a preset name or an official YAML file)")
+    ds, tp, model = config.dataset, config.train, config.model
+    if options.frame_size:
+        s = options.frame_size
+        ds = dataclasses.replace(ds, frame_shape=(s, s, ds.frame_shape[2]))
+        model = model.replace(image_size=s)
+    if options.batch_size:
+        tp = dataclasses.replace(tp, batch_size=options.batch_size)
+    if options.num_epochs is not None:
+        tp = dataclasses.replace(tp, num_epochs=options.num_epochs)
+    if options.num_repeats:
+        tp = dataclasses.replace(tp, num_repeats=options.num_repeats)
+    if tp.checkpoint_freq < 1:
+        raise ConfigError(f"{config.source}: train_params.checkpoint_freq must be at least 1")
+    return text, dataclasses.replace(config, dataset=ds, train=tp, model=model)
+
+
+def _presets() -> list[str]:
+    from fomm.config import preset_names
+
+    return preset_names()
+
+
+def _run_dir(options: TrainOptions, config: FommConfig) -> Path:
+    if options.out:
+        return Path(options.out)
+    if options.resume and Path(options.resume).parent.joinpath("config.yaml").exists():
+        return Path(options.resume).parent
+    stem = Path(str(options.config or config.source)).stem or "run"
+    return Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+__all__ = ["TrainOptions", "TrainResult", "Trainer", "train", "FommError"]
