@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use PaddleGAN's mobile architecture (with --weight_path)")
     p.add_argument("--cpu", dest="cpu", action="store_true", help="run on the CPU")
     p.add_argument("--device", default=None, help="fomm extension: auto, cpu, cuda, mps")
+    p.add_argument("--max_frames", type=int, default=None,
+                   help="fomm extension: animate only the first N driving frames")
     return p
 
 
@@ -84,6 +86,8 @@ def main(argv: list[str] | None = None) -> None:
         argv_out += ["--best-frame", str(args.best_frame)]
     if args.multi_person:
         argv_out.append("--multi-person")
+    if args.max_frames:
+        argv_out += ["--max-frames", str(args.max_frames)]
     if args.weight_path:
         argv_out += ["--checkpoint", args.weight_path]
     if config:

@@ -1,4 +1,4 @@
-"""PaddleGAN ``.pdparams`` files: a restricted unpickler that only rebuilds arrays, plus one key remap.
+"""PaddleGAN ``.pdparams``: a restricted unpickler that only rebuilds arrays, plus one key remap.
 
 A ``.pdparams`` file is a plain pickle (``paddle.save``) of nested dicts of numpy arrays, e.g.
 ``{'generator': {...}, 'kp_detector': {...}, 'StructuredToParameterName@@': {}}``; training

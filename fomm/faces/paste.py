@@ -24,6 +24,14 @@ FEATHER = 0.08  # width of the mask's ramp, as a fraction of the box side
 MAX_COLOUR_SHIFT = 24.0  # the colour correction is clipped to this many 8-bit levels
 
 
+def _weighted_mean(pixels: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
+    """(3,) mean colour of (h, w, 3) pixels under (h, w) weights; None when the weights are 0."""
+    total = float(weights.sum())
+    if total <= 0:
+        return None
+    return np.tensordot(weights, pixels.astype(np.float32), axes=([0, 1], [0, 1])) / total
+
+
 def _smoothstep(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3.0 - 2.0 * x)
@@ -68,14 +76,18 @@ class Paster:
         rx0, ry0, rx1, ry1 = self.roi
         if rx1 <= rx0 or ry1 <= ry0:
             raise ValueError(f"crop box {box} lies outside the {width}×{height} image")
-        self.alpha = self._mask(feather, others)  # (h, w, 1) float32 in [0, 1]
+        self.alpha = self._mask(feather, others)  # (h, w) float32 in [0, 1]
+        self._beta = 1.0 - self.alpha
         affine = image_to_crop_affine(self.box, crop_size)
         affine[:, 2] += affine[:, :2] @ (rx0, ry0)  # from ROI indices rather than image indices
         self._affine = affine
-        self._original = full_image[ry0:ry1, rx0:rx1].astype(np.float32)
-        ring = self.alpha * (1.0 - self.alpha)  # weights peak in the middle of the ramp
-        self._ring = ring / ring.sum() if ring.sum() > 0 else None
-        self._original_ring_mean = self._ring_mean(self._original)
+        # colour matching compares means over the ramp, weighted to peak in its middle: the
+        # original's at full resolution once, each crop's on the crop itself (cheap per frame)
+        ring = self.alpha * (1.0 - self.alpha)
+        original = full_image[ry0:ry1, rx0:rx1].astype(np.float32)
+        self._original_ring_mean = _weighted_mean(original, ring)
+        to_roi = cv2.invertAffineTransform(affine)
+        self._crop_ring = warp(ring, to_roi, (crop_size, crop_size), "black")
 
     def _mask(self, feather: float, others: Sequence[Box]) -> np.ndarray:
         rx0, ry0, rx1, ry1 = self.roi
@@ -102,24 +114,15 @@ class Paster:
             mx, my = cx - (cx - ox) * side / (side + oside), cy - (cy - oy) * side / (side + oside)
             t = (xs[None, :] - mx) * normal[0] + (ys[:, None] - my) * normal[1]
             alpha = alpha * _smoothstep(t / max(feather * side, 1.0))
-        return alpha.astype(np.float32)[..., None]
+        return alpha.astype(np.float32)
 
-    def _ring_mean(self, pixels: np.ndarray) -> np.ndarray | None:
-        if self._ring is None:
-            return None
-        return (pixels * self._ring).sum(axis=(0, 1))
-
-    def warp_crop(self, animated_crop: np.ndarray) -> np.ndarray:
-        """The animated crop resampled onto the frame's pixels inside the box, float32 (h, w, 3)."""
-        if animated_crop.shape[:2] != (self.crop_size, self.crop_size):
-            raise ValueError(
-                f"expected a {self.crop_size}×{self.crop_size} crop, got {animated_crop.shape}"
-            )
-        rx0, ry0, rx1, ry1 = self.roi
-        warped = warp(
-            animated_crop, self._affine, (rx1 - rx0, ry1 - ry0), "replicate", cv2.INTER_CUBIC
-        )
-        return warped.astype(np.float32)
+    def colour_matched(self, animated_crop: np.ndarray) -> np.ndarray:
+        """The crop shifted in colour so that its ring mean equals the original's; uint8."""
+        crop_mean = _weighted_mean(animated_crop, self._crop_ring)
+        if not self.colour_match or self._original_ring_mean is None or crop_mean is None:
+            return animated_crop
+        shift = np.clip(self._original_ring_mean - crop_mean, -MAX_COLOUR_SHIFT, MAX_COLOUR_SHIFT)
+        return np.clip(np.rint(animated_crop + shift), 0, 255).astype(np.uint8)
 
     def paste(self, animated_crop: np.ndarray, frame: np.ndarray | None = None) -> np.ndarray:
         """Blend one animated crop into the frame.
@@ -132,17 +135,25 @@ class Paster:
         Returns:
             uint8 (H, W, 3), the source resolution.
         """
+        if animated_crop.shape != (self.crop_size, self.crop_size, 3):
+            raise ValueError(
+                f"expected a {self.crop_size}×{self.crop_size}×3 crop, got {animated_crop.shape}"
+            )
         out = self.image.copy() if frame is None else frame
         if out.shape != self.image.shape:
             raise ValueError(f"frame {out.shape} differs from the source {self.image.shape}")
         rx0, ry0, rx1, ry1 = self.roi
-        animated = self.warp_crop(animated_crop)
-        if self.colour_match and self._original_ring_mean is not None:
-            shift = self._original_ring_mean - self._ring_mean(animated)
-            animated += np.clip(shift, -MAX_COLOUR_SHIFT, MAX_COLOUR_SHIFT).astype(np.float32)
-        region = out[ry0:ry1, rx0:rx1].astype(np.float32)
-        blended = region + self.alpha * (animated - region)
-        out[ry0:ry1, rx0:rx1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+        # shift colour at crop resolution (cheap), then resample onto the frame's pixels
+        animated = warp(
+            self.colour_matched(np.asarray(animated_crop, dtype=np.uint8)),
+            self._affine,
+            (rx1 - rx0, ry1 - ry0),
+            "replicate",
+            cv2.INTER_CUBIC,
+        )
+        region = out[ry0:ry1, rx0:rx1]
+        # (w1·a + w2·b) / (w1 + w2 + 1e-5), rounded: exactly b where w1 = 0
+        out[ry0:ry1, rx0:rx1] = cv2.blendLinear(animated, region, self.alpha, self._beta)
         return out
 
 

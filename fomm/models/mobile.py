@@ -87,7 +87,7 @@ class MobileDownBlock2d(nn.Module):
 
 
 class MobileSameBlock2d(SameBlock2d):
-    """conv → BN → ReLU with a bias-free convolution (PaddleGAN's ``SameBlock2d(mobile_net=True)``)."""
+    """conv → BN → ReLU, the convolution without bias (``SameBlock2d(mobile_net=True)``)."""
 
     def __init__(self, in_features: int, out_features: int, kernel_size: int = 3,
                  padding: int = 1) -> None:

@@ -303,7 +303,17 @@ def make_loader(dataset: FramesDataset, batch_size: int, sampler: EpochSampler,
                         f"than the batch size {batch_size} per process; add videos, raise "
                         "num_repeats or lower the batch size")
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      drop_last=True, pin_memory=pin_memory, persistent_workers=workers > 0)
+                      drop_last=True, pin_memory=pin_memory, persistent_workers=workers > 0,
+                      worker_init_fn=_ignore_signals if workers > 0 else None,
+                      generator=torch.Generator())  # not the global RNG: resumes stay exact
+
+
+def _ignore_signals(worker_id: int) -> None:
+    """Workers leave Ctrl-C / SIGTERM to the main process, which finishes its step and saves."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def read_pairs(path: str | Path, names: Sequence[str]) -> list[tuple[str, str]]:

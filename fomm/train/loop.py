@@ -1,4 +1,4 @@
-"""Trainer: the original recipe (``train.py`` + ``GeneratorFullModel``) on CPU, a GPU or torchrun/DDP.
+"""Trainer: the original recipe (``train.py`` + ``GeneratorFullModel``) on CPU, GPU or torchrun.
 
 One :class:`Trainer` with an explicit :meth:`Trainer.step`; the rank comes from torchrun's
 environment and rank 0 alone logs and saves.  Checkpoints keep the official layout plus our
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import signal
 import threading
@@ -29,7 +28,7 @@ from fomm.animate import resolve_device
 from fomm.checkpoints import load_checkpoint, load_state
 from fomm.checkpoints.original import read_original, write_original
 from fomm.config import FommConfig, load_config, parse_config
-from fomm.errors import CheckpointError, ConfigError, FommError
+from fomm.errors import CheckpointError, ConfigError
 from fomm.models import build_models
 from fomm.motion import Keypoints
 from fomm.train import losses as L
@@ -111,6 +110,9 @@ class Trainer:
         self.progress = S.Progress()
         self.interrupted = False
         self.latest: Path | None = None
+        self.notes: list[str] = []  # reported once the run folder exists
+        self._official_start = False  # resumed from a first-order-model checkpoint
+        self._saved_at: tuple[int, int, int] | None = None
         self.run_dir = _run_dir(options, self.config)
 
         torch.manual_seed(options.seed)  # identical initial weights on every rank
@@ -150,6 +152,7 @@ class Trainer:
         self.vgg = self._perceptual_network(options.vgg_weights)
         self.perceptual = L.PerceptualLoss(tp.scales, tp.loss_weights.perceptual,
                                            self.vgg).to(self.device)
+        self.disc_pyramid = L.ImagePyramid(self.discriminator.scales).to(self.device)
         self.logger = RunLogger(self.run_dir, self.rank == 0, options.tensorboard,
                                 options.progress)
         if self.vgg is None:
@@ -193,7 +196,7 @@ class Trainer:
             if isinstance(data.get("discriminator"), dict):
                 load_state(self.discriminator, data["discriminator"], "discriminator")
             else:
-                self._note_later(f"{name}: no discriminator weights; it starts from scratch")
+                self.notes.append(f"{name}: no discriminator weights; it starts from scratch")
             tp = self.train_params
             fresh = False
             for net, optimizer in self.optimizers.items():
@@ -204,7 +207,7 @@ class Trainer:
                     S.load_optimizer(optimizer, data[key], key)
                 else:
                     fresh = True
-                    self._note_later(f"{name}: no {key} state; it starts fresh")
+                    self.notes.append(f"{name}: no {key} state; it starts fresh")
         except CheckpointError as exc:
             raise CheckpointError(f"{name}: {exc}") from None
         extra = data.get("fomm_resume")
@@ -224,9 +227,6 @@ class Trainer:
         self._official_start = True
         self.schedulers = S.official_schedulers(self.optimizers, tp.epoch_milestones, start,
                                                 tp.lr_kp_detector == 0, fresh)
-
-    def _note_later(self, message: str) -> None:
-        self.__dict__.setdefault("_notes", []).append(message)
 
     # ----------------------------------------------------------------------------------------
     # one step
@@ -265,7 +265,7 @@ class Trainer:
             self.optimizers["discriminator"].zero_grad(set_to_none=True)
             losses["disc_gan"] = disc
         self.progress.step += 1
-        self.last = (source, driving, generated)
+        self.last = (source, driving, generated)  # for the image grids
         return {k: float(v.detach()) for k, v in losses.items()}
 
     def _generator_losses(self, source: Tensor, driving: Tensor) -> tuple[dict[str, Tensor], dict]:
@@ -324,9 +324,9 @@ class Trainer:
         scales = self.discriminator.scales
         kp = _detach(generated["kp_driving"])
         prediction = generated["out"].prediction.detach()
-        pyramid = L.ImagePyramid(scales).to(self.device)
-        fake = self.disc(pyramid(prediction), kp)
-        real = self.disc(pyramid(driving), kp)
+        fake = self.disc(L.discriminator_inputs(self.disc_pyramid(prediction), scales,
+                                                prediction), kp)
+        real = self.disc(L.discriminator_inputs(self.disc_pyramid(driving), scales, driving), kp)
         return L.discriminator_loss(fake, real, self.train_params.loss_weights)
 
     # ----------------------------------------------------------------------------------------
@@ -344,11 +344,11 @@ class Trainer:
         loader = make_loader(dataset, per_rank, sampler, opts.workers,
                              pin_memory=self.device.type == "cuda")
         steps_per_epoch = sampler.per_rank // per_rank
-        if getattr(self, "_official_start", False):
+        if self._official_start:
             self.progress.step = self.progress.epoch * steps_per_epoch  # best estimate
         self.logger.start(self.config_text, dataclasses.asdict(opts), self.config.source,
                           self.progress, len(dataset), steps_per_epoch, self.world_size)
-        for message in self.__dict__.get("_notes", []):
+        for message in self.notes:
             self.logger.note(message)
         last_save = time.monotonic()
         with _StopSignals() as signals:
@@ -374,10 +374,8 @@ class Trainer:
         if self.interrupted:
             self.logger.note(f"stopped by signal {signals.received} at step "
                              f"{self.progress.step}; saving")
-        if self.rank == 0:
+        if self.rank == 0 and self._saved_at != self._position():
             self.save()
-            if self.progress.epoch >= tp.num_epochs and self.progress.batch == 0:
-                self.save(self.run_dir / f"{self.progress.epoch - 1:08d}-checkpoint.pth.tar")
         self.logger.close()
         if self.world_size > 1:
             dist.barrier()
@@ -393,7 +391,8 @@ class Trainer:
         self.logger.end_epoch(epoch)
         if self.rank == 0:
             self.save()
-            if (epoch + 1) % self.train_params.checkpoint_freq == 0:
+            last = self.progress.epoch >= self.train_params.num_epochs
+            if (epoch + 1) % self.train_params.checkpoint_freq == 0 or last:
                 self.save(self.run_dir / f"{epoch:08d}-checkpoint.pth.tar")
 
     def _periodic_save_due(self, last_save: float) -> bool:
@@ -439,9 +438,14 @@ class Trainer:
         write_original(path, self.checkpoint())
         if path.name == "checkpoint.pth.tar":
             self.latest = path
+            self._saved_at = self._position()
         self.logger.note(f"saved {path} (epoch {self.progress.epoch}, step {self.progress.step})",
                          echo=False)
         return path
+
+
+    def _position(self) -> tuple[int, int, int]:
+        return self.progress.epoch, self.progress.batch, self.progress.step
 
 
 def train(options: TrainOptions) -> TrainResult:
@@ -566,10 +570,3 @@ def _run_dir(options: TrainOptions, config: FommConfig) -> Path:
         return Path(options.resume).parent
     stem = Path(str(options.config or config.source)).stem or "run"
     return Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-
-
-__all__ = ["TrainOptions", "TrainResult", "Trainer", "train", "FommError"]

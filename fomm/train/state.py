@@ -26,7 +26,7 @@ NETWORK_NAMES = ("generator", "kp_detector", "discriminator")
 
 @dataclass
 class Progress:
-    """Where training stands: ``epoch`` in progress, ``batch`` batches done in it, ``step`` in all."""
+    """Where training is: ``epoch`` in progress, ``batch`` batches done in it, ``step`` overall."""
 
     epoch: int = 0
     batch: int = 0
