@@ -1,4 +1,4 @@
-"""Driving-video framing: follows the face, stable, streaming with bounded lookahead, clear errors."""
+"""Driving-video framing: follows the face, stable, streams with bounded lookahead, clear errors."""
 
 from __future__ import annotations
 

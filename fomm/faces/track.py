@@ -1,10 +1,10 @@
 """Driving-video face framing: a stabilised square box that follows the face, streaming.
 
-The face is detected every ``detect_every`` frames and its box (centre and size) interpolated
-linearly in between; the per-frame boxes are then smoothed by a centred Gaussian window of radius
-``smoothing`` frames (σ = radius / 2). Frames wait in a bounded buffer until the boxes ``smoothing``
-frames ahead are known, so memory stays at about ``detect_every + smoothing`` frames whatever the
-length of the video.
+The face is detected every ``detect_every`` frames (and in the last one) and its box (centre and
+size) interpolated linearly in between; the per-frame boxes are then smoothed by a centred Gaussian
+window of radius ``smoothing`` frames (σ = radius / 2, narrowed symmetrically at the ends). Frames
+wait in a bounded buffer until the boxes ``smoothing`` frames ahead are known, so memory stays at
+about ``detect_every + smoothing`` frames whatever the length of the video.
 """
 
 from __future__ import annotations
@@ -68,62 +68,74 @@ def _track(
         raise ValueError(
             f"detect_every must be ≥ 1 and smoothing ≥ 0, got {detect_every}, {smoothing}"
         )
-    offsets = np.arange(-smoothing, smoothing + 1)
     sigma = max(smoothing / 2, 1e-6)
-    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
     max_gap = max(2 * detect_every, 10)  # a face lost this long: hold its last box
     pending: deque[np.ndarray] = deque()  # frames not yet yielded, the first one is `out_index`
     raw: dict[int, np.ndarray] = {}  # per-frame face params, known for indices ≤ known_upto
     known_upto = -1
     last: tuple[int, np.ndarray] | None = None  # last detection: frame index, params
     out_index = 0
-    shape: tuple[int, ...] = ()
 
-    def smoothed(j: int, end: int) -> Box:
-        idx = np.clip(j + offsets, 0, end)  # repeat the first and last boxes at the ends
-        p = (weights[:, None] * np.stack([raw[int(i)] for i in idx])).sum(0) / weights.sum()
-        return square_box(_face_box(p), shape, margin=margin, shift_y=shift_y)
+    def detect(index: int, frame: np.ndarray) -> bool:
+        """Detect in frame ``index``; on success fill the raw boxes up to it."""
+        nonlocal known_upto, last
+        previous = _face_box(last[1]) if last is not None else None
+        face = pick_face(detect_faces(frame, max_side=max_side), previous)
+        if face is None:
+            return False
+        p = _params(face.box)
+        for j in range(known_upto + 1, index + 1):
+            if last is None:  # before the first detection: hold it
+                raw[j] = p
+            else:  # between detections: linear interpolation
+                t = (j - last[0]) / (index - last[0])
+                raw[j] = (1 - t) * last[1] + t * p
+        last, known_upto = (index, p), index
+        return True
+
+    def hold(upto: int) -> None:
+        nonlocal known_upto
+        assert last is not None
+        for j in range(known_upto + 1, upto + 1):
+            raw[j] = last[1]
+        known_upto = upto
+
+    def smoothed(j: int, end: int, shape: tuple[int, ...]) -> Box:
+        # a symmetric window, narrowed at the ends, so that steady motion is not lagged there
+        radius = min(smoothing, j, end - j)
+        offsets = np.arange(-radius, radius + 1)
+        weights = np.exp(-0.5 * (offsets / sigma) ** 2)
+        p = (weights[:, None] * np.stack([raw[j + int(k)] for k in offsets])).sum(0)
+        return square_box(_face_box(p / weights.sum()), shape, margin=margin, shift_y=shift_y)
+
+    def no_face(count: int) -> NoFaceError:
+        return NoFaceError(
+            f"no face found in the first {count} frames of the driving video; "
+            "use --crop-driving off to animate with the whole frame"
+        )
 
     index = -1
     for index, frame in enumerate(frames):
-        shape = frame.shape
         pending.append(frame)
-        if index % detect_every == 0:
-            face = pick_face(
-                detect_faces(frame, max_side=max_side), _face_box(last[1]) if last else None
-            )
-            if face is not None:
-                p = _params(face.box)
-                start = last[0] if last is not None else -1
-                for j in range(known_upto + 1, index + 1):
-                    # interpolate from the previous detection; before the first one, hold this one
-                    t = (j - start) / (index - start) if last is not None else 1.0
-                    raw[j] = p if last is None else (1 - t) * last[1] + t * p
-                last, known_upto = (index, p), index
-            elif last is None and index + 1 >= search_frames:
-                raise NoFaceError(
-                    f"no face found in the first {index + 1} frames of the driving video; "
-                    "use --crop-driving off to animate with the whole frame"
-                )
+        found = index % detect_every == 0 and detect(index, frame)
+        if not found and last is None and index + 1 >= search_frames:
+            raise no_face(index + 1)
         if last is not None and index - known_upto >= max_gap:
-            for j in range(known_upto + 1, index + 1):
-                raw[j] = last[1]
-            known_upto = index
-        while pending and out_index + smoothing <= known_upto:
-            yield pending.popleft(), smoothed(out_index, known_upto)
-            raw.pop(out_index - smoothing, None)
+            hold(index)
+        while out_index + smoothing <= known_upto:
+            frame_out = pending.popleft()
+            yield frame_out, smoothed(out_index, known_upto, frame_out.shape)
+            raw.pop(out_index - smoothing, None)  # no longer inside any window
             out_index += 1
     if index < 0:
         return
-    if last is None:
-        raise NoFaceError(
-            f"no face found in the {index + 1} frames of the driving video; "
-            "use --crop-driving off to animate with the whole frame"
-        )
-    for j in range(known_upto + 1, index + 1):
-        raw[j] = last[1]
+    # the last frame is still here: detect in it too, so that the end is not extrapolated
+    if known_upto < index and not detect(index, pending[-1]) and last is None:
+        raise no_face(index + 1)
+    hold(index)
     while pending:
-        yield pending.popleft(), smoothed(out_index, index)
+        frame_out = pending.popleft()
+        yield frame_out, smoothed(out_index, index, frame_out.shape)
         out_index += 1
 
 
