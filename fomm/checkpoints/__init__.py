@@ -114,8 +114,9 @@ def _matches(config: ModelConfig, ckpt: Checkpoint) -> bool:
 def infer_config(ckpt: Checkpoint) -> ModelConfig:
     """Pick the packaged preset whose networks fit the checkpoint's tensors exactly."""
     flavour = "paddle" if ckpt.format == "paddle" else "original"
-    ordered = sorted(preset_names(), key=lambda n: (not n.startswith("paddle") == (
-        flavour == "paddle"), n))
+    # presets of the checkpoint's own origin first
+    ordered = sorted(preset_names(),
+                     key=lambda n: (n.startswith("paddle") != (flavour == "paddle"), n))
     for name in ordered:
         config = load_config(name).model
         if _matches(config, ckpt):

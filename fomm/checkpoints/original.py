@@ -1,4 +1,4 @@
-"""The original first-order-model ``.pth.tar`` layout, read with ``torch.load(weights_only=True)``."""
+"""The original first-order-model ``.pth.tar`` layout, read with ``torch.load(weights_only)``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Building blocks of the original FOMM networks: the U-Net hourglass, res/up/down blocks, anti-alias.
+"""Building blocks of the original FOMM networks: U-Net hourglass, res/up/down blocks, anti-alias.
 
 Attribute names follow first-order-model's ``modules/util.py`` so official state dicts load with
 ``strict=True``.

@@ -1,4 +1,4 @@
-"""Architecture name → network builders; ``build_models(config)`` is the one way to make networks."""
+"""Architecture name → network builders; ``build_models(config)`` is the one way to build them."""
 
 from __future__ import annotations
 

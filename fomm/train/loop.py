@@ -14,6 +14,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -384,8 +385,10 @@ class Trainer:
 
     def _end_epoch(self) -> None:
         epoch = self.progress.epoch
-        for scheduler in self.schedulers.values():
-            scheduler.step()
+        with warnings.catch_warnings():  # D's optimizer never steps when generator_gan is 0
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            for scheduler in self.schedulers.values():
+                scheduler.step()
         self.progress.epoch += 1
         self.progress.batch = 0
         self.logger.end_epoch(epoch)
@@ -545,7 +548,7 @@ def _load_config(options: TrainOptions, config: FommConfig | None,
     if options.frame_size:
         s = options.frame_size
         ds = dataclasses.replace(ds, frame_shape=(s, s, ds.frame_shape[2]))
-        model = model.replace(image_size=s)
+    model = model.replace(image_size=int(ds.frame_shape[0]))  # the size it is trained at
     if options.batch_size:
         tp = dataclasses.replace(tp, batch_size=options.batch_size)
     if options.num_epochs is not None:

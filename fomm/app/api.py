@@ -1,0 +1,317 @@
+"""The HTTP API and web page: uploads checked, then queued as jobs that run animate_file.
+
+One model is loaded per app and shared by the worker threads. Every error is JSON:
+``{"error": {"code": "...", "message": "..."}}`` with a 4xx status the client can act on.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from fomm import __version__
+from fomm.animate import Animator
+from fomm.app.jobs import Job, JobQueue, QueueFull, new_job_id
+from fomm.app.uploads import MB, UploadError, check_image, check_video, read_form
+from fomm.config import AnimateOptions
+from fomm.errors import FommError
+from fomm.pipeline import animate_file
+
+log = logging.getLogger("fomm.serve")
+BOOLEAN_OPTIONS = {"relative": True, "adapt_scale": False, "crop": True, "multi_person": False,
+                   "find_best_frame": False, "audio": True}
+INDEX_OPTIONS = ("face_index", "best_frame")
+# CLI flags in core error messages → the form fields that do the same here
+_FLAG_NAMES = {"--no-crop": "crop=false", "--face-index": "face_index",
+               "--best-frame": "best_frame"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How ``fomm serve`` runs: the model, the queue, where files go and what uploads may be."""
+
+    checkpoint: str | None = None  # None: the bundled model
+    config: str | None = None
+    flavour: str | None = None
+    device: str = "auto"
+    precision: str = "fp32"
+    batch_size: int = 8
+    max_queue: int = 8  # waiting jobs besides the running ones
+    workers: int = 1
+    data_dir: str | None = None  # None: a temporary folder removed at shutdown
+    max_image_mb: float = 20
+    max_video_mb: float = 500
+    max_duration_s: float | None = 300
+    max_resolution: int | None = 4096  # longest side, px, of the image and the video
+    job_ttl_s: float = 3600
+    shutdown_grace_s: float = 30
+
+
+@dataclass(frozen=True)
+class JobInput:
+    source: Path
+    driving: Path
+    options: AnimateOptions
+    names: dict[str, str]  # input path → the client's name for it, for messages
+
+
+def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
+
+
+def public_message(message: str, names: dict[str, str]) -> str:
+    """A core error message with server paths and CLI flags replaced by what the client knows."""
+    for old, new in {**names, **_FLAG_NAMES}.items():
+        message = message.replace(old, new)
+    return message
+
+
+def parse_options(fields: dict[str, str], settings: Settings) -> AnimateOptions:
+    """Form fields → AnimateOptions; unknown or malformed fields are a 400."""
+    values: dict[str, Any] = dict(BOOLEAN_OPTIONS)
+    for key, text in fields.items():
+        text = text.strip().lower()
+        if key in BOOLEAN_OPTIONS:
+            if text not in ("true", "false", "1", "0", "on", "off", "yes", "no"):
+                raise UploadError(400, "invalid_option", f"{key} must be true or false")
+            values[key] = text in ("true", "1", "on", "yes")
+        elif key in INDEX_OPTIONS:
+            if text and not text.isdigit():
+                raise UploadError(400, "invalid_option", f"{key} must be a whole number >= 0")
+            values[key] = int(text) if text else None
+        elif key == "crop_driving":
+            if text not in ("auto", "off"):
+                raise UploadError(400, "invalid_option", "crop_driving must be auto or off")
+            values[key] = text
+        else:
+            raise UploadError(400, "unknown_field", f"unknown form field '{key}'")
+    if values.get("best_frame") is not None and values["find_best_frame"]:
+        raise UploadError(400, "invalid_option", "give best_frame or find_best_frame, not both")
+    return AnimateOptions(**values, batch_size=settings.batch_size, device=settings.device,
+                          precision=settings.precision, progress=False)
+
+
+def run_job(animator: Animator, job: Job, on_progress) -> dict[str, Any]:
+    """The worker's work: animate, then drop the inputs (the result stays until the TTL)."""
+    inp: JobInput = job.payload
+    try:
+        result = animate_file(inp.source, inp.driving, job.output, inp.options,
+                              animator=animator, on_progress=on_progress)
+    except FommError as err:
+        raise FommError(public_message(str(err), inp.names)) from err
+    finally:
+        inp.source.unlink(missing_ok=True)
+        inp.driving.unlink(missing_ok=True)
+    return {"frames": result.frames, "fps": result.fps, "width": result.size[0],
+            "height": result.size[1], "faces": result.faces}
+
+
+def _load_animator(settings: Settings) -> Animator:
+    from fomm.api import load_model
+
+    models, config = load_model(settings.checkpoint, config=settings.config,
+                                flavour=settings.flavour)
+    return Animator(models, config, settings.device, settings.precision)
+
+
+class _Examples:
+    """The built-in example inputs (fomm.demo.builtin_inputs), made once on first request."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self._lock, self._paths = folder, threading.Lock(), None
+
+    def paths(self) -> tuple[Path, Path] | None:
+        with self._lock:
+            if self._paths is None:
+                try:
+                    from fomm.demo import builtin_inputs
+
+                    self.folder.mkdir(parents=True, exist_ok=True)
+                    self._paths = tuple(Path(p) for p in builtin_inputs(self.folder))
+                except (ImportError, FommError, OSError) as err:
+                    log.warning("no built-in examples: %s", err)
+                    self._paths = ()
+            return self._paths or None
+
+
+def create_app(settings: Settings | None = None, *, animator: Animator | None = None) -> FastAPI:
+    """The FastAPI app: API under /v1, the page at /, health at /healthz, docs at /docs.
+
+    Args:
+        settings: limits, queue size, data folder and the model to load.
+        animator: a ready model (tests); default: load ``settings.checkpoint`` now.
+    """
+    settings = settings or Settings()
+    animator = animator or _load_animator(settings)
+    owned = settings.data_dir is None
+    data_dir = Path(tempfile.mkdtemp(prefix="fomm-serve-") if owned else settings.data_dir)
+    jobs_dir = data_dir / "jobs"
+    queue = JobQueue(lambda job, progress: run_job(animator, job, progress), settings.max_queue,
+                     settings.workers, settings.job_ttl_s)
+    examples = _Examples(data_dir / "examples")
+    limits = {"source": int(settings.max_image_mb * MB), "driving": int(settings.max_video_mb * MB)}
+    static = Path(str(resources.files("fomm.app") / "static"))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        shutil.rmtree(jobs_dir, ignore_errors=True)  # our own leftovers from an earlier run
+        jobs_dir.mkdir(parents=True, exist_ok=True)
+        queue.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(queue.stop, settings.shutdown_grace_s)
+            if owned:
+                shutil.rmtree(data_dir, ignore_errors=True)
+
+    app = FastAPI(title="fomm", version=__version__, lifespan=lifespan,
+                  description="Animate a still image with the motion of a driving video.")
+    app.state.settings, app.state.queue, app.state.animator = settings, queue, animator
+
+    @app.exception_handler(UploadError)
+    async def upload_error(request: Request, err: UploadError) -> JSONResponse:
+        return _error(err.status, err.code, err.message)
+
+    @app.exception_handler(QueueFull)
+    async def queue_full(request: Request, err: QueueFull) -> JSONResponse:
+        return _error(503, "busy", f"{err}; retry in {err.retry_after} s",
+                      {"Retry-After": str(err.retry_after)})
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, err: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code, "http_error")
+        return _error(err.status_code, code, str(err.detail), getattr(err, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
+        return _error(422, "invalid_request", "; ".join(e["msg"] for e in err.errors()))
+
+    def job_or_404(job_id: str) -> Job:
+        job = queue.get(job_id)
+        if job is None:
+            raise HTTPException(404, "no such animation (unknown id, deleted, or expired)")
+        return job
+
+    def describe(job_id: str, state: dict[str, Any]) -> dict[str, Any]:
+        base = f"/v1/animations/{job_id}"
+        return {**state, "status_url": base, "result_url": f"{base}/result.mp4"}
+
+    @app.post("/v1/animations", status_code=202, openapi_extra=_FORM_SCHEMA,
+              summary="Upload a source image and a driving video; queue an animation")
+    async def create_animation(request: Request) -> JSONResponse:
+        queue.check_room()  # refuse before reading a large body when full
+        job_id = new_job_id()
+        folder = jobs_dir / job_id
+        folder.mkdir(parents=True)
+        try:
+            form = await read_form(request.headers.get("content-type", ""),
+                                   request.headers.get("content-length"), request.stream(),
+                                   folder, limits)
+            options = parse_options(form.fields, settings)
+            for name in limits:
+                if name not in form.files:
+                    raise UploadError(400, "missing_file", f"the form has no '{name}' file")
+            source, driving = form.files["source"], form.files["driving"]
+            names = {str(source): form.filenames["source"],
+                     str(driving): form.filenames["driving"], str(folder): ""}
+            await run_in_threadpool(check_image, source, names[str(source)],
+                                    settings.max_resolution)
+            info = await run_in_threadpool(check_video, driving, names[str(driving)],
+                                           settings.max_resolution, settings.max_duration_s)
+            if options.best_frame is not None and info.num_frames is not None \
+                    and options.best_frame >= info.num_frames:
+                raise UploadError(422, "invalid_option", f"best_frame {options.best_frame} is "
+                                  f"out of range: the video has {info.num_frames} frames")
+            job = Job(job_id, folder, JobInput(source, driving, options, names),
+                      total=info.num_frames)
+            queue.submit(job)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        body = describe(job_id, {"id": job_id, "status": job.status})
+        return JSONResponse(body, 202, headers={"Location": body["status_url"]})
+
+    @app.get("/v1/animations/{job_id}", summary="Status and progress of an animation")
+    def get_animation(job_id: str) -> dict[str, Any]:
+        state = queue.snapshot(job_id)
+        if state is None:
+            raise HTTPException(404, "no such animation (unknown id, deleted, or expired)")
+        return describe(job_id, state)
+
+    @app.get("/v1/animations/{job_id}/result.mp4", summary="The animated video (H.264 MP4)",
+             response_class=FileResponse)
+    def get_result(job_id: str):
+        job = job_or_404(job_id)
+        if job.status != "succeeded" or not job.output.is_file():
+            return _error(409, "not_ready", f"the animation is {job.status}, not succeeded")
+        return FileResponse(job.output, media_type="video/mp4",
+                            filename=f"fomm-{job_id[:8]}.mp4", content_disposition_type="inline")
+
+    @app.delete("/v1/animations/{job_id}", summary="Cancel an animation and delete its files")
+    def delete_animation(job_id: str) -> dict[str, Any]:
+        state = queue.delete(job_id)
+        if state is None:
+            raise HTTPException(404, "no such animation (unknown id, deleted, or expired)")
+        return state
+
+    @app.get("/healthz", summary="Liveness, queue and model")
+    def healthz() -> dict[str, Any]:
+        cfg = animator.config
+        return {"status": "ok", "version": __version__, "queue": queue.stats(),
+                "model": {"architecture": cfg.architecture, "image_size": cfg.image_size,
+                          "num_kp": cfg.num_kp, "device": str(animator.device)}}
+
+    @app.get("/v1/examples", summary="URLs of built-in example inputs (404 when none)")
+    def list_examples() -> dict[str, str]:
+        if examples.paths() is None:
+            raise HTTPException(404, "this install has no built-in example inputs")
+        return {"source_url": "/v1/examples/source.png", "driving_url": "/v1/examples/driving.mp4"}
+
+    @app.get("/v1/examples/{name}", summary="A built-in example input",
+             response_class=FileResponse)
+    def get_example(name: str):
+        paths = examples.paths()
+        which = {"source.png": 0, "driving.mp4": 1}.get(name)
+        if paths is None or which is None:
+            raise HTTPException(404, f"no example '{name}'")
+        return FileResponse(paths[which])
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(static / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=static), name="static")
+    return app
+
+
+_FORM_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["source", "driving"],
+    "properties": {
+        "source": {"type": "string", "format": "binary", "description": "the still image"},
+        "driving": {"type": "string", "format": "binary", "description": "the driving video"},
+        "relative": {"type": "boolean", "default": True,
+                     "description": "relative motion (false: absolute keypoint positions)"},
+        "adapt_scale": {"type": "boolean", "default": False},
+        "crop": {"type": "boolean", "default": True,
+                 "description": "crop the source's face and paste it back (false: whole image)"},
+        "crop_driving": {"type": "string", "enum": ["off", "auto"], "default": "off"},
+        "face_index": {"type": "integer", "minimum": 0},
+        "multi_person": {"type": "boolean", "default": False},
+        "best_frame": {"type": "integer", "minimum": 0},
+        "find_best_frame": {"type": "boolean", "default": False},
+        "audio": {"type": "boolean", "default": True},
+    }}}}}}

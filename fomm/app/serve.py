@@ -1,0 +1,116 @@
+"""The ``fomm serve`` subcommand, and a helper that runs the app on a loopback port in a thread."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+from fomm.errors import FommError
+
+
+def _positive(kind: type):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``fomm serve`` to the CLI."""
+    from fomm.cli import add_model_arguments
+
+    p = subparsers.add_parser(
+        "serve", help="web page and HTTP API: upload a photo and a clip, get the video",
+        description="Serve the web page at / and the HTTP API under /v1 (docs at /docs). The "
+                    "model is loaded once; jobs run one at a time per worker from a bounded "
+                    "queue. There is no authentication: keep the default loopback host, or put "
+                    "a proxy with authentication in front.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    add_model_arguments(p)
+    run = p.add_argument_group("run")
+    run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    run.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
+    run.add_argument("--batch-size", type=_positive(int), default=8,
+                     help="driving frames per network call (default 8)")
+    run.add_argument("--workers", type=_positive(int), default=1,
+                     help="jobs run at once, sharing the one model (default 1)")
+    run.add_argument("--max-queue", type=int, default=8,
+                     help="jobs that may wait besides the running ones; more get 503 (default 8)")
+    limits = p.add_argument_group("uploads and files")
+    limits.add_argument("--data-dir", metavar="DIR",
+                        help="server-owned folder for uploads and results (default: a temporary "
+                             "folder, removed at exit); its jobs/ subfolder is cleared at start")
+    limits.add_argument("--max-image-mb", type=_positive(float), default=20)
+    limits.add_argument("--max-video-mb", type=_positive(float), default=500)
+    limits.add_argument("--max-duration-s", type=_positive(float), default=300,
+                        help="longest driving video accepted, in seconds (default 300)")
+    limits.add_argument("--max-resolution", type=_positive(int), default=4096,
+                        help="largest width or height of an upload, in pixels (default 4096)")
+    limits.add_argument("--job-ttl-s", type=_positive(float), default=3600,
+                        help="finished jobs and their files are deleted after this (default 3600)")
+    limits.add_argument("--shutdown-grace-s", type=float, default=30,
+                        help="at shutdown, how long a running job may still take (default 30)")
+    p.add_argument("--log-level", default="info",
+                   choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    try:
+        import uvicorn
+
+        from fomm.app.api import Settings, create_app
+    except ImportError as err:
+        raise FommError(f"fomm serve needs the web extras ({err.name} is missing): "
+                        "pip install 'fomm[serve]'") from err
+    if args.max_queue < 0:
+        raise FommError("--max-queue must be 0 or more")
+    settings = Settings(
+        checkpoint=args.checkpoint, config=args.config, flavour=args.flavour, device=args.device,
+        precision=args.precision, batch_size=args.batch_size, max_queue=args.max_queue,
+        workers=args.workers, data_dir=args.data_dir, max_image_mb=args.max_image_mb,
+        max_video_mb=args.max_video_mb, max_duration_s=args.max_duration_s,
+        max_resolution=args.max_resolution, job_ttl_s=args.job_ttl_s,
+        shutdown_grace_s=args.shutdown_grace_s)
+    app = create_app(settings)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {args.host} without authentication")
+    print(f"fomm serve: http://{args.host}:{args.port}/ (API docs at /docs)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                timeout_graceful_shutdown=max(5, int(args.shutdown_grace_s) + 5))
+
+
+@contextlib.contextmanager
+def serve_in_thread(app, host: str = "127.0.0.1", timeout_s: float = 30) -> Iterator[str]:
+    """Run ``app`` with uvicorn on a free port of ``host`` in a thread; yields its base URL.
+
+    For tests and benchmarks: the app's lifespan runs at start and at exit, as under ``fomm serve``.
+    """
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.bind((host, 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
+                              name="fomm-uvicorn")
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=timeout_s + 30)
+        sock.close()

@@ -1,0 +1,219 @@
+// The fomm web page: pick or drop two files, upload them, follow the job, show the result.
+// Plain JavaScript, no dependencies; it only talks to the API of the server that served it.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const POLL_MS = 400;
+let job = null;         // {id, status_url, result_url} of the job being followed
+let pollTimer = null;
+let drivingUrl = null;  // object URL of the chosen driving clip, for the side-by-side view
+let uploading = null;   // the XMLHttpRequest of an upload in progress
+
+function show(el, visible) { el.hidden = !visible; }
+
+function showError(message) {
+  $("error").textContent = message;
+  show($("error"), Boolean(message));
+}
+
+function setStatus(text, fraction) {
+  show($("progress-box"), true);
+  $("status-text").textContent = text;
+  if (fraction === null) $("progress").removeAttribute("value");
+  else $("progress").value = fraction;
+}
+
+function busy(on) {
+  $("animate").disabled = on;
+  show($("cancel"), on);
+}
+
+// ------------------------------------------------------------------ file inputs and previews
+
+function preview(kind) {
+  const file = $(kind).files[0];
+  const el = $(kind === "source" ? "source-preview" : "driving-preview");
+  if (!file) { show(el, false); return; }
+  const url = URL.createObjectURL(file);
+  if (el.src && el.src.startsWith("blob:")) URL.revokeObjectURL(el.src);
+  el.src = url;
+  show(el, true);
+  $(kind + "-hint").textContent = file.name;
+  if (kind === "driving") drivingUrl = url;
+}
+
+function setFile(kind, file) {
+  const transfer = new DataTransfer();
+  transfer.items.add(file);
+  $(kind).files = transfer.files;
+  preview(kind);
+}
+
+for (const kind of ["source", "driving"]) {
+  const input = $(kind);
+  const zone = $("drop-" + kind);
+  input.addEventListener("change", () => preview(kind));
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    if (e.dataTransfer.files.length) setFile(kind, e.dataTransfer.files[0]);
+  });
+}
+
+// ------------------------------------------------------------------ built-in examples
+
+async function loadExamples() {
+  const response = await fetch("/v1/examples");
+  if (!response.ok) return;
+  const urls = await response.json();
+  show($("examples"), true);
+  $("example").addEventListener("click", async () => {
+    showError("");
+    $("example").disabled = true;
+    try {
+      const [source, driving] = await Promise.all(
+        [urls.source_url, urls.driving_url].map((u) => fetch(u).then((r) => {
+          if (!r.ok) throw new Error("could not load the example (" + r.status + ")");
+          return r.blob();
+        })));
+      setFile("source", new File([source], "example-source.png", {type: source.type}));
+      setFile("driving", new File([driving], "example-driving.mp4", {type: driving.type}));
+    } catch (err) {
+      showError(err.message);
+    } finally {
+      $("example").disabled = false;
+    }
+  });
+}
+
+// ------------------------------------------------------------------ submit and follow
+
+function formData() {
+  const data = new FormData();
+  data.append("source", $("source").files[0]);
+  data.append("driving", $("driving").files[0]);
+  const motion = document.querySelector("input[name=motion]:checked").value;
+  data.append("relative", String(motion === "relative"));
+  for (const name of ["adapt_scale", "crop", "multi_person", "find_best_frame", "audio"]) {
+    data.append(name, String($(name).checked));
+  }
+  data.append("crop_driving", $("crop_driving").value);
+  for (const name of ["face_index", "best_frame"]) {
+    if ($(name).value !== "") data.append(name, $(name).value);
+  }
+  return data;
+}
+
+function errorText(body, status) {
+  return (body && body.error && body.error.message) || ("request failed (HTTP " + status + ")");
+}
+
+function upload(data) {
+  // XMLHttpRequest rather than fetch: it reports upload progress
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    uploading = xhr;
+    xhr.open("POST", "/v1/animations");
+    xhr.responseType = "json";
+    xhr.upload.onprogress = (e) => {
+      if (e.lengthComputable) {
+        setStatus("Uploading… " + Math.round(100 * e.loaded / e.total) + "%", e.loaded / e.total);
+      }
+    };
+    xhr.onload = () => {
+      if (xhr.status === 202) resolve(xhr.response);
+      else reject(new Error(errorText(xhr.response, xhr.status)));
+    };
+    xhr.onerror = () => reject(new Error("the upload failed (network error)"));
+    xhr.onabort = () => reject(new Error("Cancelled."));
+    xhr.onloadend = () => { uploading = null; };
+    xhr.send(data);
+  });
+}
+
+async function poll() {
+  if (!job) return;
+  let state;
+  try {
+    const response = await fetch(job.status_url);
+    state = await response.json();
+    if (!response.ok) throw new Error(errorText(state, response.status));
+  } catch (err) {
+    finish();
+    showError(err.message);
+    return;
+  }
+  const {done, total} = state.progress;
+  if (state.status === "queued") setStatus("Waiting in the queue…", null);
+  else if (state.status === "running") {
+    setStatus("Animating frame " + done + (total ? " of " + total : ""), total ? done / total : null);
+  } else if (state.status === "succeeded") {
+    setStatus("Done: " + done + " frames", 1);
+    showResult(state);
+    finish();
+    return;
+  } else {
+    finish();
+    showError(state.status === "cancelled" ? "Cancelled." : state.error);
+    return;
+  }
+  pollTimer = setTimeout(poll, POLL_MS);
+}
+
+function finish() {
+  clearTimeout(pollTimer);
+  job = null;
+  busy(false);
+}
+
+function showResult(state) {
+  const video = $("result-video");
+  video.src = state.result_url;
+  $("driving-side").src = drivingUrl || "";
+  $("download").href = state.result_url;
+  const r = state.result || {};
+  $("result-info").textContent = r.width ? r.width + "×" + r.height + ", " + r.fps + " fps" : "";
+  show($("result"), true);
+  video.scrollIntoView({behavior: "smooth", block: "nearest"});
+}
+
+// play the driving clip in step with the result
+const resultVideo = $("result-video");
+const drivingSide = $("driving-side");
+resultVideo.addEventListener("play", () => { drivingSide.currentTime = resultVideo.currentTime; drivingSide.play(); });
+resultVideo.addEventListener("pause", () => drivingSide.pause());
+resultVideo.addEventListener("seeked", () => { drivingSide.currentTime = resultVideo.currentTime; });
+
+$("form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  showError("");
+  show($("result"), false);
+  if (!$("source").files[0] || !$("driving").files[0]) {
+    showError("Choose a source photo and a driving video first.");
+    return;
+  }
+  busy(true);
+  try {
+    job = await upload(formData());
+  } catch (err) {
+    busy(false);
+    show($("progress-box"), false);
+    showError(err.message);
+    return;
+  }
+  setStatus("Queued", null);
+  poll();
+});
+
+$("cancel").addEventListener("click", async () => {
+  if (uploading) { uploading.abort(); return; }
+  if (!job) return;
+  const url = job.status_url;
+  finish();
+  await fetch(url, {method: "DELETE"});
+  setStatus("Cancelled", 0);
+});
+
+loadExamples();

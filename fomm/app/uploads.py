@@ -1,0 +1,214 @@
+"""Uploads: a multipart body streamed to disk under size limits, then checked by decoding it.
+
+Nothing the client names becomes a path: file parts are written as ``<field>.upload`` for a
+fixed set of field names, and client file names are used only in messages (sanitised).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from fomm.errors import InputError
+from fomm.image import read_image
+from fomm.video import VideoInfo, probe
+
+MB = 1024 * 1024
+MAX_FIELD_BYTES = 1024  # an option's value
+MAX_FIELDS = 32
+
+
+class UploadError(Exception):
+    """A request the client must change: HTTP ``status``, a stable ``code`` and a message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass
+class Form:
+    files: dict[str, Path] = field(default_factory=dict)  # field → where its bytes are
+    filenames: dict[str, str] = field(default_factory=dict)  # field → client name, for messages
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+def display_name(filename: str | None, fallback: str) -> str:
+    """A client file name fit for a message: base name, printable, at most 80 characters."""
+    name = re.split(r"[\\/]", filename or "")[-1]
+    name = re.sub(r"[^\w .,()+-]", "_", name).strip()[:80]
+    return name or fallback
+
+
+class _Parser:
+    """Callbacks for python-multipart's streaming parser that write file parts to ``folder``."""
+
+    def __init__(self, folder: Path, limits: dict[str, int]) -> None:
+        self.folder, self.limits, self.form = folder, limits, Form()
+        self._header_field, self._header_value = bytearray(), bytearray()
+        self._headers: dict[str, str] = {}
+        self._name: str | None = None
+        self._file = None
+        self._size = 0
+        self._value = bytearray()
+        self.finished = False
+
+    def callbacks(self) -> dict:
+        return {
+            "on_part_begin": self._part_begin,
+            "on_header_field": lambda d, s, e: self._header_field.extend(d[s:e]),
+            "on_header_value": lambda d, s, e: self._header_value.extend(d[s:e]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+            "on_end": self._end,
+        }
+
+    def _part_begin(self) -> None:
+        self._headers, self._name, self._size, self._value = {}, None, 0, bytearray()
+
+    def _header_end(self) -> None:
+        key = self._header_field.decode("latin-1").strip().lower()
+        self._headers[key] = self._header_value.decode("latin-1").strip()
+        self._header_field.clear()
+        self._header_value.clear()
+
+    def _headers_finished(self) -> None:
+        _, params = parse_options_header(self._headers.get("content-disposition", ""))
+        raw = params.get(b"name")
+        if raw is None:
+            raise UploadError(400, "bad_form", "a form part has no name")
+        name = raw.decode("utf-8", "replace")
+        if name in self.form.files or name in self.form.fields:
+            raise UploadError(400, "bad_form", f"the form has '{name}' twice")
+        self._name = name
+        if name in self.limits:
+            filename = params.get(b"filename", b"").decode("utf-8", "replace")
+            self.form.filenames[name] = display_name(filename, name)
+            path = self.folder / f"{name}.upload"  # a name from our fixed set, never the client's
+            self.form.files[name] = path
+            self._file = path.open("wb")
+        elif len(self.form.fields) >= MAX_FIELDS:
+            raise UploadError(400, "bad_form", "too many form fields")
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        self._size += end - start
+        if self._file is not None:
+            limit = self.limits[self._name]
+            if self._size > limit:
+                raise UploadError(413, "file_too_large",
+                                  f"{self._name} is larger than the {limit / MB:g} MB limit")
+            self._file.write(data[start:end])
+        else:
+            if self._size > MAX_FIELD_BYTES:
+                raise UploadError(400, "bad_form", f"form field '{self._name}' is too long")
+            self._value.extend(data[start:end])
+
+    def _part_end(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        elif self._name is not None:
+            self.form.fields[self._name] = self._value.decode("utf-8", "replace")
+
+    def _end(self) -> None:
+        self.finished = True
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+async def read_form(content_type: str, content_length: str | None, body: AsyncIterator[bytes],
+                    folder: Path, limits: dict[str, int]) -> Form:
+    """Stream a ``multipart/form-data`` body: file fields (the keys of ``limits``) to disk.
+
+    Args:
+        content_type, content_length: the request's headers.
+        body: the request body's chunks.
+        folder: an existing folder for the files (``<field>.upload``).
+        limits: file field name → the most bytes it may have.
+    Returns:
+        The files written and the other fields' values.
+    Raises:
+        UploadError: not multipart (415), too large (413), malformed or repeated fields (400).
+    """
+    kind, params = parse_options_header(content_type or "")
+    boundary = params.get(b"boundary")
+    if kind != b"multipart/form-data" or not boundary:
+        raise UploadError(415, "not_multipart", "send the files as multipart/form-data")
+    ceiling = sum(limits.values()) + MAX_FIELDS * (MAX_FIELD_BYTES + 1024) + 64 * 1024
+    if content_length and content_length.isdigit() and int(content_length) > ceiling:
+        raise UploadError(413, "request_too_large",
+                          f"the request is larger than the upload limits ({ceiling / MB:.0f} MB)")
+    state = _Parser(folder, limits)
+    parser = MultipartParser(boundary, state.callbacks())
+    try:
+        async for chunk in body:
+            if chunk:
+                parser.write(chunk)
+        parser.finalize()
+    except MultipartParseError as err:
+        raise UploadError(400, "bad_form", f"malformed multipart body ({err})") from err
+    finally:
+        state.close()
+    if not state.finished:
+        raise UploadError(400, "bad_form", "the multipart body ended early")
+    return state.form
+
+
+def _public(err: InputError, path: Path, name: str) -> str:
+    return str(err).replace(str(path), name)
+
+
+def check_image(path: Path, name: str, max_resolution: int | None) -> tuple[int, int]:
+    """Decode the image (not trusting its name); returns (width, height).
+
+    Raises:
+        UploadError: not an image, corrupt (415), or a side over ``max_resolution`` (422).
+    """
+    from PIL import Image
+
+    try:  # the header first, so that a huge image is refused before it is decoded
+        with Image.open(path) as img:
+            width, height = img.size
+    except Exception:  # PIL raises many types; read_image below names the problem
+        width = height = 0
+    if max_resolution and max(width, height) > max_resolution:
+        raise UploadError(422, "resolution_too_large", f"{name} is {width}x{height}; the largest "
+                          f"side may be {max_resolution} px")
+    try:
+        image = read_image(path)
+    except InputError as err:
+        raise UploadError(415, "invalid_image", _public(err, path, name)) from err
+    return image.shape[1], image.shape[0]
+
+
+def check_video(path: Path, name: str, max_resolution: int | None,
+                max_duration_s: float | None) -> VideoInfo:
+    """Probe the video by decoding its first frame; check resolution and duration.
+
+    Raises:
+        UploadError: not a video, corrupt or without frames (415), too long or too large (422).
+    """
+    try:
+        info = probe(path)
+    except InputError as err:
+        raise UploadError(415, "invalid_video", _public(err, path, name)) from err
+    if max_resolution and max(info.width, info.height) > max_resolution:
+        raise UploadError(422, "resolution_too_large", f"{name} is {info.width}x{info.height}; "
+                          f"the largest side may be {max_resolution} px")
+    duration = info.duration
+    if duration is None and info.num_frames:
+        duration = info.num_frames / info.fps
+    if max_duration_s and duration and duration > max_duration_s:
+        raise UploadError(422, "video_too_long", f"{name} lasts {duration:.1f} s; the limit is "
+                          f"{max_duration_s:g} s")
+    return info
