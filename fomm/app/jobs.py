@@ -1,4 +1,4 @@
-"""The job table and its bounded queue: worker threads run one animation each, cancellable per frame.
+"""The job table and its bounded queue: worker threads run one animation each, cancelled per frame.
 
 Knows nothing about HTTP. A job is queued, then running, then succeeded, failed or cancelled.
 The queue holds at most ``max_queue`` waiting jobs besides the ones running; beyond that
@@ -71,7 +71,8 @@ class Job:
         """The public state (no paths)."""
         return {"id": self.id, "status": self.status,
                 "progress": {"done": self.done, "total": self.total},
-                "error": self.error, "created_at": self.created_at,
+                "error": self.error, "result": self.result if self.status == "succeeded" else None,
+                "created_at": self.created_at,
                 "started_at": self.started_at, "finished_at": self.finished_at}
 
 
