@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +12,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from fomm.errors import InputError
+from fomm.fileio import atomic_output
 
 if TYPE_CHECKING:
     import torch
@@ -93,15 +93,8 @@ def write_image(path: str | os.PathLike, frame: np.ndarray) -> None:
     if fmt is None:
         raise InputError(f"{path}: unsupported image format {path.suffix!r} (use .png or .jpg)")
     check_frame(frame)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(frame, "RGB").save(f, format=fmt[0], **fmt[1])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        Image.fromarray(frame, "RGB").save(f, format=fmt[0], **fmt[1])
 
 
 def resize(frame: np.ndarray, size: tuple[int, int] | int) -> np.ndarray:

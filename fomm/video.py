@@ -7,7 +7,6 @@ import functools
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -18,6 +17,7 @@ import av
 import numpy as np
 
 from fomm.errors import InputError
+from fomm.fileio import make_temp_dir, make_temp_file
 from fomm.image import IMAGE_SUFFIXES, check_frame, pad_to_even, read_image, write_image
 
 FRAME_SUFFIXES = IMAGE_SUFFIXES - {".gif"}  # files a frame folder may hold
@@ -256,11 +256,7 @@ class VideoWriter:
             if self.path.exists() and not self.path.is_dir():
                 raise InputError(f"{self.path} exists and is not a folder")
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._tmp = Path(
-                tempfile.mkdtemp(
-                    prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent
-                )
-            )
+            self._tmp = make_temp_dir(self.path)
             return
         suffix = self.path.suffix.lower()
         if suffix not in _OUTPUT_SUFFIXES:
@@ -270,11 +266,7 @@ class VideoWriter:
                 "or end the path with / for PNG frames)"
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=f".partial{suffix}", dir=self.path.parent
-        )
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._tmp = make_temp_file(self.path, suffix=f".partial{suffix}")
         try:
             self._audio = _AudioTrack.open(Path(audio_from)) if audio_from is not None else None
         except BaseException:

@@ -32,8 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--find_best_frame", action="store_true",
                    help="animate from the driving frame that best matches the source")
     p.add_argument("--best_frame", type=int, default=None, help="set the best frame explicitly")
-    p.add_argument("--ratio", type=float, default=0.4,
-                   help="margin around the face in the crop (fraction of the face size)")
+    p.add_argument("--ratio", type=float, default=None,
+                   help="PaddleGAN's face-region ratio (default 0.4 there); fomm maps it to "
+                        "--crop-margin (room around the face, as a fraction of its size)")
     p.add_argument("--face_detector", default="sfd",
                    help="PaddleGAN's detector name (sfd, blazeface); fomm always uses MTCNN")
     p.add_argument("--multi_person", action="store_true", help="animate every face")
@@ -74,9 +75,13 @@ def main(argv: list[str] | None = None) -> None:
         "animate", args.source_image, args.driving_video,
         "--output", str(Path(args.output) / args.filename),
         "--batch-size", str(max(1, args.batch_size)),
-        "--crop-margin", str(args.ratio),
         "--device", args.device or ("cpu" if args.cpu else "auto"),
     ]
+    if args.ratio is not None:
+        print(f"note: --ratio {args.ratio} is used as fomm's --crop-margin (room around the "
+              "face as a fraction of its size; fomm's default framing matches the training data)",
+              file=sys.stderr)
+        argv_out += ["--crop-margin", str(args.ratio)]
     argv_out.append("--relative" if args.relative else "--absolute")
     if args.adapt_scale:
         argv_out.append("--adapt-scale")

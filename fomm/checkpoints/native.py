@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -13,6 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from fomm.config import ModelConfig
 from fomm.errors import CheckpointError
+from fomm.fileio import atomic_output
 
 FORMAT_TAG = "fomm-safetensors-v1"
 
@@ -62,13 +61,5 @@ def write_native(path: str | Path, state: dict[str, dict[str, torch.Tensor]],
                 value = value.to(dtype)
             flat[f"{net}.{name}"] = value.contiguous()
     meta = {"format": FORMAT_TAG, "config": config.to_json(), **(extra_metadata or {})}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(flat, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp:
+        save_file(flat, str(tmp), metadata=meta)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import torch
 
 from fomm.errors import CheckpointError
+from fomm.fileio import atomic_output
 
 NETWORKS = ("generator", "kp_detector", "discriminator")
 
@@ -52,15 +52,7 @@ def read_original(path: str | Path) -> dict[str, Any]:
 
 def write_original(path: str | Path, data: dict[str, Any]) -> None:
     """Write a checkpoint dict in the official layout, atomically (temp file + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        torch.save(data, f)
+        f.flush()
+        os.fsync(f.fileno())

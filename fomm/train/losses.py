@@ -97,6 +97,7 @@ class Transform:
         b, _, h, w = frame.shape
         grid = make_coordinate_grid(h, w, frame.dtype, frame.device).view(1, h * w, 2)
         grid = self.warp_coordinates(grid).view(b, h, w, 2)
+        # the ±1 grid with align_corners=False zooms in by (H-1)/H even with no noise (original)
         return F.grid_sample(frame, grid, padding_mode="reflection", align_corners=False)
 
     def warp_coordinates(self, coordinates: Tensor) -> Tensor:
