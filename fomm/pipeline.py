@@ -6,6 +6,7 @@ Animator.  Memory stays bounded by the batch size whatever the length of the dri
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +118,8 @@ def animate_file(source: str | Path, driving: str | Path, output: str | Path,
     """Animate ``source`` (image file) with ``driving`` (video file or frame folder).
 
     Args:
-        output: ``.mp4`` path (H.264 + the driving audio) or a folder for PNG frames.
+        output: ``.mp4`` path (H.264 + the driving audio), or a folder for PNG frames (a path
+            ending in ``/`` or without a suffix).
         opts: animation options (defaults: relative motion, face crop and paste-back).
         animator / models+config / checkpoint: the model to use (default: the bundled model).
         on_progress: called as ``on_progress(done, total)`` after each written frame; it may
@@ -126,6 +128,8 @@ def animate_file(source: str | Path, driving: str | Path, output: str | Path,
         What was written.
     """
     opts = opts or AnimateOptions()
+    if not Path(output).suffix and not str(output).endswith(("/", os.sep)):
+        output = f"{output}{os.sep}"  # no suffix: a folder of PNG frames
     for path, what in ((source, "source image"), (driving, "driving video")):
         if not Path(path).exists():
             raise InputError(f"{path}: {what} not found")

@@ -1,8 +1,12 @@
-"""The HTTP API (fomm.app): uploads, validation, the bounded queue, cancel, concurrency, shutdown."""
+"""The HTTP API (fomm.app): uploads, validation, bounded queue, cancel, concurrency, shutdown."""
 
 from __future__ import annotations
 
 import io
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +29,8 @@ from fomm.animate import Animator  # noqa: E402
 from fomm.app.api import Settings, create_app  # noqa: E402
 from fomm.app.jobs import FINISHED, Job, JobQueue, QueueFull  # noqa: E402
 from fomm.app.serve import serve_in_thread  # noqa: E402
+from fomm.checkpoints import save_checkpoint  # noqa: E402
+from fomm.cli import main  # noqa: E402
 from fomm.video import count_frames, probe  # noqa: E402
 
 NO_CROP = {"crop": "false"}  # the tiny model knows no faces: animate the whole image
@@ -79,7 +85,8 @@ def media(tmp_path_factory) -> dict[str, Path]:
     text = folder / "notes.txt"
     text.write_text("this is not a video\n" * 50)
     return {"source": source, "corrupt": corrupt, "zero": zero, "text": text,
-            "clip": write_clip(folder / "drive.mp4", frames=moving_square(12), fps=25, audio=True)}
+            "clip": write_clip(folder / "drive.mp4", frames=moving_square(12), fps=25, audio=True),
+            "short": write_clip(folder / "short.mp4", frames=moving_square(3), fps=25)}
 
 
 def make_client(tmp_path: Path, animator: Animator, **settings) -> TestClient:
@@ -219,6 +226,7 @@ def test_duration_and_resolution_limits(tmp_path, animator, media):
     ({"face_index": "-1"}, "invalid_option"),
     ({"crop_driving": "sideways"}, "invalid_option"),
     ({"best_frame": "1", "find_best_frame": "true"}, "invalid_option"),
+    ({"face_index": "1", "multi_person": "true"}, "invalid_option"),
     ({"output": "/etc/passwd"}, "unknown_field"),
 ])  # fmt: skip
 def test_bad_options_are_refused(client, media, fields, code):
@@ -272,10 +280,10 @@ def test_examples_are_served_or_absent(client):
 
 def test_full_queue_answers_503_with_retry_after(tmp_path, gated, media):
     with make_client(tmp_path, gated, max_queue=1, workers=1) as client:
-        first = submit(client, media["source"], media["clip"])
-        second = submit(client, media["source"], media["clip"])
+        first = submit(client, media["source"], media["short"])
+        second = submit(client, media["source"], media["short"])
         assert (first.status_code, second.status_code) == (202, 202)
-        third = submit(client, media["source"], media["clip"])
+        third = submit(client, media["source"], media["short"])
         assert third.status_code == 503
         assert int(third.headers["retry-after"]) >= 1
         assert third.json()["error"]["code"] == "busy"
@@ -283,7 +291,7 @@ def test_full_queue_answers_503_with_retry_after(tmp_path, gated, media):
         gated.gate.set()
         for r in (first, second):
             assert wait(client, r.json()["status_url"])["status"] == "succeeded"
-        assert submit(client, media["source"], media["clip"]).status_code == 202
+        assert submit(client, media["source"], media["short"]).status_code == 202
 
 
 def test_cancel_a_running_and_a_queued_job(tmp_path, gated, media):
@@ -347,6 +355,50 @@ def test_eight_concurrent_submissions_over_http(tmp_path, animator):
             out = tmp_path / f"out{n}.mp4"
             out.write_bytes(http.get(r.json()["result_url"]).content)
             assert count_frames(out) == n
+
+
+def test_fomm_serve_command_serves_and_shuts_down_cleanly(tmp_path, media):
+    models, cfg = tiny_models(image_size=64)
+    save_checkpoint(tmp_path / "tiny.safetensors", models, cfg)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fomm", "serve", "--checkpoint", str(tmp_path / "tiny.safetensors"),
+         "--device", "cpu", "--port", str(port), "--data-dir", str(data), "--log-level", "warning"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "fomm serve did not start"
+            time.sleep(0.2)
+        with httpx.Client(base_url=base, timeout=60) as http:
+            r = submit(http, media["source"], media["clip"])
+            assert r.status_code == 202, r.text
+            assert wait(http, r.json()["status_url"])["status"] == "succeeded"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, output
+    assert f"http://127.0.0.1:{port}/" in output
+    assert not (data / "jobs").exists()  # results go with the in-memory job table
+
+
+def test_fomm_serve_reports_a_bad_checkpoint(tmp_path, capsys):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--checkpoint", str(bad), "--port", "1"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.startswith("error: ")
 
 
 # ---------------------------------------------------------------- the queue on its own

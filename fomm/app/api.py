@@ -101,6 +101,8 @@ def parse_options(fields: dict[str, str], settings: Settings) -> AnimateOptions:
             raise UploadError(400, "unknown_field", f"unknown form field '{key}'")
     if values.get("best_frame") is not None and values["find_best_frame"]:
         raise UploadError(400, "invalid_option", "give best_frame or find_best_frame, not both")
+    if values.get("face_index") is not None and values["multi_person"]:
+        raise UploadError(400, "invalid_option", "give face_index or multi_person, not both")
     return AnimateOptions(**values, batch_size=settings.batch_size, device=settings.device,
                           precision=settings.precision, progress=False)
 
@@ -175,8 +177,8 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
             yield
         finally:
             await run_in_threadpool(queue.stop, settings.shutdown_grace_s)
-            if owned:
-                shutil.rmtree(data_dir, ignore_errors=True)
+            # the job table lives in memory: its files could not be served after a restart
+            shutil.rmtree(data_dir if owned else jobs_dir, ignore_errors=True)
 
     app = FastAPI(title="fomm", version=__version__, lifespan=lifespan,
                   description="Animate a still image with the motion of a driving video.")

@@ -207,11 +207,16 @@ class FramesDataset(Dataset):
         num_repeats: passes over the videos per epoch (the original ``DatasetRepeater``).
         augmentation: flips and colour jitter; None for none.
         seed: base of the per-item RNG.
+        cache_mb: video files and strips are decoded whole (resized) and kept in memory, first
+            come first kept, until this budget (per process: each DataLoader worker has its
+            own) is used; the others are read by seeking each time.  Seeking in H.264 decodes
+            from the previous keyframe, so a small dataset is much faster cached.
     """
 
     def __init__(self, folder: str | Path, frame_shape: Sequence[int] = (256, 256, 3),
                  id_sampling: bool = False, num_repeats: int = 1,
-                 augmentation: AugmentationParams | None = None, seed: int = 0) -> None:
+                 augmentation: AugmentationParams | None = None, seed: int = 0,
+                 cache_mb: float = 256) -> None:
         self.folder = Path(folder)
         self.videos = list_videos(self.folder, frame_shape)
         self.size = (int(frame_shape[1]), int(frame_shape[0]))  # (width, height)
@@ -224,6 +229,8 @@ class FramesDataset(Dataset):
         self.seed = seed
         self._counts: dict[Path, int] = {}
         self._bad: set[Path] = set()
+        self._cache: dict[Path, np.ndarray] = {}  # (N, H, W, 3) uint8
+        self._cache_left = int(cache_mb * 2**20)
 
     def __len__(self) -> int:
         return len(self.groups) * self.num_repeats
@@ -252,13 +259,30 @@ class FramesDataset(Dataset):
             self._counts[item.path] = count_frames(item)
         num_frames = self._counts[item.path]
         indices = np.sort(rng.choice(num_frames, size=2, replace=True))
-        frames = read_frames(item, indices.tolist(), self.size)  # (2, H, W, 3) uint8
+        frames = self._cached(item, num_frames)
+        if frames is not None:
+            frames = frames[indices]  # (2, H, W, 3) uint8
+        else:
+            frames = read_frames(item, indices.tolist(), self.size)
         if self.augmentation is not None:
             frames = flip(frames, self.augmentation, rng)
         tensors = to_tensor(np.ascontiguousarray(frames))  # (2, 3, H, W)
         if self.augmentation is not None:
             tensors = colour_jitter(tensors, self.augmentation, rng)
         return Pair(tensors[0], tensors[1], item.name)
+
+    def _cached(self, item: Video, num_frames: int) -> np.ndarray | None:
+        if item.path in self._cache:
+            return self._cache[item.path]
+        nbytes = num_frames * self.size[0] * self.size[1] * 3
+        if item.kind == "frames" or nbytes > self._cache_left:
+            return None
+        frames = np.stack(list(iter_video(item, self.size)))
+        if len(frames) != num_frames:
+            raise FommError(f"{item.path}: decoded {len(frames)} frames, expected {num_frames}")
+        self._cache[item.path] = frames
+        self._cache_left -= frames.nbytes
+        return frames
 
 
 class EpochSampler(Sampler[tuple[int, int]]):

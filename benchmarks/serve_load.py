@@ -1,0 +1,204 @@
+#!/usr/bin/env python
+"""Load on ``fomm serve``: jobs/minute and latency percentiles, loopback only, bounded.
+
+Starts the app (uvicorn, 127.0.0.1, a free port) in this process with the compact model
+(the bundled fomm-face-256 weights, or random weights of that preset when the install has none:
+speed does not depend on the values), then ``--clients`` threads submit ``--jobs`` animations of
+a synthetic ``--frames``-frame clip over HTTP, retrying on 503, polling until each finishes and
+downloading the result. Stops after ``--jobs`` or ``--time-limit-s``, whichever comes first.
+Prints a table and writes JSON (``benchmarks/results/serve-load-<device>.json``) naming the machine.
+
+    python benchmarks/serve_load.py [--jobs 8] [--clients 4] [--frames 24] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+
+from fomm.animate import Animator
+from fomm.app.api import Settings, create_app
+from fomm.app.serve import serve_in_thread
+from fomm.image import write_image
+from fomm.video import VideoWriter
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> str:
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} CPUs, {platform.node()}"
+
+
+def load_animator(args: argparse.Namespace) -> tuple[Animator, str]:
+    from fomm.api import bundled_model_path, load_model
+
+    if args.checkpoint or bundled_model_path() is not None:
+        models, cfg = load_model(args.checkpoint)
+        what = args.checkpoint or "bundled fomm-face-256"
+    else:
+        from fomm.config import load_config
+        from fomm.models import build_models
+
+        torch.manual_seed(0)
+        cfg = load_config(args.preset).model
+        models = build_models(cfg)
+        what = f"{args.preset} (random weights)"
+    return Animator(models, cfg, args.device), what
+
+
+def make_inputs(folder: Path, frames: int, size: int) -> tuple[Path, Path]:
+    y, x = np.mgrid[0:size, 0:size]
+    source = np.stack([x * 255 // size, y * 255 // size, np.full_like(x, 128)], -1)
+    write_image(folder / "source.png", source.astype(np.uint8))
+    with VideoWriter(folder / "driving.mp4", fps=25) as writer:
+        for t in range(frames):
+            frame = np.full((size, size, 3), 50, np.uint8)
+            x0 = size // 4 + t * 2 % (size // 2)
+            frame[size // 3 : size // 3 + size // 4, x0 : x0 + size // 4] = (220, 180, 90)
+            writer.write(frame)
+    return folder / "source.png", folder / "driving.mp4"
+
+
+def run_job(http: httpx.Client, source: Path, driving: Path, deadline: float) -> dict:
+    """Submit (retrying on 503), follow and download one job; returns its timings."""
+    start = time.monotonic()
+    files = {"source": ("source.png", source.read_bytes(), "image/png"),
+             "driving": ("driving.mp4", driving.read_bytes(), "video/mp4")}
+    rejected = 0
+    while True:
+        r = http.post("/v1/animations", files=files, data={"crop": "false"})
+        if r.status_code != 503:
+            break
+        rejected += 1
+        if time.monotonic() > deadline:
+            return {"status": "timeout", "rejected": rejected}
+        time.sleep(min(2.0, float(r.headers.get("retry-after", 1))))
+    r.raise_for_status()
+    url = r.json()["status_url"]
+    while True:
+        state = http.get(url).json()
+        if state["status"] not in ("queued", "running"):
+            break
+        if time.monotonic() > deadline:
+            http.delete(url)
+            return {"status": "timeout", "rejected": rejected}
+        time.sleep(0.1)
+    if state["status"] == "succeeded":
+        assert http.get(state["result_url"]).status_code == 200
+    end = time.monotonic()
+    return {"status": state["status"], "rejected": rejected, "latency_s": end - start,
+            "queue_s": state["started_at"] - state["created_at"] if state["started_at"] else None,
+            "run_s": (state["finished_at"] - state["started_at"]) if state["started_at"] else None,
+            "frames": state["progress"]["done"]}
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p90": None, "max": None}
+    a = np.asarray(values)
+    return {"p50": round(float(np.percentile(a, 50)), 2),
+            "p90": round(float(np.percentile(a, 90)), 2), "max": round(float(a.max()), 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=8, help="jobs to complete (default 8)")
+    parser.add_argument("--clients", type=int, default=4, help="client threads (default 4)")
+    parser.add_argument("--frames", type=int, default=24, help="driving frames per job")
+    parser.add_argument("--size", type=int, default=256, help="driving/source size, px")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--max-queue", type=int, default=2)
+    parser.add_argument("--checkpoint", help="weights (default: bundled, else random preset)")
+    parser.add_argument("--preset", default="fomm-face-256")
+    parser.add_argument("--time-limit-s", type=float, default=240)
+    parser.add_argument("--out", type=Path, help="JSON path (default: benchmarks/results/"
+                                                 "serve-load-<device>.json)")
+    args = parser.parse_args()
+
+    animator, model = load_animator(args)
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="fomm-serve-load-") as tmp:
+        source, driving = make_inputs(Path(tmp), args.frames, args.size)
+        settings = Settings(device=args.device, workers=args.workers, max_queue=args.max_queue,
+                            data_dir=str(Path(tmp) / "data"))
+        app = create_app(settings, animator=animator)
+        with serve_in_thread(app, "127.0.0.1") as base, \
+                httpx.Client(base_url=base, timeout=120) as http:
+            run_job(http, source, driving, time.monotonic() + args.time_limit_s)  # warm-up
+            results: list[dict] = []
+            lock, counter = threading.Lock(), iter(range(args.jobs))
+            start = time.monotonic()
+            deadline = start + args.time_limit_s
+
+            def client() -> None:
+                with httpx.Client(base_url=base, timeout=120) as own:
+                    while time.monotonic() < deadline:
+                        with lock:
+                            if next(counter, None) is None:
+                                return
+                        outcome = run_job(own, source, driving, deadline)
+                        with lock:
+                            results.append(outcome)
+
+            threads = [threading.Thread(target=client) for _ in range(args.clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall = time.monotonic() - start
+
+    ok = [r for r in results if r["status"] == "succeeded"]
+    frames = sum(r["frames"] for r in ok)
+    report = {
+        "machine": machine(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "device": str(animator.device), "model": model, "load_average_at_start": load_before,
+        "jobs": args.jobs, "clients": args.clients, "workers": args.workers,
+        "max_queue": args.max_queue, "frames_per_job": args.frames,
+        "size": f"{args.size}x{args.size}", "succeeded": len(ok),
+        "failed": sum(r["status"] == "failed" for r in results),
+        "timed_out": sum(r["status"] == "timeout" for r in results),
+        "rejected_503": sum(r["rejected"] for r in results),
+        "wall_s": round(wall, 2), "jobs_per_minute": round(60 * len(ok) / wall, 2),
+        "frames_per_s": round(frames / wall, 2),
+        "latency_s": percentiles([r["latency_s"] for r in ok]),
+        "queue_wait_s": percentiles([r["queue_s"] for r in ok]),
+        "run_s": percentiles([r["run_s"] for r in ok]),
+    }
+    print(f"{report['machine']}; torch {report['torch']} ({report['torch_threads']} threads), "
+          f"{report['device']}, {model}; load average {load_before:.1f} at start")
+    print(f"{len(ok)}/{args.jobs} jobs of {args.frames} frames at {report['size']} by "
+          f"{args.clients} clients, {args.workers} worker(s), queue {args.max_queue}: "
+          f"{report['jobs_per_minute']} jobs/min, {report['frames_per_s']} frames/s, "
+          f"{report['rejected_503']} × 503 (retried)")
+    print(f"{'seconds':<14}{'p50':>8}{'p90':>8}{'max':>8}")
+    for key in ("latency_s", "queue_wait_s", "run_s"):
+        row = report[key]
+        print(f"{key:<14}" + "".join(f"{'-' if row[q] is None else row[q]:>8}"
+                                     for q in ("p50", "p90", "max")))
+    out = args.out or RESULTS / f"serve-load-{animator.device.type}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Faces end to end: crop → animate → paste back at full resolution, multi-person, driving framing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from tiny import tiny_models
+
+from fomm.checkpoints import save_checkpoint
+from fomm.config import AnimateOptions
+from fomm.faces.crop import square_box
+from fomm.faces.detect import detect_faces
+from fomm.image import read_image
+from fomm.pipeline import animate_file
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / ".." / "shared" / "data"
+pytestmark = pytest.mark.skipif(not (DATA / "images" / "lp_s2.jpg").exists(),
+                                reason=f"shared media not found at {DATA}")
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    models, cfg = tiny_models(image_size=64)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    save_checkpoint(path, models, cfg)
+    return path
+
+
+def _frames(folder: Path) -> np.ndarray:
+    return np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))])
+
+
+def test_high_res_portrait_pasted_back(tmp_path, tiny_ckpt):
+    source_path = DATA / "images" / "lp_s2.jpg"
+    source = read_image(source_path)
+    out = tmp_path / "frames/"
+    result = animate_file(source_path, DATA / "videos" / "lp_s18.mp4", out,
+                          AnimateOptions(crop_driving="auto", max_frames=6, progress=False),
+                          checkpoint=tiny_ckpt)
+    frames = _frames(out)  # lossless PNGs: exact pixels
+    assert result.faces == 1 and frames.shape == (6, *source.shape)
+    box = square_box(detect_faces(source)[0], source.shape)
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    # pixels far from the face are exactly the source's
+    far = np.ones(source.shape[:2], bool)
+    far[max(0, y0 - 8):y1 + 8, max(0, x0 - 8):x1 + 8] = False
+    assert np.array_equal(frames[:, far], np.broadcast_to(source[far], frames[:, far].shape))
+    # the face region changes over time (a still video would give exactly 0)
+    face = frames[:, y0 + 40:y1 - 40, x0 + 40:x1 - 40].astype(float)
+    assert all(np.abs(face[t + 1] - face[t]).mean() > 0.05 for t in range(len(face) - 1))
+
+
+def test_multi_person_group_image(tmp_path, tiny_ckpt):
+    group = DATA / "images" / "pg_fom_source_image_multi_person.jpg"
+    source = read_image(group)
+    faces = detect_faces(source)
+    out = tmp_path / "frames/"
+    result = animate_file(group, DATA / "videos" / "lp_d11.mp4", out,
+                          AnimateOptions(multi_person=True, max_frames=3, progress=False),
+                          checkpoint=tiny_ckpt)
+    frames = _frames(out)
+    assert result.faces == len(faces) == 5
+    assert frames.shape[1:] == source.shape
+    for face in faces:  # every face was replaced by the animation
+        x0, y0, x1, y1 = (int(v) for v in face.box)
+        region = frames[0, y0:y1, x0:x1].astype(float)
+        assert np.abs(region - source[y0:y1, x0:x1]).mean() > 3
+
+
+def test_face_index_out_of_range(tmp_path, tiny_ckpt):
+    from fomm.errors import FommError
+
+    with pytest.raises(FommError, match="out of range"):
+        animate_file(DATA / "images" / "lp_s0.jpg", DATA / "videos" / "lp_d11.mp4",
+                     tmp_path / "o.mp4", AnimateOptions(face_index=3, progress=False),
+                     checkpoint=tiny_ckpt)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_seed_command_face_flags(tmp_path, tiny_ckpt):
+    cmd = [sys.executable, str(ROOT / "tools" / "first-order-demo.py"),
+           "--driving_video", str(DATA / "videos" / "lp_d11.mp4"),
+           "--source_image", str(DATA / "images" / "pg_fom_source_image_multi_person.jpg"),
+           "--relative", "--adapt_scale", "--multi_person", "--ratio", "0.3",
+           "--face_detector", "sfd", "--find_best_frame", "--weight_path", str(tiny_ckpt),
+           "--max_frames", "4"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "MTCNN" in proc.stderr and "--crop-margin" in proc.stderr
+    from fomm.video import probe
+
+    info = probe(tmp_path / "output" / "result.mp4")
+    assert info.num_frames == 4 and info.has_audio
