@@ -108,6 +108,7 @@ def main() -> None:
     precisions = args.precisions or (["fp32", "bf16"] if gpu else ["fp32"])
     batch = args.batch_size or (16 if gpu else 2)
     rows = []
+    load_before = os.getloadavg()  # other processes competing for the cores skew the timings
     for config in args.configs:
         for precision in precisions:
             cmd = [sys.executable, __file__, "--one", f"{config},{args.device},{precision},{batch}",
@@ -121,7 +122,8 @@ def main() -> None:
     import torch
 
     machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
-               "python": platform.python_version()}
+               "python": platform.python_version(),
+               "load_average_before": load_before, "load_average_after": os.getloadavg()}
     if gpu and torch.cuda.is_available():
         machine["gpu"] = torch.cuda.get_device_name(0)
     print(f"{'config':<16}{'device':<8}{'prec':<6}{'batch':>6}{'s/step':>9}{'samples/s':>11}"

@@ -212,12 +212,15 @@ def reconstruct(options: ReconstructOptions) -> ReconstructionReport:
         all_l1 += l1s
     if not scores:
         raise FommError(f"{folder}: no test video could be reconstructed ({'; '.join(notes)})")
+    akd, aed = _mean([s.akd for s in scores]), _mean([s.aed for s in scores])
+    if metrics is None:
+        status = f"skipped: {why}"
+    else:
+        status = "computed" if akd is not None else "computed, but no face was found"
     report = ReconstructionReport(
         videos=scores, l1=float(np.mean(all_l1)),
-        l1_per_video=float(np.mean([s.l1 for s in scores])),
-        akd=_mean([s.akd for s in scores]), aed=_mean([s.aed for s in scores]),
-        face_metrics="computed" if metrics is not None else f"skipped: {why}", out=str(out),
-        notes=notes)
+        l1_per_video=float(np.mean([s.l1 for s in scores])), akd=akd, aed=aed,
+        face_metrics=status, out=str(out), notes=notes)
     with open(out / "scores.csv", "w", newline="", encoding="utf-8") as f:
         writer_csv = csv.writer(f)
         writer_csv.writerow(["video", "frames", "l1", "akd", "aed"])

@@ -105,11 +105,25 @@ def sparse_motions(kp_source: Keypoints, kp_driving: Keypoints, height: int, wid
     identity = identity.view(1, 1, height, width, 2)
     coords = identity - kp_driving.value.view(bs, num_kp, 1, 1, 2)  # (B, K, H, W, 2)
     if kp_driving.jacobian is not None and kp_source.jacobian is not None:
-        jacobian = torch.matmul(kp_source.jacobian, torch.inverse(kp_driving.jacobian))  # (B,K,2,2)
+        jacobian = torch.matmul(kp_source.jacobian, inverse_2x2(kp_driving.jacobian))  # (B,K,2,2)
         # J @ v for every pixel, written as an einsum rather than the original's repeat+matmul
         coords = torch.einsum("bkij,bkhwj->bkhwi", jacobian, coords)
     driving_to_source = coords + kp_source.value.view(bs, num_kp, 1, 1, 2)
     return torch.cat([identity.expand(bs, 1, height, width, 2), driving_to_source], dim=1)
+
+
+def inverse_2x2(matrix: Tensor) -> Tensor:
+    """Closed-form inverse of (..., 2, 2) matrices: ``[[d, -b], [-c, a]] / (ad - bc)``.
+
+    Same values as ``torch.inverse`` up to float rounding, but exportable to ONNX (which has no
+    matrix inverse) and cheaper than a batched LU for 2×2 blocks.
+    """
+    a, b = matrix[..., 0, 0], matrix[..., 0, 1]
+    c, d = matrix[..., 1, 0], matrix[..., 1, 1]
+    det = a * d - b * c
+    row0 = torch.stack([d, -b], dim=-1)
+    row1 = torch.stack([-c, a], dim=-1)
+    return torch.stack([row0, row1], dim=-2) / det[..., None, None]
 
 
 def warp(image: Tensor, grid: Tensor, align_corners: bool = False) -> Tensor:
@@ -180,7 +194,7 @@ def relative_motion(kp_source: Keypoints, kp_driving: Keypoints, kp_driving_init
     jacobian = kp_driving.jacobian
     if relative_jacobian and kp_driving.jacobian is not None:
         assert kp_driving_initial.jacobian is not None and kp_source.jacobian is not None
-        jac_diff = torch.matmul(kp_driving.jacobian, torch.inverse(kp_driving_initial.jacobian))
+        jac_diff = torch.matmul(kp_driving.jacobian, inverse_2x2(kp_driving_initial.jacobian))
         jacobian = torch.matmul(jac_diff, kp_source.jacobian)
     return Keypoints(value, jacobian)
 

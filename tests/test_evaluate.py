@@ -65,7 +65,7 @@ def test_reconstruct_writes_scores_summary_and_side_by_side_videos(model, tmp_pa
             losses.append(float((out.prediction - frames[t:t + 1]).abs().mean()))
     assert report.videos[1].l1 == pytest.approx(np.mean(losses), abs=1e-5)
     assert report.l1 == pytest.approx(np.mean([s.l1 for s in report.videos]), abs=1e-6)
-    rows = list(csv.DictReader(open(tmp_path / "rec" / "scores.csv")))
+    rows = list(csv.DictReader((tmp_path / "rec" / "scores.csv").read_text().splitlines()))
     assert [r["video"] for r in rows] == ["v100.mp4", "v101.png"]
     summary = json.loads((tmp_path / "rec" / "summary.json").read_text())
     assert summary["l1"] == pytest.approx(report.l1)

@@ -63,7 +63,7 @@ def test_frames_are_resized_to_frame_shape(layouts: Path) -> None:
     ds = D.FramesDataset(layouts / "train", (8, 8, 3))
     pair = ds[0]
     assert pair.source.shape == (3, 8, 8) and pair.driving.shape == (3, 8, 8)
-    assert pair.source.dtype == torch.float32 and 0 <= float(pair.source.min())
+    assert pair.source.dtype == torch.float32 and float(pair.source.min()) >= 0
 
 
 def test_strip_of_another_frame_size_is_cut_square_and_resized(tmp_path: Path) -> None:
@@ -196,7 +196,7 @@ def test_colour_jitter_keeps_the_range_and_is_identity_without_factors() -> None
     assert torch.equal(colour_jitter(x, AugmentationParams(), np.random.default_rng(0)), x)
     params = AugmentationParams(brightness=0.5, contrast=0.5, saturation=0.5, hue=0.5)
     y = colour_jitter(x, params, np.random.default_rng(1))
-    assert y.shape == x.shape and 0 <= float(y.min()) and float(y.max()) <= 1
+    assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
     assert not torch.allclose(x, y)
 
 
@@ -207,3 +207,13 @@ def test_hsv_round_trip_and_hue_rotation() -> None:
     hsv = _rgb_to_hsv(red)
     hsv[:, 0] = (hsv[:, 0] + 1 / 3) % 1.0  # a third of the circle: red → green
     assert torch.allclose(_hsv_to_rgb(hsv).flatten(), torch.tensor([0.0, 1.0, 0.0]), atol=1e-6)
+
+
+def test_cached_videos_give_the_same_items_as_seeking(layouts: Path) -> None:
+    cached = D.FramesDataset(layouts / "train", (16, 16, 3), num_repeats=2)
+    seeking = D.FramesDataset(layouts / "train", (16, 16, 3), num_repeats=2, cache_mb=0)
+    for i in range(len(cached)):
+        a, b = cached[(0, i)], seeking[(0, i)]
+        assert torch.equal(a.source, b.source) and torch.equal(a.driving, b.driving)
+    assert {p.name for p in cached._cache} == {"anim.gif", "clip.mp4", "strip.png"}
+    assert not seeking._cache

@@ -1,4 +1,4 @@
-"""Training losses: the random TPS Transform, pyramid, perceptual (VGG19 and fallback), GAN terms."""
+"""Training losses: the random TPS Transform, pyramid, perceptual (VGG19, fallback), GAN terms."""
 
 from __future__ import annotations
 

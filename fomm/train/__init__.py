@@ -1,5 +1,6 @@
 """Training: ``Trainer`` and ``train(TrainOptions)``; datasets in data.py, losses in losses.py."""
 
-from fomm.train.loop import Trainer, TrainOptions, TrainResult, train
+from fomm.train.loop import Trainer, train
+from fomm.train.options import TrainOptions, TrainResult
 
 __all__ = ["TrainOptions", "TrainResult", "Trainer", "train"]

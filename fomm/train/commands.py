@@ -68,6 +68,8 @@ def register(subparsers: Any) -> None:
     r = p.add_argument_group("run")
     r.add_argument("--max-steps", type=_positive_int, help="stop after N steps in all")
     r.add_argument("--workers", type=_non_negative_int, help="DataLoader workers (default 2)")
+    r.add_argument("--cache-mb", type=_non_negative_float, metavar="MB",
+                   help="keep decoded videos in memory up to MB per worker (default 256)")
     r.add_argument("--seed", type=int)
     r.add_argument("--log-every", type=_positive_int, help="TensorBoard scalars every N steps "
                                                            "(default 10)")
@@ -139,6 +141,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     names = {f.name for f in dataclasses.fields(TrainOptions)}
     given = {k: v for k, v in vars(args).items() if k in names and v is not None}
     result = train(TrainOptions(**given))
+    if result.rank != 0:
+        return
     where = result.checkpoint or result.run_dir
     if result.interrupted:
         print(f"interrupted at step {result.step} (epoch {result.epoch}); saved {where}\n"

@@ -15,10 +15,8 @@ import signal
 import threading
 import time
 import warnings
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -28,68 +26,21 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from fomm.animate import resolve_device
 from fomm.checkpoints import load_checkpoint, load_state
 from fomm.checkpoints.original import read_original, write_original
-from fomm.config import FommConfig, load_config, parse_config
-from fomm.errors import CheckpointError, ConfigError
+from fomm.config import FommConfig
+from fomm.errors import ConfigError
 from fomm.models import build_models
 from fomm.motion import Keypoints
 from fomm.train import losses as L
 from fomm.train import state as S
 from fomm.train.data import EpochSampler, FramesDataset, Pair, make_loader, split_folder
 from fomm.train.logs import RunLogger
-
-Precision = Literal["fp32", "bf16"]
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """Everything ``fomm train`` takes; config values stay in the YAML, overrides are here.
-
-    ``batch_size`` is the global batch, split over torchrun processes.  ``max_steps`` counts all
-    steps of the run, resumed ones included.  ``pretrain_autoencoder``, ``ssim_weight`` and
-    ``gradient_weight`` are our additions (off by default): the first N steps train the generator
-    alone to rebuild the driving frame through identity motion, and extra SSIM / image-gradient
-    L1 terms sharpen small models early.  Options left at their default are taken from the run
-    being resumed.
-    """
-
-    config: str | None = None  # preset name or YAML; default: the resumed checkpoint's
-    data: str | None = None  # dataset root (with train/, test/); default: the config's root_dir
-    out: str | None = None  # run folder; default: the resumed run's, else runs/<config>-<time>
-    resume: str | None = None  # a .pth.tar of ours or of first-order-model
-    init: str | None = None  # start from these weights with fresh optimizers (fine-tuning)
-    vgg_weights: str | None = None  # torchvision vgg19 state dict; without: pixel L1 pyramid
-    device: str = "auto"
-    precision: Precision = "fp32"
-    batch_size: int | None = None
-    num_epochs: int | None = None
-    num_repeats: int | None = None
-    frame_size: int | None = None
-    max_steps: int | None = None
-    workers: int = 2
-    seed: int = 0
-    log_every: int = 10
-    image_every: int = 250
-    save_every_steps: int | None = None
-    save_every_minutes: float | None = 10.0
-    pretrain_autoencoder: int = 0
-    ssim_weight: float = 0.0
-    gradient_weight: float = 0.0
-    tensorboard: bool = True
-    progress: bool = True
-
-
-# not inherited from a resumed run: where and how this process runs
-_LOCAL_OPTIONS = {"resume", "out", "init", "device", "workers", "max_steps", "tensorboard",
-                  "progress"}
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    checkpoint: Path | None  # the latest checkpoint written (rank 0)
-    step: int
-    epoch: int
-    interrupted: bool
+from fomm.train.options import (
+    TrainOptions,
+    TrainResult,
+    inherit_options,
+    load_train_config,
+    run_folder,
+)
 
 
 class Trainer:
@@ -105,8 +56,8 @@ class Trainer:
         if self.world_size > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         resumed = read_original(options.resume) if options.resume else None
-        self.options = options = _inherit(options, resumed)
-        self.config_text, self.config = _load_config(options, config, resumed)
+        self.options = options = inherit_options(options, resumed)
+        self.config_text, self.config = load_train_config(options, config, resumed)
         self.train_params = self.config.train
         self.progress = S.Progress()
         self.interrupted = False
@@ -114,7 +65,7 @@ class Trainer:
         self.notes: list[str] = []  # reported once the run folder exists
         self._official_start = False  # resumed from a first-order-model checkpoint
         self._saved_at: tuple[int, int, int] | None = None
-        self.run_dir = _run_dir(options, self.config)
+        self.run_dir = run_folder(options, self.config)
 
         torch.manual_seed(options.seed)  # identical initial weights on every rank
         models = build_models(self.config.model, discriminator=True)
@@ -131,9 +82,11 @@ class Trainer:
             "discriminator": torch.optim.Adam(self.discriminator.parameters(),
                                               lr=tp.lr_discriminator, betas=(0.5, 0.999)),
         }
-        self.schedulers: dict[str, torch.optim.lr_scheduler.MultiStepLR] = {}
         if resumed is not None:
-            self._resume(resumed, options.resume)
+            restored = S.restore(resumed, options.resume, self.networks, self.optimizers, tp,
+                                 self.rank)
+            self.progress, self.schedulers = restored.progress, restored.schedulers
+            self._official_start, self.notes = restored.official, restored.notes
         else:
             self.schedulers = S.official_schedulers(self.optimizers, tp.epoch_milestones, 0,
                                                     False, False)
@@ -156,7 +109,7 @@ class Trainer:
         self.disc_pyramid = L.ImagePyramid(self.discriminator.scales).to(self.device)
         self.logger = RunLogger(self.run_dir, self.rank == 0, options.tensorboard,
                                 options.progress)
-        if self.vgg is None:
+        if self.vgg is None and sum(tp.loss_weights.perceptual) != 0:
             self.logger.note("no --vgg-weights: the perceptual loss uses the fallback, an L1 "
                              "pyramid on pixels (weight sum(perceptual) per scale)")
 
@@ -187,47 +140,6 @@ class Trainer:
         self.generator.load_state_dict(models.generator.state_dict())
         if "discriminator" in ckpt.state:
             load_state(self.discriminator, ckpt.state["discriminator"], "discriminator")
-
-    def _resume(self, data: dict[str, Any], path: str) -> None:
-        """Networks, optimizers, schedulers, progress and RNG from ours or an official file."""
-        name = Path(path).name
-        try:
-            for net in ("kp_detector", "generator"):
-                load_state(self.networks[net], data[net], net)
-            if isinstance(data.get("discriminator"), dict):
-                load_state(self.discriminator, data["discriminator"], "discriminator")
-            else:
-                self.notes.append(f"{name}: no discriminator weights; it starts from scratch")
-            tp = self.train_params
-            fresh = False
-            for net, optimizer in self.optimizers.items():
-                key = f"optimizer_{net}"
-                if net == "kp_detector" and tp.lr_kp_detector == 0:
-                    continue  # the original skips it too
-                if isinstance(data.get(key), dict):
-                    S.load_optimizer(optimizer, data[key], key)
-                else:
-                    fresh = True
-                    self.notes.append(f"{name}: no {key} state; it starts fresh")
-        except CheckpointError as exc:
-            raise CheckpointError(f"{name}: {exc}") from None
-        extra = data.get("fomm_resume")
-        if isinstance(extra, dict):
-            self.progress = S.Progress(int(extra["epoch"]), int(extra["batch"]),
-                                       int(extra["step"]))
-            self.schedulers = S.official_schedulers(self.optimizers, tp.epoch_milestones, 0,
-                                                    False, False)
-            for net, state in data.get("fomm_schedulers", {}).items():
-                S.load_scheduler_state(self.schedulers[net], state)
-            if "fomm_rng" in data and self.rank == 0:
-                S.restore_rng_state(data["fomm_rng"])
-            return
-        # first-order-model's own checkpoint: it restarts at range(epoch, num_epochs)
-        start = int(data.get("epoch", 0))
-        self.progress = S.Progress(start, 0, 0)
-        self._official_start = True
-        self.schedulers = S.official_schedulers(self.optimizers, tp.epoch_milestones, start,
-                                                tp.lr_kp_detector == 0, fresh)
 
     # ----------------------------------------------------------------------------------------
     # one step
@@ -339,7 +251,7 @@ class Trainer:
         ds = self.config.dataset
         folder = split_folder(opts.data or ds.root_dir, "train")
         dataset = FramesDataset(folder, ds.frame_shape, ds.id_sampling, tp.num_repeats,
-                                ds.augmentation, opts.seed)
+                                ds.augmentation, opts.seed, opts.cache_mb)
         per_rank = max(1, tp.batch_size // self.world_size)
         sampler = EpochSampler(len(dataset), self.rank, self.world_size, opts.seed)
         loader = make_loader(dataset, per_rank, sampler, opts.workers,
@@ -381,7 +293,7 @@ class Trainer:
         if self.world_size > 1:
             dist.barrier()
         return TrainResult(self.run_dir, self.latest, self.progress.step, self.progress.epoch,
-                           self.interrupted)
+                           self.interrupted, self.rank)
 
     def _end_epoch(self) -> None:
         epoch = self.progress.epoch
@@ -421,19 +333,10 @@ class Trainer:
 
     def checkpoint(self) -> dict[str, Any]:
         """The checkpoint dict: the official keys, then ours (``fomm_*``)."""
-        p = self.progress
-        data: dict[str, Any] = {name: _cpu(net.state_dict()) for name, net in
-                                self.networks.items()}
-        for name, optimizer in self.optimizers.items():
-            data[f"optimizer_{name}"] = _cpu(optimizer.state_dict())
-        data["epoch"] = p.epoch - 1 if p.batch == 0 and p.epoch > 0 else p.epoch
-        data["fomm_resume"] = {"epoch": p.epoch, "batch": p.batch, "step": p.step}
-        data["fomm_schedulers"] = {n: S.scheduler_state(s) for n, s in self.schedulers.items()}
-        data["fomm_rng"] = S.rng_state()
-        data["fomm_config"] = self.config_text
-        data["fomm_model_config"] = self.config.model.to_dict()
-        data["fomm_options"] = dataclasses.asdict(self.options)
-        return data
+        return S.checkpoint_dict(self.networks, self.optimizers, self.schedulers, self.progress,
+                                 {"fomm_config": self.config_text,
+                                  "fomm_model_config": self.config.model.to_dict(),
+                                  "fomm_options": dataclasses.asdict(self.options)})
 
     def save(self, path: str | Path | None = None) -> Path:
         """Write the checkpoint atomically (default ``<run>/checkpoint.pth.tar``)."""
@@ -498,78 +401,3 @@ def _frozen(module: nn.Module):
 
 def _detach(kp: Keypoints) -> Keypoints:
     return Keypoints(kp.value.detach(), None if kp.jacobian is None else kp.jacobian.detach())
-
-
-def _cpu(obj: Any) -> Any:
-    if isinstance(obj, Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_cpu(v) for v in obj]
-    return obj
-
-
-def _inherit(options: TrainOptions, resumed: dict[str, Any] | None) -> TrainOptions:
-    """Options left at their default take the resumed run's value."""
-    saved = (resumed or {}).get("fomm_options")
-    if not isinstance(saved, dict):
-        return options
-    changes = {}
-    for f in dataclasses.fields(TrainOptions):
-        if f.name in _LOCAL_OPTIONS or f.name not in saved:
-            continue
-        if getattr(options, f.name) == f.default and saved[f.name] != f.default:
-            changes[f.name] = saved[f.name]
-    return dataclasses.replace(options, **changes)
-
-
-def _load_config(options: TrainOptions, config: FommConfig | None,
-                 resumed: dict[str, Any] | None) -> tuple[str, FommConfig]:
-    """The config (text kept for the run folder) with the command line's overrides applied."""
-    import yaml
-
-    if config is not None:
-        text = f"# built in code from {config.source}\n"
-    elif options.config is not None:
-        path = Path(options.config)
-        if path.is_file():
-            text = path.read_text(encoding="utf-8")
-        else:
-            text = (resources.files("fomm") / "configs" / f"{options.config}.yaml").read_text(
-                "utf-8") if options.config in _presets() else ""
-        config = load_config(options.config)
-    elif resumed is not None and isinstance(resumed.get("fomm_config"), str):
-        text = resumed["fomm_config"]
-        config = parse_config(yaml.safe_load(text), f"{options.resume} (embedded config)")
-    else:
-        raise ConfigError("--config is required (a preset name or an official YAML file)")
-    ds, tp, model = config.dataset, config.train, config.model
-    if options.frame_size:
-        s = options.frame_size
-        ds = dataclasses.replace(ds, frame_shape=(s, s, ds.frame_shape[2]))
-    model = model.replace(image_size=int(ds.frame_shape[0]))  # the size it is trained at
-    if options.batch_size:
-        tp = dataclasses.replace(tp, batch_size=options.batch_size)
-    if options.num_epochs is not None:
-        tp = dataclasses.replace(tp, num_epochs=options.num_epochs)
-    if options.num_repeats:
-        tp = dataclasses.replace(tp, num_repeats=options.num_repeats)
-    if tp.checkpoint_freq < 1:
-        raise ConfigError(f"{config.source}: train_params.checkpoint_freq must be at least 1")
-    return text, dataclasses.replace(config, dataset=ds, train=tp, model=model)
-
-
-def _presets() -> list[str]:
-    from fomm.config import preset_names
-
-    return preset_names()
-
-
-def _run_dir(options: TrainOptions, config: FommConfig) -> Path:
-    if options.out:
-        return Path(options.out)
-    if options.resume and Path(options.resume).parent.joinpath("config.yaml").exists():
-        return Path(options.resume).parent
-    stem = Path(str(options.config or config.source)).stem or "run"
-    return Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -11,17 +11,19 @@ from __future__ import annotations
 import bisect
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import MultiStepLR
 
+from fomm.checkpoints import load_state
+from fomm.config import TrainParams
 from fomm.errors import CheckpointError
-
-NETWORK_NAMES = ("generator", "kp_detector", "discriminator")
 
 
 @dataclass
@@ -118,3 +120,87 @@ def official_schedulers(optimizers: dict[str, Optimizer], milestones: tuple[int,
                     sorted(milestones), last)
         out[name] = MultiStepLR(optimizer, list(milestones), gamma=0.1, last_epoch=last)
     return out
+
+
+@dataclass
+class Restored:
+    """What :func:`restore` recovered from a checkpoint."""
+
+    progress: Progress
+    schedulers: dict[str, MultiStepLR]
+    official: bool  # a first-order-model file: no progress beyond ``epoch``
+    notes: list[str] = field(default_factory=list)
+
+
+def restore(data: dict[str, Any], path: str | Path, networks: dict[str, nn.Module],
+            optimizers: dict[str, Optimizer], params: TrainParams, rank: int = 0) -> Restored:
+    """Load networks, optimizers, schedulers, progress and (rank 0) RNG from a checkpoint dict.
+
+    Our files continue exactly where they stopped.  A first-order-model file restarts, as its
+    ``train.py`` does, at ``range(epoch, num_epochs)`` with ``MultiStepLR(last_epoch=epoch-1)``.
+
+    Raises:
+        CheckpointError: a network or optimizer state that does not fit (named, with shapes).
+    """
+    name = Path(path).name
+    notes = []
+    fresh = False
+    try:
+        for net in ("kp_detector", "generator"):
+            load_state(networks[net], data[net], net)
+        if isinstance(data.get("discriminator"), dict):
+            load_state(networks["discriminator"], data["discriminator"], "discriminator")
+        else:
+            notes.append(f"{name}: no discriminator weights; it starts from scratch")
+        for net, optimizer in optimizers.items():
+            key = f"optimizer_{net}"
+            if net == "kp_detector" and params.lr_kp_detector == 0:
+                continue  # the original does not load it either
+            if isinstance(data.get(key), dict):
+                load_optimizer(optimizer, data[key], key)
+            else:
+                fresh = True
+                notes.append(f"{name}: no {key} state; it starts fresh")
+    except CheckpointError as exc:
+        raise CheckpointError(f"{name}: {exc}") from None
+    ours = data.get("fomm_resume")
+    if isinstance(ours, dict):
+        progress = Progress(int(ours["epoch"]), int(ours["batch"]), int(ours["step"]))
+        schedulers = official_schedulers(optimizers, params.epoch_milestones, 0, False, False)
+        for net, state in data.get("fomm_schedulers", {}).items():
+            load_scheduler_state(schedulers[net], state)
+        if "fomm_rng" in data and rank == 0:
+            restore_rng_state(data["fomm_rng"])
+        return Restored(progress, schedulers, False, notes)
+    start = int(data.get("epoch", 0))
+    schedulers = official_schedulers(optimizers, params.epoch_milestones, start,
+                                     params.lr_kp_detector == 0, fresh)
+    return Restored(Progress(start, 0, 0), schedulers, True, notes)
+
+
+def checkpoint_dict(networks: dict[str, nn.Module], optimizers: dict[str, Optimizer],
+                    schedulers: dict[str, MultiStepLR], progress: Progress,
+                    extra: dict[str, Any]) -> dict[str, Any]:
+    """The official keys (``epoch``: the epoch in progress, or the last finished one at an epoch
+    end, as the original saves it), then ``fomm_resume``, ``fomm_schedulers``, ``fomm_rng`` and
+    ``extra`` (keys starting with ``fomm_``)."""
+    p = progress
+    data: dict[str, Any] = {name: _cpu(net.state_dict()) for name, net in networks.items()}
+    for name, optimizer in optimizers.items():
+        data[f"optimizer_{name}"] = _cpu(optimizer.state_dict())
+    data["epoch"] = p.epoch - 1 if p.batch == 0 and p.epoch > 0 else p.epoch
+    data["fomm_resume"] = {"epoch": p.epoch, "batch": p.batch, "step": p.step}
+    data["fomm_schedulers"] = {n: scheduler_state(s) for n, s in schedulers.items()}
+    data["fomm_rng"] = rng_state()
+    data.update(extra)
+    return data
+
+
+def _cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_cpu(v) for v in obj]
+    return obj
