@@ -1,4 +1,4 @@
-"""Faces end to end: crop → animate → paste back at full resolution, multi-person, driving framing."""
+"""Faces end to end: crop, animate, paste back at full resolution; multi-person; driving framing."""
 
 from __future__ import annotations
 
