@@ -25,7 +25,6 @@ from fomm.config import ModelConfig
 from fomm.errors import FommError
 from fomm.image import resize, to_frames, to_tensor
 from fomm.models import Models
-from fomm.motion import Keypoints
 
 # matplotlib's gist_rainbow anchors (position, RGB), the original Visualizer's default colormap
 _GIST_RAINBOW = ((0.000, (1.00, 0.00, 0.16)), (0.030, (1.00, 0.00, 0.00)),
@@ -141,10 +140,8 @@ def reconstruct_frames(models: Models, frames: Iterable[np.ndarray], device: tor
         driving = to_tensor(chunk, device)  # (B, 3, S, S)
         kp_driving = models.kp_detector(driving)
         b = driving.shape[0]
-        out = models.generator(source, kp_driving, Keypoints(
-            kp_source.value.expand(b, -1, -1),
-            None if kp_source.jacobian is None else kp_source.jacobian.expand(b, -1, -1, -1)),
-            encoded=encoded, with_deformed=False)
+        out = models.generator(source, kp_driving, kp_source.expand(b), encoded=encoded,
+                               with_deformed=False)
         l1 = (out.prediction.float() - driving).abs().mean(dim=(1, 2, 3)).cpu().tolist()
         predictions = to_frames(out.prediction)
         kps = kp_driving.value.float().cpu().numpy()

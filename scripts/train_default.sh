@@ -11,7 +11,7 @@ VIDEOS=${VIDEOS:-../shared/data/videos}
 DATA=${DATA:-data/faces}
 RUN=${RUN:-runs/fomm-face-256}
 STEPS=${STEPS:-100000}
-BATCH=${BATCH:-8}
+BATCH=${BATCH:-4}
 PRECISION=${PRECISION:-fp32}
 WORKERS=${WORKERS:-1}
 
@@ -23,7 +23,7 @@ if [ -f "$RUN/checkpoint.pth.tar" ]; then
 else
   python -m fomm train --config fomm-face-256 --data "$DATA" --out "$RUN" \
     --batch-size "$BATCH" --precision "$PRECISION" --seed 0 \
-    --pretrain-autoencoder 300 --ssim-weight 5 "${common[@]}"
+    --pretrain-autoencoder 100 --ssim-weight 5 "${common[@]}"
 fi
 python -m fomm convert "$RUN/checkpoint.pth.tar" fomm/weights/fomm-face-256.safetensors \
   --config fomm-face-256 --fp16

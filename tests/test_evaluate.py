@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import write_clip
-from test_train import FIXTURE, make_dataset, shape_frames, tiny_config
+from test_train import FIXTURE, make_dataset, one_thread, shape_frames, tiny_config  # noqa: F401
 
 from fomm import evaluate as E
 from fomm.image import to_tensor, write_image

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from fomm.config import FommConfig, load_config, parse_config, preset_names
+from fomm.config import FommConfig, ModelConfig, load_config, parse_config, preset_names
 from fomm.errors import ConfigError
 
 Precision = Literal["fp32", "bf16"]
@@ -118,6 +118,7 @@ def load_train_config(options: TrainOptions, config: FommConfig | None,
         tp = dataclasses.replace(tp, num_epochs=options.num_epochs)
     if options.num_repeats:
         tp = dataclasses.replace(tp, num_repeats=options.num_repeats)
+    _check_frame_size(int(ds.frame_shape[0]), int(ds.frame_shape[1]), model, config.source)
     if tp.checkpoint_freq < 1:
         raise ConfigError(f"{config.source}: train_params.checkpoint_freq must be at least 1")
     return text, dataclasses.replace(config, dataset=ds, train=tp, model=model)
@@ -131,3 +132,18 @@ def run_folder(options: TrainOptions, config: FommConfig) -> Path:
         return Path(options.resume).parent
     stem = Path(str(options.config or config.source)).stem or "run"
     return Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _check_frame_size(height: int, width: int, model: ModelConfig, source: str) -> None:
+    """The hourglasses concatenate skips, so each downscaled side must halve exactly."""
+    nets = [("kp_detector", model.kp_detector.scale_factor, model.kp_detector.num_blocks),
+            ("dense_motion", model.generator.dense_motion_params.scale_factor,
+             model.generator.dense_motion_params.num_blocks),
+            ("generator", 1.0, model.generator.num_down_blocks)]
+    for name, scale, blocks in nets:
+        for side in (height, width):
+            inner = side * scale
+            if inner != int(inner) or int(inner) % 2**blocks:
+                need = int(2**blocks / scale)
+                raise ConfigError(f"{source}: frames of {width}x{height} do not fit the {name} "
+                                  f"({blocks} blocks at scale {scale}): use a multiple of {need}")
