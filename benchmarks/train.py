@@ -7,6 +7,7 @@ tensors, so data loading is not measured; the perceptual loss uses a VGG19 with 
 ``benchmarks/results/train-<device>.json`` naming the machine.
 
     python benchmarks/train.py                      # vox-256 on the CPU, batch 2
+    python benchmarks/train.py --configs vox-256 paddle-vox-mobile-256 --perceptual vgg fallback
     python benchmarks/train.py --device cuda --batch-size 16 --precisions fp32 bf16
 """
 
@@ -36,7 +37,7 @@ def cpu_model() -> str:
 
 
 def measure(config: str, device: str, precision: str, batch: int, steps: int,
-            warmup: int) -> dict:
+            warmup: int, perceptual: str = "vgg") -> dict:
     """One measurement in this process."""
     import torch
 
@@ -51,7 +52,7 @@ def measure(config: str, device: str, precision: str, batch: int, steps: int,
     trainer = Trainer(TrainOptions(config=config, device=device, precision=precision,
                                    batch_size=batch, tensorboard=False, progress=False,
                                    out=str(Path("/tmp") / "fomm-bench-train")))
-    if sum(cfg.train.loss_weights.perceptual):
+    if sum(cfg.train.loss_weights.perceptual) and perceptual == "vgg":
         trainer.perceptual.vgg = Vgg19().to(trainer.device)  # random weights, same cost
     g = torch.Generator().manual_seed(0)
     batches = [Pair(torch.rand(batch, 3, size, size, generator=g),
@@ -78,6 +79,7 @@ def measure(config: str, device: str, precision: str, batch: int, steps: int,
         "config": config, "device": str(trainer.device), "precision": precision,
         "batch_size": batch, "frame_size": size, "steps": steps, "warmup": warmup,
         "gan": cfg.train.loss_weights.generator_gan != 0, "parameters": params,
+        "perceptual": perceptual,
         "seconds_per_step": round(step_s, 4), "samples_per_s": round(batch / step_s, 3),
         "peak_memory_mib": round(peak, 1),
         "memory_kind": "cuda max_memory_allocated" if cuda else "process peak RSS",
@@ -93,32 +95,36 @@ def main() -> None:
                         help="default: fp32 on the CPU, fp32 and bf16 on a GPU")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="default 2 on the CPU, 16 on a GPU")
+    parser.add_argument("--perceptual", nargs="+", choices=["vgg", "fallback"], default=["vgg"],
+                        help="VGG19 (the recipe) and/or the pixel L1 pyramid used without "
+                             "--vgg-weights")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--save", action="store_true",
                         help="write benchmarks/results/train-<device>.json")
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: config,device,prec,batch
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # config,device,prec,batch,perceptual
     args = parser.parse_args()
     if args.one:
-        config, device, precision, batch = args.one.split(",")
+        config, device, precision, batch, perceptual = args.one.split(",")
         print(json.dumps(measure(config, device, precision, int(batch), args.steps,
-                                 args.warmup)))
+                                 args.warmup, perceptual)))
         return
     gpu = args.device.startswith("cuda")
     precisions = args.precisions or (["fp32", "bf16"] if gpu else ["fp32"])
     batch = args.batch_size or (16 if gpu else 2)
     rows = []
     load_before = os.getloadavg()  # other processes competing for the cores skew the timings
-    for config in args.configs:
-        for precision in precisions:
-            cmd = [sys.executable, __file__, "--one", f"{config},{args.device},{precision},{batch}",
-                   "--steps", str(args.steps), "--warmup", str(args.warmup)]
-            done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
-                                  env={**os.environ, "PYTHONPATH": str(ROOT)})
-            if done.returncode != 0:
-                print(done.stderr[-2000:], file=sys.stderr)
-                continue
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    runs = [(c, p, q) for c in args.configs for q in args.perceptual for p in precisions]
+    for config, precision, perceptual in runs:
+        one = f"{config},{args.device},{precision},{batch},{perceptual}"
+        cmd = [sys.executable, __file__, "--one", one, "--steps", str(args.steps),
+               "--warmup", str(args.warmup)]
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        if done.returncode != 0:
+            print(done.stderr[-2000:], file=sys.stderr)
+            continue
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     import torch
 
     machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
@@ -126,15 +132,18 @@ def main() -> None:
                "load_average_before": load_before, "load_average_after": os.getloadavg()}
     if gpu and torch.cuda.is_available():
         machine["gpu"] = torch.cuda.get_device_name(0)
-    print(f"{'config':<16}{'device':<8}{'prec':<6}{'batch':>6}{'s/step':>9}{'samples/s':>11}"
-          f"{'peak MiB':>10}")
+    print(f"{'config':<24}{'loss':<10}{'device':<8}{'prec':<6}{'batch':>6}{'s/step':>9}"
+          f"{'samples/s':>11}{'peak MiB':>10}")
     for r in rows:
-        print(f"{r['config']:<16}{r['device']:<8}{r['precision']:<6}{r['batch_size']:>6}"
+        print(f"{r['config']:<24}{r['perceptual']:<10}{r['device']:<8}{r['precision']:<6}"
+              f"{r['batch_size']:>6}"
               f"{r['seconds_per_step']:>9.3f}{r['samples_per_s']:>11.3f}"
               f"{r['peak_memory_mib']:>10.0f}")
     result = {"benchmark": "train", "machine": machine, "results": rows,
-              "note": "Trainer.step on random batches (no data loading); VGG19 perceptual loss "
-                      "with random weights; median step time after warm-up"}
+              "note": "Trainer.step on random batches (no data loading); perceptual 'vgg': VGG19 "
+                      "with random weights (the recipe's cost), 'fallback': the pixel L1 pyramid "
+                      "used without --vgg-weights; median step time after warm-up; the load "
+                      "averages show how busy the machine was"}
     print(json.dumps(result, indent=2))
     if args.save:
         kind = "gpu" if gpu else "cpu"

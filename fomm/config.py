@@ -61,6 +61,9 @@ class GeneratorParams:
     num_bottleneck_blocks: int = 6
     estimate_occlusion_map: bool = True
     dense_motion_params: DenseMotionParams = field(default_factory=DenseMotionParams)
+    # fomm extension (not in the paper): blend the decoder's output with the source warped at
+    # full resolution through a predicted mask, for sharp results from small models
+    blend_output: bool = False
 
 
 @dataclass(frozen=True)

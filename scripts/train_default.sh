@@ -14,6 +14,7 @@ STEPS=${STEPS:-100000}
 BATCH=${BATCH:-4}
 PRECISION=${PRECISION:-fp32}
 WORKERS=${WORKERS:-1}
+INIT=${INIT:-}          # optional: start from these weights (fresh optimizers)
 
 [ -d "$DATA/train" ] || python scripts/prepare_face_data.py "$VIDEOS" "$DATA" --size 256
 
@@ -21,9 +22,14 @@ common=(--max-steps "$STEPS" --workers "$WORKERS" --save-every-minutes 5 --image
 if [ -f "$RUN/checkpoint.pth.tar" ]; then
   python -m fomm train --resume "$RUN/checkpoint.pth.tar" "${common[@]}"
 else
+  if [ -n "$INIT" ]; then
+    start=(--init "$INIT")
+  else
+    start=()  # blend_output keeps results sharp from the start: no autoencoder pretraining
+  fi
   python -m fomm train --config fomm-face-256 --data "$DATA" --out "$RUN" \
     --batch-size "$BATCH" --precision "$PRECISION" --seed 0 \
-    --pretrain-autoencoder 100 --ssim-weight 5 "${common[@]}"
+    --ssim-weight 5 ${start[@]+"${start[@]}"} "${common[@]}"
 fi
 python -m fomm convert "$RUN/checkpoint.pth.tar" fomm/weights/fomm-face-256.safetensors \
   --config fomm-face-256 --fp16

@@ -167,6 +167,16 @@ def test_resume_continues_exactly(tmp_path: Path, data: Path) -> None:
     assert (run / "train-vis" / "00000001.png").is_file() and any((run / "tb").iterdir())
 
 
+def test_resume_needs_only_the_checkpoint(tmp_path: Path, data: Path) -> None:
+    first = Trainer(options(tmp_path, data, max_steps=2, seed=4)).fit()
+    Path(tiny_config(tmp_path)).unlink()  # the YAML text travels inside the checkpoint
+    trainer = Trainer(TrainOptions(resume=str(first.checkpoint), max_steps=3, workers=0,
+                                   progress=False, tensorboard=False))
+    assert trainer.run_dir == first.run_dir and trainer.config.model.num_kp == 5
+    assert trainer.options.data == str(data) and trainer.options.seed == 4
+    assert trainer.fit().step == 3
+
+
 def test_checkpoint_layout_is_the_originals(tmp_path: Path, data: Path) -> None:
     from fomm.evaluate import load_for_evaluation
     from fomm.models import build_models

@@ -42,7 +42,8 @@ class OcclusionAwareGenerator(nn.Module):
                  num_down_blocks: int, num_bottleneck_blocks: int,
                  estimate_occlusion_map: bool = False, dense_motion_params: dict | None = None,
                  estimate_jacobian: bool = False, flavour: str = "original",
-                 occlusion_border: bool = True, aa_eps: float = 0.0) -> None:
+                 occlusion_border: bool = True, aa_eps: float = 0.0,
+                 blend_output: bool = False) -> None:
         super().__init__()
         self.align_corners = flavour == "paddle"
         self.paddle_inference = flavour == "paddle"
@@ -67,6 +68,11 @@ class OcclusionAwareGenerator(nn.Module):
         for i in range(num_bottleneck_blocks):
             self.bottleneck.add_module(f"r{i}", ResBlock2d(in_features, kernel_size=3, padding=1))
         self.final = nn.Conv2d(block_expansion, num_channels, kernel_size=(7, 7), padding=(3, 3))
+        self.blend: nn.Conv2d | None = None
+        if blend_output and dense_motion_params is not None:
+            self.blend = nn.Conv2d(block_expansion, 1, kernel_size=(7, 7), padding=(3, 3))
+            nn.init.zeros_(self.blend.weight)
+            nn.init.constant_(self.blend.bias, 3.0)  # start by copying the warped source (95 %)
         self.estimate_occlusion_map = estimate_occlusion_map
         self.num_channels = num_channels
 
@@ -76,11 +82,16 @@ class OcclusionAwareGenerator(nn.Module):
             out = block(out)
         return out
 
-    def decode(self, features: Tensor) -> Tensor:
+    def decode(self, features: Tensor, warped_source: Tensor | None = None) -> Tensor:
+        """Bottleneck → up blocks → final; with ``blend`` also mixes in the warped source."""
         out = self.bottleneck(features)
         for block in self.up_blocks:
             out = block(out)
-        return torch.sigmoid(self.final(out))
+        prediction = torch.sigmoid(self.final(out))
+        if self.blend is not None and warped_source is not None:
+            mask = torch.sigmoid(self.blend(out))  # (B, 1, H, W), 1 = take the warped source
+            prediction = mask * warped_source + (1 - mask) * prediction
+        return prediction
 
     def encode_source(self, source_image: Tensor) -> SourceEncoding:
         """Cache the source-only work for animating many frames from one source."""
@@ -135,6 +146,8 @@ class OcclusionAwareGenerator(nn.Module):
                 occlusion_map[:, :, h - 5:, :] = 1.0
                 occlusion_map[:, :, :, w - 5:] = 1.0
             out = out * occlusion_map
-        deformed = self.deform_input(source_image, dense.deformation) if with_deformed else None
-        return GeneratorOutput(self.decode(out), dense.mask, dense.sparse_deformed,
+        deformed = None
+        if with_deformed or self.blend is not None:
+            deformed = self.deform_input(source_image, dense.deformation)
+        return GeneratorOutput(self.decode(out, deformed), dense.mask, dense.sparse_deformed,
                                occlusion_map, deformed, dense.deformation)

@@ -224,11 +224,12 @@ class MobileOcclusionAwareGenerator(OcclusionAwareGenerator):
     def __init__(self, num_channels: int, num_kp: int, block_expansion: int, max_features: int,
                  num_down_blocks: int, num_bottleneck_blocks: int,
                  estimate_occlusion_map: bool = False, dense_motion_params: dict | None = None,
-                 estimate_jacobian: bool = False, flavour: str = "original") -> None:
+                 estimate_jacobian: bool = False, flavour: str = "original",
+                 blend_output: bool = False) -> None:
         super().__init__(num_channels, num_kp, block_expansion, max_features, num_down_blocks,
                          num_bottleneck_blocks, estimate_occlusion_map, dense_motion_params,
                          estimate_jacobian, flavour, occlusion_border=False,
-                         aa_eps=_PADDLE_AA_EPS)
+                         aa_eps=_PADDLE_AA_EPS, blend_output=blend_output)
         if dense_motion_params is not None:
             self.dense_motion_network = MobileDenseMotionNetwork(
                 num_kp=num_kp, num_channels=num_channels,

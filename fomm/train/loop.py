@@ -53,6 +53,8 @@ class Trainer:
         if self.device.type == "cuda" and self.world_size > 1:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
             torch.cuda.set_device(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input sizes: pick the fastest kernels
         if self.world_size > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         resumed = read_original(options.resume) if options.resume else None
@@ -269,12 +271,12 @@ class Trainer:
                 epoch = self.progress.epoch
                 sampler.set_epoch(epoch, skip=self.progress.batch * per_rank)
                 bar = self.logger.bar(epoch, self.progress.batch, steps_per_epoch)
+                tick = time.perf_counter()
                 for batch in loader:
-                    started = time.perf_counter()
                     losses = self.step(batch)
                     self.progress.batch += 1
-                    self.logger.step(self, losses, per_rank * self.world_size,
-                                     time.perf_counter() - started, bar)
+                    seconds, tick = time.perf_counter() - tick, time.perf_counter()  # with data
+                    self.logger.step(self, losses, per_rank * self.world_size, seconds, bar)
                     if self.rank == 0 and self._periodic_save_due(last_save):
                         self.save()
                         last_save = time.monotonic()

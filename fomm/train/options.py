@@ -60,9 +60,10 @@ class TrainOptions:
     progress: bool = True
 
 
-# not inherited from a resumed run: where and how this process runs
-LOCAL_OPTIONS = {"resume", "out", "init", "device", "workers", "cache_mb", "max_steps",
-                  "tensorboard", "progress"}
+# not inherited from a resumed run: where and how this process runs (the config comes from the
+# YAML text embedded in the checkpoint, not from a path that may have changed)
+LOCAL_OPTIONS = {"config", "resume", "out", "init", "device", "workers", "cache_mb", "max_steps",
+                 "tensorboard", "progress"}
 
 
 @dataclass
@@ -90,7 +91,7 @@ def inherit_options(options: TrainOptions, resumed: dict[str, Any] | None) -> Tr
 
 
 def load_train_config(options: TrainOptions, config: FommConfig | None,
-                 resumed: dict[str, Any] | None) -> tuple[str, FommConfig]:
+                      resumed: dict[str, Any] | None) -> tuple[str, FommConfig]:
     """The config (text kept for the run folder) with the command line's overrides applied."""
     if config is not None:
         text = f"# built in code from {config.source}\n"
