@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import machine  # noqa: E402  (benchmarks/machine.py)
 
 from fomm.animate import Animator
 from fomm.checkpoints import save_checkpoint
@@ -30,19 +30,6 @@ from fomm.models import build_models, count_parameters
 from fomm.video import VideoWriter
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def machine() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return f"{name}, {torch.get_num_threads()} threads{gpu}"
 
 
 def network_fps(preset: str, device: str, precision: str, batch: int, frames: int) -> float:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import threading
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import torch
+from machine import machine  # noqa: E402  (benchmarks/machine.py)
 
 from fomm.animate import Animator
 from fomm.app.api import Settings, create_app
@@ -33,18 +33,6 @@ from fomm.image import write_image
 from fomm.video import VideoWriter
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def machine() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} CPUs, {platform.node()}"
 
 
 def load_animator(args: argparse.Namespace) -> tuple[Animator, str]:
