@@ -207,12 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=_positive_int, default=None)
     p.set_defaults(func=cmd_demo)
 
-    for module in ("fomm.train.commands", "fomm.faces.commands", "fomm.export", "fomm.app.serve"):
-        try:
-            register = __import__(module, fromlist=["register"]).register
-        except (ImportError, AttributeError):
-            continue
-        register(sub)
+    from fomm import export
+    from fomm.app import serve
+    from fomm.faces import commands as face_commands
+    from fomm.train import commands as train_commands
+
+    for module in (train_commands, face_commands, export, serve):
+        module.register(sub)
     return parser
 
 
