@@ -93,3 +93,16 @@ def make_clip(tmp_path: Path) -> Callable[..., Path]:
         return write_clip(tmp_path / name, **kwargs)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    """A tiny random-weight model (64×64, see tests/tiny.py) saved as a fomm safetensors file."""
+    from tiny import tiny_models
+
+    from fomm.checkpoints import save_checkpoint
+
+    models, cfg = tiny_models(image_size=64)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    save_checkpoint(path, models, cfg)
+    return path

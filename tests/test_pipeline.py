@@ -10,10 +10,8 @@ import numpy as np
 import pytest
 from conftest import write_clip
 from PIL import Image
-from tiny import tiny_models
 
 from fomm.animate import Animator
-from fomm.checkpoints import save_checkpoint
 from fomm.cli import main
 from fomm.config import AnimateOptions
 from fomm.errors import FommError, NoFaceError
@@ -35,14 +33,6 @@ def moving_square_frames(n: int, size: int = 64) -> list[np.ndarray]:
         f[20:40, x:x + 16] = (220, 180, 60)
         frames.append(f)
     return frames
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory) -> Path:
-    models, cfg = tiny_models(image_size=64)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    save_checkpoint(path, models, cfg)
-    return path
 
 
 @pytest.fixture(scope="module")

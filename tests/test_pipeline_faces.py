@@ -9,9 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from tiny import tiny_models
 
-from fomm.checkpoints import save_checkpoint
 from fomm.config import AnimateOptions
 from fomm.faces.crop import square_box
 from fomm.faces.detect import detect_faces
@@ -22,14 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data"
 pytestmark = pytest.mark.skipif(not (DATA / "images" / "lp_s2.jpg").exists(),
                                 reason=f"shared media not found at {DATA}")
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory) -> Path:
-    models, cfg = tiny_models(image_size=64)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    save_checkpoint(path, models, cfg)
-    return path
 
 
 def _frames(folder: Path) -> np.ndarray:
