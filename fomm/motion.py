@@ -30,6 +30,14 @@ class Keypoints(NamedTuple):
         jac = None if self.jacobian is None else self.jacobian[index]
         return Keypoints(self.value[index], jac)
 
+    @staticmethod
+    def cat(items: list[Keypoints]) -> Keypoints:
+        """Join batches of keypoints along the batch dimension."""
+        jac = None
+        if items[0].jacobian is not None:
+            jac = torch.cat([k.jacobian for k in items])
+        return Keypoints(torch.cat([k.value for k in items]), jac)
+
     def expand(self, batch: int) -> Keypoints:
         """Broadcast a batch of one to ``batch`` items (no copy)."""
         jac = None if self.jacobian is None else self.jacobian.expand(batch, -1, -1, -1)

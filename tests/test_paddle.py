@@ -238,8 +238,7 @@ def paddle_run():
     with torch.no_grad():
         kp_source = models.kp_detector(source)
         per_frame = [models.kp_detector(driving[t:t + 1]) for t in range(len(driving))]
-        kp_driving = Keypoints(torch.cat([k.value for k in per_frame]),
-                               torch.cat([k.jacobian for k in per_frame]))
+        kp_driving = Keypoints.cat(per_frame)
         results = {}
         for mode, (relative, adapt) in MODES.items():
             kp_norm, scale = normalize_kp(kp_source, kp_driving, per_frame[0],
