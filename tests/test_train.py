@@ -297,6 +297,39 @@ def test_pretrain_autoencoder_trains_the_generator_alone(tmp_path: Path, data: P
     assert {"equivariance_value", "equivariance_jacobian", "ssim"} <= set(losses)
 
 
+def test_separation_term_is_added_when_asked(tmp_path: Path, data: Path) -> None:
+    from fomm.train.data import Pair
+
+    trainer = Trainer(options(tmp_path, data, separation_weight=2.0))
+    losses = trainer.step(Pair(torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32), ["x"] * 4))
+    assert 0 < losses["separation"] <= 2.0
+
+
+def test_init_from_weights_trained_at_another_resolution(tmp_path: Path, data: Path) -> None:
+    """Stage 1 at 32x32 with scale 0.5, stage 2 at 64x64 with scale 0.25: same learned weights,
+    anti-alias kernels rebuilt for the new scale factors."""
+    small = Trainer(options(tmp_path / "a", data, max_steps=2)).fit().checkpoint
+    config = Path(tiny_config(tmp_path, 0)).read_text()
+    config = config.replace("[32, 32, 3]", "[64, 64, 3]").replace("scale_factor: 0.5",
+                                                                 "scale_factor: 0.25")
+    (tmp_path / "big.yaml").write_text(config)
+    big = Trainer(options(tmp_path / "b", data, config=str(tmp_path / "big.yaml"),
+                          init=str(small)))
+    saved = read_original(small)
+    for name, net in (("kp_detector", big.kp_detector), ("generator", big.generator)):
+        own = net.state_dict()
+        for key, value in saved[name].items():
+            if key.endswith("down.weight"):
+                assert own[key].shape != value.shape  # rebuilt: 0.25 needs a wider kernel
+            else:
+                assert torch.equal(own[key], value), key
+    assert any("anti-alias kernels rebuilt" in note for note in big.notes)
+    from fomm.train.data import Pair
+
+    losses = big.step(Pair(torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64), ["x"] * 2))
+    assert all(np.isfinite(v) for v in losses.values())
+
+
 def _ddp_worker(rank: int, port: int, config: str, data: str, out: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))

@@ -145,3 +145,21 @@ def test_extra_losses() -> None:
     assert float(L.ssim_loss(x, torch.rand(2, 3, 16, 16))) > 0.5
     flat = torch.full_like(x, 0.5)
     assert float(L.gradient_l1(flat, x)) > 0
+
+
+def test_keypoint_separation_is_one_when_keypoints_coincide_and_falls_with_distance() -> None:
+    together = torch.zeros(2, 5, 2)
+    assert L.keypoint_separation(together).item() == pytest.approx(1.0)
+    spread = torch.tensor([[[-0.8, -0.8], [0.8, -0.8], [0.0, 0.0], [-0.8, 0.8], [0.8, 0.8]]])
+    assert L.keypoint_separation(spread).item() < 1e-3
+    near = torch.tensor([[[0.0, 0.0], [0.1, 0.0]]])
+    far = torch.tensor([[[0.0, 0.0], [0.3, 0.0]]])
+    assert L.keypoint_separation(near) > L.keypoint_separation(far)
+    assert L.keypoint_separation(torch.zeros(1, 1, 2)).item() == 0.0
+
+
+def test_keypoint_separation_pushes_close_keypoints_apart() -> None:
+    value = torch.tensor([[[0.0, 0.0], [0.05, 0.0]]], requires_grad=True)
+    L.keypoint_separation(value).backward()
+    step = -value.grad  # gradient descent moves the left one left, the right one right
+    assert step[0, 0, 0] < 0 < step[0, 1, 0]

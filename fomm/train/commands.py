@@ -32,6 +32,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
+    return value
+
+
 def register(subparsers: Any) -> None:
     """Add the ``train``, ``reconstruct`` and ``keypoints`` subcommands."""
     p = subparsers.add_parser(
@@ -89,6 +96,11 @@ def register(subparsers: Any) -> None:
                    help="add W x (1 - SSIM) of prediction and driving frame")
     x.add_argument("--gradient-weight", type=_non_negative_float, metavar="W",
                    help="add W x L1 of their image gradients")
+    x.add_argument("--separation-weight", type=_non_negative_float, metavar="W",
+                   help="add W x the keypoint separation term (spreads keypoints that gather "
+                        "in one spot)")
+    x.add_argument("--separation-sigma", type=_positive_float, metavar="S",
+                   help="its reach in [-1, 1] coordinates (default 0.15)")
     p.set_defaults(func=cmd_train)
 
     p = subparsers.add_parser(

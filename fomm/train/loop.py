@@ -24,11 +24,12 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from fomm.animate import resolve_device
-from fomm.checkpoints import load_checkpoint, load_state
+from fomm.checkpoints import load_state, read_checkpoint
 from fomm.checkpoints.original import read_original, write_original
 from fomm.config import FommConfig
-from fomm.errors import ConfigError
+from fomm.errors import CheckpointError, ConfigError
 from fomm.models import build_models
+from fomm.models.blocks import AntiAliasInterpolation2d
 from fomm.motion import Keypoints
 from fomm.train import losses as L
 from fomm.train import state as S
@@ -137,11 +138,35 @@ class Trainer:
         return load_vgg19(path).to(self.device)
 
     def _init_from(self, path: str) -> None:
-        models, _, ckpt = load_checkpoint(path, self.config.model)
-        self.kp_detector.load_state_dict(models.kp_detector.state_dict())
-        self.generator.load_state_dict(models.generator.state_dict())
+        """Start from another run's weights (fresh optimizers), at this config's resolution.
+
+        Anti-alias kernels are buffers derived from ``scale_factor``, not learned: they are
+        rebuilt for this config, so weights trained at 128x128 with ``scale_factor: 0.5``
+        fine-tune at 256x256 with ``0.25`` (the inner networks see the same 64x64 input).
+        """
+        ckpt = read_checkpoint(path)
+        name = Path(path).name
+        nets = [("kp_detector", self.kp_detector), ("generator", self.generator)]
         if "discriminator" in ckpt.state:
-            load_state(self.discriminator, ckpt.state["discriminator"], "discriminator")
+            nets.append(("discriminator", self.discriminator))
+        rebuilt = 0
+        for net_name, net in nets:
+            if net_name not in ckpt.state:
+                raise CheckpointError(f"{name}: has no '{net_name}' weights")
+            state = dict(ckpt.state[net_name])
+            own = net.state_dict()
+            for prefix, module in net.named_modules():
+                key = f"{prefix}.weight" if prefix else "weight"
+                if isinstance(module, AntiAliasInterpolation2d) and key in state:
+                    rebuilt += int(state[key].shape != own[key].shape)
+                    state[key] = own[key]
+            try:
+                load_state(net, state, net_name)
+            except CheckpointError as exc:
+                raise CheckpointError(f"{name}: {exc}") from None
+        if rebuilt:
+            self.notes.append(f"--init {name}: {rebuilt} anti-alias kernels rebuilt for this "
+                              "config's scale factors")
 
     # ----------------------------------------------------------------------------------------
     # one step
@@ -215,6 +240,10 @@ class Trainer:
             losses.update(eq)
             generated.update(transformed=transformed, kp_transformed=kp_t)
         losses.update(self._extra_losses(out.prediction, driving))
+        if self.options.separation_weight:
+            values = torch.cat([kp_source.value, kp_driving.value])  # (2B, K, 2)
+            losses["separation"] = self.options.separation_weight * L.keypoint_separation(
+                values.float(), self.options.separation_sigma)
         return losses, generated
 
     def _autoencoder_losses(self, driving: Tensor) -> tuple[dict[str, Tensor], dict]:

@@ -216,3 +216,24 @@ def ssim_loss(prediction: Tensor, target: Tensor, window: int = 7) -> Tensor:
     ssim = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1)
                                                          * (var_x + var_y + c2))
     return 1 - ssim.mean()
+
+
+def keypoint_separation(value: Tensor, sigma: float = 0.15) -> Tensor:
+    """Mean over keypoint pairs of ``exp(-|k_i - k_j|^2 / (2 sigma^2))`` (Zhang et al., CVPR 2018).
+
+    Not in the original recipe: early in training FOMM's keypoints tend to gather in one spot
+    of the face, where they cannot describe the mouth moving apart from the head. This term
+    pushes apart keypoints closer than about ``2 sigma`` (in the [-1, 1] coordinates) and is
+    flat beyond, so it spreads them without pinning them anywhere.
+
+    Args:
+        value: (B, K, 2) keypoint positions.
+    Returns:
+        A scalar in [0, 1] (1 when all keypoints coincide).
+    """
+    k = value.shape[1]
+    if k < 2:
+        return value.new_zeros(())
+    d2 = (value.unsqueeze(2) - value.unsqueeze(1)).pow(2).sum(-1)  # (B, K, K)
+    off_diagonal = ~torch.eye(k, dtype=torch.bool, device=value.device)
+    return torch.exp(-d2 / (2 * sigma**2))[:, off_diagonal].mean()

@@ -28,8 +28,10 @@ class TrainOptions:
     ``batch_size`` is the global batch, split over torchrun processes.  ``max_steps`` counts all
     steps of the run, resumed ones included.  ``pretrain_autoencoder``, ``ssim_weight`` and
     ``gradient_weight`` are our additions (off by default): the first N steps train the generator
-    alone to rebuild the driving frame through identity motion, and extra SSIM / image-gradient
-    L1 terms sharpen small models early.  Options left at their default are taken from the run
+    alone to rebuild the driving frame through identity motion, extra SSIM / image-gradient
+    L1 terms sharpen small models early, and a keypoint separation term
+    (:func:`fomm.train.losses.keypoint_separation`) keeps the keypoints from gathering in one
+    spot.  Options left at their default are taken from the run
     being resumed.
     """
 
@@ -56,6 +58,8 @@ class TrainOptions:
     pretrain_autoencoder: int = 0
     ssim_weight: float = 0.0
     gradient_weight: float = 0.0
+    separation_weight: float = 0.0
+    separation_sigma: float = 0.15
     tensorboard: bool = True
     progress: bool = True
 
