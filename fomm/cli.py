@@ -8,16 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fomm import __version__
+from fomm.argtypes import positive_int
 from fomm.errors import FommError
 
 DEFAULT_OUTPUT = "output/result.mp4"
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +63,7 @@ def add_animate_arguments(parser: argparse.ArgumentParser) -> None:
     faces.add_argument("--crop-margin", type=float, metavar="R",
                        help="extra space around the face in the crop, as a fraction of its size")
     run = parser.add_argument_group("run")
-    run.add_argument("--batch-size", type=_positive_int, default=8,
+    run.add_argument("--batch-size", type=positive_int, default=8,
                      help="driving frames per network call (default 8)")
     run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     run.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32",
@@ -77,10 +71,10 @@ def add_animate_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--no-audio", dest="audio", action="store_false",
                      help="do not copy the driving video's audio track")
-    out.add_argument("--result-size", type=_positive_int, metavar="PX",
+    out.add_argument("--result-size", type=positive_int, metavar="PX",
                      help="output size with --no-crop (default: the model size); with a face "
                           "crop the output has the source's resolution")
-    out.add_argument("--max-frames", type=_positive_int, metavar="N",
+    out.add_argument("--max-frames", type=positive_int, metavar="N",
                      help="animate only the first N driving frames")
     out.add_argument("--fps", type=float, help="frame rate for a folder of driving frames "
                                                "(default 25) or to override the video's")
@@ -204,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "output/result.mp4 and output/result_side_by_side.mp4.")
     p.add_argument("--output-dir", default="output")
     p.add_argument("--device", default="auto")
-    p.add_argument("--max-frames", type=_positive_int, default=None)
+    p.add_argument("--max-frames", type=positive_int, default=None)
     p.set_defaults(func=cmd_demo)
 
     from fomm import export

@@ -9,17 +9,8 @@ import threading
 import time
 from collections.abc import Iterator
 
+from fomm.argtypes import positive_float, positive_int
 from fomm.errors import FommError
-
-
-def _positive(kind: type):
-    def parse(text: str):
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-
-    return parse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,9 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run = p.add_argument_group("run")
     run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     run.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
-    run.add_argument("--batch-size", type=_positive(int), default=8,
+    run.add_argument("--batch-size", type=positive_int, default=8,
                      help="driving frames per network call (default 8)")
-    run.add_argument("--workers", type=_positive(int), default=1,
+    run.add_argument("--workers", type=positive_int, default=1,
                      help="jobs run at once, sharing the one model (default 1)")
     run.add_argument("--max-queue", type=int, default=8,
                      help="jobs that may wait besides the running ones; more get 503 (default 8)")
@@ -48,13 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     limits.add_argument("--data-dir", metavar="DIR",
                         help="server-owned folder for uploads and results (default: a temporary "
                              "folder, removed at exit); its jobs/ subfolder is cleared at start")
-    limits.add_argument("--max-image-mb", type=_positive(float), default=20)
-    limits.add_argument("--max-video-mb", type=_positive(float), default=500)
-    limits.add_argument("--max-duration-s", type=_positive(float), default=300,
+    limits.add_argument("--max-image-mb", type=positive_float, default=20)
+    limits.add_argument("--max-video-mb", type=positive_float, default=500)
+    limits.add_argument("--max-duration-s", type=positive_float, default=300,
                         help="longest driving video accepted, in seconds (default 300)")
-    limits.add_argument("--max-resolution", type=_positive(int), default=4096,
+    limits.add_argument("--max-resolution", type=positive_int, default=4096,
                         help="largest width or height of an upload, in pixels (default 4096)")
-    limits.add_argument("--job-ttl-s", type=_positive(float), default=3600,
+    limits.add_argument("--job-ttl-s", type=positive_float, default=3600,
                         help="finished jobs and their files are deleted after this (default 3600)")
     limits.add_argument("--shutdown-grace-s", type=float, default=30,
                         help="at shutdown, how long a running job may still take (default 30)")

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from fomm.argtypes import positive_int
 from fomm.faces.crop import MARGIN
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,10 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or frame folders")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--size", type=_positive_int, default=256, help="clip side in pixels (256)")
+    p.add_argument("--size", type=positive_int, default=256, help="clip side in pixels (256)")
     p.add_argument(
         "--min-track-len",
-        type=_positive_int,
+        type=positive_int,
         default=32,
         metavar="N",
         help="drop tracks shorter than N frames (32)",
@@ -51,13 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--detect-every",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="K",
         help="run the face detector on every K-th frame (1)",
     )
     p.add_argument(
-        "--max-frames", type=_positive_int, metavar="N", help="read at most N frames of each video"
+        "--max-frames", type=positive_int, metavar="N", help="read at most N frames of each video"
     )
     p.add_argument(
         "--margin",

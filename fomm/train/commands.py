@@ -10,33 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
-    return value
+from fomm.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
 
 
 def register(subparsers: Any) -> None:
@@ -67,39 +41,39 @@ def register(subparsers: Any) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
                    help="fp32 (default) or bf16 autocast")
     g = p.add_argument_group("overrides of the config")
-    g.add_argument("--batch-size", type=_positive_int, help="global batch (split over processes)")
-    g.add_argument("--epochs", dest="num_epochs", type=_positive_int, help="num_epochs")
-    g.add_argument("--repeats", dest="num_repeats", type=_positive_int, help="num_repeats")
-    g.add_argument("--frame-size", type=_positive_int, metavar="PX",
+    g.add_argument("--batch-size", type=positive_int, help="global batch (split over processes)")
+    g.add_argument("--epochs", dest="num_epochs", type=positive_int, help="num_epochs")
+    g.add_argument("--repeats", dest="num_repeats", type=positive_int, help="num_repeats")
+    g.add_argument("--frame-size", type=positive_int, metavar="PX",
                    help="train at PX x PX (frames are resized)")
     r = p.add_argument_group("run")
-    r.add_argument("--max-steps", type=_positive_int, help="stop after N steps in all")
-    r.add_argument("--workers", type=_non_negative_int, help="DataLoader workers (default 2)")
-    r.add_argument("--cache-mb", type=_non_negative_float, metavar="MB",
+    r.add_argument("--max-steps", type=positive_int, help="stop after N steps in all")
+    r.add_argument("--workers", type=non_negative_int, help="DataLoader workers (default 2)")
+    r.add_argument("--cache-mb", type=non_negative_float, metavar="MB",
                    help="keep decoded videos in memory up to MB per worker (default 256)")
     r.add_argument("--seed", type=int)
-    r.add_argument("--log-every", type=_positive_int, help="TensorBoard scalars every N steps "
+    r.add_argument("--log-every", type=positive_int, help="TensorBoard scalars every N steps "
                                                            "(default 10)")
-    r.add_argument("--image-every", type=_non_negative_int,
+    r.add_argument("--image-every", type=non_negative_int,
                    help="image grids every N steps (default 250; 0: never)")
-    r.add_argument("--save-every-steps", type=_positive_int, metavar="N")
-    r.add_argument("--save-every-minutes", type=_non_negative_float, metavar="M",
+    r.add_argument("--save-every-steps", type=positive_int, metavar="N")
+    r.add_argument("--save-every-minutes", type=non_negative_float, metavar="M",
                    help="save the latest checkpoint every M minutes (default 10; 0: off)")
     r.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=None)
     r.add_argument("--quiet", "-q", dest="progress", action="store_false", default=None,
                    help="no progress bar")
     x = p.add_argument_group("speed-ups for small models (not in the original recipe)")
-    x.add_argument("--pretrain-autoencoder", type=_non_negative_int, metavar="N",
+    x.add_argument("--pretrain-autoencoder", type=non_negative_int, metavar="N",
                    help="first N steps: the generator alone rebuilds each frame through "
                         "identity motion (sharper images early)")
-    x.add_argument("--ssim-weight", type=_non_negative_float, metavar="W",
+    x.add_argument("--ssim-weight", type=non_negative_float, metavar="W",
                    help="add W x (1 - SSIM) of prediction and driving frame")
-    x.add_argument("--gradient-weight", type=_non_negative_float, metavar="W",
+    x.add_argument("--gradient-weight", type=non_negative_float, metavar="W",
                    help="add W x L1 of their image gradients")
-    x.add_argument("--separation-weight", type=_non_negative_float, metavar="W",
+    x.add_argument("--separation-weight", type=non_negative_float, metavar="W",
                    help="add W x the keypoint separation term (spreads keypoints that gather "
                         "in one spot)")
-    x.add_argument("--separation-sigma", type=_positive_float, metavar="S",
+    x.add_argument("--separation-sigma", type=positive_float, metavar="S",
                    help="its reach in [-1, 1] coordinates (default 0.15)")
     p.set_defaults(func=cmd_train)
 
@@ -115,11 +89,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--config", metavar="NAME|PATH",
                    help="model config; default: saved by fomm train, else the preset that fits")
     p.add_argument("--out", metavar="DIR", help="default: reconstruction/ beside the checkpoint")
-    p.add_argument("--size", type=_positive_int, metavar="PX",
+    p.add_argument("--size", type=positive_int, metavar="PX",
                    help="frame size (default: the model's image_size)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=_positive_int, default=16)
-    p.add_argument("--max-videos", type=_positive_int, metavar="N")
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--max-videos", type=positive_int, metavar="N")
     p.add_argument("--no-videos", dest="videos", action="store_false",
                    help="scores only, no side-by-side videos")
     p.add_argument("--no-metrics", dest="face_metrics", action="store_false",
@@ -137,10 +111,10 @@ def register(subparsers: Any) -> None:
                         "(default output/keypoints.mp4)")
     p.add_argument("--config", metavar="NAME|PATH")
     p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=_positive_int, default=16)
-    p.add_argument("--radius", type=_positive_int, metavar="PX",
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--radius", type=positive_int, metavar="PX",
                    help="circle radius (default 5 per 256 px)")
-    p.add_argument("--max-frames", type=_positive_int, metavar="N")
+    p.add_argument("--max-frames", type=positive_int, metavar="N")
     p.add_argument("--quiet", "-q", dest="progress", action="store_false")
     p.set_defaults(func=cmd_keypoints)
 
