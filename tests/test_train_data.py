@@ -11,10 +11,10 @@ import torch
 from conftest import write_clip
 
 from fomm.config import AugmentationParams
-from fomm.errors import FommError
+from fomm.errors import ConfigError, FommError
 from fomm.image import write_image
 from fomm.train import data as D
-from fomm.train.augment import _hsv_to_rgb, _rgb_to_hsv, colour_jitter, flip
+from fomm.train.augment import _hsv_to_rgb, _rgb_to_hsv, colour_jitter, flip, resize_and_crop
 
 
 def ramp_frames(n: int = 6, size: int = 16) -> list[np.ndarray]:
@@ -189,6 +189,34 @@ def test_flip_follows_the_original_random_flip() -> None:
             seen.add("none")
     assert seen == {"time", "horizontal", "none"}
     assert flip(frames, AugmentationParams(), np.random.default_rng(0)) is frames
+
+
+def test_resize_and_crop_zooms_both_frames_alike_and_keeps_the_size() -> None:
+    yy, xx = np.mgrid[:32, :32]
+    frame = np.stack([xx * 8, yy * 8, np.zeros_like(xx)], -1).astype(np.uint8)  # ramps
+    frames = np.stack([frame, frame])
+    params = AugmentationParams(resize_ratio=(0.8, 1.25), crop_size=(32, 32))
+    zoomed = {"in": False, "out": False}
+    for seed in range(30):
+        out = resize_and_crop(frames, params, np.random.default_rng(seed))
+        assert out.shape == frames.shape and np.array_equal(out[0], out[1])
+        slope = np.diff(out[0, 16, 8:24, 0].astype(float)).mean()  # 8 per pixel unscaled
+        zoomed["in" if slope < 8 else "out"] = True
+    assert all(zoomed.values())
+    # shrunk below the crop: edge-padded, never black
+    small = resize_and_crop(frames, AugmentationParams(resize_ratio=(0.5, 0.5), crop_size=(32, 32)),
+                            np.random.default_rng(0))
+    assert small.shape == frames.shape and small[0, 0, 0, 0] == small[0, 8, 8, 0]
+    assert resize_and_crop(frames, AugmentationParams(), np.random.default_rng(0)) is frames
+
+
+def test_resize_without_a_crop_back_to_the_frame_shape_is_refused(layouts: Path) -> None:
+    with pytest.raises(ConfigError, match="needs crop_param.size"):
+        D.FramesDataset(layouts / "train", (16, 16, 3),
+                        augmentation=AugmentationParams(resize_ratio=(0.9, 1.1)))
+    with pytest.raises(ConfigError, match="but frames are"):
+        D.FramesDataset(layouts / "train", (16, 16, 3),
+                        augmentation=AugmentationParams(crop_size=(8, 8)))
 
 
 def test_colour_jitter_keeps_the_range_and_is_identity_without_factors() -> None:

@@ -1,4 +1,5 @@
-"""Training augmentations of the original recipe: flips on uint8 frames, colour jitter on tensors.
+"""Training augmentations of the original recipe: flips, random resize and crop on uint8 frames,
+colour jitter on tensors.
 
 The jitter is torchvision's ``ColorJitter`` maths written out (brightness, contrast, saturation,
 hue in a random order, one set of factors for the whole clip), drawn from a numpy ``Generator``.
@@ -11,6 +12,7 @@ import torch
 from torch import Tensor
 
 from fomm.config import AugmentationParams
+from fomm.image import resize
 
 
 def _grey(x: Tensor) -> Tensor:
@@ -87,4 +89,36 @@ def flip(frames: np.ndarray, params: AugmentationParams, rng: np.random.Generato
         return frames[::-1]
     if rng.random() < 0.5 and params.horizontal_flip:
         return frames[:, :, ::-1]
+    return frames
+
+
+def resize_and_crop(frames: np.ndarray, params: AugmentationParams,
+                    rng: np.random.Generator) -> np.ndarray:
+    """The original ``RandomResize`` then ``RandomCrop``, the same for every frame of the clip.
+
+    ``resize_param.ratio``: both sides scaled by one factor from U[low, high]. ``crop_param.size``:
+    a random (H, W) window, after edge-padding (centred) any side that is shorter.  With a ratio
+    around 1 and the frame size as crop size this zooms in and out and shifts the object.
+
+    Args:
+        frames: (N, H, W, 3) uint8.
+    Returns:
+        (N, H', W', 3) uint8: the crop size when ``crop_size`` is set.
+    """
+    if params.resize_ratio is not None:
+        factor = rng.uniform(*params.resize_ratio)
+        h, w = frames.shape[1:3]
+        size = (max(1, int(w * factor)), max(1, int(h * factor)))
+        frames = np.stack([resize(f, size) for f in frames])
+    if params.crop_size is not None:
+        ch, cw = (int(v) for v in params.crop_size)
+        h, w = frames.shape[1:3]
+        pad_h = (0, 0) if ch <= h else ((ch - h) // 2, (ch - h + 1) // 2)
+        pad_w = (0, 0) if cw <= w else ((cw - w) // 2, (cw - w + 1) // 2)
+        if pad_h != (0, 0) or pad_w != (0, 0):
+            frames = np.pad(frames, ((0, 0), pad_h, pad_w, (0, 0)), mode="edge")
+        h, w = frames.shape[1:3]
+        y = int(rng.integers(0, h - ch + 1))
+        x = int(rng.integers(0, w - cw + 1))
+        frames = frames[:, y:y + ch, x:x + cw]
     return frames

@@ -26,9 +26,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fomm import video as videos
 from fomm.config import AugmentationParams
-from fomm.errors import FommError
+from fomm.errors import ConfigError, FommError
 from fomm.image import read_image, resize, to_tensor
-from fomm.train.augment import colour_jitter, flip
+from fomm.train.augment import colour_jitter, flip, resize_and_crop
 
 log = logging.getLogger("fomm.train")
 
@@ -197,6 +197,20 @@ def _fit(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 # datasets
 
 
+def _check_crop(augmentation: AugmentationParams | None, frame_shape: Sequence[int]) -> None:
+    """Every training frame must come out at ``frame_shape``: a resize needs a crop back to it."""
+    if augmentation is None:
+        return
+    shape = (int(frame_shape[0]), int(frame_shape[1]))
+    if augmentation.resize_ratio is not None and augmentation.crop_size is None:
+        raise ConfigError("augmentation_params.resize_param needs crop_param.size "
+                          f"(the frame shape, {list(shape)}) so that every frame has one size")
+    if augmentation.crop_size is not None and tuple(augmentation.crop_size) != shape:
+        raise ConfigError(f"augmentation_params.crop_param.size is "
+                          f"{list(augmentation.crop_size)}, but frames are {list(shape)} "
+                          "(dataset_params.frame_shape): use the same size")
+
+
 class FramesDataset(Dataset):
     """Pairs of frames of one video; ``len = videos (or identities) x num_repeats``.
 
@@ -205,7 +219,7 @@ class FramesDataset(Dataset):
         frame_shape: (H, W, C); frames of another size are resized.
         id_sampling: one item per identity (name up to '#'), a random video of it each time.
         num_repeats: passes over the videos per epoch (the original ``DatasetRepeater``).
-        augmentation: flips and colour jitter; None for none.
+        augmentation: flips, resize and crop, colour jitter; None for none.
         seed: base of the per-item RNG.
         cache_mb: video files and strips are decoded whole (resized) and kept in memory, first
             come first kept, until this budget (per process: each DataLoader worker has its
@@ -218,6 +232,7 @@ class FramesDataset(Dataset):
                  augmentation: AugmentationParams | None = None, seed: int = 0,
                  cache_mb: float = 256) -> None:
         self.folder = Path(folder)
+        _check_crop(augmentation, frame_shape)
         self.videos = list_videos(self.folder, frame_shape)
         self.size = (int(frame_shape[1]), int(frame_shape[0]))  # (width, height)
         groups: OrderedDict[str, list[Video]] = OrderedDict()
@@ -266,6 +281,7 @@ class FramesDataset(Dataset):
             frames = read_frames(item, indices.tolist(), self.size)
         if self.augmentation is not None:
             frames = flip(frames, self.augmentation, rng)
+            frames = resize_and_crop(frames, self.augmentation, rng)
         tensors = to_tensor(np.ascontiguousarray(frames))  # (2, 3, H, W)
         if self.augmentation is not None:
             tensors = colour_jitter(tensors, self.augmentation, rng)
