@@ -26,10 +26,10 @@ from fomm.image import resize
 from fomm.video import iter_frames
 
 
-def evaluate_clip(animator: Animator, clip: Path, max_frames: int | None) -> dict:
+def evaluate_clip(animator: Animator, clip: Path, max_frames: int | None, stride: int = 1) -> dict:
     size = animator.size
     real = [f if f.shape[:2] == (size, size) else resize(f, size)
-            for f in iter_frames(clip, max_frames=max_frames)]
+            for f in iter_frames(clip, max_frames=max_frames)][::stride]
     source = animator.prepare_source(real[0])
     fake = list(animator.animate(source, real, relative=True, batch_size=8))
     still = [real[0]] * len(real)
@@ -50,11 +50,13 @@ def main() -> None:
     parser.add_argument("clips", nargs="+", type=Path)
     parser.add_argument("--checkpoint", "-c", default=None)
     parser.add_argument("--max-frames", type=int, default=None)
+    parser.add_argument("--stride", type=int, default=1,
+                        help="every N-th frame (each is reconstructed from the first alone)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     models, cfg = load_model(args.checkpoint)
     animator = Animator(models, cfg, device="auto")
-    rows = [evaluate_clip(animator, clip, args.max_frames) for clip in args.clips]
+    rows = [evaluate_clip(animator, clip, args.max_frames, args.stride) for clip in args.clips]
     print(f"{'clip':14} {'frames':>6} | {'L1':>7} {'AKD':>7} {'AED':>7} {'face%':>6} | "
           f"{'L1 still':>8} {'AKD still':>9} {'AED still':>9}")
     for r in rows:
