@@ -5,7 +5,9 @@ Each clip (a folder of face-framed frames or a video) is reconstructed from its 
 relative motion, at the model size, no face crop. Reported per clip, for the model and for the
 no-motion baseline (every frame predicted as the first): L1 (pixels in [0, 1]), AKD (pixels
 between dlib 68-point landmarks) and AED (distance of dlib face embeddings, with the share of
-generated frames where a face was found).
+generated frames where a face was found). With ``--geometry``, also how much of a known motion
+of the first frame (rotated by +-15 degrees, zoomed by 1.2 and 0.85, shifted by 20 pixels)
+the model transfers, from dlib landmarks: 1.0 is all of it, 0 none.
 
     python scripts/validate_model.py --checkpoint fomm/weights/fomm-face-256.safetensors \
         data/faces/test/* --out benchmarks/results/model-validation.json
@@ -17,10 +19,13 @@ import argparse
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from fomm.animate import Animator
 from fomm.api import load_model
+from fomm.faces.detect import detect_faces
+from fomm.faces.landmarks import landmarks_68
 from fomm.faces.metrics import face_metrics
 from fomm.image import resize
 from fomm.video import iter_frames
@@ -45,6 +50,52 @@ def evaluate_clip(animator: Animator, clip: Path, max_frames: int | None, stride
     return row
 
 
+def _landmarks(frame: np.ndarray) -> np.ndarray | None:
+    faces = detect_faces(frame)
+    return landmarks_68(frame, faces[0]) if faces else None
+
+
+def geometry_transfer(animator: Animator, frame: np.ndarray) -> dict[str, float | None]:
+    """Share of a synthetic similarity motion of ``frame`` that the generated frames follow."""
+    size = frame.shape[0]
+    centre = ((size - 1) / 2, (size - 1) / 2)
+    cases = {"rotation": [(15, 1.0, 0, 0), (-15, 1.0, 0, 0)],
+             "zoom": [(0, 1.2, 0, 0), (0, 0.85, 0, 0)],
+             "shift": [(0, 1.0, 20, 0), (0, 1.0, -20, 0), (0, 1.0, 0, 20), (0, 1.0, 0, -20)]}
+    moved = []
+    for degrees, scale, dx, dy in (c for group in cases.values() for c in group):
+        m = cv2.getRotationMatrix2D(centre, degrees, scale)
+        m[:, 2] += (dx, dy)
+        moved.append(cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REFLECT))
+    fakes = list(animator.animate(animator.prepare_source(frame), moved, relative=True))
+    base = _landmarks(frame)
+    if base is None:
+        return dict.fromkeys(cases)
+
+    def measure(lm: np.ndarray, kind: str) -> float:
+        eyes = lm[45] - lm[36]  # outer eye corners
+        base_eyes = base[45] - base[36]
+        if kind == "rotation":
+            return float(np.degrees(np.arctan2(eyes[1], eyes[0])
+                                    - np.arctan2(base_eyes[1], base_eyes[0])))
+        if kind == "zoom":
+            return float(np.linalg.norm(eyes) / np.linalg.norm(base_eyes) - 1)
+        return float(np.linalg.norm(lm.mean(0) - base.mean(0)))
+
+    result: dict[str, float | None] = {}
+    i = 0
+    for kind, group in cases.items():
+        shares = []
+        for _ in group:
+            real, fake = _landmarks(moved[i]), _landmarks(fakes[i])
+            i += 1
+            if real is not None and fake is not None:
+                shares.append(measure(fake, kind) / measure(real, kind))
+        result[kind] = round(float(np.mean(shares)), 3) if shares else None
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("clips", nargs="+", type=Path)
@@ -52,11 +103,25 @@ def main() -> None:
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--stride", type=int, default=1,
                         help="every N-th frame (each is reconstructed from the first alone)")
+    parser.add_argument("--geometry", action="store_true",
+                        help="also measure the transfer of synthetic rotations, zooms, shifts")
+    parser.add_argument("--only-geometry", action="store_true", help="skip the reconstruction")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    args.geometry |= args.only_geometry
     models, cfg = load_model(args.checkpoint)
     animator = Animator(models, cfg, device="auto")
-    rows = [evaluate_clip(animator, clip, args.max_frames, args.stride) for clip in args.clips]
+    rows = [{"clip": clip.name} if args.only_geometry else
+            evaluate_clip(animator, clip, args.max_frames, args.stride) for clip in args.clips]
+    if args.geometry:
+        for row, clip in zip(rows, args.clips):
+            first = next(iter(iter_frames(clip, max_frames=1)))
+            size = animator.size
+            first = first if first.shape[:2] == (size, size) else resize(first, size)
+            row["geometry"] = geometry_transfer(animator, first)
+            print(f"{row['clip']}: share of synthetic motion transferred {row['geometry']}")
+    if args.only_geometry:
+        return
     print(f"{'clip':14} {'frames':>6} | {'L1':>7} {'AKD':>7} {'AED':>7} {'face%':>6} | "
           f"{'L1 still':>8} {'AKD still':>9} {'AED still':>9}")
     for r in rows:
