@@ -146,6 +146,12 @@ class AugmentationParams:
     hue: float = 0.0
     crop_size: tuple[int, int] | None = None
     resize_ratio: tuple[float, float] | None = None
+    # fomm's pair_motion_param (not in the original): the driving frame alone is moved by a
+    # random similarity, so that stabilised face crops still teach the keypoints to track
+    pair_rotation: float = 0.0  # degrees, U[-r, r]
+    pair_scale: float = 0.0  # zoom factor U[1 - s, 1 + s]
+    pair_translation: float = 0.0  # fraction of the side, U[-t, t] on each axis
+    pair_probability: float = 0.0  # share of the pairs moved
 
 
 @dataclass(frozen=True)
@@ -286,10 +292,19 @@ def _augmentation(data: dict[str, Any], source: str) -> AugmentationParams:
     jitter = _expect_mapping(data.get("jitter_param"), "jitter_param", source)
     crop = _expect_mapping(data.get("crop_param"), "crop_param", source)
     resize = _expect_mapping(data.get("resize_param"), "resize_param", source)
-    known = {"flip_param", "jitter_param", "crop_param", "resize_param"}
+    motion = _expect_mapping(data.get("pair_motion_param"), "pair_motion_param", source)
+    known = {"flip_param", "jitter_param", "crop_param", "resize_param", "pair_motion_param"}
     for key in data:
         if key not in known:
             raise ConfigError(f"{source}: unknown key 'augmentation_params.{key}'")
+    for key in motion:
+        if key not in ("rotation", "scale", "translation", "probability"):
+            raise ConfigError(f"{source}: unknown key 'augmentation_params.pair_motion_param."
+                              f"{key}' (rotation, scale, translation, probability)")
+    probability = float(motion.get("probability", 1.0 if motion else 0.0))
+    if not 0.0 <= probability <= 1.0:
+        raise ConfigError(f"{source}: augmentation_params.pair_motion_param.probability must be "
+                          f"in [0, 1], got {probability}")
     return AugmentationParams(
         horizontal_flip=bool(flip.get("horizontal_flip", False)),
         time_flip=bool(flip.get("time_flip", False)),
@@ -299,6 +314,10 @@ def _augmentation(data: dict[str, Any], source: str) -> AugmentationParams:
         hue=float(jitter.get("hue", 0.0)),
         crop_size=tuple(crop["size"]) if "size" in crop else None,
         resize_ratio=tuple(resize["ratio"]) if "ratio" in resize else None,
+        pair_rotation=float(motion.get("rotation", 0.0)),
+        pair_scale=float(motion.get("scale", 0.0)),
+        pair_translation=float(motion.get("translation", 0.0)),
+        pair_probability=probability,
     )
 
 

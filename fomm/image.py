@@ -119,6 +119,24 @@ def resize(frame: np.ndarray, size: tuple[int, int] | int) -> np.ndarray:
     return out[..., None] if out.ndim == 2 and frame.ndim == 3 else out
 
 
+def similarity_warp(frame: np.ndarray, degrees: float, scale: float,
+                    shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """Rotate (counter-clockwise on screen) and zoom about the centre, then shift; borders reflect.
+
+    Args:
+        frame: uint8 array (H, W, C).
+        shift: (dx, dy) in pixels.
+    Returns:
+        uint8 array (H, W, C).
+    """
+    h, w = frame.shape[:2]
+    matrix = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degrees, scale)
+    matrix[:, 2] += shift
+    out = cv2.warpAffine(frame, matrix, (w, h), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REFLECT_101)
+    return out[..., None] if out.ndim == 2 and frame.ndim == 3 else out
+
+
 def center_crop_square(frame: np.ndarray) -> np.ndarray:
     """Crop the largest centred square.
 

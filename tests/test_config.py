@@ -60,6 +60,29 @@ def test_unknown_key_names_key_and_file(tmp_path):
         load_config(text)
 
 
+def test_augmentation_sections(tmp_path):
+    import fomm
+
+    src = (Path(fomm.__file__).parent / "configs" / "vox-256.yaml").read_text()
+    anchor = "  augmentation_params:\n"
+    assert anchor in src
+    extra = ("    resize_param: {ratio: [0.9, 1.1]}\n    crop_param: {size: [256, 256]}\n"
+             "    pair_motion_param: {rotation: 10, scale: 0.1, translation: 0.05}\n")
+    path = tmp_path / "aug.yaml"
+    path.write_text(src.replace(anchor, anchor + extra))
+    aug = load_config(path).dataset.augmentation
+    assert aug.resize_ratio == (0.9, 1.1) and aug.crop_size == (256, 256)
+    assert (aug.pair_rotation, aug.pair_scale, aug.pair_translation) == (10, 0.1, 0.05)
+    assert aug.pair_probability == 1.0  # given without a probability: every pair
+    assert load_config("vox-256").dataset.augmentation.pair_probability == 0.0
+    path.write_text(src.replace(anchor, anchor + "    pair_motion_param: {rotate: 10}\n"))
+    with pytest.raises(ConfigError, match="pair_motion_param.rotate"):
+        load_config(path)
+    path.write_text(src.replace(anchor, anchor + "    pair_motion_param: {probability: 2}\n"))
+    with pytest.raises(ConfigError, match="must be in"):
+        load_config(path)
+
+
 def test_missing_key_and_bad_yaml(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("model_params:\n  common_params: {num_kp: 10}\n")

@@ -14,7 +14,14 @@ from fomm.config import AugmentationParams
 from fomm.errors import ConfigError, FommError
 from fomm.image import write_image
 from fomm.train import data as D
-from fomm.train.augment import _hsv_to_rgb, _rgb_to_hsv, colour_jitter, flip, resize_and_crop
+from fomm.train.augment import (
+    _hsv_to_rgb,
+    _rgb_to_hsv,
+    colour_jitter,
+    flip,
+    pair_motion,
+    resize_and_crop,
+)
 
 
 def ramp_frames(n: int = 6, size: int = 16) -> list[np.ndarray]:
@@ -217,6 +224,25 @@ def test_resize_without_a_crop_back_to_the_frame_shape_is_refused(layouts: Path)
     with pytest.raises(ConfigError, match="but frames are"):
         D.FramesDataset(layouts / "train", (16, 16, 3),
                         augmentation=AugmentationParams(crop_size=(8, 8)))
+
+
+def test_pair_motion_moves_only_the_driving_frame() -> None:
+    frame = np.zeros((32, 32, 3), np.uint8)
+    frame[12:20, 12:20] = 255  # a centred square
+    frames = np.stack([frame, frame])
+    params = AugmentationParams(pair_translation=0.25, pair_probability=1.0)
+    centres = []
+    for seed in range(10):
+        out = pair_motion(frames, params, np.random.default_rng(seed))
+        assert np.array_equal(out[0], frame) and out.shape == frames.shape
+        ys, xs = np.nonzero(out[1, :, :, 0] > 127)
+        centres.append((xs.mean(), ys.mean()))
+    assert np.ptp(np.array(centres), axis=0).min() > 4  # moved, by different amounts
+    rotated = pair_motion(frames, AugmentationParams(pair_rotation=45, pair_probability=1.0),
+                          np.random.default_rng(0))
+    assert not np.array_equal(rotated[1], frame)
+    off = AugmentationParams(pair_rotation=45, pair_probability=0.0)
+    assert pair_motion(frames, off, np.random.default_rng(0)) is frames
 
 
 def test_colour_jitter_keeps_the_range_and_is_identity_without_factors() -> None:

@@ -1,5 +1,5 @@
 """Training augmentations of the original recipe: flips, random resize and crop on uint8 frames,
-colour jitter on tensors.
+colour jitter on tensors; and fomm's pair motion (the driving frame moved by a random similarity).
 
 The jitter is torchvision's ``ColorJitter`` maths written out (brightness, contrast, saturation,
 hue in a random order, one set of factors for the whole clip), drawn from a numpy ``Generator``.
@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from fomm.config import AugmentationParams
-from fomm.image import resize
+from fomm.image import resize, similarity_warp
 
 
 def _grey(x: Tensor) -> Tensor:
@@ -122,3 +122,28 @@ def resize_and_crop(frames: np.ndarray, params: AugmentationParams,
         x = int(rng.integers(0, w - cw + 1))
         frames = frames[:, y:y + ch, x:x + cw]
     return frames
+
+
+def pair_motion(frames: np.ndarray, params: AugmentationParams,
+                rng: np.random.Generator) -> np.ndarray:
+    """Move the last frame (the driving one) by a random rotation, zoom and shift.
+
+    Face crops made by a stabilised tracker hold the head nearly still, so a model can rebuild
+    them with keypoints that sit at fixed image positions; a known extra motion between source
+    and driving frame must be explained by keypoints that follow the face. Borders are reflected.
+
+    Args:
+        frames: (2, H, W, 3) uint8, source then driving.
+    Returns:
+        The same array when no motion is drawn, else a new one.
+    """
+    p = params
+    if p.pair_probability <= 0 or rng.random() >= p.pair_probability:
+        return frames
+    h, w = frames.shape[1:3]
+    degrees = rng.uniform(-p.pair_rotation, p.pair_rotation)
+    scale = rng.uniform(1 - p.pair_scale, 1 + p.pair_scale)
+    shift = rng.uniform(-p.pair_translation, p.pair_translation, 2) * (w, h)
+    out = frames.copy()
+    out[-1] = similarity_warp(frames[-1], degrees, scale, (float(shift[0]), float(shift[1])))
+    return out

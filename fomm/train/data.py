@@ -28,7 +28,7 @@ from fomm import video as videos
 from fomm.config import AugmentationParams
 from fomm.errors import ConfigError, FommError
 from fomm.image import read_image, resize, to_tensor
-from fomm.train.augment import colour_jitter, flip, resize_and_crop
+from fomm.train.augment import colour_jitter, flip, pair_motion, resize_and_crop
 
 log = logging.getLogger("fomm.train")
 
@@ -219,7 +219,7 @@ class FramesDataset(Dataset):
         frame_shape: (H, W, C); frames of another size are resized.
         id_sampling: one item per identity (name up to '#'), a random video of it each time.
         num_repeats: passes over the videos per epoch (the original ``DatasetRepeater``).
-        augmentation: flips, resize and crop, colour jitter; None for none.
+        augmentation: flips, resize and crop, pair motion, colour jitter; None for none.
         seed: base of the per-item RNG.
         cache_mb: video files and strips are decoded whole (resized) and kept in memory, first
             come first kept, until this budget (per process: each DataLoader worker has its
@@ -282,6 +282,7 @@ class FramesDataset(Dataset):
         if self.augmentation is not None:
             frames = flip(frames, self.augmentation, rng)
             frames = resize_and_crop(frames, self.augmentation, rng)
+            frames = pair_motion(frames, self.augmentation, rng)
         tensors = to_tensor(np.ascontiguousarray(frames))  # (2, 3, H, W)
         if self.augmentation is not None:
             tensors = colour_jitter(tensors, self.augmentation, rng)
