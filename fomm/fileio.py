@@ -42,6 +42,7 @@ def atomic_output(path: str | os.PathLike, suffix: str = ".partial") -> Iterator
     tmp = make_temp_file(path, suffix)
     try:
         yield tmp
+        os.chmod(tmp, _default_mode())  # again: some writers (safetensors) recreate the file 0600
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

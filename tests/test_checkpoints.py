@@ -40,6 +40,20 @@ def test_native_round_trip_identical(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_saved_checkpoints_get_normal_permissions(tmp_path):
+    """mkstemp and safetensors create 0600 files; a saved model must be readable like any file."""
+    models, cfg = tiny_models()
+    umask = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "m.safetensors", models, cfg)
+        write_original(tmp_path / "m.pth.tar", {"kp_detector": models.kp_detector.state_dict(),
+                                                 "generator": models.generator.state_dict()})
+    finally:
+        os.umask(umask)
+    for name in ("m.safetensors", "m.pth.tar"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+
+
 def test_original_layout_round_trip_and_suffix_ignored(tmp_path):
     models, cfg = tiny_models()
     path = tmp_path / "weights.safetensors"  # wrong suffix on purpose: content decides
