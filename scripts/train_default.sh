@@ -1,27 +1,33 @@
 #!/usr/bin/env bash
-# Recipe of the bundled face model (fomm-face-256): prepare data, train in two stages, export.
+# Recipe of the bundled face model (fomm-face-256): prepare data, train, average, export.
 # Runs unchanged on a CPU or a GPU (it picks the device; on a GPU pass BATCH=32 PRECISION=bf16),
 # checkpoints every few minutes and resumes where it stopped when run again.
 #
-#   Stage 1: scripts/fomm-face-stage1-128.yaml, the same networks trained at 128x128 (keypoint
-#            detector and dense motion still see 64x64, the generator costs a quarter: ~2.2x
-#            faster per step on a CPU). Keypoint separation keeps the keypoints spread.
-#   Stage 2: fomm-face-256 at 256x256, initialised from stage 1 (anti-alias kernels rebuilt).
+#   Stage 1: scripts/fomm-face-stage1-128.yaml, the fomm-face-256 networks trained at 128x128
+#            (keypoint detector and dense motion still see 64x64, the generator costs a
+#            quarter: ~2.2x faster per step on a CPU); keypoint separation, strong
+#            equivariance transforms and pair motion (see MODEL_CARD.md).
+#   Export:  the mean of stage 1's last AVERAGE checkpoints (epoch ends), as a 256x256 model
+#            (scripts/export_default.py rebuilds the anti-alias kernels for 256x256).
+#   Stage 2: optional (STEPS > 0): fine-tune at 256x256 with the fomm-face-256 preset (half the
+#            learning rate), from the averaged weights; then export the mean of its checkpoints.
 #
-#   bash scripts/train_default.sh                                   # CPU: both stages, export
-#   INIT=init.pth.tar bash scripts/train_default.sh                 # start stage 1 from weights
-#   STAGE1_STEPS=0 STEPS=20000 BATCH=32 PRECISION=bf16 bash scripts/train_default.sh   # GPU
+#   bash scripts/train_default.sh                                   # CPU: stage 1, export
+#   INIT=fomm/weights/fomm-face-256.safetensors bash scripts/train_default.sh   # continue
+#   STAGE1_STEPS=0 INIT=... STEPS=20000 BATCH=32 PRECISION=bf16 bash scripts/train_default.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VIDEOS=${VIDEOS:-../shared/data/videos}
 DATA=${DATA:-data/faces}
 RUN=${RUN:-runs/fomm-face-256}
-STAGE1_STEPS=${STAGE1_STEPS:-6000}  # at 128x128; 0 skips stage 1
-STEPS=${STEPS:-1500}                # at 256x256
+STAGE1_STEPS=${STAGE1_STEPS:-2100}  # at 128x128 (175 steps per epoch); 0 skips stage 1
+STEPS=${STEPS:-0}                   # stage 2 at 256x256; 0 skips it
 BATCH=${BATCH:-4}
 PRECISION=${PRECISION:-fp32}
 WORKERS=${WORKERS:-1}
 INIT=${INIT:-}                      # optional: start from these weights (fresh optimizers)
+OUT=${OUT:-fomm/weights/fomm-face-256.safetensors}
+AVERAGE=${AVERAGE:-9}               # checkpoints averaged into the exported file
 
 [ -d "$DATA/train" ] || python scripts/prepare_face_data.py "$VIDEOS" "$DATA" --size 256
 
@@ -42,11 +48,22 @@ train() {
   fi
 }
 
-stage2_init=$INIT
+# export RUN_DIR: the mean of its last AVERAGE-1 epoch checkpoints and its latest one
+export_mean() {
+  shopt -s nullglob
+  local ckpts=("$1"/[0-9]*-checkpoint.pth.tar)
+  local keep=$(( AVERAGE - 1 < ${#ckpts[@]} ? AVERAGE - 1 : ${#ckpts[@]} ))
+  python scripts/export_default.py "$OUT" "${ckpts[@]:${#ckpts[@]}-keep}" \
+    "$1/checkpoint.pth.tar"
+}
+
+init=$INIT
 if [ "$STAGE1_STEPS" -gt 0 ]; then
-  train scripts/fomm-face-stage1-128.yaml "$RUN/stage1" "$STAGE1_STEPS" "$INIT"
-  stage2_init=$RUN/stage1/checkpoint.pth.tar
+  train scripts/fomm-face-stage1-128.yaml "$RUN/stage1" "$STAGE1_STEPS" "$init"
+  export_mean "$RUN/stage1"
+  init=$OUT
 fi
-train fomm-face-256 "$RUN/stage2" "$STEPS" "$stage2_init"
-python -m fomm convert "$RUN/stage2/checkpoint.pth.tar" fomm/weights/fomm-face-256.safetensors \
-  --config fomm-face-256 --fp16
+if [ "$STEPS" -gt 0 ]; then
+  train fomm-face-256 "$RUN/stage2" "$STEPS" "$init"
+  export_mean "$RUN/stage2"
+fi

@@ -98,6 +98,28 @@ def load_state(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> 
     module.load_state_dict(converted, strict=True)
 
 
+def with_own_kernels(module: nn.Module, state: dict[str, torch.Tensor]
+                     ) -> tuple[dict[str, torch.Tensor], int]:
+    """``state`` with the anti-alias kernels of ``module`` put in place of the saved ones.
+
+    Those kernels are buffers derived from ``scale_factor``, not learned: weights trained at
+    128x128 with ``scale_factor: 0.5`` load into a 256x256 config with ``0.25`` (the inner
+    networks see the same 64x64 input).
+
+    Returns:
+        The new state dict and how many kernels differed in shape.
+    """
+    from fomm.models.blocks import AntiAliasInterpolation2d
+
+    state, own, changed = dict(state), module.state_dict(), 0
+    for prefix, sub in module.named_modules():
+        key = f"{prefix}.weight" if prefix else "weight"
+        if isinstance(sub, AntiAliasInterpolation2d) and key in state:
+            changed += int(state[key].shape != own[key].shape)
+            state[key] = own[key]
+    return state, changed
+
+
 def _matches(config: ModelConfig, ckpt: Checkpoint) -> bool:
     from fomm.models import build_models
 

@@ -24,12 +24,11 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from fomm.animate import resolve_device
-from fomm.checkpoints import load_state, read_checkpoint
+from fomm.checkpoints import load_state, read_checkpoint, with_own_kernels
 from fomm.checkpoints.original import read_original, write_original
 from fomm.config import FommConfig
 from fomm.errors import CheckpointError, ConfigError
 from fomm.models import build_models
-from fomm.models.blocks import AntiAliasInterpolation2d
 from fomm.motion import Keypoints
 from fomm.train import losses as L
 from fomm.train import state as S
@@ -153,13 +152,8 @@ class Trainer:
         for net_name, net in nets:
             if net_name not in ckpt.state:
                 raise CheckpointError(f"{name}: has no '{net_name}' weights")
-            state = dict(ckpt.state[net_name])
-            own = net.state_dict()
-            for prefix, module in net.named_modules():
-                key = f"{prefix}.weight" if prefix else "weight"
-                if isinstance(module, AntiAliasInterpolation2d) and key in state:
-                    rebuilt += int(state[key].shape != own[key].shape)
-                    state[key] = own[key]
+            state, changed = with_own_kernels(net, ckpt.state[net_name])
+            rebuilt += changed
             try:
                 load_state(net, state, net_name)
             except CheckpointError as exc:
