@@ -330,6 +330,37 @@ def test_init_from_weights_trained_at_another_resolution(tmp_path: Path, data: P
     assert all(np.isfinite(v) for v in losses.values())
 
 
+def test_export_script_averages_checkpoints_into_another_resolution(tmp_path: Path,
+                                                                    data: Path) -> None:
+    """scripts/export_default.py: the mean of a run's checkpoints, as the 64x64 config."""
+    first = Trainer(options(tmp_path / "a", data, max_steps=1)).fit().checkpoint
+    kept = tmp_path / "step1.pth.tar"
+    kept.write_bytes(first.read_bytes())
+    second = Trainer(options(tmp_path / "a", data, max_steps=3,
+                             resume=str(first))).fit().checkpoint
+    config = Path(tiny_config(tmp_path, 0)).read_text()
+    config = config.replace("[32, 32, 3]", "[64, 64, 3]").replace("scale_factor: 0.5",
+                                                                 "scale_factor: 0.25")
+    (tmp_path / "big.yaml").write_text(config)
+    out = tmp_path / "mean.safetensors"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "export_default.py"), str(out),
+                           str(kept), str(second), "--config", str(tmp_path / "big.yaml"),
+                           "--fp32"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    from fomm.checkpoints import load_checkpoint
+
+    models, cfg, _ = load_checkpoint(out)  # config embedded: loads as the 64x64 model
+    assert cfg.kp_detector.scale_factor == 0.25
+    a, b = read_original(kept), read_original(second)
+    for key, value in models.generator.state_dict().items():
+        if value.is_floating_point() and not key.endswith("down.weight"):
+            mean = (a["generator"][key].float() + b["generator"][key].float()) / 2
+            assert torch.allclose(value, mean, atol=1e-6), key
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "export_default.py"), str(out),
+                           str(tmp_path / "missing.pth.tar")], capture_output=True, text=True)
+    assert proc.returncode != 0 and "error: " in proc.stderr
+
+
 def _ddp_worker(rank: int, port: int, config: str, data: str, out: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
