@@ -18,7 +18,7 @@ import sys
 
 import torch
 
-from fomm.checkpoints import load_state, read_checkpoint, save_checkpoint, with_own_kernels
+from fomm.checkpoints import load_networks, read_checkpoint, save_checkpoint
 from fomm.config import load_config
 from fomm.errors import FommError
 from fomm.models import build_models
@@ -49,9 +49,7 @@ def main() -> None:
         config = load_config(args.config).model
         models = build_models(config)
         state = average_states(args.checkpoints)
-        for net in ("kp_detector", "generator"):
-            module = getattr(models, net)
-            load_state(module, with_own_kernels(module, state[net])[0], net)
+        load_networks(models, state, "averaged checkpoints", rebuild_kernels=True)
         save_checkpoint(args.out, models, config, None if args.fp32 else torch.float16)
     except FommError as exc:
         sys.exit(f"error: {exc}")

@@ -98,8 +98,8 @@ def load_state(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> 
     module.load_state_dict(converted, strict=True)
 
 
-def with_own_kernels(module: nn.Module, state: dict[str, torch.Tensor]
-                     ) -> tuple[dict[str, torch.Tensor], int]:
+def _with_own_kernels(module: nn.Module, state: dict[str, torch.Tensor]
+                      ) -> tuple[dict[str, torch.Tensor], int]:
     """``state`` with the anti-alias kernels of ``module`` put in place of the saved ones.
 
     Those kernels are buffers derived from ``scale_factor``, not learned: weights trained at
@@ -118,6 +118,34 @@ def with_own_kernels(module: nn.Module, state: dict[str, torch.Tensor]
             changed += int(state[key].shape != own[key].shape)
             state[key] = own[key]
     return state, changed
+
+
+def load_networks(models: Any, state: dict[str, dict[str, torch.Tensor]], name: str,
+                  nets: tuple[str, ...] = ("kp_detector", "generator"),
+                  rebuild_kernels: bool = False) -> int:
+    """Load ``state[net]`` strictly into ``models.<net>`` for each of ``nets``.
+
+    Args:
+        models: anything with the networks as attributes (Models, a Trainer).
+        name: the file's name, which starts every error message.
+        rebuild_kernels: keep the networks' own anti-alias kernels (see
+            :func:`_with_own_kernels`): load weights trained at another resolution.
+    Returns:
+        How many anti-alias kernels differed in shape (0 unless ``rebuild_kernels``).
+    """
+    rebuilt = 0
+    for net in nets:
+        if net not in state:
+            raise CheckpointError(f"{name}: has no '{net}' weights")
+        module, weights = getattr(models, net), state[net]
+        if rebuild_kernels:
+            weights, changed = _with_own_kernels(module, weights)
+            rebuilt += changed
+        try:
+            load_state(module, weights, net)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{name}: {exc}") from None
+    return rebuilt
 
 
 def _matches(config: ModelConfig, ckpt: Checkpoint) -> bool:
@@ -184,14 +212,8 @@ def load_checkpoint(path: str | Path, config: str | Path | ModelConfig | None = 
     ckpt = read_checkpoint(path)
     cfg = resolve_config(ckpt, config, flavour)
     models = build_models(cfg, discriminator=discriminator)
-    name = Path(path).name
-    for net in ("kp_detector", "generator") + (("discriminator",) if discriminator else ()):
-        if net not in ckpt.state:
-            raise CheckpointError(f"{name}: has no '{net}' weights")
-        try:
-            load_state(getattr(models, net), ckpt.state[net], net)
-        except CheckpointError as exc:
-            raise CheckpointError(f"{name}: {exc}") from None
+    nets = ("kp_detector", "generator") + (("discriminator",) if discriminator else ())
+    load_networks(models, ckpt.state, Path(path).name, nets)
     return models, cfg, ckpt
 
 

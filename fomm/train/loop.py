@@ -24,10 +24,10 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from fomm.animate import resolve_device
-from fomm.checkpoints import load_state, read_checkpoint, with_own_kernels
+from fomm.checkpoints import load_networks, read_checkpoint
 from fomm.checkpoints.original import read_original, write_original
 from fomm.config import FommConfig
-from fomm.errors import CheckpointError, ConfigError
+from fomm.errors import ConfigError
 from fomm.models import build_models
 from fomm.motion import Keypoints
 from fomm.train import losses as L
@@ -144,20 +144,11 @@ class Trainer:
         fine-tune at 256x256 with ``0.25`` (the inner networks see the same 64x64 input).
         """
         ckpt = read_checkpoint(path)
-        name = Path(path).name
-        nets = [("kp_detector", self.kp_detector), ("generator", self.generator)]
+        nets = ("kp_detector", "generator")
         if "discriminator" in ckpt.state:
-            nets.append(("discriminator", self.discriminator))
-        rebuilt = 0
-        for net_name, net in nets:
-            if net_name not in ckpt.state:
-                raise CheckpointError(f"{name}: has no '{net_name}' weights")
-            state, changed = with_own_kernels(net, ckpt.state[net_name])
-            rebuilt += changed
-            try:
-                load_state(net, state, net_name)
-            except CheckpointError as exc:
-                raise CheckpointError(f"{name}: {exc}") from None
+            nets += ("discriminator",)
+        name = Path(path).name
+        rebuilt = load_networks(self, ckpt.state, name, nets, rebuild_kernels=True)
         if rebuilt:
             self.notes.append(f"--init {name}: {rebuilt} anti-alias kernels rebuilt for this "
                               "config's scale factors")
