@@ -7,7 +7,10 @@ no-motion baseline (every frame predicted as the first): L1 (pixels in [0, 1]), 
 between dlib 68-point landmarks) and AED (distance of dlib face embeddings, with the share of
 generated frames where a face was found). With ``--geometry``, also how much of a known motion
 of the first frame (rotated by +-15 degrees, zoomed by 1.2 and 0.85, shifted by 20 pixels)
-the model transfers, from dlib landmarks: 1.0 is all of it, 0 none.
+the model transfers, from dlib landmarks: 1.0 is all of it, 0 none. With ``--parts``, AKD per
+face part (jaw, brows, nose, eyes, mouth) and how the mouth opening (inner-lip gap over the
+eye distance) of the generated frames follows the real one: Pearson r and the ratio of their
+standard deviations (the no-motion baseline's opening never changes: ratio 0).
 
     python scripts/validate_model.py --checkpoint fomm/weights/fomm-face-256.safetensors \
         data/faces/test/* --out benchmarks/results/model-validation.json
@@ -31,7 +34,8 @@ from fomm.image import resize
 from fomm.video import iter_frames
 
 
-def evaluate_clip(animator: Animator, clip: Path, max_frames: int | None, stride: int = 1) -> dict:
+def evaluate_clip(animator: Animator, clip: Path, max_frames: int | None, stride: int = 1,
+                  parts: bool = False) -> dict:
     size = animator.size
     real = [f if f.shape[:2] == (size, size) else resize(f, size)
             for f in iter_frames(clip, max_frames=max_frames)][::stride]
@@ -47,7 +51,40 @@ def evaluate_clip(animator: Animator, clip: Path, max_frames: int | None, stride
                      "akd": None if m.akd is None else round(m.akd.value, 3),
                      "aed": None if m.aed is None else round(m.aed.value, 4),
                      "face_found": round(m.akd.frames / len(real), 3) if m.akd else None}
+        if parts:
+            row[name].update(part_metrics(real, frames))
     return row
+
+
+PARTS = {"jaw": slice(0, 17), "brows": slice(17, 27), "nose": slice(27, 36),
+         "eyes": slice(36, 48), "mouth": slice(48, 68)}
+
+
+def mouth_opening(lm: np.ndarray) -> float:
+    """Inner-lip gap (points 61-63 to 67-65) over the distance of the eye centres."""
+    gap = np.linalg.norm(lm[61:64] - lm[[67, 66, 65]], axis=1).mean()
+    return float(gap / np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
+
+
+def part_metrics(real: list[np.ndarray], fake: list[np.ndarray]) -> dict:
+    """AKD per face part and mouth-opening tracking over frames where both have a face."""
+    dists: dict[str, list[float]] = {k: [] for k in PARTS}
+    open_real, open_fake = [], []
+    for a, b in zip(real, fake):
+        la, lb = _landmarks(a), _landmarks(b)
+        if la is None or lb is None:
+            continue
+        d = np.linalg.norm(la - lb, axis=1)
+        for k, part in PARTS.items():
+            dists[k].append(float(d[part].mean()))
+        open_real.append(mouth_opening(la))
+        open_fake.append(mouth_opening(lb))
+    out: dict = {f"akd_{k}": round(float(np.mean(v)), 3) if v else None for k, v in dists.items()}
+    r, f = np.array(open_real), np.array(open_fake)
+    out["mouth_std_ratio"] = round(float(f.std() / r.std()), 3) if len(r) > 1 and r.std() else None
+    out["mouth_r"] = (round(float(np.corrcoef(r, f)[0, 1]), 3)
+                      if len(r) > 1 and r.std() and f.std() else None)
+    return out
 
 
 def _landmarks(frame: np.ndarray) -> np.ndarray | None:
@@ -106,13 +143,16 @@ def main() -> None:
     parser.add_argument("--geometry", action="store_true",
                         help="also measure the transfer of synthetic rotations, zooms, shifts")
     parser.add_argument("--only-geometry", action="store_true", help="skip the reconstruction")
+    parser.add_argument("--parts", action="store_true",
+                        help="also AKD per face part and mouth-opening tracking")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     args.geometry |= args.only_geometry
     models, cfg = load_model(args.checkpoint)
     animator = Animator(models, cfg, device="auto")
     rows = [{"clip": clip.name} if args.only_geometry else
-            evaluate_clip(animator, clip, args.max_frames, args.stride) for clip in args.clips]
+            evaluate_clip(animator, clip, args.max_frames, args.stride, args.parts)
+            for clip in args.clips]
     if args.geometry:
         for row, clip in zip(rows, args.clips):
             first = next(iter(iter_frames(clip, max_frames=1)))
@@ -129,6 +169,11 @@ def main() -> None:
         print(f"{r['clip']:14} {r['frames']:6} | {m['l1']:7.4f} {m['akd'] or 0:7.3f} "
               f"{m['aed'] or 0:7.4f} {100 * (m['face_found'] or 0):5.1f}% | {s['l1']:8.4f} "
               f"{s['akd'] or 0:9.3f} {s['aed'] or 0:9.4f}")
+        if args.parts:
+            own = [f"{k.removeprefix('akd_')} {v}" for k, v in m.items()
+                   if k.startswith(("akd_", "mouth"))]
+            still = [f"{k.removeprefix('akd_')} {v}" for k, v in s.items() if k.startswith("akd_")]
+            print(f"    parts: model {', '.join(own)} | still {', '.join(still)}")
     mean = {k: {m: float(np.mean([r[k][m] for r in rows if r[k][m] is not None] or [np.nan]))
                 for m in ("l1", "akd", "aed", "face_found")} for k in ("model", "no_motion")}
     ratio = mean["model"]["akd"] / mean["no_motion"]["akd"] if mean["no_motion"]["akd"] else None

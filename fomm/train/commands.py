@@ -75,6 +75,9 @@ def register(subparsers: Any) -> None:
                         "in one spot)")
     x.add_argument("--separation-sigma", type=positive_float, metavar="S",
                    help="its reach in [-1, 1] coordinates (default 0.15)")
+    x.add_argument("--region-weight", type=non_negative_float, metavar="W",
+                   help="add W x an L1 pyramid averaged over the eyes and mouth, from landmarks "
+                        "stored beside the videos (python scripts/face_landmarks.py DATA)")
     p.set_defaults(func=cmd_train)
 
     p = subparsers.add_parser(

@@ -29,6 +29,7 @@ from fomm.config import AugmentationParams
 from fomm.errors import ConfigError, FommError
 from fomm.image import read_image, resize, to_tensor
 from fomm.train.augment import colour_jitter, flip, pair_motion, resize_and_crop
+from fomm.train.regions import load_landmarks, region_map
 
 log = logging.getLogger("fomm.train")
 
@@ -69,6 +70,9 @@ class Pair(NamedTuple):
     source: Tensor  # (3, H, W) float32 in [0, 1]; (B, 3, H, W) once batched
     driving: Tensor  # (3, H, W)
     name: str  # video name; a list of B names once batched
+    # (1, H, W) eyes-and-mouth weight of the driving frame in [0, 1] (``regions=True``), else
+    # an empty tensor; see fomm.train.regions
+    weight: Tensor = torch.zeros(0)
 
 
 def split_folder(root: str | Path, split: Literal["train", "test"]) -> Path:
@@ -221,6 +225,8 @@ class FramesDataset(Dataset):
         num_repeats: passes over the videos per epoch (the original ``DatasetRepeater``).
         augmentation: flips, resize and crop, pair motion, colour jitter; None for none.
         seed: base of the per-item RNG.
+        regions: also return the driving frame's eyes-and-mouth weight map (``Pair.weight``),
+            from each video's stored landmarks (:mod:`fomm.train.regions`).
         cache_mb: video files and strips are decoded whole (resized) and kept in memory, first
             come first kept, until this budget (per process: each DataLoader worker has its
             own) is used; the others are read by seeking each time.  Seeking in H.264 decodes
@@ -230,7 +236,7 @@ class FramesDataset(Dataset):
     def __init__(self, folder: str | Path, frame_shape: Sequence[int] = (256, 256, 3),
                  id_sampling: bool = False, num_repeats: int = 1,
                  augmentation: AugmentationParams | None = None, seed: int = 0,
-                 cache_mb: float = 256) -> None:
+                 cache_mb: float = 256, regions: bool = False) -> None:
         self.folder = Path(folder)
         _check_crop(augmentation, frame_shape)
         self.videos = list_videos(self.folder, frame_shape)
@@ -246,6 +252,11 @@ class FramesDataset(Dataset):
         self._bad: set[Path] = set()
         self._cache: dict[Path, np.ndarray] = {}  # (N, H, W, 3) uint8
         self._cache_left = int(cache_mb * 2**20)
+        self.regions = regions
+        self._landmarks: dict[Path, np.ndarray] = {}
+        if regions:  # fail now, not in a DataLoader worker
+            for item in self.videos:
+                self._landmarks[item.path] = load_landmarks(item, self._count(item))
 
     def __len__(self) -> int:
         return len(self.groups) * self.num_repeats
@@ -269,24 +280,34 @@ class FramesDataset(Dataset):
         raise FommError(f"{self.folder}: found no readable video in {_MAX_TRIES} tries "
                         f"(last error: {last})")
 
-    def _pair(self, item: Video, rng: np.random.Generator) -> Pair:
+    def _count(self, item: Video) -> int:
         if item.path not in self._counts:
             self._counts[item.path] = count_frames(item)
-        num_frames = self._counts[item.path]
+        return self._counts[item.path]
+
+    def _pair(self, item: Video, rng: np.random.Generator) -> Pair:
+        num_frames = self._count(item)
         indices = np.sort(rng.choice(num_frames, size=2, replace=True))
         frames = self._cached(item, num_frames)
         if frames is not None:
             frames = frames[indices]  # (2, H, W, 3) uint8
         else:
             frames = read_frames(item, indices.tolist(), self.size)
+        if self.regions:  # a 4th channel, so that it goes through the same geometric changes
+            maps = [region_map(p, self.size) for p in self._landmarks[item.path][indices]]
+            frames = np.concatenate([frames, np.stack(maps)[..., None]], axis=-1)
         if self.augmentation is not None:
             frames = flip(frames, self.augmentation, rng)
             frames = resize_and_crop(frames, self.augmentation, rng)
             frames = pair_motion(frames, self.augmentation, rng)
+        weight = torch.zeros(0)
+        if self.regions:
+            weight = torch.from_numpy(frames[-1, :, :, 3] / np.float32(255)).unsqueeze(0)
+            frames = frames[..., :3]
         tensors = to_tensor(np.ascontiguousarray(frames))  # (2, 3, H, W)
         if self.augmentation is not None:
             tensors = colour_jitter(tensors, self.augmentation, rng)
-        return Pair(tensors[0], tensors[1], item.name)
+        return Pair(tensors[0], tensors[1], item.name, weight)
 
     def _cached(self, item: Video, num_frames: int) -> np.ndarray | None:
         if item.path in self._cache:

@@ -168,12 +168,13 @@ class Trainer:
         """
         source = batch.source.to(self.device, non_blocking=True)  # (B, 3, H, W)
         driving = batch.driving.to(self.device, non_blocking=True)
+        weight = batch.weight.to(self.device, non_blocking=True) if batch.weight.numel() else None
         autoencoder = self.progress.step < self.options.pretrain_autoencoder
         with self.autocast():
             if autoencoder:
                 losses, generated = self._autoencoder_losses(driving)
             else:
-                losses, generated = self._generator_losses(source, driving)
+                losses, generated = self._generator_losses(source, driving, weight)
         total = sum(losses.values())
         total.backward()
         self.optimizers["generator"].step()
@@ -193,8 +194,12 @@ class Trainer:
         self.last = (source, driving, generated)  # for the image grids
         return {k: float(v.detach()) for k, v in losses.items()}
 
-    def _generator_losses(self, source: Tensor, driving: Tensor) -> tuple[dict[str, Tensor], dict]:
-        """GeneratorFullModel.forward: perceptual pyramid, GAN + feature matching, equivariance."""
+    def _generator_losses(self, source: Tensor, driving: Tensor,
+                          weight: Tensor | None = None) -> tuple[dict[str, Tensor], dict]:
+        """GeneratorFullModel.forward: perceptual pyramid, GAN + feature matching, equivariance.
+
+        ``weight``: (B, 1, H, W) eyes-and-mouth map of the driving frames for ``region_weight``.
+        """
         tp = self.train_params
         weights = tp.loss_weights
         kp_source = self.kp(source)
@@ -225,6 +230,9 @@ class Trainer:
             losses.update(eq)
             generated.update(transformed=transformed, kp_transformed=kp_t)
         losses.update(self._extra_losses(out.prediction, driving))
+        if self.options.region_weight and weight is not None:
+            losses["region"] = self.options.region_weight * L.region_l1(
+                pyramid_fake, pyramid_real, weight)
         if self.options.separation_weight:
             values = torch.cat([kp_source.value, kp_driving.value])  # (2B, K, 2)
             losses["separation"] = self.options.separation_weight * L.keypoint_separation(
@@ -267,7 +275,8 @@ class Trainer:
         ds = self.config.dataset
         folder = split_folder(opts.data or ds.root_dir, "train")
         dataset = FramesDataset(folder, ds.frame_shape, ds.id_sampling, tp.num_repeats,
-                                ds.augmentation, opts.seed, opts.cache_mb)
+                                ds.augmentation, opts.seed, opts.cache_mb,
+                                regions=opts.region_weight > 0)
         per_rank = max(1, tp.batch_size // self.world_size)
         sampler = EpochSampler(len(dataset), self.rank, self.world_size, opts.seed)
         loader = make_loader(dataset, per_rank, sampler, opts.workers,

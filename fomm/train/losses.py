@@ -218,6 +218,27 @@ def ssim_loss(prediction: Tensor, target: Tensor, window: int = 7) -> Tensor:
     return 1 - ssim.mean()
 
 
+def region_l1(pyramid_prediction: dict[str, Tensor], pyramid_target: dict[str, Tensor],
+              weight: Tensor) -> Tensor:
+    """L1 averaged under a weight map, summed over the pyramid levels (``--region-weight``).
+
+    ``sum_s sum(w_s |x_s - y_s|) / (C sum(w_s))`` with ``w_s`` the map area-resized to level s:
+    a mean error over the weighted pixels, whatever their share of the frame (the eyes and
+    mouth of :mod:`fomm.train.regions`), so small regions count as much as the whole frame.
+
+    Args:
+        pyramid_prediction, pyramid_target: ``'prediction_<scale>'`` → (B, C, h, w).
+        weight: (B, 1, H, W) in [0, 1]; all zero gives 0.
+    """
+    total = weight.new_zeros((), dtype=torch.float32)
+    for key, x in pyramid_prediction.items():
+        y = pyramid_target[key].detach()
+        w = F.interpolate(weight.float(), size=x.shape[2:], mode="area")
+        error = (w * (x.float() - y.float()).abs()).sum()
+        total = total + error / (w.sum() * x.shape[1]).clamp_min(1e-6)
+    return total
+
+
 def keypoint_separation(value: Tensor, sigma: float = 0.15) -> Tensor:
     """Mean over keypoint pairs of ``exp(-|k_i - k_j|^2 / (2 sigma^2))`` (Zhang et al., CVPR 2018).
 

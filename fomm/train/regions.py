@@ -1,0 +1,77 @@
+"""Face-region weights for the reconstruction loss (``fomm train --region-weight``).
+
+Talking-face clips move the eyes and the mouth over a few percent of the pixels, so a loss
+averaged over the whole frame barely notices when they stay still: a small model learns the head
+and leaves the mouth closed. With stored 68-point landmarks (``scripts/face_landmarks.py``) each
+training frame gets a map in [0, 1] that is 1 on the eyes and mouth and falls off with a Gaussian;
+the map goes through the same flips, resize, crop and pair motion as the frame, and the trainer
+adds an L1 term averaged under the driving frame's map (:func:`fomm.train.losses.region_l1`).
+Not in the original recipe; the keypoints stay unsupervised (landmarks only weigh pixels).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from fomm.errors import FommError
+
+if TYPE_CHECKING:
+    from fomm.train.data import Video
+
+EYES = slice(36, 48)  # iBUG 300-W order
+MOUTH = slice(48, 68)
+SIGMA = 0.15  # Gaussian fall-off around each landmark, in inter-ocular distances
+
+
+def landmarks_path(item: Video) -> Path:
+    """``<frames folder>/landmarks.npy`` or ``<video file>.landmarks.npy``."""
+    if item.kind == "frames":
+        return item.path / "landmarks.npy"
+    return item.path.with_name(item.path.name + ".landmarks.npy")
+
+
+def load_landmarks(item: Video, num_frames: int) -> np.ndarray:
+    """The stored (N, 68, 2) normalised landmarks of a video.
+
+    Raises:
+        FommError: the file is missing, unreadable, or does not have one row per frame.
+    """
+    path = landmarks_path(item)
+    if not path.exists():
+        raise FommError(f"{path}: no landmarks for --region-weight "
+                        "(make them with: python scripts/face_landmarks.py DATA)")
+    try:
+        points = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise FommError(f"{path}: not a landmark file ({exc})") from None
+    if points.ndim != 3 or points.shape[1:] != (68, 2) or len(points) != num_frames:
+        raise FommError(f"{path}: landmarks of shape {points.shape}, expected "
+                        f"({num_frames}, 68, 2) for a video of {num_frames} frames")
+    return points.astype(np.float32, copy=False)
+
+
+def region_map(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Render the eyes-and-mouth weight of one frame.
+
+    Args:
+        points: (68, 2) landmarks as stored: pixel centres (x + 0.5) / width and
+            (y + 0.5) / height; NaN when no face was found.
+        size: (width, height) of the map.
+    Returns:
+        uint8 (H, W): 255 at the landmarks of the eyes and mouth, a Gaussian of
+        :data:`SIGMA` inter-ocular distances around each, 0 without a face.
+    """
+    w, h = size
+    if not np.isfinite(points).all():
+        return np.zeros((h, w), np.uint8)
+    xy = points * (w, h)
+    eye_distance = float(np.linalg.norm(xy[36:42].mean(0) - xy[42:48].mean(0)))
+    sigma = max(SIGMA * eye_distance, 0.5)
+    centres = np.concatenate([xy[EYES], xy[MOUTH]])  # (32, 2)
+    gx = np.exp(-((np.arange(w) + 0.5 - centres[:, :1]) ** 2) / (2 * sigma**2))  # (32, W)
+    gy = np.exp(-((np.arange(h) + 0.5 - centres[:, 1:]) ** 2) / (2 * sigma**2))  # (32, H)
+    heat = (gy[:, :, None] * gx[:, None, :]).max(axis=0)  # (H, W)
+    return np.round(heat * 255).astype(np.uint8)
