@@ -52,10 +52,12 @@ def test_region_map_is_resolution_independent_and_empty_without_a_face() -> None
     assert not R.region_map(np.full((68, 2), np.nan, np.float32), (32, 32)).any()
 
 
-def write_face_video(folder: Path, n: int = 4, size: int = 32) -> np.ndarray:
+def write_face_video(folder: Path, n: int = 4, size: int = 32,
+                     points: np.ndarray | None = None) -> np.ndarray:
     """Frames that draw their own region map in every channel, and its landmark file."""
-    points = np.stack([face_points(0.4 + 0.05 * t, 0.5) for t in range(n)])
-    for t in range(n):
+    if points is None:
+        points = np.stack([face_points(0.4 + 0.05 * t, 0.5) for t in range(n)])
+    for t in range(len(points)):
         heat = R.region_map(points[t], (size, size))
         write_image(folder / f"{t:03d}.png", np.repeat(heat[..., None], 3, axis=2))
     np.save(folder / "landmarks.npy", points)
@@ -143,3 +145,38 @@ def test_landmark_script_on_a_portrait(tmp_path: Path) -> None:
     eyes = points[0, 36:48].mean(0) * (300, 300)
     assert mouth[1] > eyes[1] + 20  # the mouth is below the eyes
     assert np.isnan(np.load(blank / "landmarks.npy")).all()
+
+
+def test_expression_features_measure_mouth_and_eyes() -> None:
+    shut, wide = face_points(), face_points()
+    wide[[65, 66, 67]] += (0, 0.1)  # lower inner lip down
+    f = R.expression_features(np.stack([shut, wide, np.full((68, 2), np.nan, np.float32)]))
+    assert f.shape == (3, 3)
+    assert f[1, 0] > f[0, 0] + 0.25  # about 0.1 over an eye distance of 0.2
+    assert np.allclose(f[1, 1:], f[0, 1:])
+    assert np.isnan(f[2]).all()
+
+
+def test_expressive_pair_is_the_most_different_candidate() -> None:
+    features = np.zeros((50, 3), np.float32)
+    features[17] = (1, 0, 0)  # the only frame with an open mouth
+    rng = np.random.default_rng(0)
+    picks = [R.expressive_pair(features, rng, candidates=256) for _ in range(20)]
+    assert all(17 in p and p[0] <= p[1] for p in picks)
+    none = np.full((5, 3), np.nan, np.float32)
+    assert R.expressive_pair(none, rng).shape == (2,)
+
+
+def test_dataset_draws_expressive_pairs_from_the_landmarks(tmp_path: Path) -> None:
+    folder = tmp_path / "train" / "v0"
+    points = np.stack([face_points()] * 12)
+    points[5, [65, 66, 67]] += (0, 0.1)  # frame 5 alone opens the mouth
+    write_face_video(folder, points=points)
+    ds = FramesDataset(tmp_path / "train", (32, 32, 3), num_repeats=40, expressive_pairs=1.0)
+    open_frame = np.repeat(R.region_map(points[5], (32, 32))[None], 3, 0) / 255
+    hits = sum(any(torch.allclose(t, torch.from_numpy(open_frame).float(), atol=0.02)
+                   for t in (ds[i].source, ds[i].driving)) for i in range(len(ds)))
+    # one of 8 random pairs includes frame 5 in 75 % of the draws, and then it wins; a random
+    # pair includes it in 16 %
+    assert hits >= 20, hits
+    assert ds[0].weight.numel() == 0  # maps only with regions=True

@@ -10,7 +10,13 @@ import argparse
 import sys
 from typing import Any
 
-from fomm.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
+from fomm.argtypes import (
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    probability,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -78,6 +84,9 @@ def register(subparsers: Any) -> None:
     x.add_argument("--region-weight", type=non_negative_float, metavar="W",
                    help="add W x an L1 pyramid averaged over the eyes and mouth, from landmarks "
                         "stored beside the videos (python scripts/face_landmarks.py DATA)")
+    x.add_argument("--expressive-pairs", type=probability, metavar="P",
+                   help="share of pairs chosen, of 8 random ones, as the one whose mouth and "
+                        "eyes differ most (same landmarks)")
     p.set_defaults(func=cmd_train)
 
     p = subparsers.add_parser(

@@ -29,7 +29,7 @@ from fomm.config import AugmentationParams
 from fomm.errors import ConfigError, FommError
 from fomm.image import read_image, resize, to_tensor
 from fomm.train.augment import colour_jitter, flip, pair_motion, resize_and_crop
-from fomm.train.regions import load_landmarks, region_map
+from fomm.train.regions import expression_features, expressive_pair, load_landmarks, region_map
 
 log = logging.getLogger("fomm.train")
 
@@ -227,6 +227,8 @@ class FramesDataset(Dataset):
         seed: base of the per-item RNG.
         regions: also return the driving frame's eyes-and-mouth weight map (``Pair.weight``),
             from each video's stored landmarks (:mod:`fomm.train.regions`).
+        expressive_pairs: share of the pairs drawn as the one of several random pairs whose
+            mouth and eyes differ most, from the same landmarks.
         cache_mb: video files and strips are decoded whole (resized) and kept in memory, first
             come first kept, until this budget (per process: each DataLoader worker has its
             own) is used; the others are read by seeking each time.  Seeking in H.264 decodes
@@ -236,7 +238,8 @@ class FramesDataset(Dataset):
     def __init__(self, folder: str | Path, frame_shape: Sequence[int] = (256, 256, 3),
                  id_sampling: bool = False, num_repeats: int = 1,
                  augmentation: AugmentationParams | None = None, seed: int = 0,
-                 cache_mb: float = 256, regions: bool = False) -> None:
+                 cache_mb: float = 256, regions: bool = False,
+                 expressive_pairs: float = 0.0) -> None:
         self.folder = Path(folder)
         _check_crop(augmentation, frame_shape)
         self.videos = list_videos(self.folder, frame_shape)
@@ -253,10 +256,14 @@ class FramesDataset(Dataset):
         self._cache: dict[Path, np.ndarray] = {}  # (N, H, W, 3) uint8
         self._cache_left = int(cache_mb * 2**20)
         self.regions = regions
+        self.expressive_pairs = expressive_pairs
         self._landmarks: dict[Path, np.ndarray] = {}
-        if regions:  # fail now, not in a DataLoader worker
+        self._expressions: dict[Path, np.ndarray] = {}
+        if regions or expressive_pairs > 0:  # fail now, not in a DataLoader worker
             for item in self.videos:
-                self._landmarks[item.path] = load_landmarks(item, self._count(item))
+                points = load_landmarks(item, self._count(item))
+                self._landmarks[item.path] = points
+                self._expressions[item.path] = expression_features(points)
 
     def __len__(self) -> int:
         return len(self.groups) * self.num_repeats
@@ -287,7 +294,10 @@ class FramesDataset(Dataset):
 
     def _pair(self, item: Video, rng: np.random.Generator) -> Pair:
         num_frames = self._count(item)
-        indices = np.sort(rng.choice(num_frames, size=2, replace=True))
+        if self.expressive_pairs > 0 and rng.random() < self.expressive_pairs:
+            indices = expressive_pair(self._expressions[item.path], rng)
+        else:
+            indices = np.sort(rng.choice(num_frames, size=2, replace=True))
         frames = self._cached(item, num_frames)
         if frames is not None:
             frames = frames[indices]  # (2, H, W, 3) uint8

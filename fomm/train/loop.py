@@ -276,7 +276,8 @@ class Trainer:
         folder = split_folder(opts.data or ds.root_dir, "train")
         dataset = FramesDataset(folder, ds.frame_shape, ds.id_sampling, tp.num_repeats,
                                 ds.augmentation, opts.seed, opts.cache_mb,
-                                regions=opts.region_weight > 0)
+                                regions=opts.region_weight > 0,
+                                expressive_pairs=opts.expressive_pairs)
         per_rank = max(1, tp.batch_size // self.world_size)
         sampler = EpochSampler(len(dataset), self.rank, self.world_size, opts.seed)
         loader = make_loader(dataset, per_rank, sampler, opts.workers,

@@ -31,7 +31,8 @@ class TrainOptions:
     alone to rebuild the driving frame through identity motion, extra SSIM / image-gradient
     L1 terms sharpen small models early, and a keypoint separation term
     (:func:`fomm.train.losses.keypoint_separation`) keeps the keypoints from gathering in one
-    spot; ``region_weight`` weighs the eyes and mouth (:mod:`fomm.train.regions`).  Options
+    spot; ``region_weight`` weighs the eyes and mouth and ``expressive_pairs`` draws pairs
+    whose expressions differ (:mod:`fomm.train.regions`).  Options
     left at their default are taken from the run being resumed.
     """
 
@@ -61,6 +62,7 @@ class TrainOptions:
     separation_weight: float = 0.0
     separation_sigma: float = 0.15
     region_weight: float = 0.0
+    expressive_pairs: float = 0.0
     tensorboard: bool = True
     progress: bool = True
 

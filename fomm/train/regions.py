@@ -6,7 +6,13 @@ and leaves the mouth closed. With stored 68-point landmarks (``scripts/face_land
 training frame gets a map in [0, 1] that is 1 on the eyes and mouth and falls off with a Gaussian;
 the map goes through the same flips, resize, crop and pair motion as the frame, and the trainer
 adds an L1 term averaged under the driving frame's map (:func:`fomm.train.losses.region_l1`).
-Not in the original recipe; the keypoints stay unsupervised (landmarks only weigh pixels).
+The same landmarks also let training draw *expressive pairs* (``--expressive-pairs P``): in a
+talking clip most pairs of frames show the mouth in nearly the same state, so a share P of the
+pairs is instead the one, of :data:`CANDIDATES` random pairs, whose mouth and eyes differ most
+(:func:`expression_features`).
+
+Not in the original recipe; the keypoints stay unsupervised (landmarks only weigh pixels and
+choose frames).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ if TYPE_CHECKING:
 EYES = slice(36, 48)  # iBUG 300-W order
 MOUTH = slice(48, 68)
 SIGMA = 0.15  # Gaussian fall-off around each landmark, in inter-ocular distances
+CANDIDATES = 8  # random pairs an expressive pair is chosen from
 
 
 def landmarks_path(item: Video) -> Path:
@@ -41,7 +48,7 @@ def load_landmarks(item: Video, num_frames: int) -> np.ndarray:
     """
     path = landmarks_path(item)
     if not path.exists():
-        raise FommError(f"{path}: no landmarks for --region-weight "
+        raise FommError(f"{path}: no landmarks for --region-weight / --expressive-pairs "
                         "(make them with: python scripts/face_landmarks.py DATA)")
     try:
         points = np.load(path, allow_pickle=False)
@@ -75,3 +82,36 @@ def region_map(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     gy = np.exp(-((np.arange(h) + 0.5 - centres[:, 1:]) ** 2) / (2 * sigma**2))  # (32, H)
     heat = (gy[:, :, None] * gx[:, None, :]).max(axis=0)  # (H, W)
     return np.round(heat * 255).astype(np.uint8)
+
+
+def expression_features(points: np.ndarray) -> np.ndarray:
+    """Mouth opening, mouth width and eye opening of each frame, in inter-ocular distances.
+
+    Args:
+        points: (N, 68, 2) stored landmarks (NaN rows for frames without a face).
+    Returns:
+        float32 (N, 3); NaN rows where there was no face.
+    """
+    eye_distance = np.linalg.norm(points[:, 36:42].mean(1) - points[:, 42:48].mean(1), axis=1)
+    lips = np.linalg.norm(points[:, 61:64] - points[:, [67, 66, 65]], axis=2).mean(1)
+    width = np.linalg.norm(points[:, 54] - points[:, 48], axis=1)
+    lids = np.linalg.norm(points[:, [37, 38, 43, 44]] - points[:, [41, 40, 47, 46]], axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        features = np.stack([lips, width, lids.mean(1)], axis=1) / eye_distance[:, None]
+    return features.astype(np.float32)
+
+
+def expressive_pair(features: np.ndarray, rng: np.random.Generator,
+                    candidates: int = CANDIDATES) -> np.ndarray:
+    """Sorted frame indices of the random pair whose expressions differ most (L1).
+
+    Args:
+        features: (N, 3) from :func:`expression_features`.
+    Returns:
+        int (2,) indices; the first candidate when no pair has faces in both frames.
+    """
+    pairs = np.sort(rng.choice(len(features), size=(candidates, 2), replace=True), axis=1)
+    diff = np.abs(features[pairs[:, 0]] - features[pairs[:, 1]]).sum(1)
+    if not np.isfinite(diff).any():
+        return pairs[0]
+    return pairs[int(np.nanargmax(np.where(np.isfinite(diff), diff, -1.0)))]
