@@ -6,8 +6,9 @@
 #   Stage 1: scripts/fomm-face-stage1-128.yaml, the fomm-face-256 networks trained at 128x128
 #            (keypoint detector and dense motion still see 64x64, the generator costs a
 #            quarter: ~2.2x faster per step on a CPU); keypoint separation, strong
-#            equivariance transforms, pair motion, and an L1 term on the eyes and mouth from
-#            stored dlib landmarks (scripts/face_landmarks.py; see MODEL_CARD.md).
+#            equivariance transforms, pair motion, an L1 term on the eyes and mouth and
+#            expressive pairs, from stored dlib landmarks (scripts/face_landmarks.py; see
+#            MODEL_CARD.md).
 #   Export:  the mean of stage 1's last AVERAGE checkpoints (epoch ends), as a 256x256 model
 #            (scripts/export_default.py rebuilds the anti-alias kernels for 256x256).
 #   Stage 2: optional (STEPS > 0): fine-tune at 256x256 with the fomm-face-256 preset (half the
@@ -33,7 +34,8 @@ AVERAGE=${AVERAGE:-9}               # checkpoints averaged into the exported fil
 [ -d "$DATA/train" ] || python scripts/prepare_face_data.py "$VIDEOS" "$DATA" --size 256
 python scripts/face_landmarks.py "$DATA"  # for --region-weight; skips clips already done
 
-extras=(--ssim-weight 5 --separation-weight 5 --region-weight "${REGION_WEIGHT:-50}")
+extras=(--ssim-weight 5 --separation-weight 5 --region-weight "${REGION_WEIGHT:-50}"
+        --expressive-pairs "${EXPRESSIVE_PAIRS:-0.5}")
 common=(--workers "$WORKERS" --save-every-minutes 5 --image-every 100 -q)
 
 # train CONFIG RUN_DIR STEPS [INIT]: start, or resume the run until it has STEPS steps
