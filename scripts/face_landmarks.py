@@ -19,13 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from fomm.errors import FommError
 from fomm.faces.detect import detect_faces
 from fomm.faces.landmarks import landmarks_68, require
 from fomm.faces.track import pick_face
 from fomm.fileio import atomic_output
-from fomm.image import read_image
 from fomm.train.data import Video, iter_video, list_videos, split_folder
 from fomm.train.regions import landmarks_path
 from fomm.video import iter_frames
@@ -71,7 +71,8 @@ def main() -> None:
 def _native_frames(item: Video) -> Iterator[np.ndarray]:
     """Every frame at its stored size, so landmarks are found at full resolution."""
     if item.kind == "strip":
-        height = read_image(item.path).shape[0]
+        with Image.open(item.path) as img:  # the header only; iter_video decodes it once
+            height = img.size[1]
         return iter_video(item, (int(item.frame_width or height), height))
     return iter_frames(item.path)
 

@@ -31,6 +31,7 @@ from fomm.faces.detect import detect_faces
 from fomm.faces.landmarks import landmarks_68
 from fomm.faces.metrics import face_metrics
 from fomm.image import resize
+from fomm.train.regions import EYES, MOUTH, expression_features
 from fomm.video import iter_frames
 
 
@@ -43,6 +44,7 @@ def evaluate_clip(animator: Animator, clip: Path, max_frames: int | None, stride
     fake = list(animator.animate(source, real, relative=True, batch_size=8))
     still = [real[0]] * len(real)
     row = {"clip": clip.name, "frames": len(real)}
+    real_landmarks = [_landmarks(f) for f in real] if parts else []  # once for both rows
     for name, frames in (("model", fake), ("no_motion", still)):
         l1 = float(np.mean([np.abs(a.astype(np.float32) - b.astype(np.float32)).mean() / 255
                             for a, b in zip(real, frames)]))
@@ -52,35 +54,38 @@ def evaluate_clip(animator: Animator, clip: Path, max_frames: int | None, stride
                      "aed": None if m.aed is None else round(m.aed.value, 4),
                      "face_found": round(m.akd.frames / len(real), 3) if m.akd else None}
         if parts:
-            row[name].update(part_metrics(real, frames))
+            row[name].update(part_metrics(real_landmarks, frames))
     return row
 
 
 PARTS = {"jaw": slice(0, 17), "brows": slice(17, 27), "nose": slice(27, 36),
-         "eyes": slice(36, 48), "mouth": slice(48, 68)}
+         "eyes": EYES, "mouth": MOUTH}
 
 
-def mouth_opening(lm: np.ndarray) -> float:
-    """Inner-lip gap (points 61-63 to 67-65) over the distance of the eye centres."""
-    gap = np.linalg.norm(lm[61:64] - lm[[67, 66, 65]], axis=1).mean()
-    return float(gap / np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
+def part_metrics(real_landmarks: list[np.ndarray | None], fake: list[np.ndarray]) -> dict:
+    """AKD per face part and mouth-opening tracking over frames where both have a face.
 
-
-def part_metrics(real: list[np.ndarray], fake: list[np.ndarray]) -> dict:
-    """AKD per face part and mouth-opening tracking over frames where both have a face."""
+    Mouth opening: the inner-lip gap over the eye distance, as training's expressive pairs
+    measure it (:func:`fomm.train.regions.expression_features`).
+    """
     dists: dict[str, list[float]] = {k: [] for k in PARTS}
-    open_real, open_fake = [], []
-    for a, b in zip(real, fake):
-        la, lb = _landmarks(a), _landmarks(b)
+    pairs = []
+    found: dict[int, np.ndarray | None] = {}  # the no-motion row repeats one frame
+    for la, b in zip(real_landmarks, fake):
+        if id(b) not in found:
+            found[id(b)] = _landmarks(b)
+        lb = found[id(b)]
         if la is None or lb is None:
             continue
         d = np.linalg.norm(la - lb, axis=1)
         for k, part in PARTS.items():
             dists[k].append(float(d[part].mean()))
-        open_real.append(mouth_opening(la))
-        open_fake.append(mouth_opening(lb))
+        pairs.append((la, lb))
+    points = np.array(pairs, np.float32).reshape(-1, 68, 2)  # real, generated, real, ...
+    opening = expression_features(points)[:, 0].reshape(-1, 2)
+    open_real, open_fake = opening[:, 0], opening[:, 1]
     out: dict = {f"akd_{k}": round(float(np.mean(v)), 3) if v else None for k, v in dists.items()}
-    r, f = np.array(open_real), np.array(open_fake)
+    r, f = open_real, open_fake
     out["mouth_std_ratio"] = round(float(f.std() / r.std()), 3) if len(r) > 1 and r.std() else None
     out["mouth_r"] = (round(float(np.corrcoef(r, f)[0, 1]), 3)
                       if len(r) > 1 and r.std() and f.std() else None)
