@@ -161,9 +161,22 @@ class Animator:
             kp_driving = self.keypoints(self.to_model_input(chunk))
             if kp_initial is None:
                 kp_initial = kp_driving.select(slice(0, 1))
-            per_source = []
-            for source in sources:
-                kp_norm, _ = motion.normalize_kp(source.kp, kp_driving, kp_initial,
-                                                 relative=relative, adapt_scale=adapt_scale)
-                per_source.append(to_frames(self.generate(source, kp_norm).cpu()))
-            yield from (list(frames) for frames in zip(*per_source))
+            yield from self.render(sources, kp_driving, kp_initial, relative, adapt_scale)
+
+    def render(self, sources: list[Source], kp_driving: Keypoints, kp_initial: Keypoints,
+               relative: bool = True, adapt_scale: bool = False) -> list[list[np.ndarray]]:
+        """Frames for a batch of driving keypoints: the step shared by files and ``fomm live``.
+
+        Args:
+            sources: from :meth:`prepare_source`.
+            kp_driving: (B, K, ·) keypoints of B driving frames, from :meth:`keypoints`.
+            kp_initial: (1, K, ·) keypoints of the reference driving frame.
+        Returns:
+            For each of the B driving frames, one uint8 (S, S, 3) result per source.
+        """
+        per_source = []
+        for source in sources:
+            kp_norm, _ = motion.normalize_kp(source.kp, kp_driving, kp_initial,
+                                             relative=relative, adapt_scale=adapt_scale)
+            per_source.append(to_frames(self.generate(source, kp_norm).cpu()))
+        return [list(frames) for frames in zip(*per_source)]

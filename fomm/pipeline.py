@@ -72,6 +72,17 @@ def _face_target(source: np.ndarray, size: int, opts: AnimateOptions) -> _Target
     return _Target([crop(source, box, size) for box in boxes], paster.paste)
 
 
+def source_target(source: np.ndarray, size: int, opts: AnimateOptions) -> _Target:
+    """The model-size crops of ``source`` to animate and how to paste results back.
+
+    The one frame-level path shared by file animation and ``fomm live``: the chosen face(s)
+    cropped and pasted back with a feathered mask, or with ``opts.crop`` off the whole image.
+    """
+    if opts.crop:
+        return _face_target(source, size, opts)
+    return _whole_image_target(source, size, opts.result_size)
+
+
 def _driving_frames(driving: str | Path, info: VideoInfo, size: int,
                     opts: AnimateOptions) -> Iterator[np.ndarray]:
     frames: Iterable[np.ndarray] = iter_frames(driving, max_frames=opts.max_frames)
@@ -142,8 +153,7 @@ def animate_file(source: str | Path, driving: str | Path, output: str | Path,
             models, config = load_model(checkpoint, config=model_config, flavour=opts.flavour)
         animator = Animator(models, config, opts.device, opts.precision)
     size = animator.size
-    target = (_face_target(source_image, size, opts) if opts.crop
-              else _whole_image_target(source_image, size, opts.result_size))
+    target = source_target(source_image, size, opts)
     sources = [animator.prepare_source(c) for c in target.crops]
     reference = _reference_frame(driving, source_image, info, size, opts)
     total = info.num_frames
