@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from parity_data import FOMM_FIXTURE as FIXTURE
 from tiny import tiny_models
 
 from fomm.checkpoints import detect_format, load_checkpoint, save_checkpoint
 from fomm.checkpoints.original import write_original
 from fomm.cli import main
 from fomm.errors import CheckpointError
-
-FIXTURE = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "fomm-parity"
 
 
 def _outputs(models, seed=1):
@@ -129,8 +128,6 @@ def test_malicious_pickles_are_refused(tmp_path, monkeypatch):
 
 
 def test_config_inferred_for_fixture_shapes_fails_clearly():
-    if not FIXTURE.exists():
-        pytest.skip(f"parity fixture not found at {FIXTURE}")
     with pytest.raises(CheckpointError, match="--config"):
         load_checkpoint(FIXTURE / "checkpoint.pth.tar")
 

@@ -85,8 +85,6 @@ def test_face_metrics_are_reported_skipped_when_unavailable(model, tmp_path, mon
 
 
 def test_reconstruct_an_official_checkpoint_with_its_config(tmp_path) -> None:
-    if not (FIXTURE / "checkpoint.pth.tar").is_file():
-        pytest.skip(f"fixture not found at {FIXTURE}")
     test = tmp_path / "test"
     test.mkdir()
     write_image(test / "a.png", np.concatenate(shape_frames(0, 3, 128), axis=1))

@@ -15,13 +15,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from conftest import write_clip
+from parity_data import FOMM_FIXTURE as FIXTURE
 
 from fomm.checkpoints.original import read_original
 from fomm.evaluate import ReconstructOptions, reconstruct
 from fomm.image import write_image
 from fomm.train import Trainer, TrainOptions
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "fomm-parity"
 ROOT = Path(__file__).resolve().parents[1]
 PALETTE = [(200, 60, 40), (40, 120, 200), (230, 210, 60)]
 
@@ -250,8 +250,6 @@ def test_sigint_finishes_the_step_and_saves(tmp_path: Path, data: Path) -> None:
 
 
 def test_the_official_fixture_checkpoint_resumes(tmp_path: Path) -> None:
-    if not (FIXTURE / "checkpoint.pth.tar").is_file():
-        pytest.skip(f"fixture not found at {FIXTURE}")
     data = tmp_path / "data"
     for seed in (0, 1):  # 128x128: the fixture's 5-block hourglasses need 32x32 after 0.25x
         folder = data / "train"

@@ -1,0 +1,62 @@
+"""The parity fixtures shipped in tests/data/parity, rebuilt as the tests read them.
+
+See tests/data/parity/README.md for where they come from and how they were compacted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+PARITY = Path(__file__).resolve().parent / "data" / "parity"
+FOMM_FIXTURE = PARITY / "fomm-parity"          # checkpoint.pth.tar, config.yaml, expected.npz
+PADDLE_FIXTURE = PARITY / "paddlegan-parity"   # weights.pdparams, config.yaml, expected.npz
+FOMM_FRAMES = [0, 8, 16, 24, 32]  # driving frames of the original's fixture (decode order)
+PADDLE_FRAMES = [0, 1, 2, 3]      # driving frames of PaddleGAN's fixture
+
+
+def _frames(indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(source (256, 256, 3), driving (T, 256, 256, 3)) uint8 RGB frames of PaddleGAN's example."""
+    data = np.load(PARITY / "inputs.npz")
+    where = {int(i): k for k, i in enumerate(data["frame_index"])}
+    return data["source_u8"], data["frames_u8"][[where[i] for i in indices]]
+
+
+def fomm_inputs() -> dict[str, np.ndarray]:
+    """The original fixture's ``inputs.npz``: ``source`` (1, 3, 256, 256) and ``driving``
+    (5, 3, 256, 256), float32 ``float32(u8) / 255`` exactly as stored there."""
+    source, driving = _frames(FOMM_FRAMES)
+    def nchw(u8: np.ndarray) -> np.ndarray:  # contiguous, as stored: strides change the sums
+        return np.ascontiguousarray(u8.transpose(0, 3, 1, 2)).astype(np.float32) / np.float32(255)
+
+    return {"source": nchw(source[None]), "driving": nchw(driving)}
+
+
+def paddle_inputs() -> dict[str, np.ndarray]:
+    """PaddleGAN's fixture ``inputs.npz``: ``source_u8`` (256, 256, 3), ``driving_u8``
+    (4, 256, 256, 3) uint8 RGB and ``fps``."""
+    source, driving = _frames(PADDLE_FRAMES)
+    return {"source_u8": source, "driving_u8": driving,
+            "fps": np.load(PARITY / "inputs.npz")["fps"]}
+
+
+def expected(fixture: Path) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """A fixture's expected outputs and, per key, the storage error to take off the tolerance.
+
+    16-bit codes come back as float32 (error ``key__qerr``); PaddleGAN's predictions come back
+    as ``prediction_<mode>_q16_sub4`` (every frame, ``[:, :, ::4, ::4]``) and
+    ``prediction_<mode>_q16_last`` (the last frame in full), still 16-bit as in the original.
+    """
+    data = dict(np.load(fixture / "expected.npz"))
+    out: dict[str, np.ndarray] = {}
+    error: dict[str, float] = {}
+    for key, value in data.items():
+        if key.endswith("__q16"):
+            name = key[: -len("__q16")]
+            lo, hi = data[f"{name}__range"]
+            out[name] = (lo + value.astype(np.float64) / 65535 * (hi - lo)).astype(np.float32)
+            error[name] = float(data[f"{name}__qerr"])
+        elif not key.endswith(("__range", "__qerr")):
+            out[key] = value
+    return out, error
