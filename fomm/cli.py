@@ -204,9 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     from fomm import export
     from fomm.app import serve
     from fomm.faces import commands as face_commands
+    from fomm.live import commands as live_commands
     from fomm.train import commands as train_commands
 
-    for module in (train_commands, face_commands, export, serve):
+    for module in (train_commands, face_commands, live_commands, export, serve):
         module.register(sub)
     return parser
 

@@ -249,6 +249,7 @@ class VideoWriter:
         self._crf = crf
         self._size = tuple(size) if size is not None else None
         self._count = 0
+        self._pts = -1  # the last frame's presentation time, in 1/fps units
         self._out: av.container.OutputContainer | None = None
         self._stream: av.VideoStream | None = None
         self._audio: _AudioTrack | None = None
@@ -278,11 +279,13 @@ class VideoWriter:
         """Number of frames written so far."""
         return self._count
 
-    def write(self, frame: np.ndarray) -> None:
+    def write(self, frame: np.ndarray, at: float | None = None) -> None:
         """Append one frame.
 
         Args:
             frame: uint8 array (H, W, 3), RGB, the same size as every other frame.
+            at: its time in seconds from the start (live recording: a frame then stays on screen
+                until the next one's time); default: the next slot at ``fps``.
         """
         check_frame(frame, f"VideoWriter: frame {self._count}")
         h, w = frame.shape[:2]
@@ -296,7 +299,7 @@ class VideoWriter:
         if self._folder:
             write_image(self._tmp / f"{self._count:06d}.png", frame)
         else:
-            self._encode(frame)
+            self._encode(frame, at)
         self._count += 1
 
     def write_many(self, frames: Iterable[np.ndarray]) -> None:
@@ -354,13 +357,15 @@ class VideoWriter:
         else:
             self.abort()
 
-    def _encode(self, frame: np.ndarray) -> None:
+    def _encode(self, frame: np.ndarray, at: float | None = None) -> None:
         if self._out is None:
             self._start()
         assert self._out is not None and self._stream is not None
         rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(pad_to_even(frame)), format="rgb24")
         yuv = rgb.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
-        yuv.pts = self._count
+        pts = self._count if at is None else round(at * self._rate)
+        pts = max(pts, self._pts + 1)  # strictly increasing
+        yuv.pts = self._pts = pts
         yuv.time_base = 1 / self._rate
         for packet in self._stream.encode(yuv):
             self._out.mux(packet)

@@ -1,0 +1,80 @@
+"""Causal face framing for live input: the driving face's crop, from past frames only.
+
+File animation frames the driving face with a look-ahead track (fomm.faces.track); a live camera
+has no future frames, so here the face box is detected every few frames, continued with the
+track's own face choice (:func:`fomm.faces.track.pick_face`), smoothed with a One-Euro filter and
+framed and cut exactly as for files (:func:`fomm.faces.crop.square_box`, :func:`crop`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fomm.faces.crop import MARGIN, SHIFT_Y, crop, face_size, square_box
+from fomm.faces.detect import Box, detect_faces
+from fomm.faces.track import pick_face
+from fomm.live.smoothing import BOX_BETA, BOX_MIN_CUTOFF, OneEuroFilter
+
+DETECT_MAX_SIDE = 320  # a webcam face is large: detecting on a 320 px copy is enough and fast
+LOST_AFTER = 3  # detections in a row without a face: the face is gone
+
+
+class LiveFramer:
+    """Follow the face of a live stream and cut its model-size crop.
+
+    Args:
+        size: side of the crops (the model size).
+        detect_every: run the detector on every k-th frame; the box is held in between.
+        smoothing: One-Euro smoothing of the box (centre and size).
+        margin, shift_y: framing, as for :func:`fomm.faces.crop.square_box`.
+        max_side: detection runs on a copy of at most this longest side.
+    """
+
+    def __init__(self, size: int, detect_every: int = 3, smoothing: bool = True,
+                 margin: float = MARGIN, shift_y: float = SHIFT_Y,
+                 max_side: int = DETECT_MAX_SIDE) -> None:
+        if detect_every < 1:
+            raise ValueError(f"detect_every must be ≥ 1, got {detect_every}")
+        self.size, self.detect_every = size, detect_every
+        self.margin, self.shift_y, self.max_side = margin, shift_y, max_side
+        self._filter = OneEuroFilter(BOX_MIN_CUTOFF, BOX_BETA) if smoothing else None
+        self._face: Box | None = None  # last smoothed face box
+        self._misses = 0
+        self._count = 0
+        self.detections = 0  # detector runs, for the stats
+
+    @property
+    def has_face(self) -> bool:
+        """Whether a face is being followed."""
+        return self._face is not None
+
+    def _detect(self, frame: np.ndarray, t: float) -> None:
+        self.detections += 1
+        face = pick_face(detect_faces(frame, max_side=self.max_side), self._face)
+        if face is None:
+            self._misses += 1
+            if self._misses >= LOST_AFTER:
+                self._face = None
+                if self._filter is not None:
+                    self._filter.reset()
+            return
+        self._misses = 0
+        box = face.box
+        p = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, face_size(box)])
+        if self._filter is not None:
+            p = self._filter(p, t)
+        half = p[2] / 2
+        self._face = (p[0] - half, p[1] - half, p[0] + half, p[1] + half)
+
+    def __call__(self, frame: np.ndarray, t: float) -> np.ndarray | None:
+        """The uint8 (size, size, 3) crop of the face in ``frame`` (taken at ``t`` s), or None.
+
+        Detection runs on this frame when it is due, or on every frame while no face is known.
+        """
+        if self._face is None or self._count % self.detect_every == 0:
+            self._detect(frame, t)
+        self._count += 1
+        if self._face is None:
+            return None
+        box = square_box(self._face, frame.shape, margin=self.margin, shift_y=self.shift_y)
+        return crop(frame, box, self.size)

@@ -1,0 +1,257 @@
+"""The live loop: camera → face framing → the shared animate/paste step → window, camera, file.
+
+Only the live parts live here (capture with dropping, keypoint smoothing, keys, sinks, stats);
+each frame goes through the same step as file animation: the source target of
+:func:`fomm.pipeline.source_target` and :meth:`fomm.animate.Animator.render`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fomm.animate import Animator
+from fomm.config import AnimateOptions
+from fomm.errors import FommError, InputError
+from fomm.image import read_image
+from fomm.live.capture import Capture
+from fomm.live.framing import LiveFramer
+from fomm.live.sinks import Recorder, VirtualCamera, Window
+from fomm.live.smoothing import KP_MIN_CUTOFF, KeypointSmoother
+from fomm.motion import Keypoints
+from fomm.pipeline import source_target
+
+KEY_QUIT = {ord("q"), 27}  # q, Esc
+KEY_REFERENCE = ord("r")
+KEY_PAUSE = ord(" ")
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """How ``fomm live`` reads, animates and shows.
+
+    ``camera``: index, /dev/videoN, video file or URL (a file plays at its own frame rate);
+    ``window`` / ``virtual_camera`` / ``record``: where frames go (at least one);
+    ``smoothing`` / ``smoothing_cutoff``: One-Euro keypoint smoothing and its cutoff at rest (Hz);
+    ``detect_every``: face detection on every k-th frame; ``max_frames``: stop after this many
+    camera frames; ``realtime``: False takes every frame of a file (tests, benchmarks);
+    ``animate``: model and motion options as for ``fomm animate``.
+    """
+
+    camera: str = "0"
+    window: bool = True
+    virtual_camera: bool = False
+    record: Path | None = None
+    stats: Path | None = None
+    smoothing: bool = True
+    smoothing_cutoff: float = KP_MIN_CUTOFF
+    detect_every: int = 3
+    max_frames: int | None = None
+    realtime: bool = True
+    animate: AnimateOptions = field(default_factory=AnimateOptions)
+
+
+@dataclass
+class LiveStats:
+    """What a live run did; ``latency_ms_*`` run from a camera frame's arrival to its result
+    being shown/sent/recorded."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    dropped: int = 0
+    fps_out: float = 0.0
+    latency_ms_p50: float = 0.0
+    latency_ms_p95: float = 0.0
+    face_frames: int = 0  # output frames animated from a face (the rest show the still photo)
+    face_percent: float = 0.0
+    camera_fps: float = 0.0
+    seconds: float = 0.0
+    ended: str = ""
+
+    def write(self, path: str | Path) -> None:
+        """Save as JSON."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(asdict(self), indent=1) + "\n")
+
+
+class _Sinks:
+    """The chosen outputs, opened before the model loads so that a missing one fails fast."""
+
+    def __init__(self, opts: LiveOptions) -> None:
+        if not (opts.window or opts.virtual_camera or opts.record):
+            raise FommError("nothing to show the result on: drop --no-window, or add "
+                            "--record OUT.mp4 or --virtual-camera")
+        if opts.record is not None and Path(opts.record).suffix.lower() not in (
+                ".mp4", ".m4v", ".mov", ".mkv"):
+            raise InputError(f"{opts.record}: --record needs a video file (.mp4, .mov, .mkv)")
+        self.window = Window() if opts.window else None
+        self.camera: VirtualCamera | None = None
+        self.recorder: Recorder | None = None
+        self._opts = opts
+
+    def open(self, width: int, height: int, fps: float) -> None:
+        try:
+            if self._opts.virtual_camera:
+                self.camera = VirtualCamera(width, height, fps)
+            if self._opts.record is not None:
+                self.recorder = Recorder(self._opts.record, fps)
+        except BaseException:
+            self.close(ok=False)
+            raise
+
+    def send(self, frame: np.ndarray, lines: list[str]) -> int:
+        """Deliver a frame everywhere; the key pressed in the window (or -1)."""
+        if self.camera is not None:
+            self.camera.send(frame)
+        if self.recorder is not None:
+            self.recorder.write(frame)
+        return self.window.show(frame, lines) if self.window is not None else -1
+
+    def close(self, ok: bool = True) -> None:
+        if self.window is not None:
+            self.window.close()
+        if self.camera is not None:
+            self.camera.close()
+        if self.recorder is not None:
+            self.recorder.close() if ok else self.recorder.abort()
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return round(float(np.percentile(values, q)), 1) if values else 0.0
+
+
+def run_live(photo: str | Path, opts: LiveOptions | None = None, *,
+             animator: Animator | None = None, checkpoint: str | Path | None = None,
+             model_config: str | Path | None = None, log: bool = True) -> LiveStats:
+    """Animate ``photo`` live with the face seen by a camera until the stream ends or q/Esc.
+
+    Keys in the window: ``r`` takes the current pose as the reference, space pauses, q/Esc quits.
+
+    Args:
+        photo: the source image.
+        opts: camera, outputs, smoothing and animation options.
+        animator / checkpoint / model_config: the model (default: the bundled model).
+        log: print what happens (camera, reference, end) to stderr.
+    Returns:
+        The run's statistics (also written to ``opts.stats`` when set).
+    """
+    opts = opts or LiveOptions()
+    anim = opts.animate
+    if anim.best_frame is not None or anim.find_best_frame:
+        raise FommError("--best-frame/--find-best-frame do not apply live: the reference is the "
+                        "first frame with a face (press r to take it again)")
+    if not Path(photo).exists():
+        raise InputError(f"{photo}: source image not found")
+    source_image = read_image(photo)
+    capture = Capture(opts.camera, realtime=opts.realtime)  # a missing camera fails first
+    ok = False
+    stats = LiveStats()
+    try:
+        sinks = _Sinks(opts)
+    except BaseException:
+        capture.close()
+        raise
+    try:
+        if animator is None:
+            from fomm.api import load_model
+
+            models, config = load_model(checkpoint, config=model_config, flavour=anim.flavour)
+            animator = Animator(models, config, anim.device, anim.precision)
+        target = source_target(source_image, animator.size, anim)
+        sources = [animator.prepare_source(c) for c in target.crops]
+        still = target.paste([s for s in target.crops])  # the photo as pasted, no motion
+        stats.camera_fps = round(capture.fps, 2)
+        sinks.open(still.shape[1], still.shape[0], capture.fps)
+        if log:
+            print(f"live: camera {opts.camera} at {capture.fps:g} fps → "
+                  f"{still.shape[1]}x{still.shape[0]}; keys: r reference, space pause, q quit",
+                  file=sys.stderr)
+        with capture:
+            _loop(capture, animator, target.paste, sources, still, sinks, opts, stats, log)
+        ok = True
+    finally:
+        capture.close()
+        sinks.close(ok)
+        if opts.stats is not None and stats.frames_in:
+            stats.write(opts.stats)
+    return stats
+
+
+def _loop(capture: Capture, animator: Animator, paste, sources: list, still: np.ndarray,
+          sinks: _Sinks, opts: LiveOptions, stats: LiveStats, log: bool) -> None:
+    anim = opts.animate
+    framer = LiveFramer(animator.size, detect_every=opts.detect_every, smoothing=opts.smoothing,
+                        **({} if anim.crop_margin is None else {"margin": anim.crop_margin}))
+    smoother = KeypointSmoother(opts.smoothing_cutoff) if opts.smoothing else None
+    reference: Keypoints | None = None
+    retake = paused = False
+    latencies: list[float] = []
+    first_in = last_out = None
+    out = still
+    while True:
+        frame = capture.read(timeout=0.5)
+        if frame is None:
+            if capture.ended is not None:
+                stats.ended = capture.ended
+                break
+            continue
+        first_in = frame.time if first_in is None else first_in
+        if paused:
+            capture.drop()  # not animated: counts as dropped
+            lines = ["paused (space resumes)"]
+        else:
+            crop = framer(frame.image, frame.time)
+            if crop is None:
+                out, lines = still, ["no face"]
+                if smoother is not None:
+                    smoother.reset()
+            else:
+                kp = animator.keypoints(animator.to_model_input(crop))
+                if smoother is not None:
+                    kp = smoother(kp, frame.time)
+                if reference is None or retake:
+                    reference, retake = kp, False
+                    if log:
+                        print(f"live: reference pose taken at frame {frame.index}",
+                              file=sys.stderr)
+                out = paste(animator.render(sources, kp, reference, anim.relative,
+                                            anim.adapt_scale)[0])
+                stats.face_frames += 1
+                lines = []
+        shown = time.perf_counter()
+        if not paused:
+            stats.frames_out += 1
+            latencies.append((shown - frame.time) * 1000)
+        last_out = shown
+        elapsed = max(last_out - first_in, 1e-6)
+        fps = stats.frames_out / elapsed
+        lat = latencies[-1] if latencies else 0.0
+        key = sinks.send(out, [f"{fps:.1f} fps  {lat:.0f} ms", *lines])
+        if key in KEY_QUIT or (sinks.window is not None and sinks.window.closed):
+            stats.ended = "quit"
+            break
+        if key == KEY_REFERENCE:
+            retake = True
+        elif key == KEY_PAUSE:
+            paused = not paused
+        if opts.max_frames is not None and capture.frames_in >= opts.max_frames:
+            stats.ended = f"{opts.max_frames} frames"
+            break
+    capture.close()
+    stats.frames_in, stats.dropped = capture.frames_in, capture.dropped
+    if first_in is not None and last_out is not None:
+        stats.seconds = round(last_out - first_in, 3)
+        stats.fps_out = round(stats.frames_out / max(stats.seconds, 1e-6), 2)
+    stats.latency_ms_p50 = _percentile(latencies, 50)
+    stats.latency_ms_p95 = _percentile(latencies, 95)
+    stats.face_percent = round(100 * stats.face_frames / max(stats.frames_out, 1), 1)
+    if log:
+        print(f"live: {stats.ended}; {stats.frames_out} frames out of {stats.frames_in} in "
+              f"({stats.dropped} dropped), {stats.fps_out:g} fps, latency p50 "
+              f"{stats.latency_ms_p50:g} ms, p95 {stats.latency_ms_p95:g} ms, face in "
+              f"{stats.face_percent:g} %", file=sys.stderr)

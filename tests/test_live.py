@@ -1,0 +1,201 @@
+"""fomm live: capture (newest frame wins), One-Euro smoothing, recording, the headless loop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from fomm.cli import main
+from fomm.errors import FommError, InputError
+from fomm.image import write_image
+from fomm.live import LiveOptions, run_live
+from fomm.live.capture import Capture
+from fomm.live.sinks import Recorder, VirtualCamera, Window
+from fomm.live.smoothing import KeypointSmoother, OneEuroFilter
+from fomm.motion import Keypoints
+from fomm.video import iter_frames, probe
+
+
+def moving_face_clip(path: Path, frames: int, size=(320, 240), fps: float = 15.0) -> Path:
+    """A real face (skimage's astronaut) shifted and turned over time, written with OpenCV."""
+    from skimage import data
+
+    face = data.astronaut()[0:300, 100:400]
+    w, h = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for i in range(frames):
+        affine = cv2.getRotationMatrix2D((150, 150), 6 * np.sin(i / 3), 0.7)
+        affine[:, 2] += (w / 2 - 150 + 25 * np.sin(i / 4), h / 2 - 150)
+        frame = cv2.warpAffine(face, affine, (w, h), borderValue=(70, 80, 90))
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def live_media(tmp_path_factory) -> tuple[Path, Path]:
+    from skimage import data
+
+    root = tmp_path_factory.mktemp("live")
+    photo = root / "photo.png"
+    write_image(photo, data.astronaut()[:384, 64:448])
+    return photo, moving_face_clip(root / "camera.mp4", 12)
+
+
+# capture ------------------------------------------------------------------------------------
+
+
+def test_capture_keeps_only_the_newest_frame(live_media):
+    capture = Capture(str(live_media[1]))  # not started: frames are published by hand
+    for value in (10, 20, 30):
+        capture._publish(np.full((4, 4, 3), value, np.uint8))
+    frame = capture.read(timeout=0)
+    assert frame is not None and frame.index == 2 and frame.image[0, 0, 0] == 30
+    assert (capture.frames_in, capture.dropped) == (3, 2)
+    assert capture.read(timeout=0) is None  # nothing new: nothing queued
+    capture.close()
+
+
+def test_capture_file_delivers_every_frame_when_not_realtime(live_media):
+    seen = []
+    with Capture(str(live_media[1]), realtime=False) as capture:
+        while (frame := capture.read(timeout=5)) is not None:
+            seen.append(frame.index)
+            assert frame.image.shape == (240, 320, 3)
+    assert seen == list(range(12))
+    assert capture.dropped == 0 and capture.ended == "end of stream"
+
+
+def test_capture_counts_every_frame_in_realtime(live_media):
+    taken = 0
+    with Capture(str(live_media[1])) as capture:
+        while capture.read(timeout=5) is not None:
+            taken += 1
+    assert capture.frames_in == 12 and taken + capture.dropped == 12
+
+
+def test_capture_errors(tmp_path):
+    with pytest.raises(InputError, match="camera not found"):
+        Capture(str(tmp_path / "missing.mp4"))
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    with pytest.raises(FommError, match="cannot open"):
+        Capture(str(tmp_path / "bad.mp4"))
+
+
+# smoothing ----------------------------------------------------------------------------------
+
+
+def test_one_euro_passes_first_and_constant_samples():
+    f = OneEuroFilter()
+    x = np.array([0.3, -0.2])
+    for i in range(5):
+        np.testing.assert_allclose(f(x, i / 30), x)
+
+
+def test_one_euro_removes_jitter_and_follows_motion():
+    rng = np.random.default_rng(0)
+    f = OneEuroFilter(min_cutoff=1.0, beta=1.0)
+    noisy = 0.02 * rng.standard_normal(300)
+    smooth = np.array([f(np.array(v), i / 30) for i, v in enumerate(noisy)])
+    assert smooth[30:].std() < 0.4 * noisy[30:].std()
+    f.reset()
+    ramp = [f(np.array(i / 30), i / 30) for i in range(60)]  # 1 unit per second
+    assert abs(float(ramp[-1]) - 59 / 30) < 0.1  # fast motion: little lag
+
+
+def test_keypoint_smoother_on_tensors():
+    smoother = KeypointSmoother()
+    kp = Keypoints(torch.zeros(1, 5, 2), torch.eye(2).expand(1, 5, 2, 2).clone())
+    out = smoother(kp, 0.0)
+    assert torch.equal(out.value, kp.value)
+    moved = smoother(Keypoints(kp.value + 0.1, kp.jacobian), 1 / 30)
+    assert isinstance(moved.value, torch.Tensor) and moved.value.shape == (1, 5, 2)
+    assert 0 < float(moved.value.mean()) < 0.1  # smoothed towards the new position
+    assert torch.allclose(moved.jacobian, kp.jacobian)
+
+
+# sinks --------------------------------------------------------------------------------------
+
+
+def test_recorder_keeps_frames_on_screen_until_the_next(tmp_path):
+    recorder = Recorder(tmp_path / "rec.mp4", fps=10)
+    for t, value in ((0.0, 0), (0.55, 120), (1.0, 250)):
+        recorder.write(np.full((32, 32, 3), value, np.uint8), now=100 + t)
+    recorder.close()
+    info = probe(tmp_path / "rec.mp4")
+    frames = list(iter_frames(tmp_path / "rec.mp4"))
+    assert len(frames) == 3 and info.duration == pytest.approx(1.1, abs=0.05)
+
+
+def test_virtual_camera_missing_says_how_to_get_it():
+    try:
+        import pyvirtualcam  # noqa: F401
+    except ImportError:
+        with pytest.raises(FommError, match=r"fomm\[live\]"):
+            VirtualCamera(64, 64, 30)
+    else:  # installed: without a backend the message names v4l2loopback and OBS
+        try:
+            VirtualCamera(64, 64, 30).close()
+        except FommError as exc:
+            assert "v4l2loopback" in str(exc) and "OBS" in str(exc)
+
+
+def test_window_without_gui_says_what_to_use():
+    try:
+        Window().close()
+    except FommError as exc:
+        assert "--no-window" in str(exc) and "--record" in str(exc)
+
+
+# the loop -----------------------------------------------------------------------------------
+
+
+def test_live_loop_headless_every_frame(live_media, tiny_ckpt, tmp_path):
+    from fomm.animate import Animator
+    from fomm.api import load_model
+
+    photo, clip = live_media
+    animator = Animator(*load_model(tiny_ckpt), device="cpu")
+    opts = LiveOptions(camera=str(clip), window=False, record=tmp_path / "out.mp4",
+                       stats=tmp_path / "stats.json", realtime=False)
+    stats = run_live(photo, opts, animator=animator, log=False)
+    assert (stats.frames_in, stats.frames_out, stats.dropped) == (12, 12, 0)
+    assert stats.face_frames >= 10  # the face is found in the first frame and followed
+    assert stats.ended == "end of stream"
+    saved = json.loads((tmp_path / "stats.json").read_text())
+    for key in ("frames_in", "frames_out", "dropped", "fps_out", "latency_ms_p50",
+                "latency_ms_p95"):
+        assert key in saved
+    frames = list(iter_frames(tmp_path / "out.mp4"))
+    assert frames[0].shape == (384, 384, 3)
+    assert np.abs(frames[-1].astype(int) - frames[0].astype(int)).mean() > 0.1  # it moves
+
+
+def test_live_cli_headless(live_media, tiny_ckpt, tmp_path):
+    photo, clip = live_media
+    main(["live", str(photo), "--camera", str(clip), "--record", str(tmp_path / "out.mp4"),
+          "--no-window", "--stats", str(tmp_path / "stats.json"), "-c", str(tiny_ckpt),
+          "--no-smoothing"])
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["frames_in"] == 12
+    assert stats["frames_out"] + stats["dropped"] == 12 and stats["frames_out"] >= 1
+    assert (tmp_path / "out.mp4").exists()
+
+
+def test_live_errors(live_media, tiny_ckpt, tmp_path, capsys):
+    photo, clip = live_media
+    with pytest.raises(FommError, match="nothing to show"):
+        run_live(photo, LiveOptions(camera=str(clip), window=False))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["live", str(photo), "--camera", str(tmp_path / "none.mp4"), "--no-window",
+              "--record", str(tmp_path / "o.mp4"), "-c", str(tiny_ckpt)])
+    assert exit_info.value.code == 2 and "camera not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["live", str(photo), "--camera", str(clip), "--no-window", "--record",
+              str(tmp_path / "o.mp4"), "--best-frame", "3", "-c", str(tiny_ckpt)])
+    assert "reference is the first frame" in capsys.readouterr().err
