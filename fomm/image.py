@@ -119,6 +119,16 @@ def resize(frame: np.ndarray, size: tuple[int, int] | int) -> np.ndarray:
     return out[..., None] if out.ndim == 2 and frame.ndim == 3 else out
 
 
+def similarity_matrix(size: tuple[int, int], degrees: float, scale: float,
+                      shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """The (2, 3) pixel map of :func:`similarity_warp`: ``matrix @ (x, y, 1)`` is where the
+    pixel (x, y) of a (width, height) ``size`` frame lands."""
+    w, h = size
+    matrix = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degrees, scale)
+    matrix[:, 2] += shift
+    return matrix
+
+
 def similarity_warp(frame: np.ndarray, degrees: float, scale: float,
                     shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """Rotate (counter-clockwise on screen) and zoom about the centre, then shift; borders reflect.
@@ -130,8 +140,7 @@ def similarity_warp(frame: np.ndarray, degrees: float, scale: float,
         uint8 array (H, W, C).
     """
     h, w = frame.shape[:2]
-    matrix = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degrees, scale)
-    matrix[:, 2] += shift
+    matrix = similarity_matrix((w, h), degrees, scale, shift)
     out = cv2.warpAffine(frame, matrix, (w, h), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REFLECT_101)
     return out[..., None] if out.ndim == 2 and frame.ndim == 3 else out

@@ -7,7 +7,8 @@
 #            (keypoint detector and dense motion still see 64x64, the generator costs a
 #            quarter: ~2.2x faster per step on a CPU); keypoint separation, strong
 #            equivariance transforms, pair motion, an L1 term on the eyes and mouth and
-#            expressive pairs, from stored dlib landmarks (scripts/face_landmarks.py; see
+#            expressive pairs and landmark guidance of six keypoints (eye centres, mouth
+#            corners, lips), from stored dlib landmarks (scripts/face_landmarks.py; see
 #            MODEL_CARD.md).
 #   Export:  the mean of stage 1's last AVERAGE checkpoints (epoch ends), as a 256x256 model
 #            (scripts/export_default.py rebuilds the anti-alias kernels for 256x256).
@@ -20,6 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VIDEOS=${VIDEOS:-../shared/data/videos}
+EXTRA=${EXTRA:-../shared/data/videos-extra}  # more identities (optional; at most 450 frames each)
 DATA=${DATA:-data/faces}
 RUN=${RUN:-runs/fomm-face-256}
 STAGE1_STEPS=${STAGE1_STEPS:-2100}  # at 128x128 (175 steps per epoch); 0 skips stage 1
@@ -30,12 +32,19 @@ WORKERS=${WORKERS:-1}
 INIT=${INIT:-}                      # optional: start from these weights (fresh optimizers)
 OUT=${OUT:-fomm/weights/fomm-face-256.safetensors}
 AVERAGE=${AVERAGE:-9}               # checkpoints averaged into the exported file
+REPEATS=${REPEATS:-15}              # passes over the clips per epoch (an epoch = 180 steps
+                                    # at batch 4 with the 49 training clips)
 
 [ -d "$DATA/train" ] || python scripts/prepare_face_data.py "$VIDEOS" "$DATA" --size 256
+if [ -d "$EXTRA" ]; then  # skips clips already prepared; held-out identities go to test/
+  python scripts/prepare_face_data.py "$EXTRA" "$DATA" --size 256 --max-frames 450 \
+    --held-out dt_w011_front_surprised_level3_001 dt_w011_front_angry_level3_001 \
+    sad_wda_bobmenendez_000 vrt_4
+fi
 python scripts/face_landmarks.py "$DATA"  # for --region-weight; skips clips already done
 
 extras=(--ssim-weight 5 --separation-weight 5 --region-weight "${REGION_WEIGHT:-50}"
-        --expressive-pairs "${EXPRESSIVE_PAIRS:-0.5}")
+        --expressive-pairs "${EXPRESSIVE_PAIRS:-0.5}" --landmark-weight "${LANDMARK_WEIGHT:-10}")
 common=(--workers "$WORKERS" --save-every-minutes 5 --image-every 100 -q)
 
 # train CONFIG RUN_DIR STEPS [INIT]: start, or resume the run until it has STEPS steps
@@ -47,7 +56,8 @@ train() {
     local start=()
     [ -n "$init" ] && start=(--init "$init")
     python -m fomm train --config "$config" --data "$DATA" --out "$out" --batch-size "$BATCH" \
-      --precision "$PRECISION" --seed 0 --max-steps "$steps" "${extras[@]}" \
+      --precision "$PRECISION" --seed 0 --max-steps "$steps" --repeats "$REPEATS" \
+      "${extras[@]}" \
       ${start[@]+"${start[@]}"} "${common[@]}"
   fi
 }

@@ -9,8 +9,9 @@ generated frames where a face was found). With ``--geometry``, also how much of 
 of the first frame (rotated by +-15 degrees, zoomed by 1.2 and 0.85, shifted by 20 pixels)
 the model transfers, from dlib landmarks: 1.0 is all of it, 0 none. With ``--parts``, AKD per
 face part (jaw, brows, nose, eyes, mouth) and how the mouth opening (inner-lip gap over the
-eye distance) of the generated frames follows the real one: Pearson r and the ratio of their
-standard deviations (the no-motion baseline's opening never changes: ratio 0).
+eye distance) and the eye opening (lid gap over the eye distance) of the generated frames follow
+the real ones: Pearson r and the ratio of their standard deviations (the no-motion baseline's
+never change: ratio 0).
 
     python scripts/validate_model.py --checkpoint fomm/weights/fomm-face-256.safetensors \
         data/faces/test/* --out benchmarks/results/model-validation.json
@@ -82,13 +83,14 @@ def part_metrics(real_landmarks: list[np.ndarray | None], fake: list[np.ndarray]
             dists[k].append(float(d[part].mean()))
         pairs.append((la, lb))
     points = np.array(pairs, np.float32).reshape(-1, 68, 2)  # real, generated, real, ...
-    opening = expression_features(points)[:, 0].reshape(-1, 2)
-    open_real, open_fake = opening[:, 0], opening[:, 1]
+    features = expression_features(points).reshape(-1, 2, 3)  # (pairs, real/fake, 3)
     out: dict = {f"akd_{k}": round(float(np.mean(v)), 3) if v else None for k, v in dists.items()}
-    r, f = open_real, open_fake
-    out["mouth_std_ratio"] = round(float(f.std() / r.std()), 3) if len(r) > 1 and r.std() else None
-    out["mouth_r"] = (round(float(np.corrcoef(r, f)[0, 1]), 3)
-                      if len(r) > 1 and r.std() and f.std() else None)
+    for name, column in (("mouth", 0), ("eyes", 2)):  # mouth opening, eye opening
+        r, f = features[:, 0, column], features[:, 1, column]
+        out[f"{name}_std_ratio"] = (round(float(f.std() / r.std()), 3)
+                                    if len(r) > 1 and r.std() else None)
+        out[f"{name}_r"] = (round(float(np.corrcoef(r, f)[0, 1]), 3)
+                            if len(r) > 1 and r.std() and f.std() else None)
     return out
 
 
@@ -176,7 +178,7 @@ def main() -> None:
               f"{s['akd'] or 0:9.3f} {s['aed'] or 0:9.4f}")
         if args.parts:
             own = [f"{k.removeprefix('akd_')} {v}" for k, v in m.items()
-                   if k.startswith(("akd_", "mouth"))]
+                   if k.startswith(("akd_", "mouth", "eyes"))]
             still = [f"{k.removeprefix('akd_')} {v}" for k, v in s.items() if k.startswith("akd_")]
             print(f"    parts: model {', '.join(own)} | still {', '.join(still)}")
     mean = {k: {m: float(np.mean([r[k][m] for r in rows if r[k][m] is not None] or [np.nan]))

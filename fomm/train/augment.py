@@ -1,5 +1,6 @@
 """Training augmentations of the original recipe: flips, random resize and crop on uint8 frames,
 colour jitter on tensors; and fomm's pair motion (the driving frame moved by a random similarity).
+:func:`geometric` runs the three geometric steps and moves points (landmarks) with the frames.
 
 The jitter is torchvision's ``ColorJitter`` maths written out (brightness, contrast, saturation,
 hue in a random order, one set of factors for the whole clip), drawn from a numpy ``Generator``.
@@ -12,7 +13,7 @@ import torch
 from torch import Tensor
 
 from fomm.config import AugmentationParams
-from fomm.image import resize, similarity_warp
+from fomm.image import resize, similarity_matrix, similarity_warp
 
 
 def _grey(x: Tensor) -> Tensor:
@@ -85,11 +86,19 @@ def flip(frames: np.ndarray, params: AugmentationParams, rng: np.random.Generato
     As the original ``RandomFlip``, a time flip returns at once, so a horizontal flip happens
     only when the time flip did not (probability 1/4 with both on).
     """
+    return _flip(frames, None, params, rng)[0]
+
+
+def _flip(frames: np.ndarray, points: np.ndarray | None, params: AugmentationParams,
+          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
     if rng.random() < 0.5 and params.time_flip:
-        return frames[::-1]
+        return frames[::-1], None if points is None else points[::-1]
     if rng.random() < 0.5 and params.horizontal_flip:
-        return frames[:, :, ::-1]
-    return frames
+        if points is not None:
+            points = points.copy()
+            points[..., 0] = frames.shape[2] - 1 - points[..., 0]
+        return frames[:, :, ::-1], points
+    return frames, points
 
 
 def resize_and_crop(frames: np.ndarray, params: AugmentationParams,
@@ -105,11 +114,20 @@ def resize_and_crop(frames: np.ndarray, params: AugmentationParams,
     Returns:
         (N, H', W', 3) uint8: the crop size when ``crop_size`` is set.
     """
+    return _resize_and_crop(frames, None, params, rng)[0]
+
+
+def _resize_and_crop(frames: np.ndarray, points: np.ndarray | None, params: AugmentationParams,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+    if points is not None:
+        points = points.copy()
     if params.resize_ratio is not None:
         factor = rng.uniform(*params.resize_ratio)
         h, w = frames.shape[1:3]
         size = (max(1, int(w * factor)), max(1, int(h * factor)))
         frames = np.stack([resize(f, size) for f in frames])
+        if points is not None:  # pixel centres keep their place in the image
+            points = (points + 0.5) * (size[0] / w, size[1] / h) - 0.5
     if params.crop_size is not None:
         ch, cw = (int(v) for v in params.crop_size)
         h, w = frames.shape[1:3]
@@ -121,7 +139,9 @@ def resize_and_crop(frames: np.ndarray, params: AugmentationParams,
         y = int(rng.integers(0, h - ch + 1))
         x = int(rng.integers(0, w - cw + 1))
         frames = frames[:, y:y + ch, x:x + cw]
-    return frames
+        if points is not None:
+            points += (pad_w[0] - x, pad_h[0] - y)
+    return frames, points
 
 
 def pair_motion(frames: np.ndarray, params: AugmentationParams,
@@ -137,13 +157,39 @@ def pair_motion(frames: np.ndarray, params: AugmentationParams,
     Returns:
         The same array when no motion is drawn, else a new one.
     """
+    return _pair_motion(frames, None, params, rng)[0]
+
+
+def _pair_motion(frames: np.ndarray, points: np.ndarray | None, params: AugmentationParams,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
     p = params
     if p.pair_probability <= 0 or rng.random() >= p.pair_probability:
-        return frames
+        return frames, points
     h, w = frames.shape[1:3]
     degrees = rng.uniform(-p.pair_rotation, p.pair_rotation)
     scale = rng.uniform(1 - p.pair_scale, 1 + p.pair_scale)
     shift = rng.uniform(-p.pair_translation, p.pair_translation, 2) * (w, h)
+    shift = (float(shift[0]), float(shift[1]))
     out = frames.copy()
-    out[-1] = similarity_warp(frames[-1], degrees, scale, (float(shift[0]), float(shift[1])))
-    return out
+    out[-1] = similarity_warp(frames[-1], degrees, scale, shift)
+    if points is not None:
+        matrix = similarity_matrix((w, h), degrees, scale, shift)
+        points = points.copy()
+        points[-1] = points[-1] @ matrix[:, :2].T + matrix[:, 2]
+    return out, points
+
+
+def geometric(frames: np.ndarray, points: np.ndarray | None, params: AugmentationParams,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`flip`, :func:`resize_and_crop` and :func:`pair_motion` (same draws), moving points.
+
+    Args:
+        frames: (N, H, W, C) uint8.
+        points: (N, P, 2) float pixel coordinates (x, y) of each frame, pixel centres at integers;
+            or None.
+    Returns:
+        The frames as the three functions return them, and the points where they moved to.
+    """
+    frames, points = _flip(frames, points, params, rng)
+    frames, points = _resize_and_crop(frames, points, params, rng)
+    return _pair_motion(frames, points, params, rng)

@@ -87,6 +87,9 @@ def register(subparsers: Any) -> None:
     x.add_argument("--expressive-pairs", type=probability, metavar="P",
                    help="share of pairs chosen, of 8 random ones, as the one whose mouth and "
                         "eyes differ most (same landmarks)")
+    x.add_argument("--landmark-weight", type=non_negative_float, metavar="W",
+                   help="add W x the L1 distance of 6 keypoints from the eye centres, mouth "
+                        "corners and lips (same landmarks; the keypoints are picked at the start)")
     p.set_defaults(func=cmd_train)
 
     p = subparsers.add_parser(

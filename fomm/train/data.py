@@ -28,8 +28,15 @@ from fomm import video as videos
 from fomm.config import AugmentationParams
 from fomm.errors import ConfigError, FommError
 from fomm.image import read_image, resize, to_tensor
-from fomm.train.augment import colour_jitter, flip, pair_motion, resize_and_crop
-from fomm.train.regions import expression_features, expressive_pair, load_landmarks, region_map
+from fomm.train.augment import colour_jitter, geometric
+from fomm.train.regions import (
+    expression_features,
+    expressive_pair,
+    guide_points,
+    guide_targets,
+    load_landmarks,
+    region_map,
+)
 
 log = logging.getLogger("fomm.train")
 
@@ -73,6 +80,9 @@ class Pair(NamedTuple):
     # (1, H, W) eyes-and-mouth weight of the driving frame in [0, 1] (``regions=True``), else
     # an empty tensor; see fomm.train.regions
     weight: Tensor = torch.zeros(0)
+    # (2, 6, 2) landmark-guidance targets of source and driving frame in [-1, 1], NaN where
+    # unknown (``guides=True``), else an empty tensor; see fomm.train.regions.guide_targets
+    guides: Tensor = torch.zeros(0)
 
 
 def split_folder(root: str | Path, split: Literal["train", "test"]) -> Path:
@@ -229,6 +239,8 @@ class FramesDataset(Dataset):
             from each video's stored landmarks (:mod:`fomm.train.regions`).
         expressive_pairs: share of the pairs drawn as the one of several random pairs whose
             mouth and eyes differ most, from the same landmarks.
+        guides: also return landmark-guidance targets of both frames (``Pair.guides``), from
+            the same landmarks, moved with the frames by the augmentations.
         cache_mb: video files and strips are decoded whole (resized) and kept in memory, first
             come first kept, until this budget (per process: each DataLoader worker has its
             own) is used; the others are read by seeking each time.  Seeking in H.264 decodes
@@ -239,7 +251,7 @@ class FramesDataset(Dataset):
                  id_sampling: bool = False, num_repeats: int = 1,
                  augmentation: AugmentationParams | None = None, seed: int = 0,
                  cache_mb: float = 256, regions: bool = False,
-                 expressive_pairs: float = 0.0) -> None:
+                 expressive_pairs: float = 0.0, guides: bool = False) -> None:
         self.folder = Path(folder)
         _check_crop(augmentation, frame_shape)
         self.videos = list_videos(self.folder, frame_shape)
@@ -257,9 +269,10 @@ class FramesDataset(Dataset):
         self._cache_left = int(cache_mb * 2**20)
         self.regions = regions
         self.expressive_pairs = expressive_pairs
+        self.guides = guides
         self._landmarks: dict[Path, np.ndarray] = {}
         self._expressions: dict[Path, np.ndarray] = {}
-        if regions or expressive_pairs > 0:  # fail now, not in a DataLoader worker
+        if regions or guides or expressive_pairs > 0:  # fail now, not in a DataLoader worker
             for item in self.videos:
                 points = load_landmarks(item, self._count(item))
                 self._landmarks[item.path] = points
@@ -306,10 +319,15 @@ class FramesDataset(Dataset):
         if self.regions:  # a 4th channel, so that it goes through the same geometric changes
             maps = [region_map(p, self.size) for p in self._landmarks[item.path][indices]]
             frames = np.concatenate([frames, np.stack(maps)[..., None]], axis=-1)
+        points = None
+        if self.guides:
+            points = guide_points(self._landmarks[item.path][indices], self.size)
         if self.augmentation is not None:
-            frames = flip(frames, self.augmentation, rng)
-            frames = resize_and_crop(frames, self.augmentation, rng)
-            frames = pair_motion(frames, self.augmentation, rng)
+            frames, points = geometric(frames, points, self.augmentation, rng)
+        guides = torch.zeros(0)
+        if points is not None:
+            size = (frames.shape[2], frames.shape[1])
+            guides = torch.from_numpy(guide_targets(points, size))
         weight = torch.zeros(0)
         if self.regions:
             weight = torch.from_numpy(frames[-1, :, :, 3] / np.float32(255)).unsqueeze(0)
@@ -317,7 +335,7 @@ class FramesDataset(Dataset):
         tensors = to_tensor(np.ascontiguousarray(frames))  # (2, 3, H, W)
         if self.augmentation is not None:
             tensors = colour_jitter(tensors, self.augmentation, rng)
-        return Pair(tensors[0], tensors[1], item.name, weight)
+        return Pair(tensors[0], tensors[1], item.name, weight, guides)
 
     def _cached(self, item: Video, num_frames: int) -> np.ndarray | None:
         if item.path in self._cache:

@@ -68,6 +68,13 @@ class Trainer:
         self._official_start = False  # resumed from a first-order-model checkpoint
         self._saved_at: tuple[int, int, int] | None = None
         self.run_dir = run_folder(options, self.config)
+        if options.landmark_weight:
+            from fomm.train.regions import NUM_GUIDES
+
+            num_kp = self.config.model.num_kp
+            if num_kp < NUM_GUIDES:
+                raise ConfigError(f"--landmark-weight ties {NUM_GUIDES} keypoints to landmarks: "
+                                  f"the model has only {num_kp} (num_kp)")
 
         torch.manual_seed(options.seed)  # identical initial weights on every rank
         models = build_models(self.config.model, discriminator=True)
@@ -169,12 +176,13 @@ class Trainer:
         source = batch.source.to(self.device, non_blocking=True)  # (B, 3, H, W)
         driving = batch.driving.to(self.device, non_blocking=True)
         weight = batch.weight.to(self.device, non_blocking=True) if batch.weight.numel() else None
+        guides = batch.guides.to(self.device, non_blocking=True) if batch.guides.numel() else None
         autoencoder = self.progress.step < self.options.pretrain_autoencoder
         with self.autocast():
             if autoencoder:
                 losses, generated = self._autoencoder_losses(driving)
             else:
-                losses, generated = self._generator_losses(source, driving, weight)
+                losses, generated = self._generator_losses(source, driving, weight, guides)
         total = sum(losses.values())
         total.backward()
         self.optimizers["generator"].step()
@@ -194,11 +202,12 @@ class Trainer:
         self.last = (source, driving, generated)  # for the image grids
         return {k: float(v.detach()) for k, v in losses.items()}
 
-    def _generator_losses(self, source: Tensor, driving: Tensor,
-                          weight: Tensor | None = None) -> tuple[dict[str, Tensor], dict]:
+    def _generator_losses(self, source: Tensor, driving: Tensor, weight: Tensor | None = None,
+                          guides: Tensor | None = None) -> tuple[dict[str, Tensor], dict]:
         """GeneratorFullModel.forward: perceptual pyramid, GAN + feature matching, equivariance.
 
         ``weight``: (B, 1, H, W) eyes-and-mouth map of the driving frames for ``region_weight``.
+        ``guides``: (B, 2, G, 2) landmark targets of source and driving for ``landmark_weight``.
         """
         tp = self.train_params
         weights = tp.loss_weights
@@ -233,6 +242,11 @@ class Trainer:
         if self.options.region_weight and weight is not None:
             losses["region"] = self.options.region_weight * L.region_l1(
                 pyramid_fake, pyramid_real, weight)
+        if self.options.landmark_weight and guides is not None:
+            chosen = self.options.landmark_keypoints or ()
+            losses["landmark"] = self.options.landmark_weight / 2 * (
+                L.landmark_guidance(kp_source.value, guides[:, 0], chosen)
+                + L.landmark_guidance(kp_driving.value, guides[:, 1], chosen))
         if self.options.separation_weight:
             values = torch.cat([kp_source.value, kp_driving.value])  # (2B, K, 2)
             losses["separation"] = self.options.separation_weight * L.keypoint_separation(
@@ -277,7 +291,8 @@ class Trainer:
         dataset = FramesDataset(folder, ds.frame_shape, ds.id_sampling, tp.num_repeats,
                                 ds.augmentation, opts.seed, opts.cache_mb,
                                 regions=opts.region_weight > 0,
-                                expressive_pairs=opts.expressive_pairs)
+                                expressive_pairs=opts.expressive_pairs,
+                                guides=opts.landmark_weight > 0)
         per_rank = max(1, tp.batch_size // self.world_size)
         sampler = EpochSampler(len(dataset), self.rank, self.world_size, opts.seed)
         loader = make_loader(dataset, per_rank, sampler, opts.workers,
@@ -285,6 +300,8 @@ class Trainer:
         steps_per_epoch = sampler.per_rank // per_rank
         if self._official_start:
             self.progress.step = self.progress.epoch * steps_per_epoch  # best estimate
+        if opts.landmark_weight and not opts.landmark_keypoints:
+            self._assign_guides(dataset)
         self.logger.start(self.config_text, dataclasses.asdict(opts), self.config.source,
                           self.progress, len(dataset), steps_per_epoch, self.world_size)
         for message in self.notes:
@@ -320,6 +337,33 @@ class Trainer:
             dist.barrier()
         return TrainResult(self.run_dir, self.latest, self.progress.step, self.progress.epoch,
                            self.interrupted, self.rank)
+
+    def _assign_guides(self, dataset: FramesDataset, samples: int = 64) -> None:
+        """Tie a keypoint to each landmark-guidance point: the nearest on average, one each.
+
+        Taken once at the start of a run from the current weights (the ``--init`` ones, so a
+        trained model keeps the keypoints it has near the eyes and mouth), kept in the options
+        and so in every checkpoint, and inherited on resume.
+        """
+        from fomm.train.regions import assign_guides
+
+        total, count = None, None
+        with torch.no_grad():
+            for i in range(min(samples, len(dataset))):
+                pair = dataset[(10_000 + self.progress.step, i)]  # not this epoch's draws
+                image = torch.stack([pair.source, pair.driving]).to(self.device)
+                value = self.kp_detector(image).value.float().cpu()  # (2, K, 2)
+                dist = (pair.guides[:, :, None] - value[:, None]).abs().sum(-1)  # (2, G, K)
+                known = torch.isfinite(dist)
+                part = torch.where(known, dist, 0).sum(0)
+                total = part if total is None else total + part
+                count = known.sum(0) if count is None else count + known.sum(0)
+        mean = (total / count.clamp_min(1)).numpy()
+        chosen = assign_guides(mean)
+        self.options = dataclasses.replace(self.options, landmark_keypoints=chosen)
+        self.logger.note(f"landmark guidance: keypoints {list(chosen)} tied to the eye centres, "
+                         "mouth corners, upper and lower lip (mean distances "
+                         f"{[round(float(mean[g, k]), 3) for g, k in enumerate(chosen)]})")
 
     def _end_epoch(self) -> None:
         epoch = self.progress.epoch

@@ -258,3 +258,19 @@ def keypoint_separation(value: Tensor, sigma: float = 0.15) -> Tensor:
     d2 = (value.unsqueeze(2) - value.unsqueeze(1)).pow(2).sum(-1)  # (B, K, K)
     off_diagonal = ~torch.eye(k, dtype=torch.bool, device=value.device)
     return torch.exp(-d2 / (2 * sigma**2))[:, off_diagonal].mean()
+
+
+def landmark_guidance(value: Tensor, targets: Tensor, keypoints: Sequence[int]) -> Tensor:
+    """Mean L1 distance of the guided keypoints from their landmark targets (``--landmark-weight``).
+
+    Args:
+        value: (B, K, 2) keypoints in [-1, 1].
+        targets: (B, G, 2) targets (:func:`fomm.train.regions.guide_targets`), NaN where unknown.
+        keypoints: the keypoint tied to each of the G targets.
+    Returns:
+        The mean over known targets of ``|k_x - t_x| + |k_y - t_y|``; 0 when none is known.
+    """
+    guided = value[:, list(keypoints)].float()  # (B, G, 2)
+    known = torch.isfinite(targets).all(-1)  # (B, G)
+    error = (guided - torch.nan_to_num(targets.float())).abs().sum(-1)
+    return (error * known).sum() / known.sum().clamp_min(1)

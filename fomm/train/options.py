@@ -32,7 +32,8 @@ class TrainOptions:
     L1 terms sharpen small models early, and a keypoint separation term
     (:func:`fomm.train.losses.keypoint_separation`) keeps the keypoints from gathering in one
     spot; ``region_weight`` weighs the eyes and mouth and ``expressive_pairs`` draws pairs
-    whose expressions differ (:mod:`fomm.train.regions`).  Options
+    whose expressions differ, and ``landmark_weight`` ties keypoints to the eyes, mouth corners
+    and lips (:mod:`fomm.train.regions`).  Options
     left at their default are taken from the run being resumed.
     """
 
@@ -63,6 +64,9 @@ class TrainOptions:
     separation_sigma: float = 0.15
     region_weight: float = 0.0
     expressive_pairs: float = 0.0
+    landmark_weight: float = 0.0
+    # keypoint tied to each landmark-guidance point; chosen at the start of the run when None
+    landmark_keypoints: tuple[int, ...] | None = None
     tensorboard: bool = True
     progress: bool = True
 

@@ -11,8 +11,13 @@ talking clip most pairs of frames show the mouth in nearly the same state, so a 
 pairs is instead the one, of :data:`CANDIDATES` random pairs, whose mouth and eyes differ most
 (:func:`expression_features`).
 
-Not in the original recipe; the keypoints stay unsupervised (landmarks only weigh pixels and
-choose frames).
+*Landmark guidance* (``--landmark-weight W``, as LivePortrait guides some of its implicit
+keypoints): :data:`NUM_GUIDES` points (the two eye centres, the two mouth corners, the middle of
+the upper and of the lower lip) are moved with the frames through the same augmentations
+(:func:`guide_points`, :func:`fomm.train.augment.geometric`) and one keypoint is tied to each
+(:func:`guide_targets`, :func:`assign_guides`), so that subtle expressions move keypoints.
+
+Not in the original recipe.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ EYES = slice(36, 48)  # iBUG 300-W order
 MOUTH = slice(48, 68)
 SIGMA = 0.15  # Gaussian fall-off around each landmark, in inter-ocular distances
 CANDIDATES = 8  # random pairs an expressive pair is chosen from
+NUM_GUIDES = 6  # eye centres, mouth corners, upper and lower lip (see guide_points)
 
 
 def landmarks_path(item: Video) -> Path:
@@ -115,3 +121,56 @@ def expressive_pair(features: np.ndarray, rng: np.random.Generator,
     if not np.isfinite(diff).any():
         return pairs[0]
     return pairs[int(np.nanargmax(np.where(np.isfinite(diff), diff, -1.0)))]
+
+
+def guide_points(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The landmark-guidance points of frames, in pixels.
+
+    Args:
+        points: (N, 68, 2) stored landmarks (see :func:`region_map`).
+        size: (width, height) of the frames.
+    Returns:
+        float64 (N, 6, 2) pixel coordinates (pixel centres at integers): eye centres, mouth
+        corners, middle of the upper lip (outer and inner edge), of the lower lip; NaN rows
+        where there was no face.
+    """
+    xy = points.astype(np.float64) * size - 0.5
+    return np.stack([xy[:, 36:42].mean(1), xy[:, 42:48].mean(1), xy[:, 48], xy[:, 54],
+                     xy[:, [51, 62]].mean(1), xy[:, [57, 66]].mean(1)], axis=1)
+
+
+def guide_targets(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Guidance points after augmentation → keypoint coordinates, in a flip-proof order.
+
+    A horizontal flip swaps the subject's left and right, so each pair (eyes, mouth corners) is
+    ordered by x on the image instead; points off the frame become NaN (no target).
+
+    Args:
+        pixels: (N, 6, 2) as :func:`guide_points` makes them, moved by the augmentations.
+        size: (width, height) of the augmented frames.
+    Returns:
+        float32 (N, 6, 2) in the keypoints' [-1, 1] coordinates, NaN where unknown.
+    """
+    w, h = size
+    out = pixels / (max(w - 1, 1), max(h - 1, 1)) * 2 - 1
+    for a in (0, 2):  # left-right pairs: the one with the smaller x first
+        swap = out[:, a, 0] > out[:, a + 1, 0]
+        out[swap, a:a + 2] = out[swap, a:a + 2][:, ::-1]
+    with np.errstate(invalid="ignore"):
+        off = ~(np.abs(out) <= 1).all(-1)
+    out[off] = np.nan
+    return out.astype(np.float32)
+
+
+def assign_guides(distance: np.ndarray) -> tuple[int, ...]:
+    """Tie one keypoint to each guidance point: the assignment of least total distance.
+
+    Args:
+        distance: (num_guides, num_kp) mean distances of the keypoints from each point.
+    Returns:
+        The keypoint index of each guidance point (all different).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    rows, cols = linear_sum_assignment(distance)
+    return tuple(int(c) for _, c in sorted(zip(rows, cols)))
