@@ -22,8 +22,8 @@ from fomm.image import resize, to_frames, to_tensor
 from fomm.models import Models
 from fomm.models.generator import SourceEncoding
 from fomm.motion import Keypoints
-
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+from fomm.precision import DTYPES as _DTYPES
+from fomm.precision import islands_enabled, mark_islands, resolve_precision
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -71,24 +71,28 @@ class Animator:
 
     def __init__(self, models: Models, config: ModelConfig, device: str = "auto",
                  precision: str = "fp32") -> None:
-        if precision not in _DTYPES:
-            raise FommError(f"unknown precision '{precision}' (fp32, fp16 or bf16)")
         self.device = resolve_device(device)
-        if precision == "fp16" and self.device.type == "cpu":
-            raise FommError("--precision fp16 needs a GPU; use fp32 or bf16 on the CPU")
+        # "auto": bf16 on a CPU that computes it natively, else fp32 (fomm.precision)
+        self.precision = resolve_precision(precision, self.device)
         self.config = config
         self.size = config.image_size
-        self.dtype = _DTYPES[precision]
+        self.dtype = _DTYPES[self.precision]
         # channels-last convolutions are ~25 % faster on CPUs (oneDNN) and on tensor cores
         self.memory_format = torch.channels_last
         self.kp_detector = models.kp_detector.to(self.device, memory_format=self.memory_format)
         self.generator = models.generator.to(self.device, memory_format=self.memory_format)
         self.kp_detector.eval()
         self.generator.eval()
+        # on the CPU only the convolution stacks run in bf16; sensitive steps stay fp32
+        self._islands = self.device.type == "cpu" and self.dtype is not torch.float32
+        if self._islands:
+            mark_islands(self.kp_detector, self.generator)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is torch.float32:
             return contextlib.nullcontext()
+        if self._islands:
+            return islands_enabled(self.dtype)
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     def to_model_input(self, frames: np.ndarray | list[np.ndarray]) -> Tensor:

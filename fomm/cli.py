@@ -66,8 +66,9 @@ def add_animate_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--batch-size", type=positive_int, default=8,
                      help="driving frames per network call (default 8)")
     run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    run.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32",
-                     help="fp32 (default), or fp16/bf16 autocast on a GPU")
+    run.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
+                     help="auto (default): bf16 on a CPU with native bf16 (AVX512-BF16/AMX, "
+                          "sensitive steps kept in fp32), else fp32; fp16/bf16 autocast on a GPU")
     out = parser.add_argument_group("output")
     out.add_argument("--no-audio", dest="audio", action="store_false",
                      help="do not copy the driving video's audio track")

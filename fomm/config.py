@@ -480,7 +480,7 @@ def _read_config_text(path_or_name: str | Path) -> tuple[str, str]:
     raise ConfigError(f"unknown config '{name}'; presets: {', '.join(preset_names())}")
 
 
-Precision = Literal["fp32", "fp16", "bf16"]
+Precision = Literal["auto", "fp32", "fp16", "bf16"]  # auto: fomm.precision
 
 
 @dataclass(frozen=True)
@@ -501,7 +501,7 @@ class AnimateOptions:
     find_best_frame: bool = False
     batch_size: int = 8
     device: str = "auto"
-    precision: Precision = "fp32"
+    precision: Precision = "auto"
     audio: bool = True
     crop: bool = True
     crop_driving: Literal["auto", "off"] = "off"

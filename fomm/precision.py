@@ -1,0 +1,136 @@
+"""Inference precision: which dtype to run at, and bf16 on the CPU with sensitive steps in fp32.
+
+``auto`` picks bf16 on a CPU that computes it natively (AVX512-BF16 or AMX) and fp32 elsewhere;
+GPUs keep fp32 unless asked. On the CPU, reduced precision is confined to *islands*: the
+convolution stacks that cost the time (the keypoint and dense-motion hourglasses, the generator's
+encoder, bottleneck and decoder blocks) run under bf16 autocast and hand fp32 back, while
+everything between them — heatmap softmax and keypoint/jacobian heads, jacobian inverses and
+sparse motions, the dense-motion mask softmax and occlusion head, grid sampling, the output
+layer — stays fp32. A plain bf16 autocast of the whole model drifts by up to 104/255 on some
+pixels of the bundled model (mostly through the jacobians and the warp); the islands keep the
+result within 1/255 on average of fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fomm.errors import FommError
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+# submodules run in reduced precision on the CPU, by attribute path (missing ones are skipped)
+ISLANDS = {
+    "kp_detector": ("predictor",),
+    "generator": ("first", "down_blocks.*", "bottleneck", "up_blocks.*",
+                  "dense_motion_network.hourglass"),
+}
+
+_island_dtype: contextvars.ContextVar[torch.dtype | None] = contextvars.ContextVar(
+    "fomm_island_dtype", default=None)
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags of /proc/cpuinfo (empty where there is none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether the CPU computes bf16 natively: AVX512-BF16 or AMX (as oneDNN uses them)."""
+    if {"avx512_bf16", "amx_bf16"} & cpu_flags():
+        return True
+    capability = torch.backends.cpu.get_cpu_capability()  # e.g. "AVX512", "AVX2", "DEFAULT"
+    return "AMX" in capability.upper() or "BF16" in capability.upper()
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``auto`` → bf16 on a CPU with native bf16, else fp32; checks the others fit the device.
+
+    Raises:
+        FommError: an unknown name, or fp16 on the CPU.
+    """
+    if name not in PRECISIONS:
+        raise FommError(f"unknown precision '{name}' ({', '.join(PRECISIONS)})")
+    if name == "auto":
+        return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+    if name == "fp16" and device.type == "cpu":
+        raise FommError("--precision fp16 needs a GPU; use fp32 or bf16 on the CPU")
+    return name
+
+
+def _to_float(out: Any) -> Any:
+    """Reduced-precision tensors (also inside tuples and lists) back to fp32."""
+    if isinstance(out, torch.Tensor):
+        return out.float() if out.is_floating_point() and out.dtype != torch.float32 else out
+    if isinstance(out, (list, tuple)) and not hasattr(out, "_fields"):
+        return type(out)(_to_float(o) for o in out)
+    return out
+
+
+def _island(forward: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(forward)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        dtype = _island_dtype.get()
+        if dtype is None:  # outside islands_enabled(): the plain fp32 module
+            return forward(*args, **kwargs)
+        with torch.autocast("cpu", dtype=dtype):
+            return _to_float(forward(*args, **kwargs))
+
+    run.fomm_island = True  # type: ignore[attr-defined]
+    return run
+
+
+def _find(root: nn.Module, path: str) -> list[nn.Module]:
+    parts, modules = path.split("."), [root]
+    for part in parts:
+        found = []
+        for module in modules:
+            if part == "*":
+                found.extend(module.children())
+            elif isinstance(getattr(module, part, None), nn.Module):
+                found.append(getattr(module, part))
+        modules = found
+    return modules
+
+
+def mark_islands(kp_detector: nn.Module, generator: nn.Module) -> int:
+    """Let the :data:`ISLANDS` submodules run in reduced precision inside
+    :func:`islands_enabled` (outside it they are unchanged); idempotent.
+
+    Returns:
+        The number of submodules marked.
+    """
+    count = 0
+    for name, net in (("kp_detector", kp_detector), ("generator", generator)):
+        for path in ISLANDS[name]:
+            for module in _find(net, path):
+                if not getattr(module.forward, "fomm_island", False):
+                    # an instance attribute: the state dict and the class stay as they are
+                    module.forward = _island(module.forward)
+                count += 1
+    return count
+
+
+@contextlib.contextmanager
+def islands_enabled(dtype: torch.dtype) -> Iterator[None]:
+    """Run the marked islands at ``dtype`` (CPU autocast) within this block."""
+    token = _island_dtype.set(dtype)
+    try:
+        yield
+    finally:
+        _island_dtype.reset(token)
