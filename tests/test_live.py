@@ -199,3 +199,38 @@ def test_live_errors(live_media, tiny_ckpt, tmp_path, capsys):
         main(["live", str(photo), "--camera", str(clip), "--no-window", "--record",
               str(tmp_path / "o.mp4"), "--best-frame", "3", "-c", str(tiny_ckpt)])
     assert "reference is the first frame" in capsys.readouterr().err
+
+
+class ScriptedWindow:
+    """Stands in for the preview window: presses the given keys, one per shown frame."""
+
+    keys: list[str] = []
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.shown: list[list[str]] = []
+
+    def show(self, frame: np.ndarray, lines: list[str]) -> int:
+        self.shown.append(lines)
+        key = self.keys[len(self.shown) - 1] if len(self.shown) <= len(self.keys) else ""
+        return ord(key) if key else -1
+
+    def close(self) -> None:
+        pass
+
+
+def test_live_keys_reference_pause_quit(live_media, tiny_ckpt, monkeypatch, capsys):
+    from fomm.animate import Animator
+    from fomm.api import load_model
+    from fomm.live import loop
+
+    photo, clip = live_media
+    ScriptedWindow.keys = ["", "r", "", " ", "", " ", "", "q"]
+    monkeypatch.setattr(loop, "Window", ScriptedWindow)
+    animator = Animator(*load_model(tiny_ckpt), device="cpu")
+    stats = run_live(photo, LiveOptions(camera=str(clip), realtime=False), animator=animator)
+    err = capsys.readouterr().err
+    assert stats.ended == "quit"
+    assert err.count("reference pose taken") == 2  # the first face, then again after r
+    assert stats.frames_out == 6  # 8 frames shown, 2 of them while paused
+    assert stats.frames_in == stats.frames_out + stats.dropped

@@ -17,6 +17,8 @@ from fomm.live.smoothing import BOX_BETA, BOX_MIN_CUTOFF, OneEuroFilter
 
 DETECT_MAX_SIDE = 320  # a webcam face is large: detecting on a 320 px copy is enough and fast
 LOST_AFTER = 3  # detections in a row without a face: the face is gone
+MIN_FACE = 0.15  # smallest face looked for, as a share of the frame's short side: a webcam face
+# is large, and a larger minimum means fewer detector pyramid levels (about 1.6x faster)
 
 
 class LiveFramer:
@@ -28,15 +30,17 @@ class LiveFramer:
         smoothing: One-Euro smoothing of the box (centre and size).
         margin, shift_y: framing, as for :func:`fomm.faces.crop.square_box`.
         max_side: detection runs on a copy of at most this longest side.
+        min_face: smallest face found, as a share of the frame's short side.
     """
 
     def __init__(self, size: int, detect_every: int = 3, smoothing: bool = True,
                  margin: float = MARGIN, shift_y: float = SHIFT_Y,
-                 max_side: int = DETECT_MAX_SIDE) -> None:
+                 max_side: int = DETECT_MAX_SIDE, min_face: float = MIN_FACE) -> None:
         if detect_every < 1:
             raise ValueError(f"detect_every must be ≥ 1, got {detect_every}")
         self.size, self.detect_every = size, detect_every
         self.margin, self.shift_y, self.max_side = margin, shift_y, max_side
+        self.min_face = min_face
         self._filter = OneEuroFilter(BOX_MIN_CUTOFF, BOX_BETA) if smoothing else None
         self._face: Box | None = None  # last smoothed face box
         self._misses = 0
@@ -50,7 +54,9 @@ class LiveFramer:
 
     def _detect(self, frame: np.ndarray, t: float) -> None:
         self.detections += 1
-        face = pick_face(detect_faces(frame, max_side=self.max_side), self._face)
+        min_size = max(20.0, self.min_face * min(frame.shape[:2]))
+        faces = detect_faces(frame, min_size=min_size, max_side=self.max_side)
+        face = pick_face(faces, self._face)
         if face is None:
             self._misses += 1
             if self._misses >= LOST_AFTER:

@@ -125,6 +125,60 @@ def _percentile(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 1) if values else 0.0
 
 
+class LiveAnimator:
+    """The per-frame live step: frame the face, smooth its keypoints, animate, paste back.
+
+    Shared by ``fomm live`` and any other live front end; the animation itself is the step of file
+    animation (:func:`fomm.pipeline.source_target`, :meth:`fomm.animate.Animator.render`). The
+    reference pose is the first frame with a face, or the next one after :meth:`retake`.
+
+    Args:
+        animator: the loaded model.
+        photo: uint8 (H, W, 3) RGB source image.
+        opts: live options (smoothing, detection rate, and the animation options).
+    """
+
+    def __init__(self, animator: Animator, photo: np.ndarray, opts: LiveOptions) -> None:
+        anim = opts.animate
+        self.animator, self.relative, self.adapt_scale = animator, anim.relative, anim.adapt_scale
+        target = source_target(photo, animator.size, anim)
+        self._paste = target.paste
+        self._sources = [animator.prepare_source(c) for c in target.crops]
+        self.still = target.paste(list(target.crops))  # the photo as pasted, no motion
+        self._framer = LiveFramer(
+            animator.size, detect_every=opts.detect_every, smoothing=opts.smoothing,
+            **({} if anim.crop_margin is None else {"margin": anim.crop_margin}))
+        self._smoother = KeypointSmoother(opts.smoothing_cutoff) if opts.smoothing else None
+        self.reference: Keypoints | None = None
+        self._retake = False
+
+    @property
+    def needs_reference(self) -> bool:
+        """Whether the next frame with a face becomes the reference pose."""
+        return self.reference is None or self._retake
+
+    def retake(self) -> None:
+        """Take the reference pose again from the next frame with a face."""
+        self._retake = True
+
+    def __call__(self, frame: np.ndarray, t: float) -> np.ndarray | None:
+        """The animated photo for a uint8 (H, W, 3) RGB camera frame taken at ``t`` seconds;
+        None when no face is in view (show :attr:`still` then)."""
+        crop = self._framer(frame, t)
+        if crop is None:
+            if self._smoother is not None:
+                self._smoother.reset()
+            return None
+        kp = self.animator.keypoints(self.animator.to_model_input(crop))
+        if self._smoother is not None:
+            kp = self._smoother(kp, t)
+        if self.reference is None or self._retake:
+            self.reference, self._retake = kp, False
+        frames = self.animator.render(self._sources, kp, self.reference, self.relative,
+                                      self.adapt_scale)
+        return self._paste(frames[0])
+
+
 def run_live(photo: str | Path, opts: LiveOptions | None = None, *,
              animator: Animator | None = None, checkpoint: str | Path | None = None,
              model_config: str | Path | None = None, log: bool = True) -> LiveStats:
@@ -162,9 +216,8 @@ def run_live(photo: str | Path, opts: LiveOptions | None = None, *,
 
             models, config = load_model(checkpoint, config=model_config, flavour=anim.flavour)
             animator = Animator(models, config, anim.device, anim.precision)
-        target = source_target(source_image, animator.size, anim)
-        sources = [animator.prepare_source(c) for c in target.crops]
-        still = target.paste([s for s in target.crops])  # the photo as pasted, no motion
+        step = LiveAnimator(animator, source_image, opts)
+        still = step.still
         stats.camera_fps = round(capture.fps, 2)
         sinks.open(still.shape[1], still.shape[0], capture.fps)
         if log:
@@ -172,7 +225,7 @@ def run_live(photo: str | Path, opts: LiveOptions | None = None, *,
                   f"{still.shape[1]}x{still.shape[0]}; keys: r reference, space pause, q quit",
                   file=sys.stderr)
         with capture:
-            _loop(capture, animator, target.paste, sources, still, sinks, opts, stats, log)
+            _loop(capture, step, sinks, opts, stats, log)
         ok = True
     finally:
         capture.close()
@@ -182,17 +235,12 @@ def run_live(photo: str | Path, opts: LiveOptions | None = None, *,
     return stats
 
 
-def _loop(capture: Capture, animator: Animator, paste, sources: list, still: np.ndarray,
-          sinks: _Sinks, opts: LiveOptions, stats: LiveStats, log: bool) -> None:
-    anim = opts.animate
-    framer = LiveFramer(animator.size, detect_every=opts.detect_every, smoothing=opts.smoothing,
-                        **({} if anim.crop_margin is None else {"margin": anim.crop_margin}))
-    smoother = KeypointSmoother(opts.smoothing_cutoff) if opts.smoothing else None
-    reference: Keypoints | None = None
-    retake = paused = False
+def _loop(capture: Capture, step: LiveAnimator, sinks: _Sinks, opts: LiveOptions,
+          stats: LiveStats, log: bool) -> None:
+    paused = False
     latencies: list[float] = []
     first_in = last_out = None
-    out = still
+    out = step.still
     while True:
         frame = capture.read(timeout=0.5)
         if frame is None:
@@ -205,24 +253,15 @@ def _loop(capture: Capture, animator: Animator, paste, sources: list, still: np.
             capture.drop()  # not animated: counts as dropped
             lines = ["paused (space resumes)"]
         else:
-            crop = framer(frame.image, frame.time)
-            if crop is None:
-                out, lines = still, ["no face"]
-                if smoother is not None:
-                    smoother.reset()
+            new_reference = step.needs_reference
+            animated = step(frame.image, frame.time)
+            if animated is None:
+                out, lines = step.still, ["no face"]
             else:
-                kp = animator.keypoints(animator.to_model_input(crop))
-                if smoother is not None:
-                    kp = smoother(kp, frame.time)
-                if reference is None or retake:
-                    reference, retake = kp, False
-                    if log:
-                        print(f"live: reference pose taken at frame {frame.index}",
-                              file=sys.stderr)
-                out = paste(animator.render(sources, kp, reference, anim.relative,
-                                            anim.adapt_scale)[0])
+                out, lines = animated, []
                 stats.face_frames += 1
-                lines = []
+                if log and new_reference:
+                    print(f"live: reference pose taken at frame {frame.index}", file=sys.stderr)
         shown = time.perf_counter()
         if not paused:
             stats.frames_out += 1
@@ -236,7 +275,7 @@ def _loop(capture: Capture, animator: Animator, paste, sources: list, still: np.
             stats.ended = "quit"
             break
         if key == KEY_REFERENCE:
-            retake = True
+            step.retake()
         elif key == KEY_PAUSE:
             paused = not paused
         if opts.max_frames is not None and capture.frames_in >= opts.max_frames:
