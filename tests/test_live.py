@@ -234,3 +234,54 @@ def test_live_keys_reference_pause_quit(live_media, tiny_ckpt, monkeypatch, caps
     assert err.count("reference pose taken") == 2  # the first face, then again after r
     assert stats.frames_out == 6  # 8 frames shown, 2 of them while paused
     assert stats.frames_in == stats.frames_out + stats.dropped
+
+
+def test_framer_follows_a_face_and_lets_it_go(live_media):
+    from fomm.live.framing import LOST_AFTER, LiveFramer
+
+    frames = []
+    with Capture(str(live_media[1]), realtime=False) as capture:
+        while (frame := capture.read(timeout=5)) is not None:
+            frames.append(frame.image)
+    blank = np.full_like(frames[0], 80)
+    framer = LiveFramer(64)
+    assert framer(blank, 0.0) is None  # nothing yet
+    crops = [framer(f, (i + 1) / 15) for i, f in enumerate(frames[:6])]
+    assert all(c is not None and c.shape == (64, 64, 3) for c in crops)
+    gone = [framer(blank, 1 + i / 15) for i in range(framer.detect_every - 1 + LOST_AFTER)]
+    assert gone[-1] is None and not framer.has_face
+
+
+class StoppingCamera:
+    """A cv2.VideoCapture stand-in: a camera that delivers three frames, then nothing."""
+
+    def __init__(self, *args) -> None:
+        self.count = 0
+
+    def isOpened(self) -> bool:  # noqa: N802 (OpenCV's name)
+        return True
+
+    def get(self, prop: int) -> float:
+        return 30.0
+
+    def read(self):
+        self.count += 1
+        if self.count > 3:
+            return False, None
+        return True, np.zeros((8, 8, 3), np.uint8)
+
+    def release(self) -> None:
+        pass
+
+
+def test_a_camera_that_stops_ends_cleanly(monkeypatch):
+    from fomm.live import capture as capture_module
+
+    monkeypatch.setattr(capture_module.cv2, "VideoCapture", StoppingCamera)
+    monkeypatch.setattr(capture_module, "STALL_S", 0.2)
+    taken = 0
+    with Capture("0") as camera:
+        while camera.read(timeout=5) is not None:
+            taken += 1
+    assert camera.ended == "camera 0 stopped delivering frames"
+    assert camera.frames_in == 3 and taken + camera.dropped == 3

@@ -75,9 +75,10 @@ class LiveFramer:
     def __call__(self, frame: np.ndarray, t: float) -> np.ndarray | None:
         """The uint8 (size, size, 3) crop of the face in ``frame`` (taken at ``t`` s), or None.
 
-        Detection runs on this frame when it is due, or on every frame while no face is known.
+        Detection runs on this frame when it is due, and on every frame while no face is known
+        or the last detection missed it (a face gone for ``LOST_AFTER`` frames is dropped).
         """
-        if self._face is None or self._count % self.detect_every == 0:
+        if self._face is None or self._misses or self._count % self.detect_every == 0:
             self._detect(frame, t)
         self._count += 1
         if self._face is None:
