@@ -87,6 +87,26 @@ def group_photo() -> np.ndarray:
     return canvas
 
 
+def talking_clip_with_audio(path: Path, n_frames: int = 30, fps: float = 30000 / 1001) -> Path:
+    """The first ``n_frames`` of talking_clip(), face-framed like VoxCeleb (a 120² square around
+    the face, scaled to 256²), at ``fps``, with a sine audio track."""
+    from conftest import write_clip
+
+    from fomm.video import iter_frames
+
+    frames = [cv2.resize(f[6:126, 28:148], (256, 256), interpolation=cv2.INTER_CUBIC)
+              for f in iter_frames(talking_clip(), max_frames=n_frames)]
+    return write_clip(path, frames=frames, fps=fps, audio=True)
+
+
+def save(path: Path, image: np.ndarray) -> Path:
+    """Write ``image`` (RGB uint8) to ``path`` (format from the suffix); returns ``path``."""
+    from fomm.image import write_image
+
+    write_image(path, image)
+    return path
+
+
 def wide_clip(path: Path, n_frames: int = 60, size: tuple[int, int] = (640, 360),
               step: float = 1.5) -> Path:
     """A raw, wide "selfie" clip: the talking clip ×2 on a wide canvas, drifting to the right.

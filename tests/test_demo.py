@@ -7,13 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from media import astronaut, save, talking_clip_with_audio
 
 from fomm.api import bundled_model_path
 from fomm.video import probe
 
 ROOT = Path(__file__).resolve().parents[1]
-VIDEOS = ROOT / ".." / "shared" / "data" / "videos"
-IMAGES = ROOT / ".." / "shared" / "data" / "images"
 needs_model = pytest.mark.skipif(bundled_model_path() is None,
                                  reason="no bundled model in fomm/weights/ yet")
 
@@ -51,12 +50,12 @@ def test_demo_writes_result_and_side_by_side(tmp_path):
 
 
 @needs_model
-@pytest.mark.skipif(not VIDEOS.exists(), reason="shared media not present")
 def test_seed_command_verbatim(tmp_path):
     """The seed's command as written (bundled model), from another working folder."""
+    driving = talking_clip_with_audio(tmp_path / "driving.mp4", n_frames=12)
+    source = save(tmp_path / "photo.png", astronaut())
     cmd = [sys.executable, "-u", str(ROOT / "tools" / "first-order-demo.py"),
-           "--driving_video", str(VIDEOS / "tp_driving.mp4"),
-           "--source_image", str(IMAGES / "pg_fom_source_image.png"),
+           "--driving_video", str(driving), "--source_image", str(source),
            "--relative", "--adapt_scale", "--max_frames", "10"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]

