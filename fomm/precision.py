@@ -31,12 +31,18 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # submodules run in reduced precision on the CPU, by attribute path (missing ones are skipped)
 ISLANDS = {
     "kp_detector": ("predictor",),
-    "generator": ("first", "down_blocks.*", "bottleneck", "up_blocks.*",
-                  "dense_motion_network.hourglass"),
+    "generator": (
+        "first",
+        "down_blocks.*",
+        "bottleneck",
+        "up_blocks.*",
+        "dense_motion_network.hourglass",
+    ),
 }
 
 _island_dtype: contextvars.ContextVar[torch.dtype | None] = contextvars.ContextVar(
-    "fomm_island_dtype", default=None)
+    "fomm_island_dtype", default=None
+)
 
 
 def cpu_flags() -> set[str]:

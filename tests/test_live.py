@@ -161,15 +161,26 @@ def test_live_loop_headless_every_frame(live_media, tiny_ckpt, tmp_path):
 
     photo, clip = live_media
     animator = Animator(*load_model(tiny_ckpt), device="cpu")
-    opts = LiveOptions(camera=str(clip), window=False, record=tmp_path / "out.mp4",
-                       stats=tmp_path / "stats.json", realtime=False)
+    opts = LiveOptions(
+        camera=str(clip),
+        window=False,
+        record=tmp_path / "out.mp4",
+        stats=tmp_path / "stats.json",
+        realtime=False,
+    )
     stats = run_live(photo, opts, animator=animator, log=False)
     assert (stats.frames_in, stats.frames_out, stats.dropped) == (12, 12, 0)
     assert stats.face_frames >= 10  # the face is found in the first frame and followed
     assert stats.ended == "end of stream"
     saved = json.loads((tmp_path / "stats.json").read_text())
-    for key in ("frames_in", "frames_out", "dropped", "fps_out", "latency_ms_p50",
-                "latency_ms_p95"):
+    for key in (
+        "frames_in",
+        "frames_out",
+        "dropped",
+        "fps_out",
+        "latency_ms_p50",
+        "latency_ms_p95",
+    ):
         assert key in saved
     frames = list(iter_frames(tmp_path / "out.mp4"))
     assert frames[0].shape == (384, 384, 3)
@@ -178,9 +189,22 @@ def test_live_loop_headless_every_frame(live_media, tiny_ckpt, tmp_path):
 
 def test_live_cli_headless(live_media, tiny_ckpt, tmp_path):
     photo, clip = live_media
-    main(["live", str(photo), "--camera", str(clip), "--record", str(tmp_path / "out.mp4"),
-          "--no-window", "--stats", str(tmp_path / "stats.json"), "-c", str(tiny_ckpt),
-          "--no-smoothing"])
+    main(
+        [
+            "live",
+            str(photo),
+            "--camera",
+            str(clip),
+            "--record",
+            str(tmp_path / "out.mp4"),
+            "--no-window",
+            "--stats",
+            str(tmp_path / "stats.json"),
+            "-c",
+            str(tiny_ckpt),
+            "--no-smoothing",
+        ]
+    )
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["frames_in"] == 12
     assert stats["frames_out"] + stats["dropped"] == 12 and stats["frames_out"] >= 1
@@ -192,12 +216,36 @@ def test_live_errors(live_media, tiny_ckpt, tmp_path, capsys):
     with pytest.raises(FommError, match="nothing to show"):
         run_live(photo, LiveOptions(camera=str(clip), window=False))
     with pytest.raises(SystemExit) as exit_info:
-        main(["live", str(photo), "--camera", str(tmp_path / "none.mp4"), "--no-window",
-              "--record", str(tmp_path / "o.mp4"), "-c", str(tiny_ckpt)])
+        main(
+            [
+                "live",
+                str(photo),
+                "--camera",
+                str(tmp_path / "none.mp4"),
+                "--no-window",
+                "--record",
+                str(tmp_path / "o.mp4"),
+                "-c",
+                str(tiny_ckpt),
+            ]
+        )
     assert exit_info.value.code == 2 and "camera not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["live", str(photo), "--camera", str(clip), "--no-window", "--record",
-              str(tmp_path / "o.mp4"), "--best-frame", "3", "-c", str(tiny_ckpt)])
+        main(
+            [
+                "live",
+                str(photo),
+                "--camera",
+                str(clip),
+                "--no-window",
+                "--record",
+                str(tmp_path / "o.mp4"),
+                "--best-frame",
+                "3",
+                "-c",
+                str(tiny_ckpt),
+            ]
+        )
     assert "reference is the first frame" in capsys.readouterr().err
 
 

@@ -15,12 +15,15 @@ from fomm.errors import FommError
 CPU = torch.device("cpu")
 
 
-@pytest.mark.parametrize(("flags", "capability", "expected"), [
-    (set(), "AVX2", "fp32"),
-    ({"avx512f"}, "AVX512", "fp32"),
-    ({"avx512f", "avx512_bf16"}, "AVX512", "bf16"),
-    ({"amx_bf16", "amx_tile"}, "AVX512", "bf16"),
-])
+@pytest.mark.parametrize(
+    ("flags", "capability", "expected"),
+    [
+        (set(), "AVX2", "fp32"),
+        ({"avx512f"}, "AVX512", "fp32"),
+        ({"avx512f", "avx512_bf16"}, "AVX512", "bf16"),
+        ({"amx_bf16", "amx_tile"}, "AVX512", "bf16"),
+    ],
+)
 def test_auto_is_bf16_only_where_native(monkeypatch, flags, capability, expected):
     monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
@@ -88,6 +91,8 @@ def test_bf16_islands_with_real_weights_within_tolerance():
         source = animator.prepare_source(crop)
         out[name] = np.stack(list(animator.animate(source, driving, batch_size=4)))
     diff = np.abs(out["bf16"].astype(int) - out["fp32"].astype(int))
-    print(f"bf16 vs fp32: mean {diff.mean():.3f}, p99 {np.percentile(diff, 99):g}, "
-          f"max {diff.max()} (/255)")
+    print(
+        f"bf16 vs fp32: mean {diff.mean():.3f}, p99 {np.percentile(diff, 99):g}, "
+        f"max {diff.max()} (/255)"
+    )
     assert diff.mean() <= 1.0 and np.percentile(diff, 99) <= 8

@@ -38,8 +38,10 @@ def _source(spec: str) -> tuple[int | str, bool]:
     if spec.startswith("/dev/"):
         return spec, True
     if "://" not in spec and not Path(spec).exists():
-        raise InputError(f"{spec}: camera not found (give an index such as 0, a /dev/videoN "
-                         "path, a video file or a URL)")
+        raise InputError(
+            f"{spec}: camera not found (give an index such as 0, a /dev/videoN "
+            "path, a video file or a URL)"
+        )
     return spec, False
 
 
@@ -63,8 +65,10 @@ class Capture:
         target, self.is_device = _source(spec)
         self._cap = cv2.VideoCapture(target)
         if not self._cap.isOpened():
-            raise FommError(f"camera {spec}: cannot open it (no such camera, or a file/stream "
-                            "OpenCV cannot decode)")
+            raise FommError(
+                f"camera {spec}: cannot open it (no such camera, or a file/stream "
+                "OpenCV cannot decode)"
+            )
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 1 <= fps <= 240 else DEFAULT_FPS
         self.realtime = realtime
@@ -111,8 +115,7 @@ class Capture:
                         self._stop.wait(max(0.0, due - time.perf_counter()))
                     else:  # wait until the previous frame was taken
                         with self._cond:
-                            self._cond.wait_for(lambda: self._newest is None
-                                                or self._stop.is_set())
+                            self._cond.wait_for(lambda: self._newest is None or self._stop.is_set())
                 self._publish(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         except cv2.error as exc:
             self._finish(f"camera {self.spec}: {exc}".splitlines()[0])
@@ -132,8 +135,7 @@ class Capture:
             timeout: give up waiting after this many seconds and return None (stream running).
         """
         with self._cond:
-            self._cond.wait_for(lambda: self._newest is not None or self.ended is not None,
-                                timeout)
+            self._cond.wait_for(lambda: self._newest is not None or self.ended is not None, timeout)
             frame, self._newest = self._newest, None
             self._cond.notify_all()
             return frame

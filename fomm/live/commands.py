@@ -15,11 +15,17 @@ def cmd_live(args: argparse.Namespace) -> None:
 
     animate = dataclasses.replace(options_from_args(args), progress=False)
     opts = LiveOptions(
-        camera=args.camera, window=args.window, virtual_camera=args.virtual_camera,
+        camera=args.camera,
+        window=args.window,
+        virtual_camera=args.virtual_camera,
         record=Path(args.record) if args.record else None,
-        stats=Path(args.stats) if args.stats else None, smoothing=args.smoothing,
-        smoothing_cutoff=args.smoothing_cutoff, detect_every=args.detect_every,
-        max_frames=args.max_frames, animate=animate)
+        stats=Path(args.stats) if args.stats else None,
+        smoothing=args.smoothing,
+        smoothing_cutoff=args.smoothing_cutoff,
+        detect_every=args.detect_every,
+        max_frames=args.max_frames,
+        animate=animate,
+    )
     run_live(args.photo, opts, checkpoint=args.checkpoint, model_config=args.config)
 
 
@@ -28,31 +34,60 @@ def register(sub: argparse._SubParsersAction) -> None:
     from fomm.cli import add_animate_arguments, add_model_arguments
 
     p = sub.add_parser(
-        "live", help="animate a photo live with the face seen by a camera",
+        "live",
+        help="animate a photo live with the face seen by a camera",
         description="Animate PHOTO with the face a camera sees, in real time: show it in a "
-                    "window (keys: r re-takes the reference pose, space pauses, q/Esc quits), "
-                    "send it to a virtual camera and/or record it. A video file or URL given "
-                    "as --camera plays as a live stream at its own frame rate; frames that "
-                    "arrive while one is being animated are dropped, never queued.")
+        "window (keys: r re-takes the reference pose, space pauses, q/Esc quits), "
+        "send it to a virtual camera and/or record it. A video file or URL given "
+        "as --camera plays as a live stream at its own frame rate; frames that "
+        "arrive while one is being animated are dropped, never queued.",
+    )
     p.add_argument("photo", help="source image (png, jpg, ...)")
     live = p.add_argument_group("live")
-    live.add_argument("--camera", default="0", metavar="0|/dev/videoN|FILE|URL",
-                      help="camera index (default 0), device path, video file or stream URL")
-    live.add_argument("--virtual-camera", action="store_true",
-                      help="send the result to a virtual camera for video calls (needs "
-                           "pip install 'fomm[live]' and v4l2loopback on Linux, OBS elsewhere)")
+    live.add_argument(
+        "--camera",
+        default="0",
+        metavar="0|/dev/videoN|FILE|URL",
+        help="camera index (default 0), device path, video file or stream URL",
+    )
+    live.add_argument(
+        "--virtual-camera",
+        action="store_true",
+        help="send the result to a virtual camera for video calls (needs "
+        "pip install 'fomm[live]' and v4l2loopback on Linux, OBS elsewhere)",
+    )
     live.add_argument("--record", metavar="OUT.mp4", help="record the result to a video file")
-    live.add_argument("--no-window", dest="window", action="store_false",
-                      help="no preview window (headless: use --record or --virtual-camera)")
-    live.add_argument("--stats", metavar="STATS.json",
-                      help="write frames in/out, dropped, fps and latency percentiles at the end")
-    live.add_argument("--no-smoothing", dest="smoothing", action="store_false",
-                      help="no One-Euro smoothing of keypoints and face box (on by default)")
-    live.add_argument("--smoothing-cutoff", type=positive_float, default=1.0, metavar="HZ",
-                      help="One-Euro cutoff at rest: lower is steadier, higher follows "
-                           "faster (default 1.0)")
-    live.add_argument("--detect-every", type=positive_int, default=3, metavar="N",
-                      help="run the face detector on every N-th frame (default 3)")
+    live.add_argument(
+        "--no-window",
+        dest="window",
+        action="store_false",
+        help="no preview window (headless: use --record or --virtual-camera)",
+    )
+    live.add_argument(
+        "--stats",
+        metavar="STATS.json",
+        help="write frames in/out, dropped, fps and latency percentiles at the end",
+    )
+    live.add_argument(
+        "--no-smoothing",
+        dest="smoothing",
+        action="store_false",
+        help="no One-Euro smoothing of keypoints and face box (on by default)",
+    )
+    live.add_argument(
+        "--smoothing-cutoff",
+        type=positive_float,
+        default=1.0,
+        metavar="HZ",
+        help="One-Euro cutoff at rest: lower is steadier, higher follows faster (default 1.0)",
+    )
+    live.add_argument(
+        "--detect-every",
+        type=positive_int,
+        default=3,
+        metavar="N",
+        help="run the face detector on every N-th frame (default 3)",
+    )
     add_model_arguments(p)
     add_animate_arguments(p)
     p.set_defaults(func=cmd_live)

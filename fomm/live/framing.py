@@ -33,9 +33,16 @@ class LiveFramer:
         min_face: smallest face found, as a share of the frame's short side.
     """
 
-    def __init__(self, size: int, detect_every: int = 3, smoothing: bool = True,
-                 margin: float = MARGIN, shift_y: float = SHIFT_Y,
-                 max_side: int = DETECT_MAX_SIDE, min_face: float = MIN_FACE) -> None:
+    def __init__(
+        self,
+        size: int,
+        detect_every: int = 3,
+        smoothing: bool = True,
+        margin: float = MARGIN,
+        shift_y: float = SHIFT_Y,
+        max_side: int = DETECT_MAX_SIDE,
+        min_face: float = MIN_FACE,
+    ) -> None:
         if detect_every < 1:
             raise ValueError(f"detect_every must be ≥ 1, got {detect_every}")
         self.size, self.detect_every = size, detect_every

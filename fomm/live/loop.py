@@ -84,10 +84,16 @@ class _Sinks:
 
     def __init__(self, opts: LiveOptions) -> None:
         if not (opts.window or opts.virtual_camera or opts.record):
-            raise FommError("nothing to show the result on: drop --no-window, or add "
-                            "--record OUT.mp4 or --virtual-camera")
+            raise FommError(
+                "nothing to show the result on: drop --no-window, or add "
+                "--record OUT.mp4 or --virtual-camera"
+            )
         if opts.record is not None and Path(opts.record).suffix.lower() not in (
-                ".mp4", ".m4v", ".mov", ".mkv"):
+            ".mp4",
+            ".m4v",
+            ".mov",
+            ".mkv",
+        ):
             raise InputError(f"{opts.record}: --record needs a video file (.mp4, .mov, .mkv)")
         self.window = Window() if opts.window else None
         self.camera: VirtualCamera | None = None
@@ -146,8 +152,11 @@ class LiveAnimator:
         self._sources = [animator.prepare_source(c) for c in target.crops]
         self.still = target.paste(list(target.crops))  # the photo as pasted, no motion
         self._framer = LiveFramer(
-            animator.size, detect_every=opts.detect_every, smoothing=opts.smoothing,
-            **({} if anim.crop_margin is None else {"margin": anim.crop_margin}))
+            animator.size,
+            detect_every=opts.detect_every,
+            smoothing=opts.smoothing,
+            **({} if anim.crop_margin is None else {"margin": anim.crop_margin}),
+        )
         self._smoother = KeypointSmoother(opts.smoothing_cutoff) if opts.smoothing else None
         self.reference: Keypoints | None = None
         self._retake = False
@@ -174,14 +183,21 @@ class LiveAnimator:
             kp = self._smoother(kp, t)
         if self.reference is None or self._retake:
             self.reference, self._retake = kp, False
-        frames = self.animator.render(self._sources, kp, self.reference, self.relative,
-                                      self.adapt_scale)
+        frames = self.animator.render(
+            self._sources, kp, self.reference, self.relative, self.adapt_scale
+        )
         return self._paste(frames[0])
 
 
-def run_live(photo: str | Path, opts: LiveOptions | None = None, *,
-             animator: Animator | None = None, checkpoint: str | Path | None = None,
-             model_config: str | Path | None = None, log: bool = True) -> LiveStats:
+def run_live(
+    photo: str | Path,
+    opts: LiveOptions | None = None,
+    *,
+    animator: Animator | None = None,
+    checkpoint: str | Path | None = None,
+    model_config: str | Path | None = None,
+    log: bool = True,
+) -> LiveStats:
     """Animate ``photo`` live with the face seen by a camera until the stream ends or q/Esc.
 
     Keys in the window: ``r`` takes the current pose as the reference, space pauses, q/Esc quits.
@@ -197,8 +213,10 @@ def run_live(photo: str | Path, opts: LiveOptions | None = None, *,
     opts = opts or LiveOptions()
     anim = opts.animate
     if anim.best_frame is not None or anim.find_best_frame:
-        raise FommError("--best-frame/--find-best-frame do not apply live: the reference is the "
-                        "first frame with a face (press r to take it again)")
+        raise FommError(
+            "--best-frame/--find-best-frame do not apply live: the reference is the "
+            "first frame with a face (press r to take it again)"
+        )
     if not Path(photo).exists():
         raise InputError(f"{photo}: source image not found")
     source_image = read_image(photo)
@@ -221,9 +239,11 @@ def run_live(photo: str | Path, opts: LiveOptions | None = None, *,
         stats.camera_fps = round(capture.fps, 2)
         sinks.open(still.shape[1], still.shape[0], capture.fps)
         if log:
-            print(f"live: camera {opts.camera} at {capture.fps:g} fps → "
-                  f"{still.shape[1]}x{still.shape[0]}; keys: r reference, space pause, q quit",
-                  file=sys.stderr)
+            print(
+                f"live: camera {opts.camera} at {capture.fps:g} fps → "
+                f"{still.shape[1]}x{still.shape[0]}; keys: r reference, space pause, q quit",
+                file=sys.stderr,
+            )
         with capture:
             _loop(capture, step, sinks, opts, stats, log)
         ok = True
@@ -235,52 +255,61 @@ def run_live(photo: str | Path, opts: LiveOptions | None = None, *,
     return stats
 
 
-def _loop(capture: Capture, step: LiveAnimator, sinks: _Sinks, opts: LiveOptions,
-          stats: LiveStats, log: bool) -> None:
+def _loop(
+    capture: Capture,
+    step: LiveAnimator,
+    sinks: _Sinks,
+    opts: LiveOptions,
+    stats: LiveStats,
+    log: bool,
+) -> None:
     paused = False
     latencies: list[float] = []
     first_in = last_out = None
     out = step.still
-    while True:
-        frame = capture.read(timeout=0.5)
-        if frame is None:
-            if capture.ended is not None:
-                stats.ended = capture.ended
-                break
-            continue
-        first_in = frame.time if first_in is None else first_in
-        if paused:
-            capture.drop()  # not animated: counts as dropped
-            lines = ["paused (space resumes)"]
-        else:
-            new_reference = step.needs_reference
-            animated = step(frame.image, frame.time)
-            if animated is None:
-                out, lines = step.still, ["no face"]
+    try:  # Ctrl-C is how a headless run stops: keep the recording and the stats
+        while True:
+            frame = capture.read(timeout=0.5)
+            if frame is None:
+                if capture.ended is not None:
+                    stats.ended = capture.ended
+                    break
+                continue
+            first_in = frame.time if first_in is None else first_in
+            if paused:
+                capture.drop()  # not animated: counts as dropped
+                lines = ["paused (space resumes)"]
             else:
-                out, lines = animated, []
-                stats.face_frames += 1
-                if log and new_reference:
-                    print(f"live: reference pose taken at frame {frame.index}", file=sys.stderr)
-        shown = time.perf_counter()
-        if not paused:
-            stats.frames_out += 1
-            latencies.append((shown - frame.time) * 1000)
-        last_out = shown
-        elapsed = max(last_out - first_in, 1e-6)
-        fps = stats.frames_out / elapsed
-        lat = latencies[-1] if latencies else 0.0
-        key = sinks.send(out, [f"{fps:.1f} fps  {lat:.0f} ms", *lines])
-        if key in KEY_QUIT or (sinks.window is not None and sinks.window.closed):
-            stats.ended = "quit"
-            break
-        if key == KEY_REFERENCE:
-            step.retake()
-        elif key == KEY_PAUSE:
-            paused = not paused
-        if opts.max_frames is not None and capture.frames_in >= opts.max_frames:
-            stats.ended = f"{opts.max_frames} frames"
-            break
+                new_reference = step.needs_reference
+                animated = step(frame.image, frame.time)
+                if animated is None:
+                    out, lines = step.still, ["no face"]
+                else:
+                    out, lines = animated, []
+                    stats.face_frames += 1
+                    if log and new_reference:
+                        print(f"live: reference pose taken at frame {frame.index}", file=sys.stderr)
+            shown = time.perf_counter()
+            if not paused:
+                stats.frames_out += 1
+                latencies.append((shown - frame.time) * 1000)
+            last_out = shown
+            elapsed = max(last_out - first_in, 1e-6)
+            fps = stats.frames_out / elapsed
+            lat = latencies[-1] if latencies else 0.0
+            key = sinks.send(out, [f"{fps:.1f} fps  {lat:.0f} ms", *lines])
+            if key in KEY_QUIT or (sinks.window is not None and sinks.window.closed):
+                stats.ended = "quit"
+                break
+            if key == KEY_REFERENCE:
+                step.retake()
+            elif key == KEY_PAUSE:
+                paused = not paused
+            if opts.max_frames is not None and capture.frames_in >= opts.max_frames:
+                stats.ended = f"{opts.max_frames} frames"
+                break
+    except KeyboardInterrupt:
+        stats.ended = "interrupted"
     capture.close()
     stats.frames_in, stats.dropped = capture.frames_in, capture.dropped
     if first_in is not None and last_out is not None:
@@ -290,7 +319,10 @@ def _loop(capture: Capture, step: LiveAnimator, sinks: _Sinks, opts: LiveOptions
     stats.latency_ms_p95 = _percentile(latencies, 95)
     stats.face_percent = round(100 * stats.face_frames / max(stats.frames_out, 1), 1)
     if log:
-        print(f"live: {stats.ended}; {stats.frames_out} frames out of {stats.frames_in} in "
-              f"({stats.dropped} dropped), {stats.fps_out:g} fps, latency p50 "
-              f"{stats.latency_ms_p50:g} ms, p95 {stats.latency_ms_p95:g} ms, face in "
-              f"{stats.face_percent:g} %", file=sys.stderr)
+        print(
+            f"live: {stats.ended}; {stats.frames_out} frames out of {stats.frames_in} in "
+            f"({stats.dropped} dropped), {stats.fps_out:g} fps, latency p50 "
+            f"{stats.latency_ms_p50:g} ms, p95 {stats.latency_ms_p95:g} ms, face in "
+            f"{stats.face_percent:g} %",
+            file=sys.stderr,
+        )

@@ -28,8 +28,9 @@ def overlay(frame: np.ndarray, lines: list[str]) -> np.ndarray:
     for i, text in enumerate(lines):
         origin = (8, int((i + 1) * 28 * scale) + 4)
         cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA
+        )
     return out
 
 
@@ -65,11 +66,13 @@ class VirtualCamera:
         try:
             import pyvirtualcam
         except ImportError as exc:
-            raise FommError("--virtual-camera needs pyvirtualcam: pip install 'fomm[live]'") \
-                from exc
+            raise FommError(
+                "--virtual-camera needs pyvirtualcam: pip install 'fomm[live]'"
+            ) from exc
         try:
-            self._cam: Any = pyvirtualcam.Camera(width, height, fps,
-                                                 fmt=pyvirtualcam.PixelFormat.RGB)
+            self._cam: Any = pyvirtualcam.Camera(
+                width, height, fps, fmt=pyvirtualcam.PixelFormat.RGB
+            )
         except (RuntimeError, ValueError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise FommError(

@@ -38,11 +38,14 @@ class OneEuroFilter:
         d_cutoff: cutoff (Hz) of the speed estimate.
     """
 
-    def __init__(self, min_cutoff: float = KP_MIN_CUTOFF, beta: float = KP_BETA,
-                 d_cutoff: float = D_CUTOFF) -> None:
+    def __init__(
+        self, min_cutoff: float = KP_MIN_CUTOFF, beta: float = KP_BETA, d_cutoff: float = D_CUTOFF
+    ) -> None:
         if min_cutoff <= 0 or beta < 0 or d_cutoff <= 0:
-            raise ValueError(f"One-Euro needs min_cutoff > 0, beta ≥ 0, d_cutoff > 0; got "
-                             f"{min_cutoff}, {beta}, {d_cutoff}")
+            raise ValueError(
+                f"One-Euro needs min_cutoff > 0, beta ≥ 0, d_cutoff > 0; got "
+                f"{min_cutoff}, {beta}, {d_cutoff}"
+            )
         self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
         self.reset()
 
