@@ -312,6 +312,9 @@ class StoppingCamera:
     def get(self, prop: int) -> float:
         return 30.0
 
+    def set(self, prop: int, value: float) -> bool:
+        return True
+
     def read(self):
         self.count += 1
         if self.count > 3:

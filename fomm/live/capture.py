@@ -69,6 +69,8 @@ class Capture:
                 f"camera {spec}: cannot open it (no such camera, or a file/stream "
                 "OpenCV cannot decode)"
             )
+        if self.is_device:  # no frames waiting in the driver: they would only add latency
+            self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 1 <= fps <= 240 else DEFAULT_FPS
         self.realtime = realtime
