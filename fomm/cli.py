@@ -52,9 +52,10 @@ def add_animate_arguments(parser: argparse.ArgumentParser) -> None:
     faces.add_argument("--no-crop", dest="crop", action="store_false",
                        help="animate the whole source image resized to the model size "
                             "(original behaviour) instead of cropping the face and pasting back")
-    faces.add_argument("--crop-driving", choices=["auto", "off"], default="off",
-                       help="'auto' finds and frames the face in the driving video (raw selfie "
-                            "videos); 'off' uses the whole frame (default)")
+    faces.add_argument("--crop-driving", choices=["auto", "on", "off"], default="auto",
+                       help="frame the face of the driving video (stabilised track) like the "
+                            "source's: 'auto' (default) when the source face is cropped, 'on' "
+                            "also with --no-crop, 'off' feeds the whole driving frame")
     who = faces.add_mutually_exclusive_group()
     who.add_argument("--face-index", type=int, metavar="N",
                      help="animate the N-th largest face of the source (0 = largest, default)")

@@ -481,6 +481,8 @@ def _read_config_text(path_or_name: str | Path) -> tuple[str, str]:
 
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]  # auto: fomm.precision
+CropDriving = Literal["auto", "on", "off"]
+CROP_DRIVING_CHOICES: tuple[str, ...] = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -492,7 +494,9 @@ class AnimateOptions:
     ``best_frame`` picks the reference driving frame (``find_best_frame`` picks it by landmarks).
     Faces: ``crop`` finds the face in the source, animates a square crop and pastes it back;
     ``face_index`` picks one face (0 = largest) or ``multi_person`` animates all of them;
-    ``crop_driving`` frames the face in the driving video.
+    ``crop_driving`` frames the face in the driving video: ``"auto"`` (default) whenever the
+    source face is cropped, ``"on"`` always (also with ``crop=False``), ``"off"`` never (the
+    whole driving frame is the model's input).
     """
 
     relative: bool = True
@@ -504,7 +508,7 @@ class AnimateOptions:
     precision: Precision = "auto"
     audio: bool = True
     crop: bool = True
-    crop_driving: Literal["auto", "off"] = "off"
+    crop_driving: CropDriving = "auto"
     face_index: int | None = None
     multi_person: bool = False
     crop_margin: float | None = None
@@ -513,3 +517,13 @@ class AnimateOptions:
     fps: float | None = None
     progress: bool = True
     flavour: Flavour | None = None
+
+    def __post_init__(self) -> None:
+        if self.crop_driving not in CROP_DRIVING_CHOICES:
+            raise ConfigError(f"crop_driving must be one of {', '.join(CROP_DRIVING_CHOICES)}, "
+                              f"got {self.crop_driving!r}")
+
+    @property
+    def frames_driving(self) -> bool:
+        """Whether the driving video's face is framed (``"on"``, or ``"auto"`` with a crop)."""
+        return self.crop_driving == "on" or (self.crop_driving == "auto" and self.crop)

@@ -7,6 +7,7 @@ Animator.  Memory stays bounded by the batch size whatever the length of the dri
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,11 +87,32 @@ def source_target(source: np.ndarray, size: int, opts: AnimateOptions) -> _Targe
 def _driving_frames(driving: str | Path, info: VideoInfo, size: int,
                     opts: AnimateOptions) -> Iterator[np.ndarray]:
     frames: Iterable[np.ndarray] = iter_frames(driving, max_frames=opts.max_frames)
-    if opts.crop_driving == "auto":
-        from fomm.faces.track import frame_driving
-
-        return frame_driving(frames, size)
+    if opts.frames_driving:
+        return _framed_or_whole(driving, size, opts)
     return iter(frames)
+
+
+def _framed_or_whole(driving: str | Path, size: int,
+                     opts: AnimateOptions) -> Iterator[np.ndarray]:
+    """The driving face framed; with ``crop_driving="auto"`` a video in which no face is found
+    (within the tracker's search window) is animated whole, as with ``--crop-driving off``."""
+    from fomm.faces.track import frame_driving
+
+    framed = frame_driving(iter_frames(driving, max_frames=opts.max_frames), size)
+    try:
+        first = next(framed)
+    except StopIteration:
+        return
+    except NoFaceError:
+        if opts.crop_driving == "on":
+            raise
+        if opts.progress:
+            print("note: no face found in the driving video; it drives with the whole frame "
+                  "(as with --crop-driving off)", file=sys.stderr)
+        yield from iter_frames(driving, max_frames=opts.max_frames)
+        return
+    yield first
+    yield from framed
 
 
 def _reference_frame(driving: str | Path, source: np.ndarray, info: VideoInfo, size: int,
@@ -99,13 +121,14 @@ def _reference_frame(driving: str | Path, source: np.ndarray, info: VideoInfo, s
     if opts.find_best_frame:
         from fomm.faces.best_frame import best_frame_index
 
-        index = best_frame_index(source, _driving_frames(driving, info, size, opts))
+        # framed crops at 256 px at least: the detector skips faces under 40 px
+        index = best_frame_index(source, _driving_frames(driving, info, max(size, 256), opts))
     if index is None:
         return None
     if index < 0 or (info.num_frames is not None and index >= info.num_frames):
         raise FommError(f"--best-frame {index} is out of range: the driving video has "
                         f"{info.num_frames} frames")
-    if opts.crop_driving == "auto":
+    if opts.frames_driving:
         # the framed frame at that index: framing depends on the track, so run it up to there
         for i, frame in enumerate(_driving_frames(driving, info, size, opts)):
             if i == index:

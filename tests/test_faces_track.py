@@ -83,12 +83,16 @@ def test_no_face_raises_after_the_search_window() -> None:
     assert list(track_boxes(iter([]))) == []
 
 
-def test_face_appearing_late_backfills_the_first_frames() -> None:
+def test_face_appearing_late_has_no_box_before_it() -> None:
     frames, _ = _moving_face(20)
     blank = np.full_like(frames[0], 110)
     boxes = list(track_boxes(iter([blank] * 7 + frames), detect_every=5, smoothing=2))
     assert len(boxes) == 27
-    assert boxes[0] == pytest.approx(boxes[6])
+    assert boxes[:7] == [None] * 7  # searched frame by frame: the face starts exactly at frame 7
+    assert all(b is not None for b in boxes[7:])
+    # the frames before it repeat the first framed face
+    crops = list(frame_driving(iter([blank] * 7 + frames), 32, detect_every=5, smoothing=2))
+    assert len(crops) == 27 and all(np.array_equal(c, crops[7]) for c in crops[:7])
 
 
 def test_iou_and_pick_face() -> None:

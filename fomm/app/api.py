@@ -27,7 +27,7 @@ from fomm import __version__
 from fomm.animate import Animator
 from fomm.app.jobs import Job, JobQueue, QueueFull, new_job_id
 from fomm.app.uploads import MB, UploadError, check_image, check_video, read_form
-from fomm.config import AnimateOptions
+from fomm.config import CROP_DRIVING_CHOICES, AnimateOptions
 from fomm.errors import FommError
 from fomm.pipeline import animate_file
 
@@ -94,8 +94,8 @@ def parse_options(fields: dict[str, str], settings: Settings) -> AnimateOptions:
                 raise UploadError(400, "invalid_option", f"{key} must be a whole number >= 0")
             values[key] = int(text) if text else None
         elif key == "crop_driving":
-            if text not in ("auto", "off"):
-                raise UploadError(400, "invalid_option", "crop_driving must be auto or off")
+            if text not in CROP_DRIVING_CHOICES:
+                raise UploadError(400, "invalid_option", "crop_driving must be auto, on or off")
             values[key] = text
         else:
             raise UploadError(400, "unknown_field", f"unknown form field '{key}'")
@@ -310,7 +310,9 @@ _FORM_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/form-da
         "adapt_scale": {"type": "boolean", "default": False},
         "crop": {"type": "boolean", "default": True,
                  "description": "crop the source's face and paste it back (false: whole image)"},
-        "crop_driving": {"type": "string", "enum": ["off", "auto"], "default": "off"},
+        "crop_driving": {"type": "string", "enum": list(CROP_DRIVING_CHOICES), "default": "auto",
+                         "description": "frame the driving video's face: auto (when the source "
+                                        "face is cropped), on, off (whole frame)"},
         "face_index": {"type": "integer", "minimum": 0},
         "multi_person": {"type": "boolean", "default": False},
         "best_frame": {"type": "integer", "minimum": 0},
