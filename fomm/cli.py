@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -98,6 +99,9 @@ def options_from_args(args: argparse.Namespace):
 
 
 def cmd_animate(args: argparse.Namespace) -> None:
+    from fomm.preflight import check_animate_inputs
+
+    check_animate_inputs(args.source, args.driving, args.checkpoint)  # before torch loads
     from fomm.pipeline import animate_file
 
     result = animate_file(args.source, args.driving, args.output, options_from_args(args),
@@ -107,10 +111,14 @@ def cmd_animate(args: argparse.Namespace) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
+    from fomm.api import bundled_model_path
     from fomm.checkpoints import load_checkpoint
+    from fomm.hub import resolve
     from fomm.models import count_parameters
 
     path = Path(args.checkpoint)
+    if not path.exists():  # a bundled model's or downloaded weights' name
+        path = bundled_model_path(args.checkpoint) or Path(resolve(args.checkpoint))
     models, cfg, ckpt = load_checkpoint(path, config=args.config, flavour=args.flavour)
     print(f"file:          {path} ({path.stat().st_size / 2**20:.1f} MiB, {ckpt.format} format)")
     print(f"architecture:  {cfg.architecture}, flavour {cfg.flavour}, {cfg.image_size}x"
@@ -160,12 +168,78 @@ def cmd_demo(args: argparse.Namespace) -> None:
     run_demo(output_dir=args.output_dir, device=args.device, max_frames=args.max_frames)
 
 
+# subcommands whose module is imported only when that subcommand runs (or shows its help):
+# name → (module with register(subparsers), one-line help for `fomm --help`)
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("fomm.train.commands", "train a model on videos (torchrun for many GPUs)"),
+    "reconstruct": ("fomm.train.commands", "evaluate a checkpoint by video reconstruction"),
+    "keypoints": ("fomm.train.commands", "draw a checkpoint's keypoints on a video"),
+    "crop": ("fomm.faces.commands", "cut face tracks out of videos into square clips"),
+    "live": ("fomm.live.commands", "animate a photo live with the face seen by a camera"),
+    "export": ("fomm.export", "export a model to ONNX (kp detector + generator)"),
+    "serve": ("fomm.app.serve", "web page and HTTP API: upload a photo and a clip"),
+    "weights": ("fomm.hub", "official checkpoints: list them, download PaddleGAN's"),
+}
+
+
+class _LazySubcommands(argparse._SubParsersAction):
+    """Subparsers whose heavier commands are placeholders until chosen.
+
+    ``fomm --help`` and the light commands never import torch, onnx or a web framework; the
+    chosen command's module registers its real parser just before argparse hands it the rest.
+    """
+
+    def add_placeholders(self, commands: dict[str, tuple[str, str]]) -> None:
+        self._lazy = {name: module for name, (module, _) in commands.items()}
+        for name, (_, help_) in commands.items():
+            self.add_parser(name, help=help_, add_help=False)
+
+    def load(self, name: str) -> argparse.ArgumentParser:
+        """Import ``name``'s module and register its real parser(s) over the placeholders."""
+        module = self._lazy.get(name)
+        if module is not None:
+            names = [n for n, m in self._lazy.items() if m == module]
+            for n in names:
+                del self._lazy[n], self._name_parser_map[n]
+            helps = {a.dest: a for a in self._choices_actions if a.dest in names}
+            self._choices_actions[:] = [a for a in self._choices_actions if a not in
+                                        helps.values()]
+            importlib.import_module(module).register(self)
+        return self._name_parser_map[name]
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if values and values[0] in getattr(self, "_lazy", {}):
+            self.load(values[0])
+        super().__call__(parser, namespace, values, option_string)
+
+
+def suggest_spelling(parser: argparse.ArgumentParser, argv: Sequence[str]
+                     ) -> tuple[argparse.ArgumentParser, str] | None:
+    """For an unknown ``--snake_case`` option (PaddleGAN's spelling): the subcommand's parser and
+    a message naming the ``--kebab-case`` flag."""
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if sub is None or command not in sub.choices:
+        return None
+    options = sub.choices[command]._option_string_actions
+    for arg in argv:
+        flag = arg.split("=", 1)[0]
+        if flag.startswith("--") and "_" in flag and flag not in options:
+            dashed = flag.replace("_", "-")
+            if dashed in options:
+                return sub.choices[command], f"unrecognized argument {flag}: did you mean {dashed}?"
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``fomm`` parser; heavier subcommands are imported only when chosen (see
+    LAZY_COMMANDS), so building it and failing on user input take well under a second."""
     parser = argparse.ArgumentParser(
         prog="fomm", description="First Order Motion Model: animate a still image with the "
                                  "motion of a driving video.")
     parser.add_argument("--version", action="version", version=f"fomm {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                action=_LazySubcommands)
 
     p = sub.add_parser("animate", help="animate a source image with a driving video",
                        description="Animate SOURCE (an image) with the motion of DRIVING (a video "
@@ -180,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_animate)
 
     p = sub.add_parser("info", help="describe a checkpoint: config, parameter counts, size")
-    p.add_argument("checkpoint", help="checkpoint file")
+    p.add_argument("checkpoint", help="checkpoint file, bundled model (fomm-face-256) or "
+                                      "downloaded weights' name")
     p.add_argument("--config", metavar="NAME|PATH", help="config for files without one")
     p.add_argument("--flavour", choices=["original", "paddle"])
     p.set_defaults(func=cmd_info)
@@ -198,25 +273,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="animate the built-in example with the bundled model",
                        description="Animate built-in inputs with the bundled face model; writes "
                                    "output/result.mp4 and output/result_side_by_side.mp4.")
-    p.add_argument("--output-dir", default="output")
+    p.add_argument("-o", "--output-dir", "--output", dest="output_dir", default="output",
+                   metavar="DIR", help="folder for result.mp4 and result_side_by_side.mp4")
     p.add_argument("--device", default="auto")
     p.add_argument("--max-frames", type=positive_int, default=None)
     p.set_defaults(func=cmd_demo)
 
-    from fomm import export
-    from fomm.app import serve
-    from fomm.faces import commands as face_commands
-    from fomm.live import commands as live_commands
-    from fomm.train import commands as train_commands
-
-    for module in (train_commands, face_commands, live_commands, export, serve):
-        module.register(sub)
+    sub.add_placeholders(LAZY_COMMANDS)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``fomm`` and ``python -m fomm``; user errors exit 2 with one line."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    hint = suggest_spelling(parser, argv)
+    if hint is not None:
+        parser.parse_known_args(argv)  # its own errors (e.g. --help, a missing argument) first
+        hint[0].error(hint[1])
     args = parser.parse_args(argv)
     try:
         args.func(args)

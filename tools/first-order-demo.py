@@ -35,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ratio", type=float, default=None,
                    help="PaddleGAN's face-region ratio (default 0.4 there); fomm maps it to "
                         "--crop-margin (room around the face, as a fraction of its size)")
-    p.add_argument("--face_detector", default="sfd",
-                   help="PaddleGAN's detector name (sfd, blazeface); fomm always uses MTCNN")
+    p.add_argument("--face_detector", default=None,
+                   help="PaddleGAN's detector name (sfd, its default; blazeface); fomm always "
+                        "uses MTCNN")
     p.add_argument("--multi_person", action="store_true", help="animate every face")
     p.add_argument("--image_size", type=int, default=256, choices=[256, 512],
                    help="model size (256 or 512) when no --config is given")
@@ -62,10 +63,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.face_enhancement:
         print("note: --face_enhancement (PaddleGAN's GPEN) is not supported by fomm and is "
               "ignored", file=sys.stderr)
-    if args.face_detector not in ("sfd", "blazeface", "mtcnn"):
+    if args.face_detector not in (None, "sfd", "blazeface", "mtcnn"):
         print(f"error: unknown --face_detector '{args.face_detector}'", file=sys.stderr)
         sys.exit(2)
-    if args.face_detector != "mtcnn":
+    if args.face_detector not in (None, "mtcnn"):  # only when the option was given
         print(f"note: --face_detector {args.face_detector}: fomm detects faces with MTCNN "
               "(offline weights); results are framed the same way", file=sys.stderr)
     config = args.config
@@ -99,9 +100,20 @@ def main(argv: list[str] | None = None) -> None:
     argv_out += ["--crop-driving", args.crop_driving]
     if args.weight_path:
         argv_out += ["--checkpoint", args.weight_path]
+    else:
+        print("note: no --weight_path: fomm's bundled face model is used (offline). PaddleGAN's "
+              "weights: `fomm weights download vox-cpk.pdparams`, then --weight_path "
+              "vox-cpk.pdparams (`fomm weights list` shows all)", file=sys.stderr)
     if config:
         argv_out += ["--config", config]
+    result = Path(args.output) / args.filename
     fomm_main(argv_out)
+    # a side-by-side left by `fomm demo` in the same folder shows another run: remove it
+    stale = result.with_name(f"{result.stem}_side_by_side.mp4")
+    if stale.is_file() and result.is_file() and stale.stat().st_mtime < result.stat().st_mtime:
+        stale.unlink()
+        print(f"note: removed {stale} (from an earlier `fomm demo`; it showed another run)",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,9 @@ def detect_format(path: str | Path) -> Format:
     """The checkpoint format from the file's first bytes (never its suffix)."""
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"{path}: checkpoint not found")
+        from fomm.hub import how_to_get
+
+        raise CheckpointError(f"{path}: checkpoint not found; {how_to_get(str(path))}")
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
     with open(path, "rb") as f:
@@ -200,14 +202,20 @@ def load_checkpoint(path: str | Path, config: str | Path | ModelConfig | None = 
     """Build networks for a checkpoint and load its weights strictly.
 
     Args:
-        path: any supported checkpoint file.
+        path: any supported checkpoint file, or the name of downloaded official weights
+            (``fomm weights list``), found in the cache with the config that fits it.
         config: preset name, YAML path or ModelConfig; default: embedded or inferred.
         flavour: override the numerics (``"original"`` or ``"paddle"``).
         discriminator: also build and load the discriminator (must be in the file).
     Returns:
         ``(Models, ModelConfig, Checkpoint)``; networks in eval mode on the CPU.
     """
+    from fomm.hub import WEIGHTS, resolve
     from fomm.models import build_models
+
+    if not Path(path).exists() and str(path) in WEIGHTS:
+        config = config or WEIGHTS[str(path)].config
+        path = resolve(path)
 
     ckpt = read_checkpoint(path)
     cfg = resolve_config(ckpt, config, flavour)
