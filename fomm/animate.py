@@ -58,6 +58,7 @@ class Source:
     image: Tensor  # (1, C, S, S) on the device
     kp: Keypoints  # (1, K, ·)
     encoding: SourceEncoding
+    detail: Tensor | None = None  # (1, C, R, R) the source at the output resolution (--detail)
 
 
 class Animator:
@@ -112,20 +113,31 @@ class Animator:
         return kp.to(torch.float32)
 
     @torch.inference_mode()
-    def prepare_source(self, image: np.ndarray | Tensor) -> Source:
-        """Encode a source once: uint8 (H, W, 3) (resized to the model) or a (1, 3, S, S) tensor."""
+    def prepare_source(self, image: np.ndarray | Tensor,
+                       detail: np.ndarray | None = None) -> Source:
+        """Encode a source once: uint8 (H, W, 3) (resized to the model) or a (1, 3, S, S) tensor.
+
+        ``detail``: the same crop as uint8 (R, R, 3) at the output resolution; results then come
+        at R × R with the photo's detail moved by the dense motion (:mod:`fomm.detail`).
+        """
         tensor = image.to(self.device) if isinstance(image, Tensor) else self.to_model_input(image)
         with self._autocast():
             encoding = self.generator.encode_source(tensor)
-        return Source(tensor, self.keypoints(tensor), encoding)
+        high = None if detail is None else to_tensor(detail).to(self.device)
+        return Source(tensor, self.keypoints(tensor), encoding, high)
 
     @torch.inference_mode()
     def generate(self, source: Source, kp_driving: Keypoints) -> Tensor:
-        """Frames for a batch of driving keypoints: (B, 3, S, S) float32 in [0, 1]."""
+        """Frames for a batch of driving keypoints: (B, 3, S, S) float32 in [0, 1], or
+        (B, 3, R, R) when the source has ``detail``."""
         bs = kp_driving.value.shape[0]
         with self._autocast():
             out = self.generator(source.image, kp_driving, source.kp.expand(bs),
                                  encoded=source.encoding, with_deformed=False)
+        if source.detail is not None:
+            from fomm.detail import render_batched
+
+            return render_batched(self.generator, out, source.detail)
         return out.prediction.float()
 
     def animate(self, source: Source, driving: Iterable[np.ndarray], relative: bool = True,

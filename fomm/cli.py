@@ -77,6 +77,10 @@ def add_animate_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--result-size", type=positive_int, metavar="PX",
                      help="output size with --no-crop (default: the model size); with a face "
                           "crop the output has the source's resolution")
+    out.add_argument("--detail", choices=["on", "off"], default="on",
+                     help="'on' (default): render the face at the photo's resolution, moving "
+                          "the photo's own pixels by the model's dense motion (sharp); 'off': "
+                          "scale the model-size result up (the original behaviour)")
     out.add_argument("--max-frames", type=positive_int, metavar="N",
                      help="animate only the first N driving frames")
     out.add_argument("--fps", type=float, help="frame rate for a folder of driving frames "
@@ -94,7 +98,8 @@ def options_from_args(args: argparse.Namespace):
         precision=args.precision, audio=args.audio, crop=args.crop,
         crop_driving=args.crop_driving, face_index=args.face_index,
         multi_person=args.multi_person, crop_margin=args.crop_margin,
-        result_size=args.result_size, max_frames=args.max_frames, fps=args.fps,
+        result_size=args.result_size, detail=args.detail == "on",
+        max_frames=args.max_frames, fps=args.fps,
         progress=args.progress, flavour=args.flavour)
 
 

@@ -497,6 +497,9 @@ class AnimateOptions:
     ``crop_driving`` frames the face in the driving video: ``"auto"`` (default) whenever the
     source face is cropped, ``"on"`` always (also with ``crop=False``), ``"off"`` never (the
     whole driving frame is the model's input).
+    Output: ``detail`` renders the face at the photo's resolution (the output's with
+    ``crop=False``), moving the photo's own pixels by the dense motion (:mod:`fomm.detail`);
+    off, the model-size result is scaled up.
     """
 
     relative: bool = True
@@ -513,6 +516,7 @@ class AnimateOptions:
     multi_person: bool = False
     crop_margin: float | None = None
     result_size: int | None = None
+    detail: bool = True
     max_frames: int | None = None
     fps: float | None = None
     progress: bool = True

@@ -16,6 +16,7 @@ import numpy as np
 
 from fomm.animate import Animator
 from fomm.config import AnimateOptions, ModelConfig
+from fomm.detail import detail_size, pixel_box
 from fomm.errors import FommError, InputError, NoFaceError
 from fomm.image import even_size, read_image, resize
 from fomm.models import Models
@@ -39,16 +40,20 @@ class _Target:
 
     crops: list[np.ndarray]  # model inputs, uint8 (S, S, 3)
     paste: Callable[[list[np.ndarray]], np.ndarray]  # animated crops → output frame
+    # the same crops at the output resolution, uint8 (R, R, 3) (--detail; None: model size)
+    details: list[np.ndarray | None] | None = None
 
 
-def _whole_image_target(source: np.ndarray, size: int, result_size: int | None) -> _Target:
+def _whole_image_target(source: np.ndarray, size: int, result_size: int | None,
+                        detail: bool = False) -> _Target:
     out = result_size or size
     w, h = even_size(out, out)
 
     def paste(frames: list[np.ndarray]) -> np.ndarray:
         return frames[0] if frames[0].shape[:2] == (h, w) else resize(frames[0], (w, h))
 
-    return _Target([resize(source, size)], paste)
+    details = [resize(source, detail_size(w))] if detail else None
+    return _Target([resize(source, size)], paste, details)
 
 
 def _face_target(source: np.ndarray, size: int, opts: AnimateOptions) -> _Target:
@@ -69,8 +74,14 @@ def _face_target(source: np.ndarray, size: int, opts: AnimateOptions) -> _Target
         chosen = [faces[index]]
     kwargs = {} if opts.crop_margin is None else {"margin": opts.crop_margin}
     boxes = [square_box(face, source.shape, **kwargs) for face in chosen]
-    paster = MultiPaster(source, boxes, size)
-    return _Target([crop(source, box, size) for box in boxes], paster.paste)
+    if not opts.detail:
+        paster = MultiPaster(source, boxes, size)
+        return _Target([crop(source, box, size) for box in boxes], paster.paste)
+    boxes = [pixel_box(box) for box in boxes]  # detail crops copy the photo's pixels
+    sides = [detail_size(box[2] - box[0]) for box in boxes]
+    paster = MultiPaster(source, boxes, sides)
+    return _Target([crop(source, box, size) for box in boxes], paster.paste,
+                   [crop(source, box, side) for box, side in zip(boxes, sides, strict=True)])
 
 
 def source_target(source: np.ndarray, size: int, opts: AnimateOptions) -> _Target:
@@ -78,10 +89,12 @@ def source_target(source: np.ndarray, size: int, opts: AnimateOptions) -> _Targe
 
     The one frame-level path shared by file animation and ``fomm live``: the chosen face(s)
     cropped and pasted back with a feathered mask, or with ``opts.crop`` off the whole image.
+    With ``opts.detail``, ``details`` holds the same crops at the output resolution for
+    :meth:`Animator.prepare_source`; ``paste`` takes results at either size.
     """
     if opts.crop:
         return _face_target(source, size, opts)
-    return _whole_image_target(source, size, opts.result_size)
+    return _whole_image_target(source, size, opts.result_size, opts.detail)
 
 
 def _driving_frames(driving: str | Path, info: VideoInfo, size: int,
@@ -177,7 +190,8 @@ def animate_file(source: str | Path, driving: str | Path, output: str | Path,
         animator = Animator(models, config, opts.device, opts.precision)
     size = animator.size
     target = source_target(source_image, size, opts)
-    sources = [animator.prepare_source(c) for c in target.crops]
+    details = target.details or [None] * len(target.crops)
+    sources = [animator.prepare_source(c, detail=d) for c, d in zip(target.crops, details)]
     reference = _reference_frame(driving, source_image, info, size, opts)
     total = info.num_frames
     if opts.max_frames is not None and total is not None:

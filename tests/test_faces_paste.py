@@ -72,8 +72,10 @@ def test_identity_paste_is_close_and_bad_inputs_fail() -> None:
     paster = Paster(image, box, 128)
     out = paster.paste(crop(image, box, 128))
     assert np.abs(out.astype(int) - image).max() <= 6
+    # a crop at another resolution (--detail) goes into the same box
+    assert np.abs(paster.paste(crop(image, box, 96)).astype(int) - image).max() <= 12
     with pytest.raises(ValueError, match="crop"):
-        paster.paste(np.zeros((64, 64, 3), np.uint8))
+        paster.paste(np.zeros((64, 32, 3), np.uint8))
     with pytest.raises(ValueError, match="outside"):
         Paster(image, (1000.0, 1000.0, 1100.0, 1100.0), 64)
 

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="fomm extension: auto, cpu, cuda, mps")
     p.add_argument("--max_frames", type=int, default=None,
                    help="fomm extension: animate only the first N driving frames")
+    p.add_argument("--detail", choices=["on", "off"], default="on",
+                   help="fomm extension: render the face at the photo's resolution (default on); "
+                        "off scales the model-size result up, as PaddleGAN does")
     p.add_argument("--crop_driving", choices=["auto", "on", "off"], default="auto",
                    help="fomm extension: frame the driving video's face like the source's "
                         "(default auto: whenever the source face is cropped); off: whole frame")
@@ -97,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         argv_out.append("--multi-person")
     if args.max_frames:
         argv_out += ["--max-frames", str(args.max_frames)]
+    argv_out += ["--detail", args.detail]
     argv_out += ["--crop-driving", args.crop_driving]
     if args.weight_path:
         argv_out += ["--checkpoint", args.weight_path]

@@ -33,7 +33,7 @@ from fomm.pipeline import animate_file
 
 log = logging.getLogger("fomm.serve")
 BOOLEAN_OPTIONS = {"relative": True, "adapt_scale": False, "crop": True, "multi_person": False,
-                   "find_best_frame": False, "audio": True}
+                   "find_best_frame": False, "audio": True, "detail": True}
 INDEX_OPTIONS = ("face_index", "best_frame")
 # CLI flags in core error messages → the form fields that do the same here
 _FLAG_NAMES = {"--no-crop": "crop=false", "--face-index": "face_index",
@@ -313,6 +313,9 @@ _FORM_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/form-da
         "crop_driving": {"type": "string", "enum": list(CROP_DRIVING_CHOICES), "default": "auto",
                          "description": "frame the driving video's face: auto (when the source "
                                         "face is cropped), on, off (whole frame)"},
+        "detail": {"type": "boolean", "default": True,
+                   "description": "render the face at the photo's resolution (false: the "
+                                  "model-size result scaled up)"},
         "face_index": {"type": "integer", "minimum": 0},
         "multi_person": {"type": "boolean", "default": False},
         "best_frame": {"type": "integer", "minimum": 0},

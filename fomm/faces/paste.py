@@ -43,7 +43,8 @@ class Paster:
     Args:
         full_image: uint8 (H, W, 3) RGB source frame at full resolution.
         box: the square (x0, y0, x1, y1) crop box used to cut the face (may pass the borders).
-        crop_size: side of the animated crops that will be pasted (the model size).
+        crop_size: side of the animated crops that will be pasted (the model size); crops of
+            another size are pasted too (``--detail`` makes them at the box's resolution).
         others: crop boxes of the other faces pasted into the same frame; the mask is clipped so
             that it never overlaps theirs.
         feather: ramp width as a fraction of the box side.
@@ -78,16 +79,23 @@ class Paster:
             raise ValueError(f"crop box {box} lies outside the {width}×{height} image")
         self.alpha = self._mask(feather, others)  # (h, w) float32 in [0, 1]
         self._beta = 1.0 - self.alpha
-        affine = image_to_crop_affine(self.box, crop_size)
-        affine[:, 2] += affine[:, :2] @ (rx0, ry0)  # from ROI indices rather than image indices
-        self._affine = affine
         # colour matching compares means over the ramp, weighted to peak in its middle: the
         # original's at full resolution once, each crop's on the crop itself (cheap per frame)
-        ring = self.alpha * (1.0 - self.alpha)
+        self._ring = self.alpha * (1.0 - self.alpha)
         original = full_image[ry0:ry1, rx0:rx1].astype(np.float32)
-        self._original_ring_mean = _weighted_mean(original, ring)
-        to_roi = cv2.invertAffineTransform(affine)
-        self._crop_ring = warp(ring, to_roi, (crop_size, crop_size), "black")
+        self._original_ring_mean = _weighted_mean(original, self._ring)
+        self._geometry: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._crop_geometry(crop_size)  # ready for the usual size
+
+    def _crop_geometry(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ROI → crop affine, the ramp ring at crop resolution) for crops of side ``size``."""
+        if size not in self._geometry:
+            rx0, ry0 = self.roi[:2]
+            affine = image_to_crop_affine(self.box, size)
+            affine[:, 2] += affine[:, :2] @ (rx0, ry0)  # from ROI indices, not image indices
+            to_roi = cv2.invertAffineTransform(affine)
+            self._geometry[size] = affine, warp(self._ring, to_roi, (size, size), "black")
+        return self._geometry[size]
 
     def _mask(self, feather: float, others: Sequence[Box]) -> np.ndarray:
         rx0, ry0, rx1, ry1 = self.roi
@@ -118,7 +126,7 @@ class Paster:
 
     def colour_matched(self, animated_crop: np.ndarray) -> np.ndarray:
         """The crop shifted in colour so that its ring mean equals the original's; uint8."""
-        crop_mean = _weighted_mean(animated_crop, self._crop_ring)
+        crop_mean = _weighted_mean(animated_crop, self._crop_geometry(len(animated_crop))[1])
         if not self.colour_match or self._original_ring_mean is None or crop_mean is None:
             return animated_crop
         shift = np.clip(self._original_ring_mean - crop_mean, -MAX_COLOUR_SHIFT, MAX_COLOUR_SHIFT)
@@ -128,29 +136,32 @@ class Paster:
         """Blend one animated crop into the frame.
 
         Args:
-            animated_crop: uint8 (crop_size, crop_size, 3) RGB, the model's output for this face.
+            animated_crop: uint8 (n, n, 3) RGB, the model's output for this face (n is usually
+                ``crop_size``, or the box's resolution with ``--detail``).
             frame: uint8 (H, W, 3) frame to paste into (modified in place), e.g. the result of
                 another face's paste; a copy of the original image when None.
 
         Returns:
             uint8 (H, W, 3), the source resolution.
         """
-        if animated_crop.shape != (self.crop_size, self.crop_size, 3):
-            raise ValueError(
-                f"expected a {self.crop_size}×{self.crop_size}×3 crop, got {animated_crop.shape}"
-            )
+        side = animated_crop.shape[0]
+        if animated_crop.shape != (side, side, 3) or side < 1:
+            raise ValueError(f"expected a square n×n×3 crop, got {animated_crop.shape}")
         out = self.image.copy() if frame is None else frame
         if out.shape != self.image.shape:
             raise ValueError(f"frame {out.shape} differs from the source {self.image.shape}")
         rx0, ry0, rx1, ry1 = self.roi
+        affine = self._crop_geometry(side)[0]
         # shift colour at crop resolution (cheap), then resample onto the frame's pixels
-        animated = warp(
-            self.colour_matched(np.asarray(animated_crop, dtype=np.uint8)),
-            self._affine,
-            (rx1 - rx0, ry1 - ry0),
-            "replicate",
-            cv2.INTER_CUBIC,
-        )
+        animated = self.colour_matched(np.asarray(animated_crop, dtype=np.uint8))
+        tx, ty = int(round(affine[0, 2])), int(round(affine[1, 2]))
+        if (np.array_equal(affine, [[1.0, 0.0, tx], [0.0, 1.0, ty]]) and min(tx, ty) >= 0
+                and tx + rx1 - rx0 <= side and ty + ry1 - ry0 <= side):
+            # a crop on whole pixels at 1:1 (--detail): the pixels themselves, no resampling
+            animated = animated[ty:ty + ry1 - ry0, tx:tx + rx1 - rx0]
+        else:
+            animated = warp(animated, affine, (rx1 - rx0, ry1 - ry0), "replicate",
+                            cv2.INTER_CUBIC)
         region = out[ry0:ry1, rx0:rx1]
         # (w1·a + w2·b) / (w1 + w2 + 1e-5), rounded: exactly b where w1 = 0
         out[ry0:ry1, rx0:rx1] = cv2.blendLinear(animated, region, self.alpha, self._beta)
@@ -163,24 +174,32 @@ class MultiPaster:
     Args:
         full_image: uint8 (H, W, 3) RGB source frame at full resolution.
         boxes: the square crop box of each face.
-        crop_size: side of the animated crops.
+        crop_size: side of the animated crops, or one per box (crops at each box's own
+            resolution, as ``--detail`` makes them).
         **kwargs: ``feather`` and ``colour_match``, as for :class:`Paster`.
     """
 
     def __init__(
-        self, full_image: np.ndarray, boxes: Sequence[Box], crop_size: int, **kwargs: Any
+        self,
+        full_image: np.ndarray,
+        boxes: Sequence[Box],
+        crop_size: int | Sequence[int],
+        **kwargs: Any,
     ) -> None:
         if not boxes:
             raise ValueError("MultiPaster needs at least one box")
+        sizes = [crop_size] * len(boxes) if isinstance(crop_size, int) else list(crop_size)
+        if len(sizes) != len(boxes):
+            raise ValueError(f"{len(boxes)} boxes but {len(sizes)} crop sizes")
         self.pasters = [
             Paster(
                 full_image,
                 box,
-                crop_size,
+                size,
                 others=[b for j, b in enumerate(boxes) if j != i],
                 **kwargs,
             )
-            for i, box in enumerate(boxes)
+            for i, (box, size) in enumerate(zip(boxes, sizes, strict=True))
         ]
 
     def paste(self, animated_crops: Sequence[np.ndarray]) -> np.ndarray:

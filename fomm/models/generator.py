@@ -21,6 +21,7 @@ class GeneratorOutput(NamedTuple):
     occlusion_map: Tensor | None = None  # (B, 1, h, w)
     deformed: Tensor | None = None  # (B, C, H, W) source warped by the dense motion
     deformation: Tensor | None = None  # (B, h, w, 2)
+    blend_mask: Tensor | None = None  # (B, 1, H, W) in [0, 1], 1 = the warped source (blend_output)
 
 
 class SourceEncoding(NamedTuple):
@@ -84,14 +85,20 @@ class OcclusionAwareGenerator(nn.Module):
 
     def decode(self, features: Tensor, warped_source: Tensor | None = None) -> Tensor:
         """Bottleneck → up blocks → final; with ``blend`` also mixes in the warped source."""
+        return self._decode(features, warped_source)[0]
+
+    def _decode(self, features: Tensor,
+                warped_source: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """:meth:`decode` and the blend mask (None without ``blend`` or a warped source)."""
         out = self.bottleneck(features)
         for block in self.up_blocks:
             out = block(out)
         prediction = torch.sigmoid(self.final(out))
+        mask = None
         if self.blend is not None and warped_source is not None:
             mask = torch.sigmoid(self.blend(out))  # (B, 1, H, W), 1 = take the warped source
             prediction = mask * warped_source + (1 - mask) * prediction
-        return prediction
+        return prediction, mask
 
     def encode_source(self, source_image: Tensor) -> SourceEncoding:
         """Cache the source-only work for animating many frames from one source."""
@@ -149,5 +156,6 @@ class OcclusionAwareGenerator(nn.Module):
         deformed = None
         if with_deformed or self.blend is not None:
             deformed = self.deform_input(source_image, dense.deformation)
-        return GeneratorOutput(self.decode(out, deformed), dense.mask, dense.sparse_deformed,
-                               occlusion_map, deformed, dense.deformation)
+        prediction, blend_mask = self._decode(out, deformed)
+        return GeneratorOutput(prediction, dense.mask, dense.sparse_deformed, occlusion_map,
+                               deformed, dense.deformation, blend_mask)

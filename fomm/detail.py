@@ -1,0 +1,193 @@
+"""Detail at the photo's resolution: the dense motion moves the photo's own pixels (``--detail``).
+
+The generator works at the model size S (256), so a face pasted back into a larger photo is an
+upscaled S×S image. Its dense motion, though, is smooth: upsampled, it can warp the source crop
+cut from the original photo at the output resolution R, which keeps the photo's texture. The
+result is a frequency split at the band of ``cutoff`` pixels (at most S): below it, the network's
+output everywhere (so colour, shading and anything generated come from the network); above it,
+where the model copies the warped source (the bundled model's blend mask, the occlusion map of
+official checkpoints), the sharp warp's detail, and elsewhere (an opened mouth, revealed
+background) the network's own::
+
+    out = up(net) + m · (H(sharp) − H(up(net))),   H(x) = x − up(down_cutoff(x))
+
+Where the network reproduces the warped source, ``out`` is the sharp warp; where ``m`` is 0 it
+is the network's output upsampled; ``m`` is smooth, so there is no seam, and low frequencies are
+the network's everywhere, so there is no colour edge.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from fomm import motion
+from fomm.models.generator import GeneratorOutput, OcclusionAwareGenerator
+
+DETAIL_MAX = 2048  # largest detail resolution (side of the output crop, pixels)
+CUTOFF = 0.25  # the band split, as a fraction of the model size: above it, the photo's detail
+MASK_CLOSE = 1.0 / 80  # dips in the mask narrower than about twice this (of its side) close
+MASK_BLUR = 1.0 / 64  # soften the mask over about this fraction of its side
+Sampler = Literal["bicubic", "bilinear2x"]
+
+
+def pixel_box(box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    """The square box on whole pixels nearest ``box``: a crop of it at its own side copies the
+    photo's pixels, and pasting back copies them again, with no resampling blur."""
+    side = max(1, int(round(box[2] - box[0])))
+    x0, y0 = int(round(box[0])), int(round(box[1]))
+    return (x0, y0, x0 + side, y0 + side)
+
+
+def detail_size(box_side: float, limit: int = DETAIL_MAX) -> int:
+    """The detail resolution R for a crop box of ``box_side`` photo pixels: its side (at most
+    ``limit``), also below the model size, where the photo's pixels then need no resampling."""
+    return max(8, min(int(round(box_side)), limit))
+
+
+def upsample_deformation(generator: OcclusionAwareGenerator, deformation: Tensor, size: int,
+                         model_size: int) -> Tensor:
+    """The (B, h, w, 2) dense motion resized to (B, size, size, 2), as the generator applies it.
+
+    Bilinear with ``align_corners=False`` as in :meth:`OcclusionAwareGenerator.deform_input`;
+    with PaddleGAN's predictor, first blended to the identity at the border of the model-size
+    map, as the generator does for the warped source.
+    """
+
+    def resize(grid: Tensor, side: int) -> Tensor:
+        grid = F.interpolate(grid.permute(0, 3, 1, 2), size=(side, side), mode="bilinear")
+        return grid.permute(0, 2, 3, 1)
+
+    if generator.paddle_inference and not generator.training:
+        grid = resize(deformation, model_size)
+        weight = motion.border_blend_weights(model_size, model_size, 5, grid.dtype, grid.device)
+        identity = motion.make_coordinate_grid(model_size, model_size, grid.dtype, grid.device)
+        deformation = weight * grid + (1 - weight) * identity.unsqueeze(0)
+    return resize(deformation, size)
+
+
+def sharp_warp(source: Tensor, grid: Tensor, align_corners: bool,
+               sampler: Sampler = "bicubic") -> Tensor:
+    """Warp the (1, 3, R, R) high-resolution source by a (B, R, R, 2) grid; (B, 3, R, R) in [0, 1].
+
+    ``bicubic`` samples once with a cubic kernel; ``bilinear2x`` samples bilinearly at 2R and
+    averages 2×2 blocks. Outside the source the edge is repeated: only its detail is used.
+    """
+    source = source.expand(grid.shape[0], -1, -1, -1)
+    if sampler == "bilinear2x":
+        size = grid.shape[1] * 2
+        fine = F.interpolate(grid.permute(0, 3, 1, 2), size=(size, size), mode="bilinear")
+        out = F.grid_sample(source, fine.permute(0, 2, 3, 1), mode="bilinear",
+                            padding_mode="border", align_corners=align_corners)
+        return F.avg_pool2d(out, 2)
+    out = F.grid_sample(source, grid, mode="bicubic", padding_mode="border",
+                        align_corners=align_corners)
+    return out.clamp_(0.0, 1.0)
+
+
+def copy_mask(out: GeneratorOutput) -> Tensor:
+    """Where the network copies the warped source, (B, 1, h, w) in [0, 1]: the blend mask of
+    ``blend_output`` models, else the occlusion map, else everywhere (the decoder then only
+    redraws warped features)."""
+    if out.blend_mask is not None:
+        return out.blend_mask
+    if out.occlusion_map is not None:
+        return out.occlusion_map
+    return out.prediction.new_ones(out.prediction.shape[0], 1, 1, 1)
+
+
+def _resample(image: Tensor, size: int, mode: str = "bicubic") -> Tensor:
+    """Anti-aliased bilinear when shrinking, ``mode`` when enlarging."""
+    if image.shape[-1] == size:
+        return image
+    if image.shape[-1] > size:
+        return F.interpolate(image, size=(size, size), mode="bilinear", antialias=True)
+    return F.interpolate(image, size=(size, size), mode=mode)
+
+
+def soft_mask(mask: Tensor, size: int) -> Tensor:
+    """(B, 1, h, w) mask → (B, 1, size, size) in [0, 1], shaped at its own resolution.
+
+    A grey-level closing first drops thin dips (the decoder redraws some edges of eyes and
+    lips, which the warp carries just as well) while wide regions it generates (an opened
+    mouth) stay; a blur then fades the detail in and out without an edge.
+    """
+    mask = mask.float().clamp(0.0, 1.0)
+    side = mask.shape[-1]
+    close = max(1, round(side * MASK_CLOSE))
+    mask = F.max_pool2d(F.pad(mask, (close,) * 4, mode="replicate"), 2 * close + 1, stride=1)
+    mask = -F.max_pool2d(F.pad(-mask, (close,) * 4, mode="replicate"), 2 * close + 1, stride=1)
+    radius = max(1, round(side * MASK_BLUR))
+    for _ in range(2):  # two box blurs: close to a Gaussian
+        padded = F.pad(mask, (radius,) * 4, mode="replicate")
+        mask = F.avg_pool2d(padded, 2 * radius + 1, stride=1)
+    return F.interpolate(mask, size=(size, size), mode="bilinear")
+
+
+def combine(network: Tensor, sharp: Tensor, mask: Tensor, cutoff: int) -> Tensor:
+    """Network output below the ``cutoff`` band, the sharp warp's detail above it where ``mask``.
+
+    Args:
+        network: (B, 3, S, S) generator output in [0, 1].
+        sharp: (B, 3, R, R) source warped at the output resolution R.
+        mask: (B, 1, h, w) in [0, 1], 1 where the network copies the warped source.
+        cutoff: side of the low band in pixels (<= S).
+
+    Returns:
+        (B, 3, R, R) in [0, 1].
+    """
+    size = sharp.shape[-1]
+    net_up = _resample(network, size)
+    # H(sharp) - H(net_up) = sharp - net_up - up(down(sharp) - down(net)): one upsampling
+    low = _resample(_resample(sharp, cutoff) - _resample(network, cutoff), size, "bilinear")
+    out = net_up + soft_mask(mask, size) * (sharp - net_up - low)
+    return out.clamp_(0.0, 1.0)
+
+
+def render(generator: OcclusionAwareGenerator, out: GeneratorOutput, source: Tensor,
+           cutoff: float = CUTOFF, sampler: Sampler = "bicubic") -> Tensor:
+    """The generator's output at the resolution of ``source`` with the photo's detail.
+
+    Args:
+        generator: the generator that produced ``out`` (its flavour decides the sampling).
+        out: its output for B frames, with ``deformation`` (and a mask, see :func:`copy_mask`).
+        source: (1, 3, R, R) float32 in [0, 1], the source crop at the output resolution.
+        cutoff: the band split as a fraction of the model size.
+        sampler: see :func:`sharp_warp`.
+
+    Returns:
+        (B, 3, R, R) float32 in [0, 1]; the upsampled network output when the model has no
+        dense motion.
+    """
+    network = out.prediction.float()
+    size = source.shape[-1]
+    if out.deformation is None:
+        return _resample(network, size).clamp(0.0, 1.0)
+    mask = copy_mask(out)
+    grid = upsample_deformation(generator, out.deformation.float(), size,
+                                network.shape[-1])
+    sharp = sharp_warp(source, grid, generator.align_corners, sampler)
+    band = max(8, min(network.shape[-1], round(network.shape[-1] * cutoff)))
+    return combine(network, sharp, mask, band)
+
+
+def render_batched(generator: OcclusionAwareGenerator, out: GeneratorOutput, source: Tensor,
+                   pixels: int = 2 * 1024 * 1024) -> Tensor:
+    """:func:`render` a few frames at a time, so that the intermediates of large outputs stay
+    within about ``pixels`` output pixels per step (memory does not grow with the batch).
+
+    Returns:
+        (B, 3, R, R) float32 in [0, 1].
+    """
+    size = source.shape[-1]
+    step = max(1, pixels // (size * size))
+    batch = out.prediction.shape[0]
+    result = torch.empty(batch, 3, size, size, dtype=torch.float32, device=source.device)
+    for start in range(0, batch, step):
+        part = slice(start, start + step)
+        result[part] = render(generator, GeneratorOutput(*(
+            None if field is None else field[part] for field in out)), source)
+    return result

@@ -1,0 +1,166 @@
+"""--detail: the photo's own pixels moved by the dense motion at the output resolution."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from media import astronaut, save, talking_clip
+from PIL import Image
+from tiny import tiny_models
+
+from fomm import detail
+from fomm.animate import Animator
+from fomm.api import load_model
+from fomm.config import AnimateOptions
+from fomm.faces.crop import crop, square_box
+from fomm.faces.detect import detect_faces
+from fomm.faces.paste import MultiPaster
+from fomm.image import resize
+from fomm.pipeline import animate_file
+from fomm.video import iter_frames
+
+
+def laplacian_variance(image: np.ndarray, box) -> float:
+    """Sharpness: variance of the Laplacian of the grey image inside ``box``."""
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    grey = cv2.cvtColor(np.ascontiguousarray(image[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+def frames_of(folder) -> np.ndarray:
+    return np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))])
+
+
+def textured(size: int, seed: int = 0) -> np.ndarray:
+    """A smooth colour gradient with fine texture (detail a model-size image cannot hold)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    base = np.stack([150 + 60 * x, 120 + 40 * y, 90 + 50 * x * y], -1)
+    noise = cv2.GaussianBlur(rng.normal(0, 30, (size, size)).astype(np.float32), (0, 0), 0.7)
+    return np.clip(base + noise[..., None], 0, 255).astype(np.uint8)
+
+
+def test_generator_outputs_unchanged_and_blend_mask_exposed():
+    models, cfg = tiny_models()
+    gen = models.generator.eval()
+    torch.manual_seed(1)
+    source = torch.rand(1, 3, 64, 64)
+    kp = models.kp_detector(source)
+    with torch.no_grad():
+        out = gen(source, kp, kp)
+        assert out.blend_mask is None  # no blend_output: nothing new, the same prediction
+        features = gen.deform_input(gen.encode(source), out.deformation) * out.occlusion_map
+        assert torch.equal(out.prediction, gen.decode(features))
+        gen.blend = torch.nn.Conv2d(4, 1, 7, padding=3)  # as blend_output builds it
+        out = gen(source, kp, kp)
+        assert out.blend_mask.shape == (1, 1, 64, 64)
+        assert torch.equal(out.prediction, gen.decode(features, out.deformed))
+
+
+def test_combine_band_split():
+    torch.manual_seed(0)
+    sharp = torch.rand(2, 3, 128, 128)
+    network = F.interpolate(sharp, size=(64, 64), mode="bilinear", antialias=True)
+    ones, zeros = torch.ones(2, 1, 64, 64), torch.zeros(2, 1, 64, 64)
+    # where the network reproduces the warped source, the result is the sharp warp
+    assert (detail.combine(network, sharp, ones, 32) - sharp).abs().mean() < 0.02
+    # where it generates, the network's output upsampled
+    upsampled = F.interpolate(network, size=(128, 128), mode="bicubic").clamp(0, 1)
+    assert torch.allclose(detail.combine(network, sharp, zeros, 32), upsampled)
+    # colour comes from the network: a shifted network shifts the result's low band only
+    shifted = detail.combine((network + 0.1).clamp(0, 1), sharp, ones, 32)
+    low = F.avg_pool2d(shifted - sharp, 16)
+    assert torch.allclose(low, torch.full_like(low, 0.1), atol=0.02)
+
+
+def test_pixel_box_and_size():
+    assert detail.pixel_box((10.4, 20.6, 110.2, 120.4)) == (10, 21, 110, 121)
+    assert detail.detail_size(700.3) == 700
+    assert detail.detail_size(100) == 100
+    assert detail.detail_size(5000) == detail.DETAIL_MAX
+
+
+def test_render_sizes_every_kind_and_batching():
+    """Original and PaddleGAN flavours, with and without a mask; chunks give the same frames."""
+    for flavour in ("original", "paddle"):
+        models, cfg = tiny_models(flavour=flavour)
+        animator = Animator(models, cfg, device="cpu")
+        source = animator.prepare_source(textured(64), detail=textured(160))
+        kp = animator.keypoints(animator.to_model_input([textured(64, s) for s in range(3)]))
+        frames = animator.generate(source, kp)
+        assert frames.shape == (3, 3, 160, 160) and frames.min() >= 0 and frames.max() <= 1
+        with torch.inference_mode():
+            out = animator.generator(source.image, kp, source.kp.expand(3),
+                                     encoded=source.encoding, with_deformed=False)
+            one = detail.render_batched(animator.generator, out, source.detail, pixels=160 * 160)
+            assert torch.allclose(one, frames, atol=1e-6)
+            no_mask = out._replace(occlusion_map=None)
+            assert detail.render(animator.generator, no_mask, source.detail).shape[-1] == 160
+
+
+def test_detail_off_is_todays_output(tmp_path, tiny_ckpt):
+    """--detail off: the model-size results pasted as before, bit for bit."""
+    photo = np.ascontiguousarray(cv2.resize(astronaut(), (768, 768)))
+    path = save(tmp_path / "photo.png", photo)
+    opts = AnimateOptions(max_frames=3, progress=False, detail=False, crop_driving="off",
+                          precision="fp32", device="cpu")
+    animate_file(path, talking_clip(), tmp_path / "off/", opts, checkpoint=tiny_ckpt)
+    models, cfg = load_model(tiny_ckpt)
+    animator = Animator(models, cfg, device="cpu")
+    box = square_box(detect_faces(photo)[0], photo.shape)
+    source = animator.prepare_source(crop(photo, box, animator.size))
+    paster = MultiPaster(photo, [box], animator.size)
+    expected = [paster.paste([f]) for f in animator.animate(
+        source, iter_frames(talking_clip(), max_frames=3))]
+    assert np.array_equal(frames_of(tmp_path / "off"), np.stack(expected))
+    # on: the same frame size, another (sharper) face
+    animate_file(path, talking_clip(), tmp_path / "on/", replace(opts, detail=True),
+                 checkpoint=tiny_ckpt)
+    on = frames_of(tmp_path / "on")
+    assert on.shape == (3, *photo.shape) and not np.array_equal(on, np.stack(expected))
+
+
+def test_no_crop_result_size_larger_than_the_model(tmp_path, tiny_ckpt):
+    path = save(tmp_path / "texture.png", textured(256))
+    frames = {}
+    for on in (False, True):
+        opts = AnimateOptions(crop=False, result_size=192, max_frames=2, progress=False,
+                              detail=on, crop_driving="off", device="cpu")
+        animate_file(path, talking_clip(), tmp_path / f"{on}/", opts, checkpoint=tiny_ckpt)
+        frames[on] = frames_of(tmp_path / f"{on}")
+    assert frames[True].shape == frames[False].shape == (2, 192, 192, 3)
+    whole = (0, 0, 192, 192)
+    photo = laplacian_variance(resize(textured(256), 192), whole)
+    sharpness = {on: laplacian_variance(f[1], whole) / photo for on, f in frames.items()}
+    assert sharpness[True] > 3 * sharpness[False], sharpness
+
+
+@pytest.mark.slow
+def test_sharp_and_seamless_on_a_real_portrait(tmp_path):
+    """The bundled model on the astronaut at 3x: face sharpness >= 0.75x the photo's; detail
+    only adds fine texture (the low band equals --detail off: no colour edge, no seam)."""
+    photo = np.ascontiguousarray(cv2.resize(astronaut(), (1536, 1536),
+                                            interpolation=cv2.INTER_CUBIC))
+    path = save(tmp_path / "photo.png", photo)
+    face = detect_faces(photo)[0]
+    results = {}
+    for on in (False, True):
+        opts = AnimateOptions(max_frames=4, batch_size=4, progress=False, detail=on,
+                              device="cpu")
+        animate_file(path, talking_clip(), tmp_path / f"{on}/", opts)
+        results[on] = frames_of(tmp_path / f"{on}").astype(np.float32)
+    ratio = {on: np.mean([laplacian_variance(f.astype(np.uint8), face.box) for f in frames])
+             / laplacian_variance(photo, face.box) for on, frames in results.items()}
+    assert ratio[True] >= 0.75 > ratio[False], ratio
+    box = detail.pixel_box(square_box(face, photo.shape))
+    x0, y0, x1, y1 = box
+    for on, off in zip(results[True], results[False], strict=True):
+        low = cv2.GaussianBlur(on - off, (0, 0), 6)[y0:y1, x0:x1]
+        assert np.abs(low).mean() < 1.0 and np.abs(low).max() < 12
+    # outside the crop box the photo is untouched
+    assert np.array_equal(results[True][0, :y0], photo[:y0])
