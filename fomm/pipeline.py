@@ -72,6 +72,8 @@ def _face_target(source: np.ndarray, size: int, opts: AnimateOptions) -> _Target
         if not 0 <= index < len(faces):
             raise FommError(f"--face-index {index} is out of range: {len(faces)} face(s) found")
         chosen = [faces[index]]
+    if opts.progress:
+        print(f"faces: {faces_note(len(faces), opts)}", file=sys.stderr)
     kwargs = {} if opts.crop_margin is None else {"margin": opts.crop_margin}
     boxes = [square_box(face, source.shape, **kwargs) for face in chosen]
     if not opts.detail:
@@ -82,6 +84,18 @@ def _face_target(source: np.ndarray, size: int, opts: AnimateOptions) -> _Target
     paster = MultiPaster(source, boxes, sides)
     return _Target([crop(source, box, size) for box in boxes], paster.paste,
                    [crop(source, box, side) for box, side in zip(boxes, sides, strict=True)])
+
+
+def faces_note(found: int, opts: AnimateOptions) -> str:
+    """Which of the ``found`` faces are animated, in words (largest first, index 0)."""
+    if opts.multi_person:
+        return f"animating all {found} faces found (--multi-person)"
+    index = opts.face_index or 0
+    if found == 1:
+        return "animating the one face found"
+    which = "the largest" if index == 0 else f"face {index} (0 = the largest)"
+    return (f"animating {which} of {found} faces found; --face-index N picks another, "
+            "--multi-person animates all")
 
 
 def source_target(source: np.ndarray, size: int, opts: AnimateOptions) -> _Target:
