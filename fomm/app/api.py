@@ -296,6 +296,11 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
     def index() -> FileResponse:
         return FileResponse(static / "index.html", media_type="text/html")
 
+    from fomm.app.live import add_live_routes
+
+    add_live_routes(app, animator, AnimateOptions(device=settings.device,
+                                                  precision=settings.precision,
+                                                  progress=False))
     app.mount("/static", StaticFiles(directory=static), name="static")
     return app
 

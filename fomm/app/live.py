@@ -1,0 +1,164 @@
+"""Live mode of the web page: camera frames in over a WebSocket, animated frames out.
+
+Protocol on ``/v1/live``: the client sends the photo (image bytes) first and gets
+``{"type": "ready", "width", "height"}`` and the still photo as JPEG bytes; then it sends camera
+frames as JPEG bytes and gets, for each one animated, ``{"type": "frame", "face", "latency_ms",
+"fps", "dropped"}`` followed by the result as JPEG bytes. ``{"type": "reference"}`` takes the
+reference pose again. Newest frame wins: frames that arrive while one is being animated replace
+it and are counted as dropped, never queued. One live session per model: another one is told
+``{"type": "error", "code": "busy"}``. The per-frame work is
+:class:`fomm.live.loop.LiveAnimator`, the step of ``fomm live``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+
+import cv2
+import numpy as np
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from starlette.concurrency import run_in_threadpool
+
+from fomm.animate import Animator
+from fomm.config import AnimateOptions
+from fomm.errors import FommError
+from fomm.live.loop import LiveAnimator, LiveOptions
+
+MAX_MESSAGE = 8 * 2**20  # bytes: a photo or a camera frame
+JPEG_QUALITY = 85
+
+
+def decode_image(data: bytes) -> np.ndarray | None:
+    """Image bytes (JPEG, PNG, WebP, ...) → uint8 (H, W, 3) RGB; None when not an image."""
+    if not data or len(data) > MAX_MESSAGE:
+        return None
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def encode_jpeg(frame: np.ndarray) -> bytes:
+    """uint8 (H, W, 3) RGB → JPEG bytes."""
+    ok, data = cv2.imencode(
+        ".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+    )
+    assert ok
+    return data.tobytes()
+
+
+class _Latest:
+    """A one-frame slot: the newest camera frame not yet animated (and its arrival time)."""
+
+    def __init__(self) -> None:
+        self.frame: tuple[bytes, float] | None = None
+        self.dropped = 0
+        self.event = asyncio.Event()
+        self.closed = False
+
+    def put(self, data: bytes) -> None:
+        if self.frame is not None:
+            self.dropped += 1
+        self.frame = (data, time.perf_counter())
+        self.event.set()
+
+    async def take(self) -> tuple[bytes, float] | None:
+        while self.frame is None and not self.closed:
+            self.event.clear()
+            await self.event.wait()
+        frame, self.frame = self.frame, None
+        return frame
+
+
+def add_live_routes(app: FastAPI, animator: Animator, options: AnimateOptions) -> None:
+    """Add the ``/v1/live`` WebSocket to ``app``; one session at a time per ``animator``."""
+    busy = threading.Lock()
+
+    @app.websocket("/v1/live")
+    async def live(ws: WebSocket) -> None:
+        await ws.accept()
+        if not busy.acquire(blocking=False):
+            await ws.send_json(
+                {
+                    "type": "error",
+                    "code": "busy",
+                    "message": "another live session is using the model; try again later",
+                }
+            )
+            await ws.close(code=1013)  # try again later
+            return
+        try:
+            await _session(ws, animator, options)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            busy.release()
+
+
+async def _session(ws: WebSocket, animator: Animator, options: AnimateOptions) -> None:
+    photo = decode_image(await ws.receive_bytes())
+    if photo is None:
+        await _fail(ws, "bad_photo", "the first message must be the photo (JPEG, PNG or WebP)")
+        return
+    try:
+        step = await run_in_threadpool(
+            LiveAnimator, animator, photo, LiveOptions(window=False, animate=options)
+        )
+    except FommError as err:
+        await _fail(ws, "bad_photo", str(err))
+        return
+    height, width = step.still.shape[:2]
+    await ws.send_json({"type": "ready", "width": width, "height": height})
+    await ws.send_bytes(encode_jpeg(step.still))
+    latest = _Latest()
+    receiver = asyncio.create_task(_receive(ws, latest, step))
+    frames_out, start = 0, time.perf_counter()
+    try:
+        while (item := await latest.take()) is not None:
+            data, arrived = item
+            image = decode_image(data)
+            if image is None:
+                continue
+            animated = await run_in_threadpool(step, image, arrived)
+            out = await run_in_threadpool(encode_jpeg, step.still if animated is None else animated)
+            frames_out += 1
+            now = time.perf_counter()
+            await ws.send_json(
+                {
+                    "type": "frame",
+                    "face": animated is not None,
+                    "latency_ms": round((now - arrived) * 1000, 1),
+                    "fps": round(frames_out / max(now - start, 1e-6), 2),
+                    "dropped": latest.dropped,
+                }
+            )
+            await ws.send_bytes(out)
+    finally:
+        receiver.cancel()
+        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+            await receiver
+
+
+async def _receive(ws: WebSocket, latest: _Latest, step: LiveAnimator) -> None:
+    """Read client messages: frames into the slot (newest wins), commands at once."""
+    try:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            if message.get("bytes") is not None:
+                latest.put(message["bytes"])
+            elif message.get("text"):
+                with contextlib.suppress(ValueError, AttributeError):
+                    if json.loads(message["text"]).get("type") == "reference":
+                        step.retake()
+    finally:
+        latest.closed = True
+        latest.event.set()
+
+
+async def _fail(ws: WebSocket, code: str, message: str) -> None:
+    await ws.send_json({"type": "error", "code": code, "message": message})
+    await ws.close(code=1008)

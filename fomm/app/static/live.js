@@ -1,0 +1,94 @@
+// Live mode: camera frames → WebSocket /v1/live → animated frames on a canvas.
+// One frame in flight at a time: the next camera frame is grabbed when the previous answer came,
+// so the newest frame always wins and nothing queues (the server drops as well).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const video = $("camera"), canvas = $("result"), statusLine = $("status"), stats = $("stats");
+let photoBlob = null, socket = null, stream = null, sentAt = 0, frames = 0, started = 0;
+
+function say(text) { statusLine.textContent = text; }
+
+async function camera() {
+  if (!stream) {
+    stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 } });
+    video.srcObject = stream;
+    await video.play();
+  }
+  return stream;
+}
+
+function grab(type = "image/jpeg") {
+  const c = document.createElement("canvas");
+  c.width = video.videoWidth; c.height = video.videoHeight;
+  c.getContext("2d").drawImage(video, 0, 0);
+  return new Promise((resolve) => c.toBlob(resolve, type, 0.8));
+}
+
+function showPhoto(blob) {
+  photoBlob = blob;
+  const img = $("photo-preview");
+  img.src = URL.createObjectURL(blob);
+  img.hidden = false;
+}
+
+$("photo").addEventListener("change", (e) => { if (e.target.files[0]) showPhoto(e.target.files[0]); });
+
+$("snapshot").addEventListener("click", async () => {
+  try { await camera(); showPhoto(await grab("image/png")); say("Snapshot taken: Start."); }
+  catch (err) { say(`No camera: ${err.message}`); }
+});
+
+async function sendFrame() {
+  if (!socket || socket.readyState !== WebSocket.OPEN) return;
+  const blob = await grab();
+  sentAt = performance.now();
+  socket.send(await blob.arrayBuffer());
+}
+
+async function draw(data) {
+  const bitmap = await createImageBitmap(new Blob([data], { type: "image/jpeg" }));
+  canvas.width = bitmap.width; canvas.height = bitmap.height;
+  canvas.getContext("2d").drawImage(bitmap, 0, 0);
+}
+
+$("start").addEventListener("click", async () => {
+  if (!photoBlob) { say("Pick a photo first (or take a snapshot)."); return; }
+  try { await camera(); } catch (err) { say(`No camera: ${err.message}`); return; }
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  socket = new WebSocket(`${scheme}://${location.host}/v1/live`);
+  socket.binaryType = "arraybuffer";
+  let info = null, ready = false;
+  socket.onopen = async () => { say("Connecting…"); socket.send(await photoBlob.arrayBuffer()); };
+  socket.onmessage = async (event) => {
+    if (typeof event.data === "string") {
+      info = JSON.parse(event.data);
+      if (info.type === "error") { say(info.message); socket.close(); }
+      return;
+    }
+    await draw(event.data);
+    if (!ready) {  // the still photo, right after "ready"
+      ready = true; frames = 0; started = performance.now();
+      say("Live: look at the camera the way the photo does, or press Re-take.");
+      $("reference").disabled = false; $("stop").disabled = false; $("start").disabled = true;
+    } else {
+      frames += 1;
+      const fps = frames / ((performance.now() - started) / 1000);
+      const roundTrip = performance.now() - sentAt;
+      stats.textContent = `${fps.toFixed(1)} fps · ${roundTrip.toFixed(0)} ms` +
+        (info && !info.face ? " · no face" : "");
+      document.body.dataset.frames = String(frames);
+      document.body.dataset.latency = roundTrip.toFixed(0);
+    }
+    sendFrame();
+  };
+  socket.onclose = () => {
+    $("reference").disabled = true; $("stop").disabled = true; $("start").disabled = false;
+    if (ready) say("Stopped.");
+  };
+});
+
+$("reference").addEventListener("click", () => {
+  if (socket) socket.send(JSON.stringify({ type: "reference" }));
+});
+$("stop").addEventListener("click", () => { if (socket) socket.close(); });
