@@ -149,7 +149,10 @@ class LiveAnimator:
         self.animator, self.relative, self.adapt_scale = animator, anim.relative, anim.adapt_scale
         target = source_target(photo, animator.size, anim)
         self._paste = target.paste
-        self._sources = [animator.prepare_source(c) for c in target.crops]
+        details = target.details or [None] * len(target.crops)  # --detail: full-res crops
+        self._sources = [
+            animator.prepare_source(c, detail=d) for c, d in zip(target.crops, details)
+        ]
         self.still = target.paste(list(target.crops))  # the photo as pasted, no motion
         self._framer = LiveFramer(
             animator.size,
