@@ -171,6 +171,16 @@ def test_face_lost_midway_holds_the_last_pose() -> None:
     assert np.array_equal(crops[28], next(frame_driving(iter(clip[20:]), 64)))
 
 
+def test_a_few_missed_frames_are_bridged() -> None:
+    """A face missed for a few frames (the detector fails on a real face now and then) is taken
+    for detector misses: the box is interpolated and the frames are animated, not frozen."""
+    clip = _clip(30)
+    frames = clip[:15] + _grey(clip[0], 3) + clip[18:]
+    boxes = list(track_boxes(iter(frames)))
+    assert all(b is not None for b in boxes)
+    assert boxes[15][0] == pytest.approx((boxes[14][0] + 3 * boxes[18][0]) / 4, abs=2.0)
+
+
 def test_long_faceless_opening_streams() -> None:
     """Faceless frames are not kept while the first face is searched for."""
     import gc

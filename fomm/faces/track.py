@@ -30,6 +30,7 @@ from fomm.faces.detect import Box, Face, detect_faces
 SEARCH_FRAMES = 250  # no face in this many first frames (10 s at 25 fps): NoFaceError
 DETECT_MAX_SIDE = 640  # driving faces are large; detection on a smaller copy is faster
 SMOOTHING = 12  # radius in frames of the box smoothing window
+BRIDGE = 5  # a face missed in at most this many frames between detections: detector misses
 
 
 def iou(a: Box, b: Box) -> float:
@@ -92,6 +93,7 @@ def _track(
     margin: float,
     shift_y: float,
     max_side: int,
+    bridge: int = BRIDGE,
 ) -> Iterator[tuple[np.ndarray, Box | None]]:
     """Yield (frame, square crop box or None where no face is seen), in order, a little late.
 
@@ -99,8 +101,9 @@ def _track(
     interpolated in between. A failed detection starts a frame-by-frame search back from the
     last detection, so the frames where the face is lost (and where it comes back) are known
     exactly; the search goes on frame by frame until the face is found again, and the schedule
-    restarts there. The boxes of each run of frames with a face are smoothed within the run,
-    exactly as a video that starts and ends with the run would be.
+    restarts there. A gap of at most ``bridge`` frames between two faces is taken for detector
+    misses and interpolated over. The boxes of each run of frames with a face are smoothed within
+    the run, exactly as a video that starts and ends with the run would be.
     """
     if detect_every < 1 or smoothing < 0:
         raise ValueError(
@@ -113,13 +116,14 @@ def _track(
     anchor: tuple[int, np.ndarray] | None = None  # last detection: frame index, params
     searching = True  # detect in every frame (no face yet, or lost) instead of every k-th
     failed_at: int | None = None  # a failed detection ahead of the frame-by-frame search
+    gap_start: int | None = None  # first frame of the trailing run of frames without a face
     next_detect = 0
     out_index = 0
     index = -1
 
     def step() -> bool:
         """Run the next detection the frames read so far allow; False when there is none."""
-        nonlocal known_upto, anchor, searching, failed_at, next_detect
+        nonlocal known_upto, anchor, searching, failed_at, next_detect, gap_start
         j = known_upto + 1 if searching else next_detect
         if j > index:
             return False
@@ -130,12 +134,16 @@ def _track(
         if face is None:
             if searching:  # this frame has no face
                 raw[j], known_upto = None, j
+                gap_start = j if gap_start is None else gap_start
                 failed_at = None if failed_at == j else failed_at
             else:  # lost somewhere since the last detection: search there frame by frame
                 searching, failed_at = True, j
             return True
         p = _params(face.box)
-        for i in range(known_upto + 1, j + 1):  # j > known_upto + 1 only while tracking
+        if gap_start is not None and anchor is not None and j - gap_start <= bridge:
+            known_upto = anchor[0]  # a short gap between faces: detector misses, bridged
+        gap_start = None
+        for i in range(known_upto + 1, j + 1):  # a stretch only while tracking or bridging
             t = 1.0 if anchor is None else (i - anchor[0]) / (j - anchor[0])
             raw[i] = p if anchor is None else (1 - t) * anchor[1] + t * p
         anchor, known_upto = (j, p), j
@@ -143,13 +151,27 @@ def _track(
             searching, next_detect = False, j + detect_every
         return True
 
+    def lost(k: int, ended: bool) -> bool:
+        """Frame k (≤ known_upto) is known to have no face (not a gap that may yet be bridged)."""
+        if raw[k] is not None:
+            return False
+        return (
+            ended
+            or anchor is None
+            or gap_start is None
+            or k < gap_start
+            or known_upto - gap_start >= bridge
+        )
+
     def ready(j: int, ended: bool) -> bool:
         """Frame j's box is final: its face run is known ``smoothing`` frames ahead (or ends)."""
         if j > known_upto:
             return False
-        if raw[j] is None or ended or known_upto >= j + smoothing:
+        if raw[j] is None:
+            return lost(j, ended)
+        if ended or known_upto >= j + smoothing:
             return True
-        return any(raw[k] is None for k in range(j + 1, known_upto + 1))
+        return any(lost(k, ended) for k in range(j + 1, known_upto + 1))
 
     def smoothed(j: int, shape: tuple[int, ...]) -> Box:
         # a symmetric window, narrowed at the ends of the face run, so that steady motion is not
