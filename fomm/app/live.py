@@ -91,7 +91,7 @@ def add_live_routes(app: FastAPI, animator: Animator, options: AnimateOptions) -
             return
         try:
             await _session(ws, animator, options)
-        except WebSocketDisconnect:
+        except (WebSocketDisconnect, OSError):  # the page went away mid-frame: nothing to tell
             pass
         finally:
             busy.release()
