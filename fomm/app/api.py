@@ -36,7 +36,8 @@ BOOLEAN_OPTIONS = {"relative": True, "adapt_scale": False, "crop": True, "multi_
                    "find_best_frame": False, "audio": True, "detail": True}
 INDEX_OPTIONS = ("face_index", "best_frame")
 # CLI flags in core error messages → the form fields that do the same here
-_FLAG_NAMES = {"--no-crop": "crop=false", "--face-index": "face_index",
+_FLAG_NAMES = {"--no-crop": 'crop=false (on the page: untick "crop the face and paste it back")',
+               "--face-index": "face_index",
                "--best-frame": "best_frame"}
 
 

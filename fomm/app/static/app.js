@@ -142,6 +142,7 @@ async function poll() {
     if (!response.ok) throw new Error(errorText(state, response.status));
   } catch (err) {
     finish();
+    show($("progress-box"), false);  // no stale "Animating frame …" beside the error
     showError(err.message);
     return;
   }
@@ -156,6 +157,7 @@ async function poll() {
     return;
   } else {
     finish();
+    show($("progress-box"), false);  // no stale "Animating frame …" beside the error
     showError(state.status === "cancelled" ? "Cancelled." : state.error);
     return;
   }
@@ -168,13 +170,18 @@ function finish() {
   busy(false);
 }
 
+function formatFps(fps) {
+  // 30000/1001 reads as 29.97, 25 as 25
+  return String(Math.round(fps * 100) / 100);
+}
+
 function showResult(state) {
   const video = $("result-video");
   video.src = state.result_url;
   $("driving-side").src = drivingUrl || "";
   $("download").href = state.result_url;
   const r = state.result || {};
-  $("result-info").textContent = r.width ? r.width + "×" + r.height + ", " + r.fps + " fps" : "";
+  $("result-info").textContent = r.width ? r.width + "×" + r.height + ", " + formatFps(r.fps) + " fps" : "";
   show($("result"), true);
   video.scrollIntoView({behavior: "smooth", block: "nearest"});
 }
