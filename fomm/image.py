@@ -314,10 +314,17 @@ def _read_16bit_colour(path: Path) -> np.ndarray | None:
     data = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
     if data is None or data.dtype != np.uint16 or data.ndim != 3 or data.shape[2] not in (3, 4):
         return None  # OpenCV cannot read it: keep Pillow's 8-bit reduction
-    rgb = data[..., 2::-1].astype(np.float64)  # BGR(A) → RGB
-    if data.shape[2] == 4:
-        rgb *= data[..., 3:4] / 65535.0  # composite onto black
-    return np.rint(rgb / 257.0).astype(np.uint8)
+    out = np.empty((*data.shape[:2], 3), np.uint8)
+    for top in range(0, data.shape[0], _STRIPE_ROWS):  # bounded float64 temporaries, not H×W×3
+        stripe = data[top:top + _STRIPE_ROWS]
+        rgb = stripe[..., 2::-1].astype(np.float64)  # BGR(A) → RGB
+        if data.shape[2] == 4:
+            rgb *= stripe[..., 3:4] / 65535.0  # composite onto black
+        out[top:top + _STRIPE_ROWS] = np.rint(rgb / 257.0)
+    return out
+
+
+_STRIPE_ROWS = 64  # rows of a 16-bit image converted at once (4096 wide: 6 MB of float64)
 
 
 def _pil_to_rgb(img: Image.Image) -> np.ndarray:
