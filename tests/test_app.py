@@ -91,7 +91,7 @@ def media(tmp_path_factory) -> dict[str, Path]:
 
 def make_client(tmp_path: Path, animator: Animator, **settings) -> TestClient:
     app = create_app(Settings(data_dir=str(tmp_path / "data"), **settings), animator=animator)
-    return TestClient(app)
+    return TestClient(app, base_url="http://localhost")  # a Host name the server answers to
 
 
 @pytest.fixture
@@ -258,7 +258,7 @@ def test_unknown_ids_and_pages(client):
     for name in ("app.js", "style.css"):
         assert client.get(f"/static/{name}").status_code == 200
     assert "/v1/animations" in client.get("/openapi.json").json()["paths"]
-    assert client.get("/docs").status_code == 200
+    assert client.get("/docs").status_code == 404  # off by default: its page uses a CDN
 
 
 def test_examples_are_served_or_absent(client):
@@ -321,7 +321,7 @@ def test_cancel_a_running_and_a_queued_job(tmp_path, gated, media):
         assert client.app.state.queue.stats()["running"] == 0
 
 
-def test_shutdown_fails_the_running_job_and_cancels_the_queued(tmp_path, gated, media):
+def test_shutdown_keeps_the_queued_job_and_queues_the_running_one_again(tmp_path, gated, media):
     client = make_client(tmp_path, gated, shutdown_grace_s=0.2)
     with client:
         running = submit(client, media["source"], media["clip"]).json()
@@ -329,11 +329,16 @@ def test_shutdown_fails_the_running_job_and_cancels_the_queued(tmp_path, gated, 
         wait(client, running["status_url"], until=("running",))
         threading.Timer(0.5, gated.gate.set).start()  # the frame in flight ends after the grace
     queue = client.app.state.queue
-    assert queue.get(queued["id"]).status == "cancelled"
+    assert queue.get(queued["id"]).status == "queued"  # runs at the next start (test_app_durable)
     job = queue.get(running["id"])
-    assert job.status == "failed" and "shut down" in job.error
+    deadline = time.monotonic() + 60  # its worker may outlive stop() on a loaded machine
+    while job.status == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert (job.status, job.restarts) == ("queued", 1)
     assert not job.output.exists()
     assert not any(job.folder.glob("*.mp4"))  # nothing half-written was left
+    assert (job.folder / "driving.upload").is_file()  # its inputs are kept for the next run
 
 
 def test_eight_concurrent_submissions_over_http(tmp_path, animator):
@@ -389,7 +394,8 @@ def test_fomm_serve_command_serves_and_shuts_down_cleanly(tmp_path, media):
         output = proc.communicate(timeout=60)[0]
     assert proc.returncode == 0, output
     assert f"http://127.0.0.1:{port}/" in output
-    assert not (data / "jobs").exists()  # results go with the in-memory job table
+    assert (data / "jobs" / r.json()["id"] / "result.mp4").is_file()  # kept until the TTL
+    assert (data / "jobs.sqlite3").is_file()
 
 
 def test_fomm_serve_reports_a_bad_checkpoint(tmp_path, capsys):

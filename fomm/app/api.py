@@ -6,26 +6,31 @@ One model is loaded per app and shared by the worker threads. Every error is JSO
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import tempfile
 import threading
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from fomm import __version__
 from fomm.animate import Animator
-from fomm.app.jobs import Job, JobQueue, QueueFull, new_job_id
+from fomm.app.guard import Guard
+from fomm.app.jobs import FINISHED, Cancelled, Job, JobQueue, QueueFull, new_job_id
+from fomm.app.metrics import CONTENT_TYPE, Metrics
+from fomm.app.store import JobStore
 from fomm.app.uploads import MB, UploadError, check_image, check_video, read_form
 from fomm.config import CROP_DRIVING_CHOICES, AnimateOptions
 from fomm.errors import FommError
@@ -60,6 +65,12 @@ class Settings:
     max_resolution: int | None = 4096  # longest side, px, of the image and the video
     job_ttl_s: float = 3600
     shutdown_grace_s: float = 30
+    max_checks: int = 2  # uploads decoded and checked at once (each may take memory)
+    upload_idle_s: float = 30  # an upload that sends nothing for this long is cut (408)
+    host: str = "127.0.0.1"  # the bind address: a Host header the server answers to
+    allowed_hosts: tuple[str, ...] = ()  # more Host names (a proxy's, a DNS name)
+    token: str | None = None  # bearer token every API call needs (None: none)
+    docs: bool = False  # /docs and /redoc (their pages load scripts from a CDN)
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,18 @@ class JobInput:
     driving: Path
     options: AnimateOptions
     names: dict[str, str]  # input path → the client's name for it, for messages
+    fields: dict[str, str] = field(default_factory=dict)  # the form's options, as sent
+
+    def dump(self) -> dict[str, Any]:
+        """A JSON-able form for the job store (the options as the form sent them)."""
+        return {"source": str(self.source), "driving": str(self.driving), "fields": self.fields,
+                "names": self.names}
+
+    @classmethod
+    def load(cls, data: dict[str, Any], settings: Settings) -> JobInput:
+        """Back from :meth:`dump`; the options are parsed again with today's settings."""
+        return cls(Path(data["source"]), Path(data["driving"]),
+                   parse_options(data["fields"], settings), data["names"], data["fields"])
 
 
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
@@ -91,7 +114,7 @@ def parse_options(fields: dict[str, str], settings: Settings) -> AnimateOptions:
                 raise UploadError(400, "invalid_option", f"{key} must be true or false")
             values[key] = text in ("true", "1", "on", "yes")
         elif key in INDEX_OPTIONS:
-            if text and not text.isdigit():
+            if text and not (text.isascii() and text.isdigit()):  # not "²" or "٣"
                 raise UploadError(400, "invalid_option", f"{key} must be a whole number >= 0")
             values[key] = int(text) if text else None
         elif key == "crop_driving":
@@ -111,14 +134,19 @@ def parse_options(fields: dict[str, str], settings: Settings) -> AnimateOptions:
 def run_job(animator: Animator, job: Job, on_progress) -> dict[str, Any]:
     """The worker's work: animate, then drop the inputs (the result stays until the TTL)."""
     inp: JobInput = job.payload
+    keep_inputs = False
     try:
         result = animate_file(inp.source, inp.driving, job.output, inp.options,
                               animator=animator, on_progress=on_progress)
     except FommError as err:
         raise FommError(public_message(str(err), inp.names)) from err
+    except Cancelled:
+        keep_inputs = True  # stopped by a shutdown: the job may run again after a restart
+        raise
     finally:
-        inp.source.unlink(missing_ok=True)
-        inp.driving.unlink(missing_ok=True)
+        if not keep_inputs:
+            inp.source.unlink(missing_ok=True)
+            inp.driving.unlink(missing_ok=True)
     return {"frames": result.frames, "fps": result.fps, "width": result.size[0],
             "height": result.size[1], "faces": result.faces}
 
@@ -152,7 +180,7 @@ class _Examples:
 
 
 def create_app(settings: Settings | None = None, *, animator: Animator | None = None) -> FastAPI:
-    """The FastAPI app: API under /v1, the page at /, health at /healthz, docs at /docs.
+    """The FastAPI app: API under /v1, the page at /, /healthz, /metrics, docs at /docs if on.
 
     Args:
         settings: limits, queue size, data folder and the model to load.
@@ -163,26 +191,42 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
     owned = settings.data_dir is None
     data_dir = Path(tempfile.mkdtemp(prefix="fomm-serve-") if owned else settings.data_dir)
     jobs_dir = data_dir / "jobs"
+    store = JobStore(data_dir / "jobs.sqlite3")
     queue = JobQueue(lambda job, progress: run_job(animator, job, progress), settings.max_queue,
-                     settings.workers, settings.job_ttl_s)
+                     settings.workers, settings.job_ttl_s, store=store, dump=JobInput.dump,
+                     load=lambda data: JobInput.load(data, settings))
+    metrics = Metrics(queue)
+
+    def observe(job: Job) -> None:
+        if job.status in FINISHED and job.started_at and job.finished_at:
+            metrics.observe(job.status, job.finished_at - job.started_at, job.done)
+
+    queue.on_finish = observe
     examples = _Examples(data_dir / "examples")
     limits = {"source": int(settings.max_image_mb * MB), "driving": int(settings.max_video_mb * MB)}
     static = Path(str(resources.files("fomm.app") / "static"))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        shutil.rmtree(jobs_dir, ignore_errors=True)  # our own leftovers from an earlier run
         jobs_dir.mkdir(parents=True, exist_ok=True)
-        queue.start()
+        queue.start()  # reads the jobs of an earlier run from the store
+        for folder in jobs_dir.iterdir():  # uploads cut short by a stop: no job owns them
+            if queue.get(folder.name) is None:
+                shutil.rmtree(folder, ignore_errors=True)
         try:
             yield
         finally:
             await run_in_threadpool(queue.stop, settings.shutdown_grace_s)
-            # the job table lives in memory: its files could not be served after a restart
-            shutil.rmtree(data_dir if owned else jobs_dir, ignore_errors=True)
+            store.close()
+            if owned:
+                shutil.rmtree(data_dir, ignore_errors=True)
 
     app = FastAPI(title="fomm", version=__version__, lifespan=lifespan,
-                  description="Animate a still image with the motion of a driving video.")
+                  description="Animate a still image with the motion of a driving video.",
+                  docs_url="/docs" if settings.docs else None,
+                  redoc_url="/redoc" if settings.docs else None)
+    app.add_middleware(Guard, bind=settings.host, allowed_hosts=settings.allowed_hosts,
+                       token=settings.token)
     app.state.settings, app.state.queue, app.state.animator = settings, queue, animator
 
     @app.exception_handler(UploadError)
@@ -199,6 +243,10 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
         code = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code, "http_error")
         return _error(err.status_code, code, str(err.detail), getattr(err, "headers", None))
 
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, err: Exception) -> JSONResponse:
+        return _error(500, "internal_error", "internal error; the server log has the details")
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
         return _error(422, "invalid_request", "; ".join(e["msg"] for e in err.errors()))
@@ -213,17 +261,33 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
         base = f"/v1/animations/{job_id}"
         return {**state, "status_url": base, "result_url": f"{base}/result.mp4"}
 
+    checking = asyncio.Semaphore(settings.max_checks)
+    uploads = {"in_flight": 0}  # bodies being received now: at most the queue's room
+
     @app.post("/v1/animations", status_code=202, openapi_extra=_FORM_SCHEMA,
               summary="Upload a source image and a driving video; queue an animation")
     async def create_animation(request: Request) -> JSONResponse:
         queue.check_room()  # refuse before reading a large body when full
+        if uploads["in_flight"] >= settings.max_queue + settings.workers:
+            raise QueueFull(5, "too many uploads in progress")
+        uploads["in_flight"] += 1
+        try:
+            return await _create_animation(request)
+        except ClientDisconnect:
+            log.info("upload from %s aborted by the client",
+                     request.client.host if request.client else "?")
+            return _error(400, "aborted", "the upload was aborted")
+        finally:
+            uploads["in_flight"] -= 1
+
+    async def _create_animation(request: Request) -> JSONResponse:
         job_id = new_job_id()
         folder = jobs_dir / job_id
         folder.mkdir(parents=True)
         try:
             form = await read_form(request.headers.get("content-type", ""),
                                    request.headers.get("content-length"), request.stream(),
-                                   folder, limits)
+                                   folder, limits, settings.upload_idle_s)
             options = parse_options(form.fields, settings)
             for name in limits:
                 if name not in form.files:
@@ -231,15 +295,16 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
             source, driving = form.files["source"], form.files["driving"]
             names = {str(source): form.filenames["source"],
                      str(driving): form.filenames["driving"], str(folder): ""}
-            await run_in_threadpool(check_image, source, names[str(source)],
-                                    settings.max_resolution)
-            info = await run_in_threadpool(check_video, driving, names[str(driving)],
-                                           settings.max_resolution, settings.max_duration_s)
+            async with checking:
+                await run_in_threadpool(check_image, source, names[str(source)],
+                                        settings.max_resolution)
+                info = await run_in_threadpool(check_video, driving, names[str(driving)],
+                                               settings.max_resolution, settings.max_duration_s)
             if options.best_frame is not None and info.num_frames is not None \
                     and options.best_frame >= info.num_frames:
                 raise UploadError(422, "invalid_option", f"best_frame {options.best_frame} is "
                                   f"out of range: the video has {info.num_frames} frames")
-            job = Job(job_id, folder, JobInput(source, driving, options, names),
+            job = Job(job_id, folder, JobInput(source, driving, options, names, form.fields),
                       total=info.num_frames)
             queue.submit(job)
         except BaseException:
@@ -275,8 +340,13 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
     def healthz() -> dict[str, Any]:
         cfg = animator.config
         return {"status": "ok", "version": __version__, "queue": queue.stats(),
+                "storage": {"kind": "directory", "ok": store.ping() and jobs_dir.is_dir()},
                 "model": {"architecture": cfg.architecture, "image_size": cfg.image_size,
                           "num_kp": cfg.num_kp, "device": str(animator.device)}}
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    def get_metrics() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/v1/examples", summary="URLs of built-in example inputs (404 when none)")
     def list_examples() -> dict[str, str]:

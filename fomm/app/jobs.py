@@ -2,7 +2,10 @@
 
 Knows nothing about HTTP. A job is queued, then running, then succeeded, failed or cancelled.
 The queue holds at most ``max_queue`` waiting jobs besides the ones running; beyond that
-:meth:`JobQueue.submit` raises :class:`QueueFull` and nothing is queued.
+:meth:`JobQueue.submit` raises :class:`QueueFull` and nothing is queued. With a
+:class:`~fomm.app.store.JobStore`, every change of state is written to disk and read back at
+start: finished jobs stay until their TTL, queued ones run, and one that was running when the
+server stopped (or died) is queued again once, then failed with :data:`RESTART_ERROR`.
 """
 
 from __future__ import annotations
@@ -19,12 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from fomm.app.store import JobStore
 from fomm.errors import FommError
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 FINISHED = ("succeeded", "failed", "cancelled")
 GENERIC_ERROR = "internal error while animating; the server log has the details"
 SHUTDOWN_ERROR = "the server shut down before the job finished"
+RESTART_ERROR = ("the server stopped twice while this job was running; it was not tried a third "
+                 "time (submit it again, perhaps with a shorter clip)")
+RESTORE_ERROR = "the job could not be restored after a restart of the server"
+MAX_RESTARTS = 1  # a job interrupted by a stop of the server is queued again this many times
 
 log = logging.getLogger("fomm.serve")
 
@@ -61,6 +69,7 @@ class Job:
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
+    restarts: int = 0  # times the server stopped while this job was running
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -89,10 +98,14 @@ class JobQueue:
         max_queue: waiting jobs allowed besides the running ones.
         workers: jobs run at once (each in its own thread; they share the model).
         ttl_s: finished jobs and their files are removed this long after they finish.
+        store: where job state is kept across restarts (None: in memory only).
+        dump, load: payload → a JSON-able value and back, for the store.
     """
 
     def __init__(self, run: RunFn, max_queue: int = 8, workers: int = 1,
-                 ttl_s: float = 3600.0) -> None:
+                 ttl_s: float = 3600.0, store: JobStore | None = None,
+                 dump: Callable[[Any], Any] = lambda p: p,
+                 load: Callable[[Any], Any] = lambda p: p) -> None:
         if max_queue < 0 or workers < 1:
             raise ValueError(f"JobQueue: max_queue >= 0 and workers >= 1, got {max_queue}, "
                              f"{workers}")
@@ -110,6 +123,9 @@ class JobQueue:
         self._stopped = threading.Event()  # wakes the janitor
         self._threads: list[threading.Thread] = []
         self._durations: deque[float] = deque(maxlen=20)
+        self.store, self._dump, self._load = store, dump, load
+        self._restored = False
+        self.on_finish: Callable[[Job], None] | None = None  # called after a job ran (metrics)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -119,6 +135,8 @@ class JobQueue:
                 return
             self._accepting, self._stopping = True, False
             self._stopped.clear()
+            if self.store is not None and not self._restored:
+                self._restore()
         for i in range(self.workers):
             self._spawn(self._work, f"fomm-worker-{i}")
         self._spawn(self._janitor, "fomm-janitor")
@@ -127,13 +145,16 @@ class JobQueue:
         """Stop accepting, cancel waiting jobs, give running ones ``grace_s`` to finish.
 
         Running jobs still going after that are stopped at their next frame and marked failed.
+        With a store, waiting jobs stay queued and stopped ones are queued again (once) instead:
+        they run at the next start.
         """
         with self._lock:
             self._accepting = False
             while self._waiting:
                 job = self._waiting.popleft()
-                self._finish(job, "cancelled", SHUTDOWN_ERROR)
-                shutil.rmtree(job.folder, ignore_errors=True)
+                if self.store is None:
+                    self._finish(job, "cancelled", SHUTDOWN_ERROR)
+                    shutil.rmtree(job.folder, ignore_errors=True)
             self._stopping = True
             self._stopped.set()
             self._wake.notify_all()
@@ -161,6 +182,7 @@ class JobQueue:
             self._check_room()
             self._jobs[job.id] = job
             self._waiting.append(job)
+            self._save(job)
             self._wake.notify()
 
     def get(self, job_id: str) -> Job | None:
@@ -184,6 +206,8 @@ class JobQueue:
                 return None
             if job.status in FINISHED:
                 del self._jobs[job_id]
+                if self.store is not None:
+                    self.store.delete([job_id])
                 shutil.rmtree(job.folder, ignore_errors=True)
                 return {**job.snapshot(), "deleted": True}
             if job.status == "queued":
@@ -198,6 +222,14 @@ class JobQueue:
             return {"queued": len(self._waiting), "running": self._running,
                     "max_queue": self.max_queue, "workers": self.workers}
 
+    def counts(self) -> dict[str, int]:
+        """Jobs known now, by status."""
+        with self._lock:
+            counts: dict[str, int] = {}
+            for job in self._jobs.values():
+                counts[job.status] = counts.get(job.status, 0) + 1
+            return counts
+
     def remove_expired(self, now: float | None = None) -> int:
         """Forget finished jobs older than the TTL and delete their files; returns how many."""
         now = time.time() if now is None else now
@@ -206,6 +238,8 @@ class JobQueue:
                    and job.finished_at is not None and now - job.finished_at >= self.ttl_s]
             for job in old:
                 del self._jobs[job.id]
+            if self.store is not None and old:
+                self.store.delete([job.id for job in old])
         for job in old:
             shutil.rmtree(job.folder, ignore_errors=True)
         return len(old)
@@ -225,6 +259,50 @@ class JobQueue:
 
     def _finish(self, job: Job, status: Status, error: str | None = None) -> None:
         job.status, job.error, job.finished_at = status, error, time.time()
+        self._save(job)
+
+    def _save(self, job: Job) -> None:
+        """Write the job's row (under the lock); nothing without a store."""
+        if self.store is None:
+            return
+        self.store.put({"id": job.id, "folder": str(job.folder), "status": job.status,
+                        "payload": self._dump(job.payload), "total": job.total, "done": job.done,
+                        "error": job.error, "result": job.result, "created_at": job.created_at,
+                        "started_at": job.started_at, "finished_at": job.finished_at,
+                        "restarts": job.restarts})
+
+    def _interrupted(self, job: Job) -> None:
+        """The server stopped while ``job`` ran: queue it again once, then fail it."""
+        if job.restarts >= MAX_RESTARTS:
+            self._finish(job, "failed", RESTART_ERROR)
+            return
+        job.restarts += 1
+        job.status, job.done, job.started_at = "queued", 0, None
+        self._save(job)
+
+    def _restore(self) -> None:
+        """Read the store (under the lock at start): the jobs of an earlier run of the server."""
+        self._restored = True
+        for row in self.store.rows():
+            job = Job(row["id"], Path(row["folder"]), None, total=row["total"],
+                      status=row["status"], done=row["done"], error=row["error"],
+                      result=row["result"], created_at=row["created_at"],
+                      started_at=row["started_at"], finished_at=row["finished_at"],
+                      restarts=row["restarts"])
+            self._jobs[job.id] = job
+            if job.status in FINISHED:
+                continue
+            try:
+                job.payload = self._load(row["payload"])
+            except Exception:
+                log.exception("job %s could not be restored", job.id)
+                self._finish(job, "failed", RESTORE_ERROR)
+                continue
+            if job.status == "running":
+                log.warning("job %s was running when the server stopped", job.id)
+                self._interrupted(job)
+            if job.status == "queued":
+                self._waiting.append(job)
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -240,6 +318,7 @@ class JobQueue:
             job = self._waiting.popleft()
             job.status, job.started_at = "running", time.time()
             self._running += 1
+            self._save(job)
             return job
 
     def _work(self) -> None:
@@ -272,12 +351,19 @@ class JobQueue:
         with self._lock:
             if job.status == "cancelled":  # deleted by the client while running
                 shutil.rmtree(job.folder, ignore_errors=True)
-                return
-            job.result = result
-            if status == "succeeded":
-                job.total = job.done
-                self._durations.append(time.time() - (job.started_at or job.created_at))
-            self._finish(job, status, error)
+            elif status == "failed" and error == SHUTDOWN_ERROR and self.store is not None:
+                self._interrupted(job)  # runs again at the next start
+            else:
+                job.result = result
+                if status == "succeeded":
+                    job.total = job.done
+                    self._durations.append(time.time() - (job.started_at or job.created_at))
+                self._finish(job, status, error)
+        if self.on_finish is not None:
+            try:
+                self.on_finish(job)
+            except Exception:
+                log.exception("on_finish failed for job %s", job.id)
 
     def _janitor(self) -> None:
         period = max(0.5, min(60.0, self.ttl_s / 4))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -21,10 +22,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve", help="web page and HTTP API: upload a photo and a clip, get the video",
         description="Serve the web page at / and the HTTP API under /v1 (docs at /docs). The "
                     "model is loaded once; jobs run one at a time per worker from a bounded "
-                    "queue. There is no authentication: keep the default loopback host, or put "
-                    "a proxy with authentication in front.")
+                    "queue, kept in <data-dir>/jobs.sqlite3 across restarts. Give --token (or "
+                    "FOMM_TOKEN) before listening beyond loopback.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    safety = p.add_argument_group("access")
+    safety.add_argument("--token", default=os.environ.get("FOMM_TOKEN"),
+                        help="every API call needs 'Authorization: Bearer TOKEN' (default: the "
+                             "FOMM_TOKEN environment variable; the page asks for it once)")
+    safety.add_argument("--insecure", action="store_true",
+                        help="allow a non-loopback --host without a token")
+    safety.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                        help="a Host name the server answers to besides the bind address and "
+                             "localhost (a DNS name, a proxy's); repeatable")
+    safety.add_argument("--docs", action="store_true",
+                        help="serve the API docs at /docs (their page loads scripts from a CDN)")
     add_model_arguments(p)
     run = p.add_argument_group("run")
     run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
@@ -62,19 +74,31 @@ def cmd_serve(args: argparse.Namespace) -> None:
     except ImportError as err:
         raise FommError(f"fomm serve needs the web extras ({err.name} is missing): "
                         "pip install 'fomm[serve]'") from err
+    from fomm.app.guard import LOOPBACK, check_token
+
     if args.max_queue < 0:
         raise FommError("--max-queue must be 0 or more")
+    if args.token:
+        try:
+            check_token(args.token)
+        except ValueError as err:
+            raise FommError(f"--token: {err}") from err
+    elif args.host not in LOOPBACK and not args.insecure:
+        raise FommError(f"--host {args.host} is reachable from other machines: give --token "
+                        "(or FOMM_TOKEN), or --insecure to serve without one")
     settings = Settings(
         checkpoint=args.checkpoint, config=args.config, flavour=args.flavour, device=args.device,
         precision=args.precision, batch_size=args.batch_size, max_queue=args.max_queue,
         workers=args.workers, data_dir=args.data_dir, max_image_mb=args.max_image_mb,
         max_video_mb=args.max_video_mb, max_duration_s=args.max_duration_s,
         max_resolution=args.max_resolution, job_ttl_s=args.job_ttl_s,
-        shutdown_grace_s=args.shutdown_grace_s)
+        shutdown_grace_s=args.shutdown_grace_s, host=args.host,
+        allowed_hosts=tuple(args.allowed_host), token=args.token or None, docs=args.docs)
     app = create_app(settings)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: listening on {args.host} without authentication")
-    print(f"fomm serve: http://{args.host}:{args.port}/ (API docs at /docs)", flush=True)
+    if args.host not in LOOPBACK and not args.token:
+        print(f"warning: listening on {args.host} without a token (--insecure)")
+    docs = " (API docs at /docs)" if args.docs else ""
+    print(f"fomm serve: http://{args.host}:{args.port}/{docs}", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
                 timeout_graceful_shutdown=max(5, int(args.shutdown_grace_s) + 5))
 

@@ -6,6 +6,7 @@ fixed set of field names, and client file names are used only in messages (sanit
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,6 +22,14 @@ from fomm.video import VideoInfo, probe
 MB = 1024 * 1024
 MAX_FIELD_BYTES = 1024  # an option's value
 MAX_FIELDS = 32
+# what driving videos actually come in; anything else (FFmpeg's concat demuxer, playlists,
+# image sequences naming other files, ...) is never opened
+VIDEO_FORMATS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "mpegts", "h264", "hevc",
+                 "gif", "mpeg")
+VIDEO_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg", "prores",
+                          "mpeg1video", "mpeg2video", "h263", "theora", "gif"})
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
+MAX_FPS = 120.0  # frames per second a driving video may have
 
 
 class UploadError(Exception):
@@ -127,7 +136,8 @@ class _Parser:
 
 
 async def read_form(content_type: str, content_length: str | None, body: AsyncIterator[bytes],
-                    folder: Path, limits: dict[str, int]) -> Form:
+                    folder: Path, limits: dict[str, int],
+                    idle_timeout_s: float | None = None) -> Form:
     """Stream a ``multipart/form-data`` body: file fields (the keys of ``limits``) to disk.
 
     Args:
@@ -135,10 +145,12 @@ async def read_form(content_type: str, content_length: str | None, body: AsyncIt
         body: the request body's chunks.
         folder: an existing folder for the files (``<field>.upload``).
         limits: file field name → the most bytes it may have.
+        idle_timeout_s: the longest wait for the next chunk (None: no limit).
     Returns:
         The files written and the other fields' values.
     Raises:
-        UploadError: not multipart (415), too large (413), malformed or repeated fields (400).
+        UploadError: not multipart (415), too large (413), malformed or repeated fields (400),
+            the client stalled (408).
     """
     kind, params = parse_options_header(content_type or "")
     boundary = params.get(b"boundary")
@@ -150,8 +162,16 @@ async def read_form(content_type: str, content_length: str | None, body: AsyncIt
                           f"the request is larger than the upload limits ({ceiling / MB:.0f} MB)")
     state = _Parser(folder, limits)
     parser = MultipartParser(boundary, state.callbacks())
+    chunks = body.__aiter__()
     try:
-        async for chunk in body:
+        while True:
+            try:
+                chunk = await asyncio.wait_for(chunks.__anext__(), idle_timeout_s)
+            except StopAsyncIteration:
+                break
+            except asyncio.TimeoutError as err:
+                raise UploadError(408, "upload_timeout", f"the upload stalled for more than "
+                                  f"{idle_timeout_s:g} s") from err
             if chunk:
                 parser.write(chunk)
         parser.finalize()
@@ -177,10 +197,11 @@ def check_image(path: Path, name: str, max_resolution: int | None) -> tuple[int,
     from PIL import Image
 
     try:  # the header first, so that a huge image is refused before it is decoded
-        with Image.open(path) as img:
+        with Image.open(path, formats=IMAGE_FORMATS) as img:
             width, height = img.size
-    except Exception:  # PIL raises many types; read_image below names the problem
-        width = height = 0
+    except Exception as err:  # PIL raises many types
+        raise UploadError(415, "invalid_image", f"{name} is not a PNG, JPEG, WebP, BMP, GIF or "
+                          "TIFF image") from err
     if max_resolution and max(width, height) > max_resolution:
         raise UploadError(422, "resolution_too_large", f"{name} is {width}x{height}; the largest "
                           f"side may be {max_resolution} px")
@@ -191,13 +212,76 @@ def check_image(path: Path, name: str, max_resolution: int | None) -> tuple[int,
     return image.shape[1], image.shape[0]
 
 
+def check_video_header(path: Path, name: str, max_resolution: int | None,
+                       max_duration_s: float | None, max_fps: float = MAX_FPS) -> None:
+    """Check a video without decoding it: container and codec allowed, size from the header,
+    and every packet counted for the frame count, frame rate and duration.
+
+    A raw stream (no container duration) is timed by its packets; a clip of thousands of frames
+    at a huge frame rate is refused by its rate and its count.
+
+    Raises:
+        UploadError: a format or codec not allowed, not a video (415), too large, too long,
+            too fast or too many frames (422).
+    """
+    import av
+
+    def refuse(message: str) -> UploadError:
+        return UploadError(415, "invalid_video", f"{name} {message}")
+
+    try:
+        container = av.open(str(path), container_options={
+            "format_whitelist": ",".join(VIDEO_FORMATS), "protocol_whitelist": "file"})
+    except (av.FFmpegError, OSError, ValueError) as err:
+        raise refuse("is not a video this server reads (MP4, MOV, MKV, WebM, AVI, MPEG-TS, "
+                     "H.264/H.265)") from err
+    with container:
+        if not container.streams.video:
+            raise refuse("has no video stream")
+        stream = container.streams.video[0]
+        codec = stream.codec_context.name
+        if codec not in VIDEO_CODECS:
+            raise refuse(f"uses the {codec} codec; allowed: {', '.join(sorted(VIDEO_CODECS))}")
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if max_resolution and max(width, height) > max_resolution:
+            raise UploadError(422, "resolution_too_large", f"{name} is {width}x{height}; the "
+                              f"largest side may be {max_resolution} px")
+        rate = float(stream.average_rate or stream.guessed_rate or stream.base_rate or 25)
+        max_frames = int((max_duration_s or 3600) * max_fps)
+        frames, first, last = 0, None, None
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0:  # the flush packet at the end
+                    continue
+                frames += 1
+                if frames > max_frames:
+                    raise UploadError(422, "too_many_frames", f"{name} has more than "
+                                      f"{max_frames} frames")
+                if packet.pts is not None and packet.time_base is not None:
+                    end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                    start = float(packet.pts * packet.time_base)
+                    first = start if first is None else min(first, start)
+                    last = end if last is None else max(last, end)
+        except av.FFmpegError as err:
+            raise refuse("is corrupt") from err
+    duration = (last - first) if first is not None and last and last > first else frames / rate
+    if max_duration_s and duration > max_duration_s:
+        raise UploadError(422, "video_too_long", f"{name} lasts {duration:.1f} s; the limit is "
+                          f"{max_duration_s:g} s")
+    if frames > 1 and frames / max(duration, 1e-6) > max_fps * 1.01:
+        raise UploadError(422, "frame_rate_too_high", f"{name} has {frames / duration:.0f} "
+                          f"frames per second; the limit is {max_fps:g}")
+
+
 def check_video(path: Path, name: str, max_resolution: int | None,
                 max_duration_s: float | None) -> VideoInfo:
-    """Probe the video by decoding its first frame; check resolution and duration.
+    """Check the video's header and packets (:func:`check_video_header`), then decode its
+    first frame; check resolution and duration.
 
     Raises:
         UploadError: not a video, corrupt or without frames (415), too long or too large (422).
     """
+    check_video_header(path, name, max_resolution, max_duration_s)
     try:
         info = probe(path)
     except InputError as err:

@@ -11,6 +11,36 @@ let uploading = null;   // the XMLHttpRequest of an upload in progress
 
 function show(el, visible) { el.hidden = !visible; }
 
+// ------------------------------------------------------------------ the server's token (--token)
+
+const TOKEN_KEY = "fomm-token";  // sessionStorage: asked once per tab, gone when it closes
+
+function authHeaders() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? {Authorization: "Bearer " + token} : {};
+}
+
+async function api(url, options = {}) {
+  // fetch with the token; on 401 ask for it once and try again
+  const send = () => fetch(url, {...options, headers: {...(options.headers || {}), ...authHeaders()}});
+  let response = await send();
+  if (response.status === 401) {
+    const token = (window.prompt("This server needs its access token:") || "").trim();
+    if (token) {
+      sessionStorage.setItem(TOKEN_KEY, token);
+      response = await send();
+    }
+  }
+  return response;
+}
+
+async function mediaUrl(url) {
+  // <video> and links cannot send the token: with one, fetch the file and show a blob URL
+  if (!sessionStorage.getItem(TOKEN_KEY)) return url;
+  const response = await api(url);
+  return response.ok ? URL.createObjectURL(await response.blob()) : url;
+}
+
 function showError(message) {
   $("error").textContent = message;
   show($("error"), Boolean(message));
@@ -65,7 +95,7 @@ for (const kind of ["source", "driving"]) {
 // ------------------------------------------------------------------ built-in examples
 
 async function loadExamples() {
-  const response = await fetch("/v1/examples");
+  const response = await api("/v1/examples");
   if (!response.ok) return;
   const urls = await response.json();
   show($("examples"), true);
@@ -74,7 +104,7 @@ async function loadExamples() {
     $("example").disabled = true;
     try {
       const [source, driving] = await Promise.all(
-        [urls.source_url, urls.driving_url].map((u) => fetch(u).then((r) => {
+        [urls.source_url, urls.driving_url].map((u) => api(u).then((r) => {
           if (!r.ok) throw new Error("could not load the example (" + r.status + ")");
           return r.blob();
         })));
@@ -116,6 +146,7 @@ function upload(data) {
     const xhr = new XMLHttpRequest();
     uploading = xhr;
     xhr.open("POST", "/v1/animations");
+    for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
     xhr.responseType = "json";
     xhr.upload.onprogress = (e) => {
       if (e.lengthComputable) {
@@ -137,7 +168,7 @@ async function poll() {
   if (!job) return;
   let state;
   try {
-    const response = await fetch(job.status_url);
+    const response = await api(job.status_url);
     state = await response.json();
     if (!response.ok) throw new Error(errorText(state, response.status));
   } catch (err) {
@@ -175,11 +206,12 @@ function formatFps(fps) {
   return String(Math.round(fps * 100) / 100);
 }
 
-function showResult(state) {
+async function showResult(state) {
   const video = $("result-video");
-  video.src = state.result_url;
+  const url = await mediaUrl(state.result_url);
+  video.src = url;
   $("driving-side").src = drivingUrl || "";
-  $("download").href = state.result_url;
+  $("download").href = url;
   const r = state.result || {};
   $("result-info").textContent = r.width ? r.width + "×" + r.height + ", " + formatFps(r.fps) + " fps" : "";
   show($("result"), true);
@@ -219,7 +251,7 @@ $("cancel").addEventListener("click", async () => {
   if (!job) return;
   const url = job.status_url;
   finish();
-  await fetch(url, {method: "DELETE"});
+  await api(url, {method: "DELETE"});
   setStatus("Cancelled", 0);
 });
 

@@ -56,7 +56,14 @@ $("start").addEventListener("click", async () => {
   if (!photoBlob) { say("Pick a photo first (or take a snapshot)."); return; }
   try { await camera(); } catch (err) { say(`No camera: ${err.message}`); return; }
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  socket = new WebSocket(`${scheme}://${location.host}/v1/live`);
+  let token = sessionStorage.getItem("fomm-token");  // the page at / stores it (--token)
+  if (!token && (await fetch("/healthz")).status === 401) {
+    token = (window.prompt("This server needs its access token:") || "").trim();
+    sessionStorage.setItem("fomm-token", token);
+  }
+  // browsers cannot set headers on a WebSocket: the token travels as a subprotocol
+  socket = new WebSocket(`${scheme}://${location.host}/v1/live`,
+                         token ? ["fomm", `bearer.${token}`] : []);
   socket.binaryType = "arraybuffer";
   let info = null, ready = false;
   socket.onopen = async () => { say("Connecting…"); socket.send(await photoBlob.arrayBuffer()); };

@@ -1,0 +1,195 @@
+"""Hostile uploads (issue 15, section 4), with inputs made here: each is refused cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tracemalloc
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="fomm serve needs the web extras: pip install 'fomm[serve]'")
+
+import test_app as base  # noqa: E402
+from test_app import make_client, nothing_queued, submit  # noqa: E402
+
+from fomm.app.uploads import UploadError, check_video_header  # noqa: E402
+from fomm.image import read_image  # noqa: E402
+
+animator, media = base.animator, base.media  # the fixtures of test_app
+BOUNDARY = "XyZ"
+
+
+def encode(path: Path, frames: int, fps: int, size: int = 64, fmt: str | None = None) -> Path:
+    """A small H.264 clip (or raw stream with ``fmt="h264"``) of ``frames`` grey frames."""
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(
+                np.full((size, size, 3), i % 250, np.uint8), format="rgb24"
+            )
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return path
+
+
+@pytest.fixture
+def client(tmp_path, animator):
+    with make_client(tmp_path, animator) as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"face_index": "²"}, {"face_index": "٣"}, {"best_frame": "1e3"}, {"relative": "真"}],
+)
+def test_malformed_fields_get_a_json_4xx(client, media, fields):
+    r = submit(client, media["source"], media["clip"], **fields)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_option"
+    nothing_queued(client)
+
+
+def test_the_concat_demuxer_and_other_formats_are_never_opened(client, media, tmp_path):
+    concat = tmp_path / "driving.upload"  # names itself, as the probe's upload did
+    concat.write_text("ffconcat version 1.0\nfile driving.upload\n")
+    r = submit(client, media["source"], concat)
+    assert r.status_code == 415 and r.json()["error"]["code"] == "invalid_video"
+    playlist = tmp_path / "list.m3u8"
+    playlist.write_text("#EXTM3U\n#EXTINF:1,\nfile:///etc/passwd\n")
+    assert submit(client, media["source"], playlist).status_code == 415
+    nothing_queued(client)
+
+
+def test_a_raw_stream_is_timed_by_its_packets(tmp_path, animator, media):
+    raw = encode(tmp_path / "five-seconds.h264", frames=125, fps=25, fmt="h264")
+    with make_client(tmp_path, animator, max_duration_s=2) as client:
+        r = submit(client, media["source"], raw)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "video_too_long"
+        nothing_queued(client)
+
+
+def test_frame_rate_and_frame_count_are_capped(client, media, tmp_path):
+    fast = encode(tmp_path / "fast.mp4", frames=400, fps=2000)
+    r = submit(client, media["source"], fast)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "frame_rate_too_high"
+    clip = encode(tmp_path / "long.mp4", frames=60, fps=25)
+    with pytest.raises(UploadError) as err:
+        check_video_header(clip, "long.mp4", None, max_duration_s=1.0, max_fps=30)
+    assert err.value.code == "too_many_frames"  # counted before any frame is decoded
+    nothing_queued(client)
+
+
+def test_an_image_in_a_video_codec_is_refused_before_decoding(client, media, tmp_path):
+    png_mov = tmp_path / "png.mov"  # the probe's MOV held one huge PNG frame
+    with av.open(str(png_mov), "w") as out:
+        stream = out.add_stream("png", rate=1)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "rgb24"
+        out.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8))))
+        out.mux(stream.encode())
+    r = submit(client, media["source"], png_mov)
+    assert r.status_code == 415 and "png codec" in r.json()["error"]["message"]
+
+
+def test_16_bit_images_are_converted_without_a_full_float64_copy(tmp_path):
+    rgba = np.random.default_rng(0).integers(0, 65536, (1024, 1024, 4), dtype=np.uint16)
+    path = tmp_path / "deep.png"
+    cv2.imwrite(str(path), rgba)
+    tracemalloc.start()
+    try:
+        image = read_image(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert image.shape == (1024, 1024, 3) and image.dtype == np.uint8
+    # the decoded uint16 image (8 MB) and the result (3 MB); a float64 copy alone is 24 MB
+    assert peak < 20 * 2**20, peak
+
+
+def _scope() -> dict:
+    return {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/animations",
+        "raw_path": b"/v1/animations",
+        "query_string": b"",
+        "root_path": "",
+        "http_version": "1.1",
+        "scheme": "http",
+        "server": ("localhost", 80),
+        "client": ("127.0.0.1", 5555),
+        "headers": [
+            (b"host", b"localhost"),
+            (b"content-type", f"multipart/form-data; boundary={BOUNDARY}".encode()),
+        ],
+    }
+
+
+async def _call(app, receive) -> int:
+    statuses = []
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await app(_scope(), receive, send)
+    return statuses[0]
+
+
+def test_aborted_uploads_log_one_line_and_uploads_in_flight_are_bounded(tmp_path, animator, caplog):
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="driving"; filename="x.mp4"\r\n\r\n'
+    ).encode() + b"\0" * 1000
+
+    async def scenario(app) -> tuple[int, int]:
+        started, release = asyncio.Event(), asyncio.Event()
+        messages = 0
+
+        async def slow():  # a client that sends a little, waits, then goes away
+            nonlocal messages
+            messages += 1
+            if messages == 1:
+                started.set()
+                return {"type": "http.request", "body": head, "more_body": True}
+            await release.wait()
+            return {"type": "http.disconnect"}
+
+        async def unused():
+            raise AssertionError("the body of a refused upload is not read")
+
+        first = asyncio.create_task(_call(app, slow))
+        await started.wait()
+        second = await _call(app, unused)  # room for 1 upload (max_queue 0 + 1 worker)
+        release.set()
+        return await first, second
+
+    with make_client(tmp_path, animator, max_queue=0, workers=1) as client:
+        caplog.set_level(logging.INFO, logger="fomm.serve")
+        aborted, refused = asyncio.run(scenario(client.app))
+        assert refused == 503
+        assert aborted == 400
+        lines = [r for r in caplog.records if "aborted" in r.getMessage()]
+        assert len(lines) == 1 and lines[0].exc_info is None
+        nothing_queued(client)
+
+
+def test_a_stalled_upload_is_cut(tmp_path, animator):
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="driving"; filename="x.mp4"\r\n\r\n'
+    ).encode()
+    sent = []
+
+    async def stalls():  # one chunk, then nothing (a slow-loris client)
+        if not sent:
+            sent.append(1)
+            return {"type": "http.request", "body": head, "more_body": True}
+        await asyncio.sleep(3600)
+
+    with make_client(tmp_path, animator, upload_idle_s=0.2) as client:
+        assert asyncio.run(_call(client.app, stalls)) == 408
+        nothing_queued(client)
