@@ -84,8 +84,9 @@ class Animator:
         self.generator = models.generator.to(self.device, memory_format=self.memory_format)
         self.kp_detector.eval()
         self.generator.eval()
-        # several faces of a photo go through the generator in one call (multi-person)
-        self.batch_faces = True
+        # several faces of a photo in one generator call (multi-person): on a GPU, where a call's
+        # fixed cost is large; on a CPU one call per face measured faster (benchmarks/multi_person)
+        self.batch_faces = self.device.type != "cpu"
         # on the CPU only the convolution stacks run in bf16; sensitive steps stay fp32
         self._islands = self.device.type == "cpu" and self.dtype is not torch.float32
         if self._islands:
