@@ -1,0 +1,169 @@
+#!/usr/bin/env python
+"""What ``--detail`` costs and gains: prints a table and writes JSON to benchmarks/results/.
+
+* cost: ms per frame of the networks alone (bundled fomm-face-256 config, random weights:
+  speed does not depend on the values), and what rendering at a 512² and 1024² face box adds
+  (``fomm.detail``, bicubic and 2×-bilinear samplers) and what pasting it back adds;
+* gain (with ``--images``): face-box sharpness of ``fomm animate`` results, detail off and on,
+  as a share of the photo's (variance of the Laplacian inside the detected face box).
+
+    python benchmarks/detail.py [--frames 8] [--device cpu]
+    python benchmarks/detail.py --images '../shared/data/images/lp_*.jpg' \
+        --driving ../shared/data/videos/lp_d12.mp4 [--save-frames DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from machine import machine  # noqa: E402  (benchmarks/machine.py)
+
+from fomm import detail
+from fomm.animate import Animator
+from fomm.config import AnimateOptions, load_config
+from fomm.faces.paste import Paster
+from fomm.image import read_image, to_frames
+from fomm.models import build_models
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _timed(fn, device: torch.device, repeat: int) -> float:
+    fn()  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / repeat
+
+
+def cost(device: str, frames: int, sizes: list[int], repeat: int) -> list[dict]:
+    """ms/frame: networks, + detail render per sampler, + paste at the detail resolution."""
+    torch.manual_seed(0)
+    cfg = load_config("fomm-face-256").model
+    animator = Animator(build_models(cfg), cfg, device=device, precision="fp32")
+    rng = np.random.default_rng(0)
+    s = animator.size
+    driving = animator.to_model_input([rng.integers(0, 255, (s, s, 3), np.uint8)
+                                       for _ in range(frames)])
+    kp = animator.keypoints(driving)
+    rows = []
+    for size in sizes:
+        photo = rng.integers(0, 255, (size + 64, size + 64, 3), np.uint8)
+        box = (32, 32, 32 + size, 32 + size)
+        source = animator.prepare_source(photo[32:-32, 32:-32], detail=photo[32:-32, 32:-32])
+        plain = animator.prepare_source(photo[32:-32, 32:-32])
+        net = _timed(partial(animator.generate, plain, kp), animator.device, repeat)
+        row = {"face_box": size, "batch": frames, "networks_ms": 1000 * net / frames}
+        with torch.inference_mode():
+            out = animator.generator(source.image, kp, source.kp.expand(frames),
+                                     encoded=source.encoding, with_deformed=False)
+            for sampler in ("bicubic", "bilinear2x"):
+                run = partial(detail.render, animator.generator, out, source.detail,
+                              sampler=sampler)
+                row[f"detail_{sampler}_ms"] = 1000 * _timed(run, animator.device, repeat) / frames
+        crops = {"model": to_frames(animator.generate(plain, kp)[:1])[0],
+                 "detail": to_frames(animator.generate(source, kp)[:1])[0]}
+        for name, crop in crops.items():
+            paster = Paster(photo, box, crop.shape[0])
+            row[f"paste_{name}_ms"] = 1000 * _timed(partial(paster.paste, crop),
+                                                    torch.device("cpu"), repeat)
+        row["added_ms"] = (row["detail_bicubic_ms"] + row["paste_detail_ms"]
+                           - row["paste_model_ms"])
+        rows.append(row)
+    return rows
+
+
+def face_sharpness(image: np.ndarray, box) -> float:
+    """Variance of the Laplacian of the grey image inside ``box``."""
+    x0, y0, x1, y1 = (max(int(round(v)), 0) for v in box)
+    grey = cv2.cvtColor(np.ascontiguousarray(image[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+def sharpness(images: list[str], driving: str, frames: int, device: str,
+              save: Path | None) -> list[dict]:
+    """Per photo: result face sharpness / photo face sharpness, detail off and on."""
+    from fomm.api import load_model
+    from fomm.faces.detect import detect_faces
+    from fomm.pipeline import animate_file
+
+    models, cfg = load_model(None)
+    animator = Animator(models, cfg, device=device)
+    rows = []
+    for path in images:
+        photo = read_image(path)
+        faces = detect_faces(photo)
+        if not faces:
+            continue
+        box, reference = faces[0].box, face_sharpness(photo, faces[0].box)
+        row = {"image": Path(path).name, "size": list(photo.shape[1::-1]),
+               "face_box": round(box[3] - box[1])}
+        for on in (False, True):
+            with tempfile.TemporaryDirectory() as tmp:
+                opts = AnimateOptions(max_frames=frames, progress=False, detail=on, audio=False)
+                animate_file(path, driving, f"{tmp}/", opts, animator=animator)
+                results = [read_image(p) for p in sorted(Path(tmp).glob("*.png"))]
+            ratios = [face_sharpness(f, box) / reference for f in results]
+            row["detail_on" if on else "detail_off"] = round(float(np.mean(ratios)), 3)
+            if save is not None:
+                save.mkdir(parents=True, exist_ok=True)
+                name = f"{Path(path).stem}-detail-{'on' if on else 'off'}.png"
+                cv2.imwrite(str(save / name), cv2.cvtColor(results[-1], cv2.COLOR_RGB2BGR))
+        print(row, flush=True)
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--frames", type=int, default=8, help="frames per batch / per photo")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--images", help="glob of portraits for the sharpness table")
+    parser.add_argument("--driving", help="driving clip for the sharpness table")
+    parser.add_argument("--save-frames", type=Path, help="write each photo's last frame, "
+                                                         "detail off and on, as PNG here")
+    parser.add_argument("--skip-cost", action="store_true")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    report: dict = {"machine": machine(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads(), "load_average_at_start": os.getloadavg()}
+    if not args.skip_cost:
+        report["cost_ms_per_frame"] = cost(args.device, args.frames, args.sizes, args.repeat)
+        for row in report["cost_ms_per_frame"]:
+            print(", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
+                            for k, v in row.items()))
+    if args.images:
+        if not args.driving:
+            parser.error("--images needs --driving")
+        rows = sharpness(sorted(glob.glob(args.images)), args.driving, args.frames, args.device,
+                         args.save_frames)
+        report["sharpness_vs_photo"] = {
+            "measure": "variance of the Laplacian inside the detected face box, result / photo",
+            "driving": Path(args.driving).name, "frames": args.frames, "photos": rows,
+            "mean_detail_off": round(float(np.mean([r["detail_off"] for r in rows])), 3),
+            "mean_detail_on": round(float(np.mean([r["detail_on"] for r in rows])), 3)}
+    report["load_average_at_end"] = os.getloadavg()
+    out = args.out or RESULTS / f"detail-{torch.device(args.device).type}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
