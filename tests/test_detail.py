@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -164,3 +165,29 @@ def test_sharp_and_seamless_on_a_real_portrait(tmp_path):
         assert np.abs(low).mean() < 1.0 and np.abs(low).max() < 12
     # outside the crop box the photo is untouched
     assert np.array_equal(results[True][0, :y0], photo[:y0])
+
+
+def test_detail_option_in_the_cli_the_seed_command_and_the_web_form(monkeypatch):
+    import importlib.util
+
+    from fomm.cli import build_parser, options_from_args
+
+    def animate_args(*extra: str):
+        return options_from_args(build_parser().parse_args(["animate", "a.png", "b.mp4", *extra]))
+
+    assert animate_args().detail is True and AnimateOptions().detail is True
+    assert animate_args("--detail", "off").detail is False
+    from fomm.app.api import Settings, parse_options
+
+    assert parse_options({}, Settings()).detail is True
+    assert parse_options({"detail": "false"}, Settings()).detail is False
+    spec = importlib.util.spec_from_file_location(
+        "seed", Path(__file__).resolve().parents[1] / "tools" / "first-order-demo.py")
+    seed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(seed)
+    calls: list[list[str]] = []
+    monkeypatch.setattr("fomm.cli.main", calls.append)
+    seed.main(["--source_image", "a.png", "--driving_video", "b.mp4", "--detail", "off"])
+    seed.main(["--source_image", "a.png", "--driving_video", "b.mp4"])
+    assert calls[0][calls[0].index("--detail") + 1] == "off"
+    assert calls[1][calls[1].index("--detail") + 1] == "on"
