@@ -193,3 +193,15 @@ def test_a_stalled_upload_is_cut(tmp_path, animator):
     with make_client(tmp_path, animator, upload_idle_s=0.2) as client:
         assert asyncio.run(_call(client.app, stalls)) == 408
         nothing_queued(client)
+
+
+def test_small_frames_then_huge_ones_are_refused(client, media, tmp_path):
+    small = encode(tmp_path / "small.h264", frames=3, fps=25, size=64, fmt="h264")
+    large = encode(tmp_path / "large.h264", frames=3, fps=25, size=320, fmt="h264")
+    both = tmp_path / "both.h264"  # one raw stream: its second keyframe changes the size
+    both.write_bytes(small.read_bytes() + large.read_bytes())
+    with pytest.raises(UploadError) as err:
+        check_video_header(both, "both.h264", max_resolution=128, max_duration_s=300)
+    assert err.value.code == "resolution_too_large"
+    check_video_header(both, "both.h264", max_resolution=400, max_duration_s=300)
+    check_video_header(small, "small.h264", max_resolution=128, max_duration_s=300)

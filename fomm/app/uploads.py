@@ -28,6 +28,9 @@ VIDEO_FORMATS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "mpegts", "h
                  "gif", "mpeg")
 VIDEO_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg", "prores",
                           "mpeg1video", "mpeg2video", "h263", "theora", "gif"})
+# codecs whose keyframes may legitimately produce no picture (hidden frames): there only the
+# sizes of the pictures that come out are checked
+HIDDEN_KEYFRAME_CODECS = frozenset({"vp8", "vp9", "av1", "gif"})
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 MAX_FPS = 120.0  # frames per second a driving video may have
 
@@ -214,11 +217,14 @@ def check_image(path: Path, name: str, max_resolution: int | None) -> tuple[int,
 
 def check_video_header(path: Path, name: str, max_resolution: int | None,
                        max_duration_s: float | None, max_fps: float = MAX_FPS) -> None:
-    """Check a video without decoding it: container and codec allowed, size from the header,
-    and every packet counted for the frame count, frame rate and duration.
+    """Check a video before its frames are decoded: container and codec allowed, size from the
+    header, every packet counted for the frame count, frame rate and duration, and the size of
+    every keyframe (where a stream may change size) checked by a decoder that refuses to
+    allocate a frame over ``max_resolution`` squared pixels.
 
     A raw stream (no container duration) is timed by its packets; a clip of thousands of frames
-    at a huge frame rate is refused by its rate and its count.
+    at a huge frame rate is refused by its rate and its count; small frames followed by huge
+    ones are refused by the keyframe sizes.
 
     Raises:
         UploadError: a format or codec not allowed, not a video (415), too large, too long,
@@ -233,8 +239,8 @@ def check_video_header(path: Path, name: str, max_resolution: int | None,
         container = av.open(str(path), container_options={
             "format_whitelist": ",".join(VIDEO_FORMATS), "protocol_whitelist": "file"})
     except (av.FFmpegError, OSError, ValueError) as err:
-        raise refuse("is not a video this server reads (MP4, MOV, MKV, WebM, AVI, MPEG-TS, "
-                     "H.264/H.265)") from err
+        raise refuse("is not a readable video (this server reads MP4, MOV, MKV, WebM, AVI, "
+                     "MPEG-TS, raw H.264/H.265)") from err
     with container:
         if not container.streams.video:
             raise refuse("has no video stream")
@@ -249,10 +255,20 @@ def check_video_header(path: Path, name: str, max_resolution: int | None,
         rate = float(stream.average_rate or stream.guessed_rate or stream.base_rate or 25)
         max_frames = int((max_duration_s or 3600) * max_fps)
         frames, first, last = 0, None, None
+        decoder = stream.codec_context
+        decoder.skip_frame = "NONKEY"  # keyframes only: sizes change there
+        if max_resolution:  # FFmpeg drops (never allocates) a larger frame
+            decoder.options = {"max_pixels": str(max_resolution * max_resolution)}
+        keys, sizes = 0, []
         try:
             for packet in container.demux(stream):
                 if packet.size == 0:  # the flush packet at the end
+                    if max_resolution:
+                        sizes += [(f.width, f.height) for f in decoder.decode(None)]
                     continue
+                if max_resolution and packet.is_keyframe:
+                    keys += 1
+                    sizes += [(f.width, f.height) for f in decoder.decode(packet)]
                 frames += 1
                 if frames > max_frames:
                     raise UploadError(422, "too_many_frames", f"{name} has more than "
@@ -264,6 +280,10 @@ def check_video_header(path: Path, name: str, max_resolution: int | None,
                     last = end if last is None else max(last, end)
         except av.FFmpegError as err:
             raise refuse("is corrupt") from err
+    dropped = len(sizes) < keys and codec not in HIDDEN_KEYFRAME_CODECS  # too large for FFmpeg
+    if max_resolution and (dropped or any(max(w, h) > max_resolution for w, h in sizes)):
+        raise UploadError(422, "resolution_too_large", f"{name} has a frame larger than "
+                          f"{max_resolution} px on its largest side (or one that cannot be read)")
     duration = (last - first) if first is not None and last and last > first else frames / rate
     if max_duration_s and duration > max_duration_s:
         raise UploadError(422, "video_too_long", f"{name} lasts {duration:.1f} s; the limit is "
