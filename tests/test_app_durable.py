@@ -15,6 +15,7 @@ from test_app import make_client, submit, wait  # noqa: E402
 
 from fomm.app.jobs import FINISHED, RESTART_ERROR, RESTORE_ERROR, JobQueue  # noqa: E402
 from fomm.app.store import JobStore  # noqa: E402
+from fomm.errors import FommError  # noqa: E402
 
 animator, gated, media = base.animator, base.gated, base.media  # the fixtures of test_app
 
@@ -120,6 +121,15 @@ def test_a_job_running_at_a_crash_runs_again_once_then_fails(tmp_path):
         assert not (tmp_path / "old").exists()
     finally:
         queue.stop(grace_s=1)
+        queue.store.close()
     rows = {row["id"]: row for row in JobStore(tmp_path / "jobs.sqlite3").rows()}
     assert set(rows) == {"fresh", "again", "bad"}  # the expired one is gone from disk too
     assert rows["fresh"]["status"] == "succeeded" and rows["again"]["status"] == "failed"
+
+
+def test_one_server_per_data_folder(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    with pytest.raises(FommError, match="another fomm serve"):
+        JobStore(tmp_path / "jobs.sqlite3")
+    store.close()
+    JobStore(tmp_path / "jobs.sqlite3").close()  # free again

@@ -20,10 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "serve", help="web page and HTTP API: upload a photo and a clip, get the video",
-        description="Serve the web page at / and the HTTP API under /v1 (docs at /docs). The "
-                    "model is loaded once; jobs run one at a time per worker from a bounded "
-                    "queue, kept in <data-dir>/jobs.sqlite3 across restarts. Give --token (or "
-                    "FOMM_TOKEN) before listening beyond loopback.")
+        description="Serve the web page at / and the HTTP API under /v1 (docs at /docs with "
+                    "--docs). The model is loaded once; jobs run one at a time per worker "
+                    "from a bounded queue, kept in <data-dir>/jobs.sqlite3 across restarts. "
+                    "Give --token (or FOMM_TOKEN) before listening beyond loopback.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     safety = p.add_argument_group("access")
@@ -50,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     limits = p.add_argument_group("uploads and files")
     limits.add_argument("--data-dir", metavar="DIR",
                         help="server-owned folder for uploads and results (default: a temporary "
-                             "folder, removed at exit); its jobs/ subfolder is cleared at start")
+                             "folder, removed at exit); jobs.sqlite3 and jobs/ there keep the "
+                             "jobs across restarts")
     limits.add_argument("--max-image-mb", type=positive_float, default=20)
     limits.add_argument("--max-video-mb", type=positive_float, default=500)
     limits.add_argument("--max-duration-s", type=positive_float, default=300,

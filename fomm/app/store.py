@@ -8,10 +8,18 @@ files (uploads, results) stay in the job's folder; the row stores where.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
+
+from fomm.errors import FommError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock; one server per data folder is then up to the user
+    fcntl = None
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -50,6 +58,9 @@ class JobStore:
 
     Args:
         path: the SQLite file, e.g. ``<data-dir>/jobs.sqlite3``.
+
+    Raises:
+        FommError: another server holds this store (``<path>.lock``, until it closes it).
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -57,6 +68,7 @@ class JobStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._closed = False
+        self._owner = _lock_file(self.path.with_name(self.path.name + ".lock"))
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
@@ -110,3 +122,22 @@ class JobStore:
         with self._lock:
             self._closed = True
             self._db.close()
+            if self._owner is not None:
+                os.close(self._owner)  # releases the lock
+                self._owner = None
+
+
+def _lock_file(path: Path) -> int | None:
+    """Hold an exclusive lock on ``path`` (two servers on one folder would run jobs twice)."""
+    if fcntl is None:
+        return None
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(fd)
+        raise FommError(
+            f"another fomm serve is using {path.parent} (its jobs would run twice); "
+            "stop it or give another --data-dir"
+        ) from err
+    return fd
