@@ -73,12 +73,12 @@ def run_demo(output_dir: str | Path = "output", device: str = "auto",
     out = Path(output_dir)
     source, driving = builtin_inputs(out / "inputs")
     result = out / "result.mp4"
-    opts = AnimateOptions(device=device, crop_driving="auto", max_frames=max_frames,
+    opts = AnimateOptions(device=device, max_frames=max_frames,
                           relative=True, adapt_scale=True)
     animate_file(source, driving, result, opts, checkpoint=checkpoint)
     both = side_by_side(source, driving, result, out / "result_side_by_side.mp4")
     print(f"\nresult:       {result}\nside by side: {both}   (source | driving | result)\n"
           "\nYour own photo and clip:\n"
-          "  fomm animate my_photo.jpg my_clip.mp4 -o output/mine.mp4 --crop-driving auto\n"
+          "  fomm animate my_photo.jpg my_clip.mp4 -o output/mine.mp4\n"
           "  (add --checkpoint vox-cpk.pth.tar to use an official model)")
     return result
