@@ -98,28 +98,12 @@ def networks(precisions: list[str], frames: int) -> list[dict]:
 def bf16_error(frames: int) -> dict:
     """bf16 (islands) vs fp32 on the bundled model: the demo's talking face driving the astronaut,
     |Δ| over the model-size results in 8-bit levels."""
-    from skimage import data
+    from fomm.precision import bf16_difference
 
-    from fomm.demo import _packaged_clip
-    from fomm.faces.track import frame_driving
-    from fomm.pipeline import source_target
-    from fomm.video import iter_frames
-
-    step = 5
-    driving = list(frame_driving(iter_frames(_packaged_clip(), max_frames=frames * step), 256))[
-        ::step
-    ]
-    models, cfg = load_model(None)
-    out = {}
-    for precision in ("fp32", "bf16"):
-        animator = Animator(models, cfg, device="cpu", precision=precision)
-        crop = source_target(data.astronaut(), animator.size, AnimateOptions()).crops[0]
-        source = animator.prepare_source(crop)
-        out[precision] = np.stack(list(animator.animate(source, driving, batch_size=4)))
-    diff = np.abs(out["bf16"].astype(int) - out["fp32"].astype(int))
+    diff = bf16_difference(frames, step=5)
     row = {
         "model": "fomm-face-256 (bundled)",
-        "frames": len(driving),
+        "frames": len(diff),
         "mean_abs_255": round(float(diff.mean()), 3),
         "p99_abs_255": float(np.percentile(diff, 99)),
         "max_abs_255": int(diff.max()),

@@ -74,23 +74,9 @@ def test_bf16_animator_close_to_fp32():
 
 def test_bf16_islands_with_real_weights_within_tolerance():
     """The bundled model on a real talking face: mean |Δ| ≤ 1/255, p99 ≤ 8/255 of fp32."""
-    from skimage import data
+    from fomm.precision import bf16_difference
 
-    from fomm.api import load_model
-    from fomm.demo import _packaged_clip
-    from fomm.faces.track import frame_driving
-    from fomm.pipeline import source_target
-    from fomm.video import iter_frames
-
-    driving = list(frame_driving(iter_frames(_packaged_clip(), max_frames=27), 256))[::13]
-    models, cfg = load_model(None)
-    out = {}
-    for name in ("fp32", "bf16"):
-        animator = Animator(models, cfg, device="cpu", precision=name)
-        crop = source_target(data.astronaut(), animator.size, AnimateOptions()).crops[0]
-        source = animator.prepare_source(crop)
-        out[name] = np.stack(list(animator.animate(source, driving, batch_size=4)))
-    diff = np.abs(out["bf16"].astype(int) - out["fp32"].astype(int))
+    diff = bf16_difference(frames=3, step=13)
     print(
         f"bf16 vs fp32: mean {diff.mean():.3f}, p99 {np.percentile(diff, 99):g}, "
         f"max {diff.max()} (/255)"
