@@ -1,17 +1,28 @@
-"""The parity fixtures shipped in tests/data/parity, rebuilt as the tests read them.
+"""The parity fixtures: checkpoints and configs from ``../shared/fixtures``, inputs and expected
+outputs from the compact copies in tests/data/parity, rebuilt as the tests read them.
 
-See tests/data/parity/README.md for where they come from and how they were compacted.
+See tests/data/parity/README.md for where they come from and how they were compacted. Tests that
+load a fixture checkpoint are marked :data:`needs_fixtures` and skip, saying so, when
+``../shared/fixtures`` (or ``$FOMM_FIXTURES``) is not there.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-PARITY = Path(__file__).resolve().parent / "data" / "parity"
-FOMM_FIXTURE = PARITY / "fomm-parity"          # checkpoint.pth.tar, config.yaml, expected.npz
-PADDLE_FIXTURE = PARITY / "paddlegan-parity"   # weights.pdparams, config.yaml, expected.npz
+PARITY = Path(__file__).resolve().parent / "data" / "parity"  # inputs, compact expected.npz
+SHARED = Path(os.environ.get("FOMM_FIXTURES",
+                             Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
+FOMM_FIXTURE = SHARED / "fomm-parity"          # checkpoint.pth.tar, config.yaml
+PADDLE_FIXTURE = SHARED / "paddlegan-parity"   # weights.pdparams, config.yaml
+needs_fixtures = pytest.mark.skipif(
+    not ((FOMM_FIXTURE / "checkpoint.pth.tar").is_file()
+         and (PADDLE_FIXTURE / "weights.pdparams").is_file()),
+    reason=f"parity fixture checkpoints not found in {SHARED} (../shared/fixtures)")
 FOMM_FRAMES = [0, 8, 16, 24, 32]  # driving frames of the original's fixture (decode order)
 PADDLE_FRAMES = [0, 1, 2, 3]      # driving frames of PaddleGAN's fixture
 
@@ -48,7 +59,7 @@ def expected(fixture: Path) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     as ``prediction_<mode>_q16_sub4`` (every frame, ``[:, :, ::4, ::4]``) and
     ``prediction_<mode>_q16_last`` (the last frame in full), still 16-bit as in the original.
     """
-    data = dict(np.load(fixture / "expected.npz"))
+    data = dict(np.load(PARITY / fixture.name / "expected.npz"))
     out: dict[str, np.ndarray] = {}
     error: dict[str, float] = {}
     for key, value in data.items():

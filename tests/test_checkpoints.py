@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from parity_data import FOMM_FIXTURE as FIXTURE
+from parity_data import needs_fixtures
 from tiny import tiny_models
 
 from fomm.checkpoints import detect_format, load_checkpoint, save_checkpoint
@@ -127,6 +128,7 @@ def test_malicious_pickles_are_refused(tmp_path, monkeypatch):
     assert not marker.exists()
 
 
+@needs_fixtures
 def test_config_inferred_for_fixture_shapes_fails_clearly():
     with pytest.raises(CheckpointError, match="--config"):
         load_checkpoint(FIXTURE / "checkpoint.pth.tar")

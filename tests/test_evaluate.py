@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import write_clip
+from parity_data import needs_fixtures
 from test_train import FIXTURE, make_dataset, one_thread, shape_frames, tiny_config  # noqa: F401
 
 from fomm import evaluate as E
@@ -84,6 +85,7 @@ def test_face_metrics_are_reported_skipped_when_unavailable(model, tmp_path, mon
     assert len(report.videos) == 1
 
 
+@needs_fixtures
 def test_reconstruct_an_official_checkpoint_with_its_config(tmp_path) -> None:
     test = tmp_path / "test"
     test.mkdir()

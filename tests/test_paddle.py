@@ -12,7 +12,7 @@ import pytest
 import torch
 from parity_data import PADDLE_FIXTURE as FIXTURE
 from parity_data import expected as load_expected
-from parity_data import paddle_inputs
+from parity_data import needs_fixtures, paddle_inputs
 from tiny import tiny_config, tiny_models
 
 from fomm.checkpoints import detect_format, load_checkpoint
@@ -23,8 +23,6 @@ from fomm.motion import Keypoints, normalize_kp
 
 ATOL = 1e-4
 MODES = {"rel_adapt": (True, True), "rel": (True, False), "abs": (False, False)}
-needs_fixture = pytest.mark.skipif(not (FIXTURE / "weights.pdparams").exists(),  # shipped
-                                   reason=f"PaddleGAN parity fixture not found at {FIXTURE}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,13 +259,13 @@ def paddle_run():
     return models, config, source, driving, kp_source, kp_driving, results, expected
 
 
-@needs_fixture
+@needs_fixtures
 def test_fixture_config_is_paddle_flavour(paddle_run):
     config = paddle_run[1]
     assert config.flavour == "paddle" and config.architecture == "fomm"
 
 
-@needs_fixture
+@needs_fixtures
 def test_keypoints_match_paddlegan(paddle_run):
     _, _, _, _, kp_source, kp_driving, _, expected = paddle_run
     close(kp_source.value, expected["kp_source_value"])
@@ -276,7 +274,7 @@ def test_keypoints_match_paddlegan(paddle_run):
     close(kp_driving.jacobian, expected["kp_driving_jacobian"])
 
 
-@needs_fixture
+@needs_fixtures
 @pytest.mark.parametrize("mode", list(MODES))
 def test_normalized_keypoints_match_paddlegan(paddle_run, mode):
     results, expected = paddle_run[6], paddle_run[7]
@@ -287,7 +285,7 @@ def test_normalized_keypoints_match_paddlegan(paddle_run, mode):
         assert scale == pytest.approx(float(expected["adapt_movement_scale"]), abs=ATOL)
 
 
-@needs_fixture
+@needs_fixtures
 @pytest.mark.parametrize("mode", ["rel_adapt", "abs"])
 def test_generator_matches_paddlegan(paddle_run, mode):
     results, expected = paddle_run[6], paddle_run[7]
@@ -301,7 +299,7 @@ def test_generator_matches_paddlegan(paddle_run, mode):
     close(torch.cat([o.deformation for o in outs]), expected[key], stored_error=error[key])
 
 
-@needs_fixture
+@needs_fixtures
 def test_batched_animation_returns_every_frame_in_order(paddle_run):
     """PaddleGAN's predictor with batch_size 2 returns driving frames [0, 1, 1, 2]; we must not."""
     models, _, source, driving, kp_source, _, results, expected = paddle_run
@@ -324,7 +322,7 @@ def test_batched_animation_returns_every_frame_in_order(paddle_run):
     close_prediction(batched.prediction, expected, "rel_adapt")
 
 
-@needs_fixture
+@needs_fixtures
 def test_fixture_reads_as_numpy_arrays_only(paddle_run):
     state = read_paddle(FIXTURE / "weights.pdparams")
     assert set(state) == {"generator", "kp_detector"}

@@ -11,6 +11,7 @@ import pytest
 from conftest import write_clip
 from media import astronaut, save, talking_clip, talking_clip_with_audio
 from parity_data import FOMM_FIXTURE as FIXTURE
+from parity_data import needs_fixtures
 from PIL import Image
 
 from fomm.animate import Animator
@@ -199,6 +200,7 @@ def test_no_checkpoint_without_bundled_model_says_how(monkeypatch):
         fomm.api.load_model(None)
 
 
+@needs_fixtures
 def test_seed_command_on_real_media(tmp_path):
     """PaddleGAN's command line, with the fixture checkpoint, from another working folder."""
     driving = talking_clip()  # a real talking head, 120 frames
@@ -215,6 +217,7 @@ def test_seed_command_on_real_media(tmp_path):
     assert info.width % 2 == 0 and info.height % 2 == 0
 
 
+@needs_fixtures
 def test_real_clip_with_audio_face_crop(tmp_path):
     out = tmp_path / "r.mp4"
     photo = save(tmp_path / "photo.jpg", astronaut()[:, :509])  # an odd width

@@ -16,6 +16,7 @@ import torch
 import torch.multiprocessing as mp
 from conftest import write_clip
 from parity_data import FOMM_FIXTURE as FIXTURE
+from parity_data import needs_fixtures
 
 from fomm.checkpoints.original import read_original
 from fomm.evaluate import ReconstructOptions, reconstruct
@@ -249,6 +250,7 @@ def test_sigint_finishes_the_step_and_saves(tmp_path: Path, data: Path) -> None:
     assert after["step"] >= before
 
 
+@needs_fixtures
 def test_the_official_fixture_checkpoint_resumes(tmp_path: Path) -> None:
     data = tmp_path / "data"
     for seed in (0, 1):  # 128x128: the fixture's 5-block hourglasses need 32x32 after 0.25x

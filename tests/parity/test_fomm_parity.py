@@ -1,4 +1,4 @@
-"""Parity with the original first-order-model code on its random-weight fixture (tests/data)."""
+"""Parity with the original first-order-model code on its random-weight fixture (../shared)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import pytest
 import torch
 from parity_data import FOMM_FIXTURE as FIXTURE
 from parity_data import expected as load_expected
-from parity_data import fomm_inputs
+from parity_data import fomm_inputs, needs_fixtures
 
 from fomm.checkpoints import load_checkpoint
 from fomm.motion import Keypoints, normalize_kp
 
 ATOL = 1e-4
 MODES = {"rel_adapt": (True, True), "rel": (True, False), "abs": (False, False)}
+pytestmark = needs_fixtures
 
 
 @pytest.fixture(scope="module")
