@@ -183,6 +183,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "live": ("fomm.live.commands", "animate a photo live with the face seen by a camera"),
     "export": ("fomm.export", "export a model to ONNX (kp detector + generator)"),
     "serve": ("fomm.app.serve", "web page and HTTP API: upload a photo and a clip"),
+    "worker": ("fomm.app.worker", "run the jobs of 'fomm serve --broker' (Redis)"),
     "weights": ("fomm.hub", "official checkpoints: list them, download PaddleGAN's"),
 }
 

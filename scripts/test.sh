@@ -6,5 +6,7 @@ cd "$(dirname "$0")/.."
 python -m pip install --quiet "torch==2.13.0" -e ".[dev,serve,export,metrics]"
 # Browser test: Debian's Chromium + Playwright's Python driver (never downloads a browser).
 bash scripts/install_browser.sh || echo "note: no browser could be installed; browser tests will skip"
+# Broker tests (tests/test_app_broker.py) start a real redis-server: Debian's, installed when missing.
+command -v redis-server >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } || echo "note: no redis-server; broker tests will skip"
 # pytest exits non-zero (5) when it collects no test, so an empty run fails loudly.
 exec python -m pytest -q "$@"

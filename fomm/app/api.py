@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -27,7 +27,7 @@ from starlette.requests import ClientDisconnect
 
 from fomm import __version__
 from fomm.animate import Animator
-from fomm.app.guard import Guard
+from fomm.app.guard import AUTHORIZED, Guard
 from fomm.app.jobs import FINISHED, Cancelled, Job, JobQueue, QueueFull, new_job_id
 from fomm.app.metrics import CONTENT_TYPE, Metrics
 from fomm.app.store import JobStore
@@ -71,6 +71,10 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()  # more Host names (a proxy's, a DNS name)
     token: str | None = None  # bearer token every API call needs (None: none)
     docs: bool = False  # /docs and /redoc (their pages load scripts from a CDN)
+    broker: str | None = None  # redis://HOST:PORT/DB: jobs go to `fomm worker`s (None: run here)
+    storage: str | None = None  # with a broker: s3://BUCKET/PREFIX (None: <data_dir>/jobs)
+    job_timeout_s: float = 3600  # with a broker: a run taking longer fails
+    header_timeout_s: float = 10  # a connection must send its request headers within this
 
 
 @dataclass(frozen=True)
@@ -182,26 +186,47 @@ class _Examples:
 def create_app(settings: Settings | None = None, *, animator: Animator | None = None) -> FastAPI:
     """The FastAPI app: API under /v1, the page at /, /healthz, /metrics, docs at /docs if on.
 
+    Without ``settings.broker`` the jobs run in this process (embedded queue, SQLite under
+    ``data_dir``); with it they go to Redis for ``fomm worker`` processes, no model is loaded
+    here and the live page is off.
+
     Args:
         settings: limits, queue size, data folder and the model to load.
         animator: a ready model (tests); default: load ``settings.checkpoint`` now.
     """
     settings = settings or Settings()
-    animator = animator or _load_animator(settings)
+    broker = settings.broker is not None
+    if not broker:
+        animator = animator or _load_animator(settings)
     owned = settings.data_dir is None
     data_dir = Path(tempfile.mkdtemp(prefix="fomm-serve-") if owned else settings.data_dir)
     jobs_dir = data_dir / "jobs"
-    store = JobStore(data_dir / "jobs.sqlite3")
-    queue = JobQueue(lambda job, progress: run_job(animator, job, progress), settings.max_queue,
-                     settings.workers, settings.job_ttl_s, store=store, dump=JobInput.dump,
-                     load=lambda data: JobInput.load(data, settings))
-    metrics = Metrics(queue)
+    store: JobStore | None = None
+    storage = None
+    if broker:
+        from fomm.app.broker import BrokerJobs
+        from fomm.app.storage import DirectoryStorage, open_storage
 
-    def observe(job: Job) -> None:
-        if job.status in FINISHED and job.started_at and job.finished_at:
-            metrics.observe(job.status, job.finished_at - job.started_at, job.done)
+        storage = open_storage(settings.storage, data_dir)
+        # uploads land where the workers read them, or in a local folder before going to S3
+        local = isinstance(storage, DirectoryStorage)
+        jobs_dir = storage.root if local else data_dir / "uploads"
+        queue = BrokerJobs(settings.broker, storage, settings.max_queue, settings.job_ttl_s,
+                           settings.job_timeout_s)
+        metrics = Metrics(queue)
+        queue.on_observe = metrics.observe
+    else:
+        store = JobStore(data_dir / "jobs.sqlite3")
+        queue = JobQueue(lambda job, progress: run_job(animator, job, progress),
+                         settings.max_queue, settings.workers, settings.job_ttl_s, store=store,
+                         dump=JobInput.dump, load=lambda data: JobInput.load(data, settings))
+        metrics = Metrics(queue)
 
-    queue.on_finish = observe
+        def observe(job: Job) -> None:
+            if job.status in FINISHED and job.started_at and job.finished_at:
+                metrics.observe(job.status, job.finished_at - job.started_at, job.done)
+
+        queue.on_finish = observe
     examples = _Examples(data_dir / "examples")
     limits = {"source": int(settings.max_image_mb * MB), "driving": int(settings.max_video_mb * MB)}
     static = Path(str(resources.files("fomm.app") / "static"))
@@ -210,14 +235,16 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
     async def lifespan(app: FastAPI):
         jobs_dir.mkdir(parents=True, exist_ok=True)
         queue.start()  # reads the jobs of an earlier run from the store
-        for folder in jobs_dir.iterdir():  # uploads cut short by a stop: no job owns them
-            if queue.get(folder.name) is None:
-                shutil.rmtree(folder, ignore_errors=True)
+        if not broker:  # with a broker the folder is shared: other servers' uploads are there
+            for folder in jobs_dir.iterdir():  # uploads cut short by a stop: no job owns them
+                if queue.get(folder.name) is None:
+                    shutil.rmtree(folder, ignore_errors=True)
         try:
             yield
         finally:
             await run_in_threadpool(queue.stop, settings.shutdown_grace_s)
-            store.close()
+            if store is not None:
+                store.close()
             if owned:
                 shutil.rmtree(data_dir, ignore_errors=True)
 
@@ -228,6 +255,7 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
     app.add_middleware(Guard, bind=settings.host, allowed_hosts=settings.allowed_hosts,
                        token=settings.token)
     app.state.settings, app.state.queue, app.state.animator = settings, queue, animator
+    app.state.storage = storage
 
     @app.exception_handler(UploadError)
     async def upload_error(request: Request, err: UploadError) -> JSONResponse:
@@ -267,7 +295,7 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
     @app.post("/v1/animations", status_code=202, openapi_extra=_FORM_SCHEMA,
               summary="Upload a source image and a driving video; queue an animation")
     async def create_animation(request: Request) -> JSONResponse:
-        queue.check_room()  # refuse before reading a large body when full
+        await run_in_threadpool(queue.check_room)  # refuse before reading a large body when full
         if uploads["in_flight"] >= settings.max_queue + settings.workers:
             raise QueueFull(5, "too many uploads in progress")
         uploads["in_flight"] += 1
@@ -306,7 +334,7 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
                                   f"out of range: the video has {info.num_frames} frames")
             job = Job(job_id, folder, JobInput(source, driving, options, names, form.fields),
                       total=info.num_frames)
-            queue.submit(job)
+            await run_in_threadpool(queue.submit, job)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -323,11 +351,14 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
     @app.get("/v1/animations/{job_id}/result.mp4", summary="The animated video (H.264 MP4)",
              response_class=FileResponse)
     def get_result(job_id: str):
+        name = f"fomm-{job_id[:8]}.mp4"
+        if broker:
+            return _broker_result(queue, storage, job_id, name)
         job = job_or_404(job_id)
         if job.status != "succeeded" or not job.output.is_file():
             return _error(409, "not_ready", f"the animation is {job.status}, not succeeded")
         return FileResponse(job.output, media_type="video/mp4",
-                            filename=f"fomm-{job_id[:8]}.mp4", content_disposition_type="inline")
+                            filename=name, content_disposition_type="inline")
 
     @app.delete("/v1/animations/{job_id}", summary="Cancel an animation and delete its files")
     def delete_animation(job_id: str) -> dict[str, Any]:
@@ -336,13 +367,27 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
             raise HTTPException(404, "no such animation (unknown id, deleted, or expired)")
         return state
 
-    @app.get("/healthz", summary="Liveness, queue and model")
-    def healthz() -> dict[str, Any]:
-        cfg = animator.config
-        return {"status": "ok", "version": __version__, "queue": queue.stats(),
-                "storage": {"kind": "directory", "ok": store.ping() and jobs_dir.is_dir()},
-                "model": {"architecture": cfg.architecture, "image_size": cfg.image_size,
-                          "num_kp": cfg.num_kp, "device": str(animator.device)}}
+    @app.get("/healthz", summary="Liveness: broker and storage (details with the token)")
+    def healthz(request: Request) -> JSONResponse:
+        checks: dict[str, dict[str, Any]] = {}
+        if broker:
+            checks["broker"] = {"kind": "redis", "ok": queue.ping()}
+            checks["storage"] = {"kind": storage.kind, "ok": storage.ping()}
+        else:
+            checks["storage"] = {"kind": "directory",
+                                 "ok": store.ping() and jobs_dir.is_dir()}
+        ok = all(check["ok"] for check in checks.values())
+        body: dict[str, Any] = {"status": "ok" if ok else "degraded"}
+        if not request.scope.get(AUTHORIZED, True):  # no token given: up or not, nothing more
+            body.update({name: {"ok": check["ok"]} for name, check in checks.items()})
+            return JSONResponse(body, 200 if ok else 503)
+        body.update({"version": __version__, **checks})
+        body["queue"] = queue.stats() if ok or not broker else None
+        if animator is not None:
+            cfg = animator.config
+            body["model"] = {"architecture": cfg.architecture, "image_size": cfg.image_size,
+                             "num_kp": cfg.num_kp, "device": str(animator.device)}
+        return JSONResponse(body, 200 if ok else 503)
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     def get_metrics() -> Response:
@@ -367,13 +412,32 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
     def index() -> FileResponse:
         return FileResponse(static / "index.html", media_type="text/html")
 
-    from fomm.app.live import add_live_routes
+    if animator is not None:  # with a broker no model is loaded here: no live page
+        from fomm.app.live import add_live_routes
 
-    add_live_routes(app, animator, AnimateOptions(device=settings.device,
-                                                  precision=settings.precision,
-                                                  progress=False))
+        add_live_routes(app, animator, AnimateOptions(device=settings.device,
+                                                      precision=settings.precision,
+                                                      progress=False))
     app.mount("/static", StaticFiles(directory=static), name="static")
     return app
+
+
+def _broker_result(queue, storage, job_id: str, filename: str) -> Response:
+    """The result of a broker job: the file from shared storage, or streamed from S3."""
+    state = queue.state(job_id)
+    if state is None:
+        raise HTTPException(404, "no such animation (unknown id, deleted, or expired)")
+    key = state["result_key"]
+    size = storage.size(key) if state["status"] == "succeeded" and key else None
+    if size is None:
+        return _error(409, "not_ready", f"the animation is {state['status']}, not succeeded")
+    local = storage.local(key)
+    if local is not None:
+        return FileResponse(local, media_type="video/mp4", filename=filename,
+                            content_disposition_type="inline")
+    return StreamingResponse(storage.stream(key), media_type="video/mp4",
+                             headers={"content-length": str(size),
+                                      "content-disposition": f'inline; filename="{filename}"'})
 
 
 _FORM_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {

@@ -9,7 +9,8 @@ Every HTTP request and WebSocket handshake passes through :class:`Guard` before 
 - A browser request from another site is refused: ``Sec-Fetch-Site`` other than ``same-origin``
   or ``none``, or an ``Origin`` whose host is not the request's ``Host``.
 - With a token, every request but the page and its static files needs
-  ``Authorization: Bearer TOKEN``. Browsers cannot set headers on a WebSocket, so there the
+  ``Authorization: Bearer TOKEN``; ``/healthz`` answers without it, up or down and no more.
+  Browsers cannot set headers on a WebSocket, so there the
   token comes as the subprotocol ``bearer.TOKEN`` next to ``fomm``, and ``fomm`` is accepted.
 - Every HTTP response gets ``X-Content-Type-Options``, ``X-Frame-Options``, a CSP and
   ``Referrer-Policy``.
@@ -35,6 +36,9 @@ WILDCARD = ("0.0.0.0", "::", "")
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~-]{16,}")  # also a valid WebSocket subprotocol
 PUBLIC_PATHS = ("/", "/favicon.ico")  # the page must load to ask for the token
 PUBLIC_PREFIXES = ("/static/",)
+# answered without the token (liveness probes) but told so: scope[AUTHORIZED] is False then
+OPEN_PATHS = ("/healthz",)
+AUTHORIZED = "fomm.authorized"
 SUBPROTOCOL = "fomm"
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -143,6 +147,9 @@ class Guard:
         candidates = [given[7:].strip()] if given[:7].lower() == "bearer " else []
         candidates += [p[7:] for p in offered if p.startswith("bearer.")]
         if not any(hmac.compare_digest(c.encode(), self.token.encode()) for c in candidates):
+            if scope["type"] == "http" and scope.get("path") in OPEN_PATHS:
+                scope[AUTHORIZED] = False
+                return None
             return 401, "unauthorized", "this server needs its token: Authorization: Bearer TOKEN"
         return None
 

@@ -62,6 +62,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="finished jobs and their files are deleted after this (default 3600)")
     limits.add_argument("--shutdown-grace-s", type=float, default=30,
                         help="at shutdown, how long a running job may still take (default 30)")
+    limits.add_argument("--header-timeout-s", type=positive_float, default=10,
+                        help="a connection must send its request headers within this "
+                             "(default 10; slower clients are cut off)")
+    scale = p.add_argument_group("several machines")
+    scale.add_argument("--broker", metavar="URL", default=os.environ.get("FOMM_BROKER"),
+                       help="Redis URL (redis://HOST:PORT/DB): queue jobs there for 'fomm "
+                            "worker' processes instead of running them here; no model is "
+                            "loaded here, --workers is ignored (default: FOMM_BROKER)")
+    scale.add_argument("--storage", metavar="s3://BUCKET/PREFIX",
+                       help="with --broker: object storage the workers share (boto3; endpoint "
+                            "and keys from AWS_* variables); default: <data-dir>/jobs, which "
+                            "must then be a folder the workers see")
+    scale.add_argument("--job-timeout-s", type=positive_float, default=3600,
+                       help="with --broker: a job running longer fails (default 3600)")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)
@@ -79,6 +93,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     if args.max_queue < 0:
         raise FommError("--max-queue must be 0 or more")
+    if args.broker and not args.data_dir:
+        raise FommError("--broker needs --data-dir: uploads are kept there (with the default "
+                        "storage, a folder the workers see too)")
+    if args.storage and not args.broker:
+        raise FommError("--storage is for --broker (the embedded queue keeps files in "
+                        "--data-dir)")
     if args.token:
         try:
             check_token(args.token)
@@ -94,14 +114,25 @@ def cmd_serve(args: argparse.Namespace) -> None:
         max_video_mb=args.max_video_mb, max_duration_s=args.max_duration_s,
         max_resolution=args.max_resolution, job_ttl_s=args.job_ttl_s,
         shutdown_grace_s=args.shutdown_grace_s, host=args.host,
-        allowed_hosts=tuple(args.allowed_host), token=args.token or None, docs=args.docs)
+        allowed_hosts=tuple(args.allowed_host), token=args.token or None, docs=args.docs,
+        broker=args.broker or None, storage=args.storage, job_timeout_s=args.job_timeout_s,
+        header_timeout_s=args.header_timeout_s)
     app = create_app(settings)
     if args.host not in LOOPBACK and not args.token:
         print(f"warning: listening on {args.host} without a token (--insecure)")
     docs = " (API docs at /docs)" if args.docs else ""
     print(f"fomm serve: http://{args.host}:{args.port}/{docs}", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                timeout_graceful_shutdown=max(5, int(args.shutdown_grace_s) + 5))
+                timeout_graceful_shutdown=max(5, int(args.shutdown_grace_s) + 5),
+                **server_options(settings))
+
+
+def server_options(settings) -> dict:
+    """uvicorn options that bound slow clients: header deadline, header size, keep-alive."""
+    from fomm.app.protocol import MAX_HEADER_BYTES, bounded_h11
+
+    return {"http": bounded_h11(settings.header_timeout_s), "timeout_keep_alive": 5,
+            "h11_max_incomplete_event_size": MAX_HEADER_BYTES}
 
 
 @contextlib.contextmanager
@@ -115,7 +146,9 @@ def serve_in_thread(app, host: str = "127.0.0.1", timeout_s: float = 30) -> Iter
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.bind((host, 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    settings = getattr(getattr(app, "state", None), "settings", None)
+    options = server_options(settings) if settings is not None else {}
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
                               name="fomm-uvicorn")
     thread.start()

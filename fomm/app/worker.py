@@ -1,0 +1,310 @@
+"""``fomm worker``: runs the jobs that ``fomm serve --broker`` queues in Redis, on any machine.
+
+One model per worker process, loaded at start; one job at a time (start more workers for more).
+The RQ worker runs each job in its own process (no fork: the model stays loaded) while a thread
+renews the job's lease and RQ's heartbeat. A worker that dies (SIGKILL, power cut) stops renewing;
+after ``3 × --heartbeat-s`` RQ's cleanup, run by every API process and worker, queues the job again
+for another worker (:mod:`fomm.app.broker`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import shutil
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fomm.argtypes import positive_float, positive_int
+from fomm.errors import FommError
+
+log = logging.getLogger("fomm.worker")
+PROGRESS_EVERY_S = 0.5  # progress written to Redis at most this often
+_RUNNER: Runner | None = None  # set by cmd_worker; RQ calls run_job in this process
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``fomm worker`` to the CLI."""
+    from fomm.cli import add_model_arguments
+
+    p = subparsers.add_parser(
+        "worker", help="run the jobs of 'fomm serve --broker' (any machine that sees the broker)",
+        description="Take animation jobs from the Redis broker that 'fomm serve --broker' feeds "
+                    "and run them, one at a time, with one model loaded at start. Needs the "
+                    "same storage as the API: the same --data-dir (a shared filesystem) or the "
+                    "same --storage s3://BUCKET/PREFIX.")
+    p.add_argument("--broker", required=True, metavar="URL",
+                   default=os.environ.get("FOMM_BROKER"),
+                   help="Redis URL, redis://HOST:PORT/DB (default: FOMM_BROKER)")
+    p.add_argument("--data-dir", required=True, metavar="DIR",
+                   help="the API's --data-dir (jobs/ there holds the files) or, with "
+                        "--storage s3://..., a local scratch folder")
+    p.add_argument("--storage", metavar="s3://BUCKET/PREFIX",
+                   help="object storage shared with the API (default: <data-dir>/jobs)")
+    add_model_arguments(p)
+    run = p.add_argument_group("run")
+    run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    run.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
+    run.add_argument("--batch-size", type=positive_int, default=8,
+                     help="driving frames per network call (default 8)")
+    run.add_argument("--heartbeat-s", type=positive_float, default=10,
+                     help="how often the worker says it is alive; a job whose worker is silent "
+                          "for 3x this is given to another worker (default 10)")
+    run.add_argument("--name", help="worker name in logs and metrics (default host:pid)")
+    p.add_argument("--log-level", default="info",
+                   choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=cmd_worker)
+
+
+@dataclass
+class Runner:
+    """What a job needs in this process: Redis, storage, the model and the form's settings."""
+
+    client: Any
+    storage: Any
+    animator: Any
+    settings: Any  # fomm.app.api.Settings (batch size, device, precision for the options)
+    scratch: Path
+    name: str
+    lease_s: float = 30.0
+
+    def run(self, job_id: str) -> str:
+        """Claim ``job_id``, animate it, write the result once; returns what happened."""
+        from fomm.app.broker import Scripts, job_key, lease_key
+
+        scripts = Scripts(self.client)
+        token = secrets.token_hex(8)
+        lease_ms = int(self.lease_s * 1000)
+        claim = scripts.claim([job_key(job_id), lease_key(job_id)],
+                              [token, lease_ms, self.name, time.time()], client=self.client)
+        claim = claim.decode() if isinstance(claim, bytes) else claim
+        if claim != "ok":
+            log.info("job %s: not run (%s)", job_id, claim)
+            return claim
+        log.info("job %s: started (attempt %s)", job_id, token)
+        run = _Run(self, scripts, job_id, token, lease_ms)
+        try:
+            return run.execute()
+        finally:
+            run.stop()
+
+
+class _Run:
+    """One attempt at one job: the lease, the progress, the files."""
+
+    def __init__(self, runner: Runner, scripts, job_id: str, token: str, lease_ms: int) -> None:
+        from fomm.app.broker import job_key, lease_key
+
+        self.runner, self.scripts, self.job_id, self.token = runner, scripts, job_id, token
+        self.keys = [job_key(job_id), lease_key(job_id)]
+        self.lease_ms = lease_ms
+        self.now_status = "running"  # what the last beat said the job is
+        self.cancel = threading.Event()
+        self._stop = threading.Event()
+        self._progress: tuple[int, int | None] | None = None
+        self._last_write = 0.0
+        self._thread = threading.Thread(target=self._renew, daemon=True,
+                                        name=f"fomm-lease-{job_id[:8]}")
+        self._thread.start()
+
+    def beat(self, progress: tuple[int, int | None] | None = None) -> None:
+        args = [self.token, self.lease_ms]
+        if progress is not None:
+            done, total = progress
+            args += [done, "" if total is None else total]
+        status = self.scripts.beat(self.keys, args, client=self.runner.client)
+        self.now_status = status.decode() if isinstance(status, bytes) else status
+        if self.now_status != "running":
+            self.cancel.set()
+
+    def _renew(self) -> None:
+        period = max(0.2, self.lease_ms / 3000)
+        while not self._stop.wait(period):
+            try:
+                self.beat()
+            except Exception:  # Redis away: the next beat may work; the lease says how long
+                log.warning("job %s: lease renewal failed", self.job_id, exc_info=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def on_progress(self, done: int, total: int | None) -> None:
+        from fomm.app.jobs import Cancelled
+
+        now = time.monotonic()
+        if now - self._last_write >= PROGRESS_EVERY_S:
+            self._last_write = now
+            self.beat((done, total))
+        self._progress = (done, total)
+        if self.cancel.is_set():
+            raise Cancelled
+
+    def execute(self) -> str:
+        from rq.timeouts import JobTimeoutException
+
+        from fomm.app.api import JobInput, parse_options, public_message
+        from fomm.app.broker import GENERIC_ERROR, Scripts, decode_state
+        from fomm.app.jobs import Cancelled
+        from fomm.pipeline import animate_file
+
+        runner, storage = self.runner, self.runner.storage
+        state = decode_state(runner.client.hgetall(self.keys[0]))
+        payload = state["payload"]
+        scratch = runner.scratch / f"{self.job_id}-{self.token}"
+        result_key = f"{self.job_id}/result-{self.token}.mp4"
+        local = storage.local(result_key)
+        output = local if local is not None else scratch / "result.mp4"
+        status, error, result = "failed", None, None
+        names: dict[str, str] = {}
+        started = time.time()
+        try:
+            source = storage.fetch(payload["source"], scratch)
+            driving = storage.fetch(payload["driving"], scratch)
+            names = {str(source): payload["filenames"]["source"],
+                     str(driving): payload["filenames"]["driving"], str(scratch): "",
+                     str(output.parent): ""}
+            inp = JobInput(source, driving, parse_options(payload["fields"], runner.settings),
+                           names, payload["fields"])
+            output.parent.mkdir(parents=True, exist_ok=True)
+            done = animate_file(inp.source, inp.driving, output, inp.options,
+                                animator=runner.animator, on_progress=self.on_progress)
+            if local is None:
+                storage.put(result_key, output)
+            status = "succeeded"
+            result = {"frames": done.frames, "fps": done.fps, "width": done.size[0],
+                      "height": done.size[1], "faces": done.faces}
+        except Cancelled:
+            status = ""
+        except FommError as err:
+            error = public_message(str(err), names)
+        except JobTimeoutException:
+            error = "the job took longer than the server's limit"
+        except Exception:
+            log.exception("job %s failed", self.job_id)
+            error = GENERIC_ERROR
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        self.stop()
+        if self.cancel.is_set() or not status:
+            return self._abandon(result_key, local)
+        frames = result["frames"] if result else (self._progress or (0, None))[0]
+        observation = {"status": status, "seconds": time.time() - started, "frames": frames}
+        written = Scripts(runner.client).finish(
+            [*self.keys, *_finish_keys()],
+            [self.token, self.job_id, time.time(), status, error or "",
+             json.dumps(result) if result else "", result_key if result else "", frames,
+             json.dumps(observation)], client=runner.client)
+        if not written:
+            return self._abandon(result_key, local)
+        try:  # the result stays until the TTL; the inputs (and a dead run's leftovers) go now
+            if status == "succeeded":
+                storage.keep_only(result_key)
+            else:
+                storage.delete(self.job_id)
+        except Exception:  # leftovers go with the job at its TTL
+            log.warning("job %s: could not tidy its files", self.job_id, exc_info=True)
+        log.info("job %s: %s", self.job_id, status)
+        return status
+
+    def _abandon(self, result_key: str, local: Path | None) -> str:
+        """The job was cancelled or taken by another run: drop what this run wrote."""
+        storage = self.runner.storage
+        _remove(storage, result_key)
+        if self.now_status == "cancelled":
+            storage.delete(self.job_id)  # a cancelled job keeps no files
+        log.info("job %s: stopped (%s)", self.job_id, self.now_status)
+        return self.now_status
+
+
+def _finish_keys() -> list[str]:
+    from fomm.app.broker import ACTIVE, FINISHED_SET, OBSERVED, RECENT
+
+    return [ACTIVE, FINISHED_SET, OBSERVED, RECENT]
+
+
+def _remove(storage, key: str) -> None:
+    try:
+        storage.remove(key)
+    except Exception:  # a leftover file goes with the job's folder at its TTL
+        log.warning("could not remove %s", key, exc_info=True)
+
+
+def run_job(job_id: str) -> str:
+    """The function RQ runs for each job (in a ``fomm worker`` process)."""
+    if _RUNNER is None:
+        raise RuntimeError("run_job runs inside 'fomm worker' only")
+    return _RUNNER.run(job_id)
+
+
+def make_worker(client, name: str, heartbeat_s: float):
+    """An RQ worker on the fomm queue that runs jobs in-process and renews them every beat."""
+    from rq import SimpleWorker
+
+    from fomm.app.broker import QUEUE
+
+    lease_s = 3 * heartbeat_s
+
+    class FommWorker(SimpleWorker):
+        def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
+            return max(1, round(lease_s))  # RQ's started registry expires the job after this
+
+        def execute_job(self, job, queue) -> None:
+            execution = self.prepare_execution(job)
+            stop = threading.Event()
+
+            def beat() -> None:
+                while not stop.wait(heartbeat_s):
+                    try:
+                        self.maintain_heartbeats(job, execution)
+                    except Exception:
+                        self.log.warning("heartbeat failed", exc_info=True)
+
+            thread = threading.Thread(target=beat, daemon=True, name="fomm-rq-heartbeat")
+            thread.start()
+            try:
+                self.perform_job(job, queue, execution)
+            finally:
+                stop.set()
+                thread.join(timeout=10)
+            from rq.worker import WorkerStatus
+
+            self.set_state(WorkerStatus.IDLE)
+
+    # the idle loop wakes (heartbeat, registry cleanup) every lease; dead workers' keys expire
+    ttl = max(16, round(lease_s) + 15)
+    return FommWorker([QUEUE], connection=client, name=name, worker_ttl=ttl,
+                      maintenance_interval=max(1, round(heartbeat_s)))
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from fomm.app.api import Settings, _load_animator
+    from fomm.app.broker import _safe_url, connect
+    from fomm.app.storage import open_storage
+
+    global _RUNNER
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    client = connect(args.broker)
+    storage = open_storage(args.storage, args.data_dir)
+    settings = Settings(checkpoint=args.checkpoint, config=args.config, flavour=args.flavour,
+                        device=args.device, precision=args.precision, batch_size=args.batch_size,
+                        data_dir=args.data_dir)
+    animator = _load_animator(settings)
+    name = args.name or f"{socket.gethostname()}:{os.getpid()}"
+    scratch = Path(args.data_dir) / "scratch" / secrets.token_hex(4)
+    _RUNNER = Runner(client, storage, animator, settings, scratch, name, 3 * args.heartbeat_s)
+    worker = make_worker(client, name, args.heartbeat_s)
+    print(f"fomm worker {name}: {_safe_url(args.broker)}, storage {storage.kind}, "
+          f"device {animator.device}", flush=True)
+    try:
+        worker.work(with_scheduler=False, logging_level=args.log_level.upper())
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
