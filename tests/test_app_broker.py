@@ -215,7 +215,7 @@ def test_two_apis_two_workers_and_a_worker_killed_mid_job(tmp_path, redis, redis
     """
     models, cfg = tiny_models(image_size=64)
     save_checkpoint(tmp_path / "tiny.safetensors", models, cfg)
-    clip = write_clip(tmp_path / "long.mp4", frames=base.moving_square(15) * 4, fps=25)
+    clip = write_clip(tmp_path / "long.mp4", frames=base.moving_square(15) * 2, fps=25)
     shared, logs = tmp_path / "shared", tmp_path / "logs"
     logs.mkdir()
     ports = [free_port(), free_port()]
@@ -230,12 +230,8 @@ def test_two_apis_two_workers_and_a_worker_killed_mid_job(tmp_path, redis, redis
     urls = [f"http://127.0.0.1:{p}" for p in ports]
     procs = [*apis, *workers.values()]
     try:
-        for url in urls:
+        for url in urls:  # the API processes load no model: they are up long before the workers
             wait_ready(url, procs)
-        deadline = time.monotonic() + 120
-        while httpx.get(f"{urls[0]}/healthz").json()["queue"]["workers"] < 2:
-            assert all(p.poll() is None for p in procs) and time.monotonic() < deadline
-            time.sleep(0.2)
         ids = []
         for n in range(12):
             with httpx.Client(base_url=urls[n % 2], timeout=30) as http:
@@ -243,7 +239,7 @@ def test_two_apis_two_workers_and_a_worker_killed_mid_job(tmp_path, redis, redis
                 assert r.status_code == 202, r.text
                 ids.append(r.json()["id"])
         victim = None
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # the workers load torch and the model first
         while victim is None:  # the first job seen running with frames done: kill its worker
             assert time.monotonic() < deadline, "no job was seen running"
             for job_id in ids:
@@ -258,10 +254,10 @@ def test_two_apis_two_workers_and_a_worker_killed_mid_job(tmp_path, redis, redis
             with httpx.Client(base_url=urls[(n + 1) % 2], timeout=30) as http:
                 states[job_id] = wait(http, f"/v1/animations/{job_id}", timeout=150)
                 assert states[job_id]["status"] == "succeeded", (states[job_id], _logs(logs))
-                assert states[job_id]["progress"] == {"done": 60, "total": 60}
+                assert states[job_id]["progress"] == {"done": 30, "total": 30}
                 out = tmp_path / f"{job_id}.mp4"
                 out.write_bytes(http.get(f"/v1/animations/{job_id}/result.mp4").content)
-                assert count_frames(out) == 60
+                assert count_frames(out) == 30
         for job_id in ids:
             completions, attempts = redis.hmget(job_key(job_id), "completions", "attempts")
             assert int(completions) == 1, job_id  # one result per job, written once
@@ -275,9 +271,10 @@ def test_two_apis_two_workers_and_a_worker_killed_mid_job(tmp_path, redis, redis
                 proc.send_signal(signal.SIGINT if proc in apis else signal.SIGTERM)
         for proc in procs:
             try:
-                proc.wait(timeout=30)
+                proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
 
 
 def _logs(folder: Path) -> str:

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,7 +26,6 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from fomm import __version__
-from fomm.animate import Animator
 from fomm.app.guard import AUTHORIZED, Guard
 from fomm.app.jobs import FINISHED, Cancelled, Job, JobQueue, QueueFull, new_job_id
 from fomm.app.metrics import CONTENT_TYPE, Metrics
@@ -34,7 +33,9 @@ from fomm.app.store import JobStore
 from fomm.app.uploads import MB, UploadError, check_image, check_video, read_form
 from fomm.config import CROP_DRIVING_CHOICES, AnimateOptions
 from fomm.errors import FommError
-from fomm.pipeline import animate_file
+
+if TYPE_CHECKING:  # torch is imported only where a model runs (not by a broker's API process)
+    from fomm.animate import Animator
 
 log = logging.getLogger("fomm.serve")
 BOOLEAN_OPTIONS = {"relative": True, "adapt_scale": False, "crop": True, "multi_person": False,
@@ -137,6 +138,8 @@ def parse_options(fields: dict[str, str], settings: Settings) -> AnimateOptions:
 
 def run_job(animator: Animator, job: Job, on_progress) -> dict[str, Any]:
     """The worker's work: animate, then drop the inputs (the result stays until the TTL)."""
+    from fomm.pipeline import animate_file
+
     inp: JobInput = job.payload
     keep_inputs = False
     try:
@@ -156,6 +159,7 @@ def run_job(animator: Animator, job: Job, on_progress) -> dict[str, Any]:
 
 
 def _load_animator(settings: Settings) -> Animator:
+    from fomm.animate import Animator
     from fomm.api import load_model
 
     models, config = load_model(settings.checkpoint, config=settings.config,
