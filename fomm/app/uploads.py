@@ -16,7 +16,6 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from fomm.errors import InputError
-from fomm.image import read_image
 from fomm.video import VideoInfo, probe
 
 MB = 1024 * 1024
@@ -32,6 +31,7 @@ VIDEO_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg",
 # sizes of the pictures that come out are checked
 HIDDEN_KEYFRAME_CODECS = frozenset({"vp8", "vp9", "av1", "gif"})
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
+PROBE_MAX_SIDE = 16384  # without --max-resolution: the largest frame FFmpeg may decode to probe
 MAX_FPS = 120.0  # frames per second a driving video may have
 
 
@@ -202,17 +202,19 @@ def check_image(path: Path, name: str, max_resolution: int | None) -> tuple[int,
     try:  # the header first, so that a huge image is refused before it is decoded
         with Image.open(path, formats=IMAGE_FORMATS) as img:
             width, height = img.size
+            if max_resolution and max(width, height) > max_resolution:
+                raise UploadError(422, "resolution_too_large", f"{name} is {width}x{height}; "
+                                  f"the largest side may be {max_resolution} px")
+            # decoded once to prove it whole, by PIL: at most 4 bytes a pixel (16-bit colour
+            # comes as 8-bit), where read_image's full-depth decode of a 16-bit RGBA 4096² PNG
+            # peaks at 5x that; the job decodes it again with read_image
+            img.load()
+    except UploadError:
+        raise
     except Exception as err:  # PIL raises many types
-        raise UploadError(415, "invalid_image", f"{name} is not a PNG, JPEG, WebP, BMP, GIF or "
-                          "TIFF image") from err
-    if max_resolution and max(width, height) > max_resolution:
-        raise UploadError(422, "resolution_too_large", f"{name} is {width}x{height}; the largest "
-                          f"side may be {max_resolution} px")
-    try:
-        image = read_image(path)
-    except InputError as err:
-        raise UploadError(415, "invalid_image", _public(err, path, name)) from err
-    return image.shape[1], image.shape[0]
+        raise UploadError(415, "invalid_image", f"{name} is not a readable PNG, JPEG, WebP, BMP, "
+                          "GIF or TIFF image") from err
+    return width, height
 
 
 def check_video_header(path: Path, name: str, max_resolution: int | None,
@@ -236,8 +238,12 @@ def check_video_header(path: Path, name: str, max_resolution: int | None,
         return UploadError(415, "invalid_video", f"{name} {message}")
 
     try:
+        # opening probes the streams, which decodes a frame when the header lacks details:
+        # max_pixels keeps FFmpeg from allocating a huge one there too (a 16000² PNG in a MOV)
+        pixels = str((max_resolution or PROBE_MAX_SIDE) ** 2)
         container = av.open(str(path), container_options={
-            "format_whitelist": ",".join(VIDEO_FORMATS), "protocol_whitelist": "file"})
+            "format_whitelist": ",".join(VIDEO_FORMATS), "protocol_whitelist": "file"},
+            options={"max_pixels": pixels})  # options: the container's and every stream's
     except (av.FFmpegError, OSError, ValueError) as err:
         raise refuse("is not a readable video (this server reads MP4, MOV, MKV, WebM, AVI, "
                      "MPEG-TS, raw H.264/H.265)") from err
