@@ -85,9 +85,9 @@ def broker_app(tmp_path: Path, redis_url: str, **settings):
     return create_app(Settings(data_dir=str(tmp_path / "shared"), broker=redis_url, **settings))
 
 
-def run_worker_here(redis, tmp_path: Path, animator, name: str = "here") -> None:
+def run_worker_here(redis, tmp_path: Path, animator, name: str = "here", storage=None) -> None:
     """A worker in this thread that runs what is queued now, then returns (RQ's burst mode)."""
-    storage = DirectoryStorage(tmp_path / "shared" / "jobs")
+    storage = storage or DirectoryStorage(tmp_path / "shared" / "jobs")
     worker_module._RUNNER = worker_module.Runner(
         redis, storage, animator, Settings(device="cpu"), tmp_path / "scratch", name, 3.0)
     try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -317,6 +318,9 @@ class BrokerJobs:
         except BaseException:
             self.storage.delete(job.id)
             raise
+        finally:
+            if self.storage.local(keys["source"]) is None:  # sent on: the local copies go
+                shutil.rmtree(job.folder, ignore_errors=True)
 
     def state(self, job_id: str) -> dict[str, Any] | None:
         raw = self.client.hgetall(job_key(job_id))
