@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from fomm import motion
+from fomm.backends import build_onnx, resolve_backend
 from fomm.config import ModelConfig
 from fomm.errors import FommError
 from fomm.image import resize, to_frames, to_tensor
@@ -59,6 +60,7 @@ class Source:
     kp: Keypoints  # (1, K, ·)
     encoding: SourceEncoding
     detail: Tensor | None = None  # (1, C, R, R) the source at the output resolution (--detail)
+    arrays: dict | None = None  # the source's generator inputs for the ONNX backend, made once
 
 
 class Animator:
@@ -71,7 +73,7 @@ class Animator:
     """
 
     def __init__(self, models: Models, config: ModelConfig, device: str = "auto",
-                 precision: str = "fp32") -> None:
+                 precision: str = "fp32", backend: str | None = None) -> None:
         self.device = resolve_device(device)
         # "auto": bf16 on a CPU that computes it natively, else fp32 (fomm.precision)
         self.precision = resolve_precision(precision, self.device)
@@ -91,6 +93,13 @@ class Animator:
         self._islands = self.device.type == "cpu" and self.dtype is not torch.float32
         if self._islands:
             mark_islands(self.kp_detector, self.generator)
+        # per-frame networks on ONNX Runtime (CPU, fp32) or torch eager (fomm.backends);
+        # None reads $FOMM_BACKEND, default auto
+        self._onnx = None
+        if resolve_backend(backend, self.device, self.precision) == "onnx":
+            self._onnx = build_onnx(self.kp_detector, self.generator, self.size,
+                                    explicit=(backend or "auto") == "onnx")
+        self.backend = "torch" if self._onnx is None else "onnx"
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is torch.float32:
@@ -111,6 +120,8 @@ class Animator:
     @torch.inference_mode()
     def keypoints(self, images: Tensor) -> Keypoints:
         """Keypoints of (B, 3, S, S) images, float32."""
+        if self._onnx is not None:
+            return self._onnx.keypoints(images)
         with self._autocast():
             kp = self.kp_detector(images)
         return kp.to(torch.float32)
@@ -127,16 +138,22 @@ class Animator:
         with self._autocast():
             encoding = self.generator.encode_source(tensor)
         high = None if detail is None else to_tensor(detail).to(self.device)
-        return Source(tensor, self.keypoints(tensor), encoding, high)
+        arrays = None if self._onnx is None else self._onnx.source_arrays(tensor, encoding)
+        return Source(tensor, self.keypoints(tensor), encoding, high, arrays)
 
     @torch.inference_mode()
     def generate(self, source: Source, kp_driving: Keypoints) -> Tensor:
         """Frames for a batch of driving keypoints: (B, 3, S, S) float32 in [0, 1], or
         (B, 3, R, R) when the source has ``detail``."""
         bs = kp_driving.value.shape[0]
-        with self._autocast():
-            out = self.generator(source.image, kp_driving, source.kp.expand(bs),
-                                 encoded=source.encoding, with_deformed=False)
+        if self._onnx is not None:
+            if source.arrays is None:
+                source.arrays = self._onnx.source_arrays(source.image, source.encoding)
+            out = self._onnx.generate(source.arrays, kp_driving, source.kp)
+        else:
+            with self._autocast():
+                out = self.generator(source.image, kp_driving, source.kp.expand(bs),
+                                     encoded=source.encoding, with_deformed=False)
         if source.detail is not None:
             from fomm.detail import render_batched
 

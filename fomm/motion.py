@@ -7,6 +7,7 @@ shape comments: B batch, K keypoints, H W spatial size.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -231,9 +232,21 @@ def border_blend_weights(height: int, width: int, pad: int = 5, dtype: torch.dty
     Same as ``cv2.GaussianBlur(M, (9, 9), 0)`` (zero border) on ``M = 1`` inside the border; the
     deformation is then ``w * deformation + (1 - w) * identity``.
 
+    Cached per size (do not modify the result in place): it depends on the size only, and a
+    cached tensor is a constant to the ONNX exporter (which has no float64 convolution).
+
     Returns:
         (1, H, W, 1) weights in [0, 1].
     """
+    # inference-mode tensors cannot meet autograd: one cache entry for each mode
+    # int(): the ONNX tracer hands sizes over as tensors; the model size is fixed there
+    return _border_blend_weights(int(height), int(width), pad, dtype, device,
+                                 torch.is_inference_mode_enabled())
+
+
+@functools.lru_cache(maxsize=8)
+def _border_blend_weights(height: int, width: int, pad: int, dtype: torch.dtype,
+                          device: torch.device | str | None, inference: bool) -> Tensor:
     mask = torch.zeros(1, 1, height, width, dtype=torch.float64, device=device)
     mask[:, :, pad:height - pad, pad:width - pad] = 1.0
     # For ksize 9 and sigma 0 OpenCV does not sample a sigma-1.7 Gaussian: getGaussianKernel(9, 0)

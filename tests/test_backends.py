@@ -1,0 +1,104 @@
+"""Backends: ONNX Runtime on the CPU gives torch eager's numbers; auto, the override and errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from tiny import tiny_models
+
+from fomm import backends
+from fomm.animate import Animator
+from fomm.errors import FommError
+
+pytest.importorskip("onnxruntime", reason="the ONNX backend needs onnxruntime (fomm[fast])")
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FOMM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(backends.ENV, raising=False)
+
+
+def _frames(n: int, size: int = 64) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+    return [np.roll(base, (3 * i, 2 * i), (0, 1)) for i in range(n)]
+
+
+def test_resolve_backend(monkeypatch):
+    assert backends.resolve_backend("auto", CPU, "fp32") == "onnx"
+    assert backends.resolve_backend("auto", CPU, "bf16") == "torch"  # islands are torch's
+    assert backends.resolve_backend("auto", torch.device("cuda"), "fp32") == "torch"
+    assert backends.resolve_backend("torch", CPU, "fp32") == "torch"
+    monkeypatch.setenv(backends.ENV, "torch")
+    assert backends.resolve_backend(None, CPU, "fp32") == "torch"  # the override
+    with pytest.raises(FommError, match="unknown backend"):
+        backends.resolve_backend("tvm", CPU, "fp32")
+    with pytest.raises(FommError, match="CPU at fp32"):
+        backends.resolve_backend("onnx", CPU, "bf16")
+    monkeypatch.setattr(backends, "onnxruntime_available", lambda: False)
+    assert backends.resolve_backend("auto", CPU, "fp32") == "torch"
+    with pytest.raises(FommError, match=r"fomm\[fast\]"):
+        backends.resolve_backend("onnx", CPU, "fp32")
+
+
+@pytest.mark.parametrize("flavour", ["original", "paddle"])
+def test_onnx_matches_eager(flavour):
+    models, cfg = tiny_models(flavour=flavour)
+    eager = Animator(models, cfg, device="cpu", backend="torch")
+    fast = Animator(models, cfg, device="cpu", backend="onnx")
+    assert (eager.backend, fast.backend) == ("torch", "onnx")
+    frames = _frames(5)
+    images = eager.to_model_input(frames)
+    kp_e, kp_f = eager.keypoints(images), fast.keypoints(images)
+    assert torch.allclose(kp_e.value, kp_f.value, atol=1e-5)
+    assert torch.allclose(kp_e.jacobian, kp_f.jacobian, atol=1e-4)
+    src_e, src_f = eager.prepare_source(frames[0]), fast.prepare_source(frames[0])
+    out_e, out_f = eager.generate(src_e, kp_e), fast.generate(src_f, kp_e)  # batch of 5
+    assert out_f.shape == out_e.shape
+    assert (out_e - out_f).abs().max() < 1e-4
+    one = np.stack(list(fast.animate(src_f, frames, batch_size=1)))
+    four = np.stack(list(fast.animate(src_f, frames, batch_size=4)))
+    ref = np.stack(list(eager.animate(src_e, frames, batch_size=4)))
+    assert np.abs(one.astype(int) - four.astype(int)).max() <= 1
+    assert np.abs(ref.astype(int) - four.astype(int)).max() <= 1
+
+
+def test_onnx_detail_matches_eager():
+    models, cfg = tiny_models()
+    frames = _frames(3)
+    detail = np.kron(frames[0], np.ones((2, 2, 1), np.uint8))  # the crop at 2x: (128, 128, 3)
+    out = {}
+    for name in ("torch", "onnx"):
+        animator = Animator(models, cfg, device="cpu", backend=name)
+        source = animator.prepare_source(frames[0], detail=detail)
+        out[name] = np.stack(list(animator.animate(source, frames, batch_size=2)))
+    assert out["onnx"].shape == (3, 128, 128, 3)
+    assert np.abs(out["onnx"].astype(int) - out["torch"].astype(int)).max() <= 1
+
+
+def test_graphs_are_cached(tmp_path, monkeypatch):
+    models, cfg = tiny_models()
+    Animator(models, cfg, device="cpu", backend="onnx")
+    cached = sorted((tmp_path / "cache" / "onnx").glob("*.onnx"))
+    assert [p.name.split("-", 1)[1] for p in cached] == ["generator.onnx", "kp.onnx"]
+    monkeypatch.setattr(backends, "_export", lambda *a, **k: pytest.fail("exported again"))
+    assert Animator(models, cfg, device="cpu").backend == "onnx"
+    other, _ = tiny_models(seed=1)  # other weights: another key
+    assert backends.model_key(other.kp_detector, other.generator) != backends.model_key(
+        models.kp_detector, models.generator)
+
+
+def test_export_failure_falls_back_unless_asked(monkeypatch, capsys):
+    models, cfg = tiny_models()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no symbolic for this op")
+
+    monkeypatch.setattr(backends, "_export", broken)
+    assert Animator(models, cfg, device="cpu").backend == "torch"
+    assert "running torch eager" in capsys.readouterr().err
+    with pytest.raises(FommError, match="did not export"):
+        Animator(models, cfg, device="cpu", backend="onnx")
