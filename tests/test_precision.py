@@ -82,3 +82,23 @@ def test_bf16_islands_with_real_weights_within_tolerance():
         f"max {diff.max()} (/255)"
     )
     assert diff.mean() <= 1.0 and np.percentile(diff, 99) <= 8
+
+
+@pytest.mark.parametrize("command", ["animate", "live", "serve", "worker"])
+def test_every_command_takes_the_same_precisions(command):
+    import argparse
+    import importlib
+
+    from fomm.cli import LAZY_COMMANDS, build_parser
+
+    if command == "animate":
+        parser = build_parser()
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        p = sub.choices["animate"]
+    else:  # lazy subcommands register on their own
+        subparsers = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(LAZY_COMMANDS[command][0]).register(subparsers)
+        p = subparsers.choices[command]
+    action = next(a for a in p._actions if a.dest == "precision")
+    assert tuple(action.choices) == precision.PRECISIONS
+    assert action.default == "auto"
