@@ -279,3 +279,35 @@ def test_two_apis_two_workers_and_a_worker_killed_mid_job(tmp_path, redis, redis
 
 def _logs(folder: Path) -> str:
     return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(folder.iterdir()))
+
+
+def test_a_stalled_run_that_lost_its_job_cannot_write_a_result(redis):
+    """Run A stalls past its lease; the job is queued again and run B takes it. A's late finish
+    is refused, B's is kept: one result, written once."""
+    from fomm.app.broker import FINISHED_SET, OBSERVED, RECENT, Scripts, lease_key, stop_job
+
+    scripts = Scripts(redis)
+    keys = [job_key("j"), lease_key("j")]
+    redis.hset(job_key("j"), mapping={"status": "queued", "payload": "{}", "done": 0})
+    redis.zadd(ACTIVE, {"j": 1})
+
+    def claim(token: str) -> bytes:
+        return scripts.claim(keys, [token, 60_000, f"worker-{token}", time.time()])
+
+    def finish(token: str) -> int:
+        return scripts.finish([*keys, ACTIVE, FINISHED_SET, OBSERVED, RECENT],
+                              [token, "j", time.time(), "succeeded", "", '{"frames": 3}',
+                               f"j/result-{token}.mp4", 3, '{"status": "succeeded"}'])
+
+    assert claim("a") == b"ok"
+    assert claim("b") == b"leased"  # a second delivery while A is alive runs nothing
+    assert stop_job(redis, scripts, "j", error="", requeue=True) == "running"  # A's lease ran out
+    assert claim("b") == b"ok"
+    assert scripts.beat(keys, ["a", 60_000]) == b"lost"  # A learns at its next beat ...
+    assert finish("a") == 0  # ... and cannot write
+    assert finish("b") == 1
+    state = redis.hgetall(job_key("j"))
+    assert state[b"status"] == b"succeeded" and state[b"result_key"] == b"j/result-b.mp4"
+    assert state[b"completions"] == b"1" and state[b"attempts"] == b"2"
+    assert claim("c") == b"succeeded"  # a late duplicate delivery runs nothing
+    assert redis.zcard(ACTIVE) == 0 and redis.zscore(FINISHED_SET, "j") is not None

@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "and run them, one at a time, with one model loaded at start. Needs the "
                     "same storage as the API: the same --data-dir (a shared filesystem) or the "
                     "same --storage s3://BUCKET/PREFIX.")
-    p.add_argument("--broker", required=True, metavar="URL",
+    p.add_argument("--broker", required=not os.environ.get("FOMM_BROKER"), metavar="URL",
                    default=os.environ.get("FOMM_BROKER"),
                    help="Redis URL, redis://HOST:PORT/DB (default: FOMM_BROKER)")
     p.add_argument("--data-dir", required=True, metavar="DIR",
