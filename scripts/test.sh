@@ -4,6 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet "torch==2.13.0" -e ".[dev,serve,export,metrics]"
+# Parity references from PyPI (tests/parity/test_*_package.py): the original first-order-model
+# modules (deep-animator) and PaddleGAN's (ppgan, run by paddlepaddle). --no-deps, which an extra
+# in pyproject.toml cannot say: both pin ancient numpy/imageio/librosa/torchvision, and the tests
+# import only their FOMM modules (torch/paddle, numpy, scipy, yaml, tqdm, cv2, six).
+python -m pip install --quiet "paddlepaddle==3.3.1" six
+python -m pip install --quiet --no-deps "deep-animator==0.1.1" "ppgan==2.1.0"
 # Browser test: Debian's Chromium + Playwright's Python driver (never downloads a browser).
 bash scripts/install_browser.sh || echo "note: no browser could be installed; browser tests will skip"
 # Broker tests (tests/test_app_broker.py) start a real redis-server: Debian's, installed when missing.

@@ -1,0 +1,89 @@
+"""The PyPI references are the references: on the shared fixtures' checkpoints, deep-animator
+reproduces the original repository's outputs and ppgan (patched as in
+:func:`parity.packages.load_ppgan`) PaddleGAN master's. This ties the package tests
+(test_original_package.py, test_paddlegan_package.py) to ../shared/fixtures, and skips with
+the other fixture tests when that folder is absent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from parity_data import FOMM_FIXTURE, PADDLE_FIXTURE, needs_fixtures
+
+from .packages import max_diff, one_thread, require
+
+pytestmark = [needs_fixtures,
+              pytest.mark.filterwarnings("ignore:Default grid_sample:UserWarning"),
+              pytest.mark.filterwarnings("ignore:torch.meshgrid:UserWarning"),
+              pytest.mark.filterwarnings("ignore:.*ccache:UserWarning"),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+
+def test_deep_animator_reproduces_the_original_fixture():
+    utils = require("deep_animator.utils")
+    generator, kp_detector = (m.module for m in utils.load_checkpoints(
+        str(FOMM_FIXTURE / "config.yaml"), str(FOMM_FIXTURE / "checkpoint.pth.tar")))
+    inputs, expected = np.load(FOMM_FIXTURE / "inputs.npz"), np.load(FOMM_FIXTURE / "expected.npz")
+    source = torch.from_numpy(inputs["source"])
+    driving = torch.from_numpy(inputs["driving"])
+    with one_thread(), torch.no_grad():
+        kp_source = kp_detector(source)
+        kp_driving = [kp_detector(driving[t:t + 1]) for t in range(len(driving))]
+        kp_norm = utils.normalize_kp(kp_source, kp_driving[4], kp_driving[0],
+                                     adapt_movement_scale=True, use_relative_movement=True,
+                                     use_relative_jacobian=True)
+        out = generator(source, kp_driving=kp_norm, kp_source=kp_source)
+    assert max_diff(kp_source["value"], expected["kp_source_value"]) == 0.0
+    assert max_diff(kp_source["jacobian"], expected["kp_source_jacobian"]) == 0.0
+    for key in ("value", "jacobian"):
+        assert max_diff(torch.cat([k[key] for k in kp_driving]),
+                        expected[f"kp_driving_{key}"]) == 0.0
+        assert max_diff(kp_norm[key], expected[f"rel_adapt_kp_norm_{key}"][4:]) == 0.0
+    for key in ("prediction", "mask", "sparse_deformed", "occlusion_map"):
+        assert max_diff(out[key], expected[f"full_rel_adapt_t4_{key}"]) == 0.0, key
+    assert max_diff(out["deformed"][:, :, ::2, ::2],
+                    expected["full_rel_adapt_t4_deformed_s2"]) == 0.0
+
+
+def test_ppgan_reproduces_the_paddlegan_fixture():
+    from .packages import load_ppgan
+
+    paddle = require("paddle")
+    kp_mod, gen_mod, animate, _ = load_ppgan()
+    model = yaml.safe_load((PADDLE_FIXTURE / "config.yaml").read_text())["model"]
+    generator = gen_mod.OcclusionAwareGenerator(**model["generator"]["generator_cfg"],
+                                                **model["common_params"], inference=True)
+    kp_detector = kp_mod.KPDetector(**model["generator"]["kp_detector_cfg"],
+                                    **model["common_params"])
+    checkpoint = paddle.load(str(PADDLE_FIXTURE / "weights.pdparams"))
+    generator.set_state_dict(checkpoint["generator"])
+    kp_detector.set_state_dict(checkpoint["kp_detector"])
+    generator.eval()
+    kp_detector.eval()
+    inputs = np.load(PADDLE_FIXTURE / "inputs.npz")
+    expected = np.load(PADDLE_FIXTURE / "expected.npz")
+
+    def nchw(u8):
+        return paddle.to_tensor((u8 / 255.0).astype(np.float32).transpose(0, 3, 1, 2))
+
+    with paddle.no_grad():
+        source, driving = nchw(inputs["source_u8"][None]), nchw(inputs["driving_u8"])
+        kp_source = kp_detector(source)
+        kp_driving = [kp_detector(driving[t:t + 1]) for t in range(len(driving))]
+        kp_norm = animate.normalize_kp(kp_source, kp_driving[3], kp_driving[0],
+                                       adapt_movement_scale=True, use_relative_movement=True,
+                                       use_relative_jacobian=True)
+        out = generator(source, kp_source=kp_source, kp_driving=kp_norm)
+    # one framework's kernels against the same framework's: float32 rounding at most
+    assert max_diff(kp_source["value"].numpy(), expected["kp_source_value"]) <= 1e-7
+    for key in ("value", "jacobian"):
+        assert max_diff(np.concatenate([k[key].numpy() for k in kp_driving]),
+                        expected[f"kp_driving_{key}"]) <= 1e-7
+        assert max_diff(kp_norm[key].numpy(), expected[f"kp_norm_{key}_rel_adapt"][3:]) <= 1e-7
+    assert max_diff(out["occlusion_map"].numpy(), expected["occlusion_map_rel_adapt"][3:]) <= 1e-6
+    # stored as round(p * 65535): up to 7.7e-6 of storage error
+    prediction = expected["prediction_rel_adapt_q16"][3:] / 65535.0
+    assert max_diff(out["prediction"].numpy(), prediction) <= 1e-5
