@@ -21,7 +21,7 @@ from fomm.config import ModelConfig
 from fomm.errors import FommError
 from fomm.image import resize, to_frames, to_tensor
 from fomm.models import Models
-from fomm.models.generator import SourceEncoding
+from fomm.models.generator import GeneratorOutput, SourceEncoding
 from fomm.motion import Keypoints
 from fomm.precision import DTYPES as _DTYPES
 from fomm.precision import islands_enabled, mark_islands, resolve_precision
@@ -142,18 +142,23 @@ class Animator:
         return Source(tensor, self.keypoints(tensor), encoding, high, arrays)
 
     @torch.inference_mode()
-    def generate(self, source: Source, kp_driving: Keypoints) -> Tensor:
-        """Frames for a batch of driving keypoints: (B, 3, S, S) float32 in [0, 1], or
-        (B, 3, R, R) when the source has ``detail``."""
-        bs = kp_driving.value.shape[0]
+    def generator_output(self, source: Source, kp_driving: Keypoints) -> GeneratorOutput:
+        """The generator's output for a batch of B driving keypoints, on this backend (the
+        prediction, dense motion and masks that :mod:`fomm.detail` uses)."""
         if self._onnx is not None:
             if source.arrays is None:
                 source.arrays = self._onnx.source_arrays(source.image, source.encoding)
-            out = self._onnx.generate(source.arrays, kp_driving, source.kp)
-        else:
-            with self._autocast():
-                out = self.generator(source.image, kp_driving, source.kp.expand(bs),
-                                     encoded=source.encoding, with_deformed=False)
+            return self._onnx.generate(source.arrays, kp_driving, source.kp)
+        bs = kp_driving.value.shape[0]
+        with self._autocast():
+            return self.generator(source.image, kp_driving, source.kp.expand(bs),
+                                  encoded=source.encoding, with_deformed=False)
+
+    @torch.inference_mode()
+    def generate(self, source: Source, kp_driving: Keypoints) -> Tensor:
+        """Frames for a batch of driving keypoints: (B, 3, S, S) float32 in [0, 1], or
+        (B, 3, R, R) when the source has ``detail``."""
+        out = self.generator_output(source, kp_driving)
         if source.detail is not None:
             from fomm.detail import render_batched
 

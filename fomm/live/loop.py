@@ -7,13 +7,16 @@ each frame goes through the same step as file animation: the source target of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from fomm.animate import Animator
 from fomm.config import AnimateOptions
@@ -40,7 +43,8 @@ class LiveOptions:
     ``smoothing`` / ``smoothing_cutoff``: One-Euro keypoint smoothing and its cutoff at rest (Hz);
     ``detect_every``: face detection on every k-th frame; ``max_frames``: stop after this many
     camera frames; ``realtime``: False takes every frame of a file (tests, benchmarks);
-    ``animate``: model and motion options as for ``fomm animate``.
+    ``animate``: model and motion options as for ``fomm animate`` (``detail`` off by default
+    live: it doubles the CPU time of a frame after the networks).
     """
 
     camera: str = "0"
@@ -53,7 +57,7 @@ class LiveOptions:
     detect_every: int = 3
     max_frames: int | None = None
     realtime: bool = True
-    animate: AnimateOptions = field(default_factory=AnimateOptions)
+    animate: AnimateOptions = field(default_factory=lambda: AnimateOptions(detail=False))
 
 
 @dataclass
@@ -125,6 +129,25 @@ class _Sinks:
             self.camera.close()
         if self.recorder is not None:
             self.recorder.close() if ok else self.recorder.abort()
+
+
+@contextlib.contextmanager
+def glue_threads(animator: Animator) -> Iterator[None]:
+    """torch on one thread while ONNX Runtime runs the networks (on its own threads).
+
+    What torch still does live is small (conversions, smoothing, motion arithmetic): with two
+    OpenMP threads on a busy 2-core machine the threads wait for each other, and a 256² frame's
+    conversion to uint8 took 14 CPU ms and 130 ms wall instead of 1 and 10 (load average 15).
+    """
+    if animator.backend != "onnx":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -247,7 +270,7 @@ def run_live(
                 f"{still.shape[1]}x{still.shape[0]}; keys: r reference, space pause, q quit",
                 file=sys.stderr,
             )
-        with capture:
+        with capture, glue_threads(animator):
             _loop(capture, step, sinks, opts, stats, log)
         ok = True
     finally:
