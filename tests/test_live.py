@@ -336,3 +336,27 @@ def test_a_camera_that_stops_ends_cleanly(monkeypatch):
             taken += 1
     assert camera.ended == "camera 0 stopped delivering frames"
     assert camera.frames_in == 3 and taken + camera.dropped == 3
+
+
+def test_live_detail_is_off_by_default():
+    from fomm.cli import build_parser
+
+    assert LiveOptions().animate.detail is False
+    parser = build_parser()
+    args = parser.parse_args(["live", "photo.png"])
+    assert args.detail == "off"
+    assert parser.parse_args(["live", "photo.png", "--detail", "on"]).detail == "on"
+    assert parser.parse_args(["animate", "a.png", "b.mp4"]).detail == "on"  # files keep it
+
+
+def test_glue_threads_only_with_onnx():
+    from types import SimpleNamespace
+
+    from fomm.live.loop import glue_threads
+
+    before = torch.get_num_threads()
+    with glue_threads(SimpleNamespace(backend="onnx")):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with glue_threads(SimpleNamespace(backend="torch")):
+        assert torch.get_num_threads() == before
