@@ -93,7 +93,8 @@ def main() -> None:
     print(f"ratio to one face: {ratio}")
     result = {
         "benchmark": "multi_person", "machine": machine(), "device": str(animator.device),
-        "precision": animator.precision, "load_average_before": load_before,
+        "precision": animator.precision,
+        "backend": getattr(animator, "backend", "torch"), "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "photo": args.photo.name, "clip": clip.name, "frames": args.frames,
         "repeats": args.repeats, "torch_threads": __import__("torch").get_num_threads(),
