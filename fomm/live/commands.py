@@ -90,10 +90,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_model_arguments(p)
     add_animate_arguments(p)
-    # live, --detail is off by default: it doubles the CPU time of a frame after the networks
-    # (benchmarks/live.py), and a 640x480 camera face has little detail to move
+    # live, --detail is off by default: its cost grows with the photo's face box (5 % of a
+    # frame's CPU for a 172 px box, about the networks' time again for a 1024 px one)
     p.set_defaults(func=cmd_live, detail="off")
     for action in p._actions:
         if action.dest == "detail":
-            action.help = ("'off' (default live: half the CPU per frame): the model-size "
-                           "result scaled up; 'on': the face at the photo's resolution")
+            action.help = ("'off' (default live; its cost grows with the photo's face box): the "
+                           "model-size result scaled up; 'on': the face at the photo's resolution")

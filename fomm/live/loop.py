@@ -44,7 +44,7 @@ class LiveOptions:
     ``detect_every``: face detection on every k-th frame; ``max_frames``: stop after this many
     camera frames; ``realtime``: False takes every frame of a file (tests, benchmarks);
     ``animate``: model and motion options as for ``fomm animate`` (``detail`` off by default
-    live: it doubles the CPU time of a frame after the networks).
+    live: its cost grows with the photo's face box, up to the networks' own for 1024 px).
     """
 
     camera: str = "0"
