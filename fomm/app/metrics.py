@@ -34,7 +34,9 @@ class _QueueCollector(Collector):
         stats = self.queue.stats()
         yield GaugeMetricFamily("fomm_queue_depth", "Jobs waiting to run", value=stats["queued"])
         yield GaugeMetricFamily(
-            "fomm_workers", "Worker threads that run jobs", value=stats["workers"]
+            "fomm_workers",
+            "Workers that run jobs: threads here, or fomm worker processes with a broker",
+            value=stats["workers"],
         )
         yield GaugeMetricFamily(
             "fomm_workers_busy", "Workers running a job now", value=stats["running"]
