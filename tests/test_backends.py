@@ -102,3 +102,30 @@ def test_export_failure_falls_back_unless_asked(monkeypatch, capsys):
     assert "running torch eager" in capsys.readouterr().err
     with pytest.raises(FommError, match="did not export"):
         Animator(models, cfg, device="cpu", backend="onnx")
+
+
+def test_shared_heads_keep_the_numbers():
+    """The bundled model's layout (blend output, occlusion map): paired heads merged for export."""
+    import dataclasses
+
+    from fomm.models import build_models
+
+    _, cfg = tiny_models()
+    cfg = dataclasses.replace(cfg, generator=dataclasses.replace(
+        cfg.generator, blend_output=True, estimate_occlusion_map=True))
+    torch.manual_seed(0)
+    models = build_models(cfg)
+    with torch.no_grad():
+        models.generator.blend.weight.normal_(0, 0.1)  # a blend that depends on the features
+    merged = backends.export_generator(models.generator)
+    assert isinstance(merged.shared_head, backends._SharedHead)
+    assert isinstance(merged.dense_motion_network.shared_head, backends._SharedHead)
+    assert not hasattr(models.generator, "shared_head")  # the original is left as it was
+    frames = _frames(3)
+    eager = Animator(models, cfg, device="cpu", backend="torch")
+    fast = Animator(models, cfg, device="cpu", backend="onnx")
+    kp = eager.keypoints(eager.to_model_input(frames))
+    out_e = eager.generator_output(eager.prepare_source(frames[0]), kp)
+    out_f = fast.generator_output(fast.prepare_source(frames[0]), kp)
+    for name in ("prediction", "blend_mask", "occlusion_map", "deformation"):
+        assert (getattr(out_e, name) - getattr(out_f, name)).abs().max() < 1e-4, name
