@@ -152,20 +152,31 @@ def test_cancel_reaches_a_running_job_in_another_process(tmp_path, redis, redis_
     with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as http:
         job = submit(http, media["source"], media["clip"]).json()
 
+        def step() -> None:  # let about one frame through
+            seen, deadline = slow.frames, time.monotonic() + 10
+            slow.gate.set()
+            while slow.frames == seen and not finished.is_set() and time.monotonic() < deadline:
+                time.sleep(0.001)
+            slow.gate.clear()
+
         def cancel_when_running() -> None:
             wait(http, job["status_url"], until=("running",))
-            deadline = time.monotonic() + 20
-            while slow.frames < 2 and time.monotonic() < deadline:
-                slow.gate.set()
-                time.sleep(0.05)
-                slow.gate.clear()
+            while slow.frames < 2 and not finished.is_set():
+                step()
             assert http.delete(job["status_url"]).json()["status"] == "cancelled"
-            slow.gate.set()
+            while not finished.is_set():  # a few frames a second: the worker hears of it
+                step()
+                time.sleep(0.25)
 
+        finished = threading.Event()
         canceller = threading.Thread(target=cancel_when_running)
         canceller.start()
-        run_worker_here(redis, tmp_path, slow)
-        canceller.join()
+        try:
+            run_worker_here(redis, tmp_path, slow)
+        finally:
+            finished.set()
+            slow.gate.set()
+            canceller.join()
         state = http.get(job["status_url"]).json()
         assert state["status"] == "cancelled"
         assert slow.frames < 12  # stopped early
