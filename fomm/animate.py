@@ -7,6 +7,7 @@ adapt-scale, a chosen reference frame) on streams of frames, with device and pre
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -16,7 +17,7 @@ import torch
 from torch import Tensor
 
 from fomm import motion
-from fomm.backends import build_onnx, resolve_backend
+from fomm.backends import ENV, build_onnx, resolve_backend
 from fomm.config import ModelConfig
 from fomm.errors import FommError
 from fomm.image import resize, to_frames, to_tensor
@@ -96,9 +97,17 @@ class Animator:
         # per-frame networks on ONNX Runtime (CPU, fp32) or torch eager (fomm.backends);
         # None reads $FOMM_BACKEND, default auto
         self._onnx = None
-        if resolve_backend(backend, self.device, self.precision) == "onnx":
-            self._onnx = build_onnx(self.kp_detector, self.generator, self.size,
-                                    explicit=(backend or "auto") == "onnx")
+        wanted = resolve_backend(backend, self.device, self.precision)
+        explicit = (backend or os.environ.get(ENV, "auto") or "auto") == "onnx"
+        if wanted == "onnx" and config.flavour == "paddle":
+            # PaddleGAN's predictor (align_corners, border blend, occlusion border) exported
+            # differs from eager by far more than rounding on some inputs: it stays eager
+            if explicit:
+                raise FommError("--backend onnx does not run PaddleGAN's flavour (its export "
+                                "differs from eager); use --backend torch")
+            wanted = "torch"
+        if wanted == "onnx":
+            self._onnx = build_onnx(self.kp_detector, self.generator, self.size, explicit)
         self.backend = "torch" if self._onnx is None else "onnx"
 
     def _autocast(self) -> contextlib.AbstractContextManager:

@@ -44,7 +44,14 @@ def test_resolve_backend(monkeypatch):
         backends.resolve_backend("onnx", CPU, "fp32")
 
 
-@pytest.mark.parametrize("flavour", ["original", "paddle"])
+def test_paddle_flavour_stays_eager():
+    models, cfg = tiny_models(flavour="paddle")
+    assert Animator(models, cfg, device="cpu").backend == "torch"
+    with pytest.raises(FommError, match="PaddleGAN's flavour"):
+        Animator(models, cfg, device="cpu", backend="onnx")
+
+
+@pytest.mark.parametrize("flavour", ["original"])
 def test_onnx_matches_eager(flavour):
     models, cfg = tiny_models(flavour=flavour)
     eager = Animator(models, cfg, device="cpu", backend="torch")
