@@ -90,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_model_arguments(p)
     add_animate_arguments(p)
-    # live, --detail is off by default: its cost grows with the photo's face box (5 % of a
+    # live, --detail is off by default: its cost grows with the photo's face box (6 % of a
     # frame's CPU for a 172 px box, about the networks' time again for a 1024 px one)
     p.set_defaults(func=cmd_live, detail="off")
     for action in p._actions:
