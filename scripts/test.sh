@@ -13,6 +13,6 @@ python -m pip install --quiet --no-deps "deep-animator==0.1.1" "ppgan==2.1.0"
 # Browser test: Debian's Chromium + Playwright's Python driver (never downloads a browser).
 bash scripts/install_browser.sh || echo "note: no browser could be installed; browser tests will skip"
 # Broker tests (tests/test_app_broker.py) start a real redis-server: Debian's, installed when missing.
-command -v redis-server >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } || echo "note: no redis-server; broker tests will skip"
+command -v redis-server >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } || echo "note: no redis-server; broker tests will skip"
 # pytest exits non-zero (5) when it collects no test, so an empty run fails loudly.
 exec python -m pytest -q "$@"
