@@ -38,13 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     safety.add_argument("--docs", action="store_true",
                         help="serve the API docs at /docs (their page loads scripts from a CDN)")
     add_model_arguments(p)
-    run = p.add_argument_group("run")
-    run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    run.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
-                     help="as for fomm animate: auto (default) is bf16 on a CPU with native "
-                          "bf16 (AVX512-BF16/AMX), else fp32; fp16/bf16 autocast on a GPU")
-    run.add_argument("--batch-size", type=positive_int, default=8,
-                     help="driving frames per network call (default 8)")
+    run = add_run_arguments(p)
     run.add_argument("--workers", type=positive_int, default=1,
                      help="jobs run at once, sharing the one model (default 1)")
     run.add_argument("--max-queue", type=int, default=8,
@@ -81,6 +75,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The "run" group shared by ``fomm serve`` and ``fomm worker``: device, precision, batch."""
+    run = p.add_argument_group("run")
+    run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    run.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
+                     help="as for fomm animate: auto (default) is bf16 on a CPU with native "
+                          "bf16 (AVX512-BF16/AMX), else fp32; fp16/bf16 autocast on a GPU")
+    run.add_argument("--batch-size", type=positive_int, default=8,
+                     help="driving frames per network call (default 8)")
+    return run
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fomm.argtypes import positive_float, positive_int
+from fomm.argtypes import positive_float
 from fomm.errors import FommError
 
 log = logging.getLogger("fomm.worker")
@@ -32,6 +32,7 @@ _RUNNER: Runner | None = None  # set by cmd_worker; RQ calls run_job in this pro
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``fomm worker`` to the CLI."""
+    from fomm.app.serve import add_run_arguments
     from fomm.cli import add_model_arguments
 
     p = subparsers.add_parser(
@@ -49,13 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", metavar="s3://BUCKET/PREFIX",
                    help="object storage shared with the API (default: <data-dir>/jobs)")
     add_model_arguments(p)
-    run = p.add_argument_group("run")
-    run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    run.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
-                     help="as for fomm animate: auto (default) is bf16 on a CPU with native "
-                          "bf16 (AVX512-BF16/AMX), else fp32; fp16/bf16 autocast on a GPU")
-    run.add_argument("--batch-size", type=positive_int, default=8,
-                     help="driving frames per network call (default 8)")
+    run = add_run_arguments(p)
     run.add_argument("--heartbeat-s", type=positive_float, default=10,
                      help="how often the worker says it is alive; a job whose worker is silent "
                           "for 3x this is given to another worker (default 10)")
