@@ -158,15 +158,6 @@ def combine(network: Tensor, sharp: Tensor, mask: Tensor, cutoff: int) -> Tensor
     return out.clamp_(0.0, 1.0)
 
 
-def moved_mask(source_mask: Tensor, grid: Tensor, align_corners: bool) -> Tensor:
-    """Where the animated face is: the (1, 1, R, R) source mask moved by the (B, R, R, 2) dense
-    motion, joined with where it was (a face moved away uncovers what the network generated,
-    not the photo's face, which would show twice); (B, 1, R, R) in [0, 1]."""
-    moved = F.grid_sample(source_mask.expand(grid.shape[0], -1, -1, -1), grid, mode="bilinear",
-                          padding_mode="border", align_corners=align_corners)
-    return torch.maximum(moved, source_mask)
-
-
 def render(generator: OcclusionAwareGenerator, out: GeneratorOutput, source: Tensor,
            cutoff: float = CUTOFF, sampler: Sampler = "bicubic") -> Tensor:
     """The generator's output at the resolution of ``source`` with the photo's detail.
@@ -174,33 +165,24 @@ def render(generator: OcclusionAwareGenerator, out: GeneratorOutput, source: Ten
     Args:
         generator: the generator that produced ``out`` (its flavour decides the sampling).
         out: its output for B frames, with ``deformation`` (and a mask, see :func:`copy_mask`).
-        source: (1, 3, R, R) float32 in [0, 1], the source crop at the output resolution; or
-            (1, 4, R, R) with a paste mask (1 on the face) as the 4th channel.
+        source: (1, 3, R, R) float32 in [0, 1], the source crop at the output resolution.
         cutoff: the band split as a fraction of the model size.
         sampler: see :func:`sharp_warp`.
 
     Returns:
         (B, 3, R, R) float32 in [0, 1]; the upsampled network output when the model has no
-        dense motion. With a paste mask, (B, 4, R, R): the mask moved with the face
-        (:func:`moved_mask`; the source's mask without dense motion) as the 4th channel.
+        dense motion.
     """
     network = out.prediction.float()
     size = source.shape[-1]
-    rgb, paste_mask = source[:, :3], (source[:, 3:] if source.shape[1] == 4 else None)
     if out.deformation is None:
-        frames = _resample(network, size).clamp(0.0, 1.0)
-        if paste_mask is None:
-            return frames
-        return torch.cat([frames, paste_mask.expand(frames.shape[0], -1, -1, -1)], 1)
+        return _resample(network, size).clamp(0.0, 1.0)
     mask = copy_mask(out)
     grid = upsample_deformation(generator, out.deformation.float(), size,
                                 network.shape[-1])
-    sharp = sharp_warp(rgb, grid, generator.align_corners, sampler)
+    sharp = sharp_warp(source, grid, generator.align_corners, sampler)
     band = max(8, min(network.shape[-1], round(network.shape[-1] * cutoff)))
-    frames = combine(network, sharp, mask, band)
-    if paste_mask is None:
-        return frames
-    return torch.cat([frames, moved_mask(paste_mask, grid, generator.align_corners)], 1)
+    return combine(network, sharp, mask, band)
 
 
 def render_batched(generator: OcclusionAwareGenerator, out: GeneratorOutput, source: Tensor,
@@ -209,13 +191,12 @@ def render_batched(generator: OcclusionAwareGenerator, out: GeneratorOutput, sou
     within about ``pixels`` output pixels per step (memory does not grow with the batch).
 
     Returns:
-        (B, C, R, R) float32 in [0, 1], C as ``source`` has (3, or 4 with a paste mask).
+        (B, 3, R, R) float32 in [0, 1].
     """
     size = source.shape[-1]
     step = max(1, pixels // (size * size))
     batch = out.prediction.shape[0]
-    result = torch.empty(batch, source.shape[1], size, size, dtype=torch.float32,
-                         device=source.device)
+    result = torch.empty(batch, 3, size, size, dtype=torch.float32, device=source.device)
     for start in range(0, batch, step):
         part = slice(start, start + step)
         result[part] = render(generator, GeneratorOutput(*(

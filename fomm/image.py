@@ -196,8 +196,7 @@ def to_tensor(
     """Convert uint8 RGB frames to a float32 batch in [0, 1] (value = float32(u8) / 255, exactly).
 
     Args:
-        frames: one frame (H, W, 3), a batch (B, H, W, 3), or a list of (H, W, 3); uint8. A 4th
-            channel (RGBA: the paste mask of a ``--detail`` crop) is kept as a 4th channel.
+        frames: one frame (H, W, 3), a batch (B, H, W, 3), or a list of (H, W, 3); uint8.
         device: where to put the result; the uint8 data is moved first, then converted there.
 
     Returns:
@@ -209,39 +208,38 @@ def to_tensor(
         batch = frames[None] if frames.ndim == 3 else frames
     else:
         batch = np.stack(list(frames)) if len(frames) else np.empty((0, 0, 0, 3), np.uint8)
-    if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[-1] not in (3, 4):
+    if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[-1] != 3:
         raise ValueError(
             f"to_tensor: expected uint8 (H, W, 3) or (B, H, W, 3), got {batch.dtype} {batch.shape}"
         )
-    t = torch.from_numpy(np.ascontiguousarray(batch))  # (B, H, W, C) uint8, C = 3 or 4
+    t = torch.from_numpy(np.ascontiguousarray(batch))  # (B, H, W, 3) uint8
     if device is not None:
         t = t.to(device)
-    return t.permute(0, 3, 1, 2).to(torch.float32).div_(255.0).contiguous()  # (B, C, H, W)
+    return t.permute(0, 3, 1, 2).to(torch.float32).div_(255.0).contiguous()  # (B, 3, H, W)
 
 
 def to_frames(tensor: torch.Tensor) -> np.ndarray:
-    """Convert a float batch in [0, 1] to uint8 RGB frames (RGBA with a 4th, alpha, channel).
+    """Convert a float batch in [0, 1] to uint8 RGB frames.
 
     Values are clamped to [0, 1] and rounded, ``round(x * 255)`` (half to even), so
     ``to_frames(to_tensor(f))`` gives ``f`` back exactly. PaddleGAN truncates (``x * 255`` cast to
     uint8) instead, which is darker by half a level on average. NaN becomes 0.
 
     Args:
-        tensor: float tensor (B, C, H, W) or (C, H, W), C = 3 (or 4 with an alpha channel, as
-            :mod:`fomm.detail` returns with a paste mask), on any device, any float dtype.
+        tensor: float tensor (B, 3, H, W) or (3, H, W), on any device, any float dtype.
 
     Returns:
-        uint8 array (B, H, W, C), RGB(A), on the CPU.
+        uint8 array (B, H, W, 3), RGB, on the CPU.
     """
     import torch
 
     if tensor.ndim == 3:
         tensor = tensor[None]
-    if tensor.ndim != 4 or tensor.shape[1] not in (3, 4):
+    if tensor.ndim != 4 or tensor.shape[1] != 3:
         raise ValueError(f"to_frames: expected (B, 3, H, W), got {tuple(tensor.shape)}")
     x = torch.nan_to_num(tensor.detach().to(torch.float32), nan=0.0)
     u8 = x.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)  # on-device, then a small copy
-    return u8.permute(0, 2, 3, 1).contiguous().cpu().numpy()  # (B, H, W, C)
+    return u8.permute(0, 2, 3, 1).contiguous().cpu().numpy()  # (B, H, W, 3)
 
 
 def check_frame(frame: np.ndarray, who: str = "frame") -> None:

@@ -40,8 +40,7 @@ class _Target:
 
     crops: list[np.ndarray]  # model inputs, uint8 (S, S, 3)
     paste: Callable[[list[np.ndarray]], np.ndarray]  # animated crops → output frame
-    # the same crops at the output resolution, uint8 (R, R, 3), or (R, R, 4) with a paste mask
-    # as alpha (--detail; None: model size)
+    # the same crops at the output resolution, uint8 (R, R, 3) (--detail; None: model size)
     details: list[np.ndarray | None] | None = None
 
 
@@ -60,7 +59,7 @@ def _whole_image_target(source: np.ndarray, size: int, result_size: int | None,
 def _face_target(source: np.ndarray, size: int, opts: AnimateOptions) -> _Target:
     from fomm.faces.crop import crop, square_box
     from fomm.faces.detect import detect_faces
-    from fomm.faces.paste import MultiPaster, face_mask
+    from fomm.faces.paste import MultiPaster
 
     faces = detect_faces(source)
     if not faces:
@@ -83,14 +82,8 @@ def _face_target(source: np.ndarray, size: int, opts: AnimateOptions) -> _Target
     boxes = [pixel_box(box) for box in boxes]  # detail crops copy the photo's pixels
     sides = [detail_size(box[2] - box[0]) for box in boxes]
     paster = MultiPaster(source, boxes, sides)
-    # RGBA: the alpha is where the head is, moved with it by the dense motion (fomm.detail) and
-    # pasted through (fomm.faces.paste): the background around the head stays the photo's
-    details = []
-    for face, box, side in zip(chosen, boxes, sides, strict=True):
-        pixels = crop(source, box, side)
-        alpha = np.rint(face_mask(face.box, box, side, pixels) * 255).astype(np.uint8)
-        details.append(np.dstack([pixels, alpha]))
-    return _Target([crop(source, box, size) for box in boxes], paster.paste, details)
+    return _Target([crop(source, box, size) for box in boxes], paster.paste,
+                   [crop(source, box, side) for box, side in zip(boxes, sides, strict=True)])
 
 
 def faces_note(found: int, opts: AnimateOptions) -> str:

@@ -11,7 +11,7 @@ from media import group_photo, portraits
 
 from fomm.faces.crop import crop, square_box
 from fomm.faces.detect import detect_faces
-from fomm.faces.paste import MultiPaster, Paster, face_mask
+from fomm.faces.paste import MultiPaster, Paster
 
 
 def _image(h: int = 301, w: int = 403, seed: int = 0) -> np.ndarray:
@@ -116,56 +116,6 @@ def test_no_seam_on_a_real_portrait(name: str) -> None:
     print(f"{name}: seam gradient ratio {ours:.2f} (hard paste {hard:.2f})")
     assert ours < 1.15
     assert hard > 1.2  # the measure does see a seam when there is one
-
-
-def test_face_mask_covers_the_head_and_not_the_box_corners() -> None:
-    face = (120.0, 100.0, 200.0, 210.0)  # an MTCNN-like box: taller than wide
-    box = square_box(face)
-    side = 160
-    mask = face_mask(face, box, side)
-    assert mask.shape == (side, side) and mask.dtype == np.float32
-    assert mask.min() == 0.0 and mask.max() == 1.0
-    scale = side / (box[2] - box[0])
-    cx = ((face[0] + face[2]) / 2 - box[0]) * scale
-    cy = ((face[1] + face[3]) / 2 - box[1]) * scale
-    assert mask[int(cy), int(cx)] == 1.0  # the face
-    assert mask[int(cy - 0.55 * 110 * scale), int(cx)] > 0.5  # the top of the head (hair)
-    for y, x in ((0, 0), (0, side - 1), (side - 1, 0), (side - 1, side - 1)):
-        assert mask[y, x] == 0.0  # the box's corners: background
-    row = mask[int(cy)]
-    centre = int(cx)
-    assert (np.diff(row[centre:]) <= 1e-6).all() and (np.diff(row[:centre + 1]) >= -1e-6).all()
-    # with the crop's pixels: wide hair (a dark disc wider than the ellipse) joins the mask,
-    # the light background stays out
-    pixels = np.full((side, side, 3), 225, np.uint8)
-    cv2.circle(pixels, (int(cx), int(cy) - 10), 68, (70, 45, 30), -1)  # hair
-    cv2.ellipse(pixels, (int(cx), int(cy)), (36, 52), 0, 0, 360, (205, 160, 135), -1)  # face
-    hair = face_mask(face, box, side, pixels)
-    assert (hair >= mask - 1e-6).all()
-    assert hair[int(cy) - 10, int(cx) - 64] > 0.5 > mask[int(cy) - 10, int(cx) - 64]
-    for y, x in ((0, 0), (0, side - 1), (side - 1, 0), (side - 1, side - 1)):
-        assert hair[y, x] == 0.0
-
-
-def test_alpha_channel_multiplies_the_mask() -> None:
-    """An RGBA crop (--detail: where the face is as alpha): 0 keeps the photo exactly, 255 is the
-    RGB paste, and the photo is kept exactly wherever either mask is 0."""
-    image = _image()
-    box = (100.0, 60.0, 300.0, 260.0)
-    animated = _fake_animation(crop(image, box, 200))
-    paster = Paster(image, box, 200)
-    rgb = paster.paste(animated)
-    full = paster.paste(np.dstack([animated, np.full((200, 200), 255, np.uint8)]))
-    np.testing.assert_array_equal(full, rgb)
-    none = paster.paste(np.dstack([animated, np.zeros((200, 200), np.uint8)]))
-    np.testing.assert_array_equal(none, image)
-    alpha = np.zeros((200, 200), np.uint8)
-    alpha[50:150, 50:150] = 255
-    half = paster.paste(np.dstack([animated, alpha]))
-    outside = np.ones(image.shape[:2], bool)
-    outside[110:210, 150:250] = False  # the alpha square in the photo
-    np.testing.assert_array_equal(half[outside], image[outside])
-    assert (half[130:190, 170:230] != image[130:190, 170:230]).any()
 
 
 def test_several_faces_masks_never_overlap_and_order_does_not_matter() -> None:

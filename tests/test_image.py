@@ -244,7 +244,7 @@ def test_to_frames_clamps_rounds_and_zeroes_nan():
     assert to_frames(t)[0, 0, :, 0].tolist() == [0, 0, 0, 1, 255, 255, 0, 128]  # half to even
     assert to_frames(t[0].to(torch.float16)).shape == (1, 1, 8, 3)  # (3, H, W) and half floats
     with pytest.raises(ValueError):
-        to_frames(torch.zeros(1, 2, 2, 2))
+        to_frames(torch.zeros(1, 4, 2, 2))
 
 
 @settings(max_examples=25, deadline=None)

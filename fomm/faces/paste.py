@@ -5,11 +5,6 @@ edge. Before blending, each animated crop is shifted in colour so that the mean 
 matches the original's there: the generator's slight global tint then leaves no seam. Pixels where
 the mask is zero, which includes everything outside the box, are returned exactly unchanged.
 
-With ``--detail`` the animated crop carries a 4th channel, where the face is in that frame (a
-head-shaped mask of the source, :func:`face_mask`, moved by the model's dense motion): the mask is
-multiplied by it, so the background around the moving head stays the photo's and no box-shaped
-edge appears where the paste meets the still photo.
-
 Several faces: each mask is clipped to its side of the line between face centres (split in
 proportion to the face sizes), so masks never overlap and pasting order does not matter.
 """
@@ -27,10 +22,6 @@ from fomm.faces.detect import Box
 
 FEATHER = 0.08  # width of the mask's ramp, as a fraction of the box side
 MAX_COLOUR_SHIFT = 24.0  # the colour correction is clipped to this many 8-bit levels
-# the head ellipse of face_mask, in face-box sizes: semi-axes, centre raised, ramp (of the radius)
-HEAD_WIDTH, HEAD_HEIGHT, HEAD_RAISE, HEAD_RAMP = 0.78, 0.8, 0.1, 0.3
-HAIR_REACH = 1.45  # face_mask: hair found from colours counts up to this radius of the ellipse
-SEGMENT_SIZE = 128  # face_mask: side at which the head is segmented (GrabCut, once per face)
 
 
 def _weighted_mean(pixels: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
@@ -44,75 +35,6 @@ def _weighted_mean(pixels: np.ndarray, weights: np.ndarray) -> np.ndarray | None
 def _smoothstep(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3.0 - 2.0 * x)
-
-
-def _head_radius(face_box: Box, crop_box: Box, size: int) -> tuple[np.ndarray, float]:
-    """(size, size) radius of each pixel on the head ellipse (1 on it), and the chin's row."""
-    scale = size / (crop_box[2] - crop_box[0])
-    x0, y0, x1, y1 = ((v - o) * scale for v, o in zip(face_box, crop_box[:2] * 2, strict=True))
-    w, h = x1 - x0, y1 - y0
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 - HEAD_RAISE * h
-    coords = np.arange(size, dtype=np.float32) + 0.5  # pixel centres
-    u = (coords[None, :] - cx) / (HEAD_WIDTH * w)
-    v = (coords[:, None] - cy) / (HEAD_HEIGHT * h)
-    return np.sqrt(u * u + v * v), y1
-
-
-def _hair(crop_: np.ndarray, radius: np.ndarray) -> np.ndarray:
-    """(size, size) float32 in [0, 1]: the head's region found from the crop's colours (GrabCut
-    seeded with the face as foreground), which reaches hair wider or higher than the ellipse."""
-    size = len(crop_)
-    small = cv2.resize(crop_, (SEGMENT_SIZE, SEGMENT_SIZE), interpolation=cv2.INTER_AREA)
-    r = cv2.resize(radius, (SEGMENT_SIZE, SEGMENT_SIZE), interpolation=cv2.INTER_LINEAR)
-    seeds = np.full(r.shape, cv2.GC_PR_BGD, np.uint8)
-    seeds[r < 1.3] = cv2.GC_PR_FGD
-    seeds[r < 0.7] = cv2.GC_FGD
-    seeds[r > 1.9] = cv2.GC_BGD
-    cv2.setRNGSeed(0)  # GrabCut's k-means starts from OpenCV's RNG: the same mask every run
-    try:
-        cv2.grabCut(cv2.cvtColor(small, cv2.COLOR_RGB2BGR), seeds, None,
-                    np.zeros((1, 65)), np.zeros((1, 65)), 4, cv2.GC_INIT_WITH_MASK)
-    except cv2.error:  # e.g. a flat crop with no colour to tell apart: the ellipse alone
-        return np.zeros((size, size), np.float32)
-    head = ((seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)).astype(np.uint8)
-    _, labels = cv2.connectedComponents(head)
-    core = labels[r < 0.7]
-    if not core.size or core.max() == 0:
-        return np.zeros((size, size), np.float32)
-    head = (labels == np.bincount(core[core > 0]).argmax()).astype(np.uint8)  # the face's part
-    head = cv2.morphologyEx(head, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8)).astype(np.float32)
-    head = cv2.GaussianBlur(head, (0, 0), SEGMENT_SIZE / 64)
-    return cv2.resize(head, (size, size), interpolation=cv2.INTER_LINEAR).clip(0.0, 1.0)
-
-
-def face_mask(face_box: Box, crop_box: Box, size: int,
-              crop_: np.ndarray | None = None) -> np.ndarray:
-    """Where the head is in a crop: 1 on the face, hair and chin, a smooth ramp to 0 around it.
-
-    An ellipse around the detector's face box (which runs from the brows to the chin): widened
-    for the ears and hair, raised and lengthened for the top of the head, 0 on it and outside,
-    1 inside ``1 - HEAD_RAMP`` of its radius, a smooth ramp between. With the crop's pixels,
-    joined with the head found from its colours (:func:`_hair`) down to the chin and within
-    ``HAIR_REACH`` of the ellipse's radius: hair the ellipse misses would stay still in the photo
-    while the head moves, and show twice.
-
-    Args:
-        face_box: (x0, y0, x1, y1) of the face in the photo.
-        crop_box: the square crop box, in the photo.
-        size: side of the crop in pixels.
-        crop_: the crop itself, uint8 (size, size, 3) RGB (optional).
-
-    Returns:
-        float32 (size, size) in [0, 1].
-    """
-    radius, chin = _head_radius(face_box, crop_box, size)
-    mask = _smoothstep((1.0 - radius) / HEAD_RAMP)
-    if crop_ is not None:
-        rows = np.arange(size, dtype=np.float32)[:, None] + 0.5
-        reach = _smoothstep((HAIR_REACH - radius) / HEAD_RAMP) * _smoothstep(
-            (chin - rows) / (HEAD_RAMP * size / 4))
-        mask = np.maximum(mask, _hair(crop_, radius) * reach)
-    return mask.astype(np.float32)
 
 
 class Paster:
@@ -215,8 +137,7 @@ class Paster:
 
         Args:
             animated_crop: uint8 (n, n, 3) RGB, the model's output for this face (n is usually
-                ``crop_size``, or the box's resolution with ``--detail``); or (n, n, 4) with
-                where the face is as alpha, which then multiplies the mask.
+                ``crop_size``, or the box's resolution with ``--detail``).
             frame: uint8 (H, W, 3) frame to paste into (modified in place), e.g. the result of
                 another face's paste; a copy of the original image when None.
 
@@ -224,7 +145,7 @@ class Paster:
             uint8 (H, W, 3), the source resolution.
         """
         side = animated_crop.shape[0]
-        if animated_crop.shape not in ((side, side, 3), (side, side, 4)) or side < 1:
+        if animated_crop.shape != (side, side, 3) or side < 1:
             raise ValueError(f"expected a square n×n×3 crop, got {animated_crop.shape}")
         out = self.image.copy() if frame is None else frame
         if out.shape != self.image.shape:
@@ -232,12 +153,7 @@ class Paster:
         rx0, ry0, rx1, ry1 = self.roi
         affine = self._crop_geometry(side)[0]
         # shift colour at crop resolution (cheap), then resample onto the frame's pixels
-        animated = np.asarray(animated_crop, dtype=np.uint8)
-        face = animated.shape[2] == 4
-        if face:  # RGB colour-matched, alpha as it is: (n, n, 4)
-            animated = np.dstack([self.colour_matched(animated[..., :3]), animated[..., 3]])
-        else:
-            animated = self.colour_matched(animated)
+        animated = self.colour_matched(np.asarray(animated_crop, dtype=np.uint8))
         tx, ty = int(round(affine[0, 2])), int(round(affine[1, 2]))
         if (np.array_equal(affine, [[1.0, 0.0, tx], [0.0, 1.0, ty]]) and min(tx, ty) >= 0
                 and tx + rx1 - rx0 <= side and ty + ry1 - ry0 <= side):
@@ -246,14 +162,9 @@ class Paster:
         else:
             animated = warp(animated, affine, (rx1 - rx0, ry1 - ry0), "replicate",
                             cv2.INTER_CUBIC)
-        alpha, beta = self.alpha, self._beta
-        if face:  # the box's mask where the face is in this frame
-            alpha = alpha * animated[..., 3].astype(np.float32) * np.float32(1 / 255)
-            beta = 1.0 - alpha
-            animated = np.ascontiguousarray(animated[..., :3])
         region = out[ry0:ry1, rx0:rx1]
         # (w1·a + w2·b) / (w1 + w2 + 1e-5), rounded: exactly b where w1 = 0
-        out[ry0:ry1, rx0:rx1] = cv2.blendLinear(animated, region, alpha, beta)
+        out[ry0:ry1, rx0:rx1] = cv2.blendLinear(animated, region, self.alpha, self._beta)
         return out
 
 
