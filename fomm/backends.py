@@ -14,6 +14,7 @@ Parity with the original code is defined on the torch eager path (``--backend to
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import inspect
@@ -21,6 +22,7 @@ import io
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,17 @@ _GEN_INPUTS = ("source", "features", "small", "kp_source_value", "kp_source_jaco
                "kp_driving_value", "kp_driving_jacobian")
 # generator outputs the frame path uses: the prediction, and for --detail the motion and mask
 _GEN_OUTPUTS = ("prediction", "occlusion_map", "deformation", "blend_mask")
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run torch's intra-op work on ``n`` threads inside the block, restoring the count after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def onnxruntime_available() -> bool:

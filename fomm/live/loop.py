@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from fomm.animate import Animator
+from fomm.backends import torch_threads
 from fomm.config import AnimateOptions
 from fomm.errors import FommError, InputError
 from fomm.image import read_image
@@ -142,12 +142,8 @@ def glue_threads(animator: Animator) -> Iterator[None]:
     if animator.backend != "onnx":
         yield
         return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -29,6 +29,8 @@ import pytest
 import torch
 import yaml
 
+from fomm.backends import torch_threads
+
 INSTALL = {
     "deep_animator": "pip install --no-deps deep-animator==0.1.1",
     "paddle": "pip install paddlepaddle==3.3.1",
@@ -187,12 +189,8 @@ def perturb(networks: list[torch.nn.Module], train_batch: Callable[[], object],
 def one_thread() -> Iterator[None]:
     """Run torch on one thread: batch-1 calls of tiny networks gain nothing from more, and on a
     loaded machine the idle threads' spinning doubles the CPU time."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def max_diff(a, b) -> float:
