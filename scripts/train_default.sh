@@ -44,7 +44,8 @@ fi
 python scripts/face_landmarks.py "$DATA"  # for --region-weight; skips clips already done
 
 extras=(--ssim-weight 5 --separation-weight 5 --region-weight "${REGION_WEIGHT:-50}"
-        --expressive-pairs "${EXPRESSIVE_PAIRS:-0.5}" --landmark-weight "${LANDMARK_WEIGHT:-10}")
+        --expressive-pairs "${EXPRESSIVE_PAIRS:-0.5}" --landmark-weight "${LANDMARK_WEIGHT:-10}"
+        --eye-guides "${EYE_GUIDES:-lids}")
 common=(--workers "$WORKERS" --save-every-minutes 5 --image-every 100 -q)
 
 # train CONFIG RUN_DIR STEPS [INIT]: start, or resume the run until it has STEPS steps

@@ -117,3 +117,17 @@ def test_trainer_ties_keypoints_and_keeps_them_on_resume(tmp_path: Path) -> None
     resumed = Trainer(options(tmp_path, tmp_path / "data", resume=str(result.checkpoint),
                               max_steps=3, config=None))
     assert tuple(resumed.options.landmark_keypoints) == tuple(chosen)
+
+
+def test_lid_guides_follow_a_blink_and_centres_a_third_of_it() -> None:
+    rng = np.random.default_rng(3)
+    points = rng.uniform(0.3, 0.7, (2, 68, 2))
+    points[1] = points[0]
+    points[1, [37, 38, 43, 44], 1] += 0.03  # the upper lids come down by 3 % of the height
+    centres = guide_points(points, (100, 100))
+    lids = guide_points(points, (100, 100), eyes="lids")
+    np.testing.assert_allclose(lids[1, :2, 1] - lids[0, :2, 1], 3.0)
+    np.testing.assert_allclose(centres[1, :2, 1] - centres[0, :2, 1], 1.0)
+    np.testing.assert_array_equal(lids[:, 2:], centres[:, 2:])
+    with pytest.raises(ValueError, match="eyes"):
+        guide_points(points, (100, 100), eyes="pupils")

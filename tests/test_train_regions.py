@@ -180,3 +180,25 @@ def test_dataset_draws_expressive_pairs_from_the_landmarks(tmp_path: Path) -> No
     # pair includes it in 16 %
     assert hits >= 20, hits
     assert ds[0].weight.numel() == 0  # maps only with regions=True
+
+
+def test_balanced_features_count_a_blink_as_much_as_speech() -> None:
+    from fomm.train.regions import balance_features, expressive_pair
+
+    rng = np.random.default_rng(0)
+    # two clips: mouth opening varies 10x more than eye opening; one clip has a face-less frame
+    a = np.stack([rng.normal(0.3, 0.10, 50), np.full(50, 0.8), rng.normal(0.3, 0.01, 50)], 1)
+    b = a[::-1].copy()
+    b[4] = np.nan
+    balanced = balance_features([a.astype(np.float32), b.astype(np.float32)])
+    spread = np.nanstd(np.concatenate(balanced), axis=0)
+    np.testing.assert_allclose(spread[[0, 2]], 1.0, rtol=1e-4)
+    np.testing.assert_array_equal(balanced[0][:, 1], a[:, 1].astype(np.float32))  # no spread
+    # a pair that differs at the eyes now wins over one that differs a little more at the mouth
+    clip = np.array([[0.3, 0.8, 0.3], [0.4, 0.8, 0.3], [0.34, 0.8, 0.28]], np.float32)
+    rescaled = balance_features([a.astype(np.float32), clip])[1]
+    pairs = {tuple(expressive_pair(rescaled, np.random.default_rng(s), candidates=64))
+             for s in range(5)}
+    assert pairs == {(1, 2)}
+    raw = {tuple(expressive_pair(clip, np.random.default_rng(s), candidates=64)) for s in range(5)}
+    assert raw == {(0, 1)}

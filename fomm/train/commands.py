@@ -90,6 +90,9 @@ def register(subparsers: Any) -> None:
     x.add_argument("--landmark-weight", type=non_negative_float, metavar="W",
                    help="add W x the L1 distance of 6 keypoints from the eye centres, mouth "
                         "corners and lips (same landmarks; the keypoints are picked at the start)")
+    x.add_argument("--eye-guides", choices=("centres", "lids"),
+                   help="what the two eye guidance points follow: the eye centres (default) or "
+                        "the middle of the upper lids (a blink moves them its whole height)")
     p.set_defaults(func=cmd_train)
 
     p = subparsers.add_parser(

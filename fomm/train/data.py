@@ -30,6 +30,7 @@ from fomm.errors import ConfigError, FommError
 from fomm.image import read_image, resize, to_tensor
 from fomm.train.augment import colour_jitter, geometric
 from fomm.train.regions import (
+    balance_features,
     expression_features,
     expressive_pair,
     guide_points,
@@ -238,9 +239,11 @@ class FramesDataset(Dataset):
         regions: also return the driving frame's eyes-and-mouth weight map (``Pair.weight``),
             from each video's stored landmarks (:mod:`fomm.train.regions`).
         expressive_pairs: share of the pairs drawn as the one of several random pairs whose
-            mouth and eyes differ most, from the same landmarks.
+            mouth and eyes differ most (each in units of its spread over the dataset), from the
+            same landmarks.
         guides: also return landmark-guidance targets of both frames (``Pair.guides``), from
             the same landmarks, moved with the frames by the augmentations.
+        eye_guides: what the two eye guidance points follow (:func:`guide_points`).
         cache_mb: video files and strips are decoded whole (resized) and kept in memory, first
             come first kept, until this budget (per process: each DataLoader worker has its
             own) is used; the others are read by seeking each time.  Seeking in H.264 decodes
@@ -251,7 +254,8 @@ class FramesDataset(Dataset):
                  id_sampling: bool = False, num_repeats: int = 1,
                  augmentation: AugmentationParams | None = None, seed: int = 0,
                  cache_mb: float = 256, regions: bool = False,
-                 expressive_pairs: float = 0.0, guides: bool = False) -> None:
+                 expressive_pairs: float = 0.0, guides: bool = False,
+                 eye_guides: str = "centres") -> None:
         self.folder = Path(folder)
         _check_crop(augmentation, frame_shape)
         self.videos = list_videos(self.folder, frame_shape)
@@ -270,6 +274,7 @@ class FramesDataset(Dataset):
         self.regions = regions
         self.expressive_pairs = expressive_pairs
         self.guides = guides
+        self.eye_guides = eye_guides
         self._landmarks: dict[Path, np.ndarray] = {}
         self._expressions: dict[Path, np.ndarray] = {}
         if regions or guides or expressive_pairs > 0:  # fail now, not in a DataLoader worker
@@ -277,6 +282,8 @@ class FramesDataset(Dataset):
                 points = load_landmarks(item, self._count(item))
                 self._landmarks[item.path] = points
                 self._expressions[item.path] = expression_features(points)
+            balanced = balance_features(list(self._expressions.values()))
+            self._expressions = dict(zip(self._expressions, balanced))
 
     def __len__(self) -> int:
         return len(self.groups) * self.num_repeats
@@ -321,7 +328,8 @@ class FramesDataset(Dataset):
             frames = np.concatenate([frames, np.stack(maps)[..., None]], axis=-1)
         points = None
         if self.guides:
-            points = guide_points(self._landmarks[item.path][indices], self.size)
+            points = guide_points(self._landmarks[item.path][indices], self.size,
+                                  self.eye_guides)
         if self.augmentation is not None:
             frames, points = geometric(frames, points, self.augmentation, rng)
         guides = torch.zeros(0)

@@ -292,7 +292,8 @@ class Trainer:
                                 ds.augmentation, opts.seed, opts.cache_mb,
                                 regions=opts.region_weight > 0,
                                 expressive_pairs=opts.expressive_pairs,
-                                guides=opts.landmark_weight > 0)
+                                guides=opts.landmark_weight > 0,
+                                eye_guides=opts.eye_guides)
         per_rank = max(1, tp.batch_size // self.world_size)
         sampler = EpochSampler(len(dataset), self.rank, self.world_size, opts.seed)
         loader = make_loader(dataset, per_rank, sampler, opts.workers,
@@ -361,7 +362,8 @@ class Trainer:
         mean = (total / count.clamp_min(1)).numpy()
         chosen = assign_guides(mean)
         self.options = dataclasses.replace(self.options, landmark_keypoints=chosen)
-        self.logger.note(f"landmark guidance: keypoints {list(chosen)} tied to the eye centres, "
+        eyes = "eye centres" if self.options.eye_guides == "centres" else "upper lids"
+        self.logger.note(f"landmark guidance: keypoints {list(chosen)} tied to the {eyes}, "
                          "mouth corners, upper and lower lip (mean distances "
                          f"{[round(float(mean[g, k]), 3) for g, k in enumerate(chosen)]})")
 

@@ -65,6 +65,7 @@ class TrainOptions:
     region_weight: float = 0.0
     expressive_pairs: float = 0.0
     landmark_weight: float = 0.0
+    eye_guides: str = "centres"  # what the eye guidance points follow: "centres" or "lids"
     # keypoint tied to each landmark-guidance point; chosen at the start of the run when None
     landmark_keypoints: tuple[int, ...] | None = None
     tensorboard: bool = True

@@ -12,8 +12,9 @@ pairs is instead the one, of :data:`CANDIDATES` random pairs, whose mouth and ey
 (:func:`expression_features`).
 
 *Landmark guidance* (``--landmark-weight W``, as LivePortrait guides some of its implicit
-keypoints): :data:`NUM_GUIDES` points (the two eye centres, the two mouth corners, the middle of
-the upper and of the lower lip) are moved with the frames through the same augmentations
+keypoints): :data:`NUM_GUIDES` points (the two eye centres, or with ``--eye-guides lids`` the
+middle of the two upper lids, which move the whole height of a blink; the two mouth corners, the
+middle of the upper and of the lower lip) are moved with the frames through the same augmentations
 (:func:`guide_points`, :func:`fomm.train.augment.geometric`) and one keypoint is tied to each
 (:func:`guide_targets`, :func:`assign_guides`), so that subtle expressions move keypoints.
 
@@ -36,7 +37,8 @@ EYES = slice(36, 48)  # iBUG 300-W order
 MOUTH = slice(48, 68)
 SIGMA = 0.15  # Gaussian fall-off around each landmark, in inter-ocular distances
 CANDIDATES = 8  # random pairs an expressive pair is chosen from
-NUM_GUIDES = 6  # eye centres, mouth corners, upper and lower lip (see guide_points)
+NUM_GUIDES = 6  # eye centres (or upper lids), mouth corners, upper and lower lip (guide_points)
+EYE_GUIDES = ("centres", "lids")  # what the two eye guidance points follow
 
 
 def landmarks_path(item: Video) -> Path:
@@ -107,6 +109,26 @@ def expression_features(points: np.ndarray) -> np.ndarray:
     return features.astype(np.float32)
 
 
+def balance_features(features: list[np.ndarray]) -> list[np.ndarray]:
+    """Expression features of several videos in units of their spread over all of them.
+
+    A blink changes the eye opening by a fraction of what speech changes the mouth opening, so
+    in raw units :func:`expressive_pair` would almost only pick pairs that differ at the mouth;
+    divided by each feature's standard deviation over all frames, a blink counts as much.
+
+    Args:
+        features: (N_i, 3) arrays from :func:`expression_features`.
+    Returns:
+        The same arrays, each column divided by its pooled standard deviation (unchanged
+        where it is not finite or about 0).
+    """
+    pooled = np.concatenate(features) if features else np.zeros((0, 3), np.float32)
+    with np.errstate(invalid="ignore"):
+        spread = np.nanstd(pooled, axis=0) if np.isfinite(pooled).any() else np.ones(3)
+    spread = np.where(np.isfinite(spread) & (spread > 1e-6), spread, 1.0).astype(np.float32)
+    return [f / spread for f in features]
+
+
 def expressive_pair(features: np.ndarray, rng: np.random.Generator,
                     candidates: int = CANDIDATES) -> np.ndarray:
     """Sorted frame indices of the random pair whose expressions differ most (L1).
@@ -123,19 +145,25 @@ def expressive_pair(features: np.ndarray, rng: np.random.Generator,
     return pairs[int(np.nanargmax(np.where(np.isfinite(diff), diff, -1.0)))]
 
 
-def guide_points(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def guide_points(points: np.ndarray, size: tuple[int, int], eyes: str = "centres") -> np.ndarray:
     """The landmark-guidance points of frames, in pixels.
 
     Args:
         points: (N, 68, 2) stored landmarks (see :func:`region_map`).
         size: (width, height) of the frames.
+        eyes: ``"centres"`` (mean of each eye's six landmarks) or ``"lids"`` (middle of each
+            upper lid: a blink moves it by the whole lid gap, the centre by a third of it).
     Returns:
-        float64 (N, 6, 2) pixel coordinates (pixel centres at integers): eye centres, mouth
-        corners, middle of the upper lip (outer and inner edge), of the lower lip; NaN rows
-        where there was no face.
+        float64 (N, 6, 2) pixel coordinates (pixel centres at integers): the two eye points,
+        mouth corners, middle of the upper lip (outer and inner edge), of the lower lip; NaN
+        rows where there was no face.
     """
+    if eyes not in EYE_GUIDES:
+        raise ValueError(f"eyes must be one of {EYE_GUIDES}, not {eyes!r}")
     xy = points.astype(np.float64) * size - 0.5
-    return np.stack([xy[:, 36:42].mean(1), xy[:, 42:48].mean(1), xy[:, 48], xy[:, 54],
+    left, right = ((xy[:, 36:42].mean(1), xy[:, 42:48].mean(1)) if eyes == "centres"
+                   else (xy[:, 37:39].mean(1), xy[:, 43:45].mean(1)))
+    return np.stack([left, right, xy[:, 48], xy[:, 54],
                      xy[:, [51, 62]].mean(1), xy[:, [57, 66]].mean(1)], axis=1)
 
 
