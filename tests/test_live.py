@@ -267,7 +267,8 @@ class ScriptedWindow:
         pass
 
 
-def test_live_keys_reference_pause_quit(live_media, tiny_ckpt, monkeypatch, capsys):
+@pytest.mark.parametrize("overlap", [False, True])
+def test_live_keys_reference_pause_quit(live_media, tiny_ckpt, monkeypatch, capsys, overlap):
     from fomm.animate import Animator
     from fomm.api import load_model
     from fomm.live import loop
@@ -275,12 +276,15 @@ def test_live_keys_reference_pause_quit(live_media, tiny_ckpt, monkeypatch, caps
     photo, clip = live_media
     ScriptedWindow.keys = ["", "r", "", " ", "", " ", "", "q"]
     monkeypatch.setattr(loop, "Window", ScriptedWindow)
-    animator = Animator(*load_model(tiny_ckpt), device="cpu")
-    stats = run_live(photo, LiveOptions(camera=str(clip), realtime=False), animator=animator)
+    animator = Animator(*load_model(tiny_ckpt), device="cpu", backend="onnx")
+    opts = LiveOptions(camera=str(clip), realtime=False, overlap=overlap)
+    stats = run_live(photo, opts, animator=animator)
     err = capsys.readouterr().err
     assert stats.ended == "quit"
     assert err.count("reference pose taken") == 2  # the first face, then again after r
-    assert stats.frames_out == 6  # 8 frames shown, 2 of them while paused
+    # 8 frames shown, 2 of them while paused; overlapped, the frame rendering when space is
+    # pressed is still shown, so 1 of them (and the one rendering at q is dropped)
+    assert stats.frames_out == (7 if overlap else 6)
     assert stats.frames_in == stats.frames_out + stats.dropped
 
 

@@ -12,17 +12,19 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from fomm.animate import Animator
-from fomm.backends import torch_threads
+from fomm.animate import Animator, resolve_device
+from fomm.backends import onnxruntime_available, torch_threads
 from fomm.config import AnimateOptions
 from fomm.errors import FommError, InputError
 from fomm.image import read_image
-from fomm.live.capture import Capture
+from fomm.live.capture import Capture, Frame
 from fomm.live.framing import LiveFramer
 from fomm.live.sinks import Recorder, VirtualCamera, Window
 from fomm.live.smoothing import KP_MIN_CUTOFF, KeypointSmoother
@@ -43,8 +45,12 @@ class LiveOptions:
     ``smoothing`` / ``smoothing_cutoff``: One-Euro keypoint smoothing and its cutoff at rest (Hz);
     ``detect_every``: face detection on every k-th frame; ``max_frames``: stop after this many
     camera frames; ``realtime``: False takes every frame of a file (tests, benchmarks);
+    ``overlap``: frame and find the keypoints of the next camera frame while the generator
+    renders this one, and show a result while the next one renders (ONNX Runtime backend;
+    one frame in flight at most, so latency stays bounded);
     ``animate``: model and motion options as for ``fomm animate`` (``detail`` off by default
-    live: its cost grows with the photo's face box, up to the networks' own for 1024 px).
+    live: its cost grows with the photo's face box, up to the networks' own for 1024 px;
+    ``precision`` ``auto`` is fp32 on a CPU with ONNX Runtime, see :func:`live_precision`).
     """
 
     camera: str = "0"
@@ -57,6 +63,7 @@ class LiveOptions:
     detect_every: int = 3
     max_frames: int | None = None
     realtime: bool = True
+    overlap: bool = True
     animate: AnimateOptions = field(default_factory=lambda: AnimateOptions(detail=False))
 
 
@@ -146,8 +153,44 @@ def glue_threads(animator: Animator) -> Iterator[None]:
         yield
 
 
+def live_precision(precision: str, device: str = "auto") -> str:
+    """The precision ``fomm live`` runs at: ``auto`` is fp32 on a CPU where ONNX Runtime is
+    installed, otherwise ``precision`` as given (see :func:`fomm.precision.resolve_precision`).
+
+    bf16 (picked by ``auto`` on CPUs with native bf16) runs on torch eager, whose OpenMP threads
+    beside the capture thread made live frame rates erratic on a 2-core CPU (1.8 to 22 fps from
+    one run to the next, 0.9 at fp32) while ONNX Runtime at fp32 held 17 fps (benchmarks/live.py).
+    """
+    if precision == "auto" and resolve_device(device).type == "cpu" and onnxruntime_available():
+        return "fp32"
+    return precision
+
+
+def live_animator(animator: Animator, opts: AnimateOptions) -> Animator:
+    """``animator`` when it already runs as :func:`live_precision` asks, else one on the same
+    networks at that precision (a server's model loaded at ``auto`` → bf16 runs live at fp32)."""
+    precision = live_precision(opts.precision, opts.device)
+    if precision == "auto" or precision == animator.precision:
+        return animator
+    from fomm.models import Models
+
+    return Animator(
+        Models(animator.kp_detector, animator.generator),
+        animator.config,
+        str(animator.device),
+        precision,
+    )
+
+
 def _percentile(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 1) if values else 0.0
+
+
+class Pose(NamedTuple):
+    """A camera frame's motion, ready for the generator."""
+
+    kp: Keypoints  # (1, K, ·) the frame's (smoothed) keypoints
+    reference: Keypoints  # (1, K, ·) the reference pose's, as it was for this frame
 
 
 class LiveAnimator:
@@ -192,9 +235,14 @@ class LiveAnimator:
         """Take the reference pose again from the next frame with a face."""
         self._retake = True
 
-    def __call__(self, frame: np.ndarray, t: float) -> np.ndarray | None:
-        """The animated photo for a uint8 (H, W, 3) RGB camera frame taken at ``t`` seconds;
-        None when no face is in view (show :attr:`still` then)."""
+    def pose(self, frame: np.ndarray, t: float) -> Pose | None:
+        """The first half of a frame: face framing, keypoints, smoothing and the reference.
+
+        Args:
+            frame: uint8 (H, W, 3) RGB camera frame taken at ``t`` seconds.
+        Returns:
+            The pose to :meth:`render`, or None when no face is in view (show :attr:`still`).
+        """
         crop = self._framer(frame, t)
         if crop is None:
             if self._smoother is not None:
@@ -205,10 +253,21 @@ class LiveAnimator:
             kp = self._smoother(kp, t)
         if self.reference is None or self._retake:
             self.reference, self._retake = kp, False
+        return Pose(kp, self.reference)
+
+    def render(self, pose: Pose) -> np.ndarray:
+        """The second half: the generator and the paste-back, uint8 (H', W', 3) like
+        :attr:`still`. Safe to run on another thread while :meth:`pose` takes the next frame."""
         frames = self.animator.render(
-            self._sources, kp, self.reference, self.relative, self.adapt_scale
+            self._sources, pose.kp, pose.reference, self.relative, self.adapt_scale
         )
         return self._paste(frames[0])
+
+    def __call__(self, frame: np.ndarray, t: float) -> np.ndarray | None:
+        """The animated photo for a uint8 (H, W, 3) RGB camera frame taken at ``t`` seconds;
+        None when no face is in view (show :attr:`still` then)."""
+        pose = self.pose(frame, t)
+        return None if pose is None else self.render(pose)
 
 
 def run_live(
@@ -255,7 +314,10 @@ def run_live(
             from fomm.api import load_model
 
             models, config = load_model(checkpoint, config=model_config, flavour=anim.flavour)
-            animator = Animator(models, config, anim.device, anim.precision)
+            animator = Animator(
+                models, config, anim.device, live_precision(anim.precision, anim.device)
+            )
+        animator = live_animator(animator, anim)
         step = LiveAnimator(animator, source_image, opts)
         still = step.still
         stats.camera_fps = round(capture.fps, 2)
@@ -277,6 +339,51 @@ def run_live(
     return stats
 
 
+class _Pending(NamedTuple):
+    """A camera frame on its way out: its result (being rendered), or None for no face."""
+
+    frame: Frame
+    result: Future[np.ndarray] | np.ndarray | None
+    new_reference: bool
+
+
+class _Shower:
+    """Sends results to the sinks and keeps the counts; the window's key comes back."""
+
+    def __init__(self, step: LiveAnimator, sinks: _Sinks, stats: LiveStats, log: bool) -> None:
+        self.step, self.sinks, self.stats, self.log = step, sinks, stats, log
+        self.latencies: list[float] = []
+        self.first_in: float | None = None
+        self.last_out: float | None = None
+        self.last_frame = step.still
+
+    def show(self, item: _Pending | None, paused: bool = False) -> int:
+        """Send ``item``'s result (the still photo without a face; waiting for it to render),
+        or with ``paused`` the last frame again; the key pressed (or -1)."""
+        stats, out, lines = self.stats, self.last_frame, ["paused (space resumes)"]
+        if item is not None:
+            animated = item.result.result() if isinstance(item.result, Future) else item.result
+            out, lines = self.step.still, []
+            if animated is None:
+                lines = ["no face"]
+            else:
+                out = animated
+                stats.face_frames += 1
+                if self.log and item.new_reference:
+                    print(
+                        f"live: reference pose taken at frame {item.frame.index}", file=sys.stderr
+                    )
+        self.last_frame = out
+        shown = time.perf_counter()
+        if item is not None:
+            stats.frames_out += 1
+            self.latencies.append((shown - item.frame.time) * 1000)
+        self.last_out = shown
+        elapsed = max(shown - (self.first_in or shown), 1e-6)
+        lat = self.latencies[-1] if self.latencies else 0.0
+        return self.sinks.send(out, [f"{stats.frames_out / elapsed:.1f} fps  {lat:.0f} ms", *lines])
+
+
 def _loop(
     capture: Capture,
     step: LiveAnimator,
@@ -285,10 +392,17 @@ def _loop(
     stats: LiveStats,
     log: bool,
 ) -> None:
+    """Read, animate and show until the stream ends or a key quits.
+
+    With overlap, a frame's :meth:`LiveAnimator.render` runs on a second thread while this one
+    shows the previous result and takes the next frame's pose; the next render starts once the
+    previous one is done, so one frame is rendering and one waiting at most.
+    """
+    overlap = opts.overlap and step.animator.backend == "onnx"
+    renderer = ThreadPoolExecutor(1, thread_name_prefix="fomm-live-render") if overlap else None
+    shower = _Shower(step, sinks, stats, log)
     paused = False
-    latencies: list[float] = []
-    first_in = last_out = None
-    out = step.still
+    pending: _Pending | None = None  # rendering, shown at the next turn
     try:  # Ctrl-C is how a headless run stops: keep the recording and the stats
         while True:
             frame = capture.read(timeout=0.5)
@@ -297,43 +411,50 @@ def _loop(
                     stats.ended = capture.ended
                     break
                 continue
-            first_in = frame.time if first_in is None else first_in
+            shower.first_in = frame.time if shower.first_in is None else shower.first_in
             if paused:
                 capture.drop()  # not animated: counts as dropped
-                lines = ["paused (space resumes)"]
+                ready, pending = pending, None
+                keys = [shower.show(ready)] if ready is not None else []
+                keys.append(shower.show(None, paused=True))
             else:
                 new_reference = step.needs_reference
-                animated = step(frame.image, frame.time)
-                if animated is None:
-                    out, lines = step.still, ["no face"]
+                pose = step.pose(frame.image, frame.time)  # beside the previous frame's render
+                if renderer is None:
+                    result = None if pose is None else step.render(pose)
+                    keys = [shower.show(_Pending(frame, result, new_reference))]
                 else:
-                    out, lines = animated, []
-                    stats.face_frames += 1
-                    if log and new_reference:
-                        print(f"live: reference pose taken at frame {frame.index}", file=sys.stderr)
-            shown = time.perf_counter()
-            if not paused:
-                stats.frames_out += 1
-                latencies.append((shown - frame.time) * 1000)
-            last_out = shown
-            elapsed = max(last_out - first_in, 1e-6)
-            fps = stats.frames_out / elapsed
-            lat = latencies[-1] if latencies else 0.0
-            key = sinks.send(out, [f"{fps:.1f} fps  {lat:.0f} ms", *lines])
-            if key in KEY_QUIT or (sinks.window is not None and sinks.window.closed):
+                    ready = pending
+                    if ready is not None and isinstance(ready.result, Future):
+                        ready.result.result()  # one render at a time
+                    result = None if pose is None else renderer.submit(step.render, pose)
+                    pending = _Pending(frame, result, new_reference)
+                    keys = [shower.show(ready)] if ready is not None else []
+            if any(k in KEY_QUIT for k in keys) or (
+                sinks.window is not None and sinks.window.closed
+            ):
                 stats.ended = "quit"
                 break
-            if key == KEY_REFERENCE:
+            if KEY_REFERENCE in keys:
                 step.retake()
-            elif key == KEY_PAUSE:
+            if KEY_PAUSE in keys:
                 paused = not paused
             if opts.max_frames is not None and capture.frames_in >= opts.max_frames:
                 stats.ended = f"{opts.max_frames} frames"
                 break
+        if pending is not None and stats.ended != "quit":  # the last frame still rendering
+            shower.show(pending)
+            pending = None
     except KeyboardInterrupt:
         stats.ended = "interrupted"
+    finally:
+        if renderer is not None:
+            renderer.shutdown(wait=True, cancel_futures=True)
     capture.close()
     stats.frames_in, stats.dropped = capture.frames_in, capture.dropped
+    if pending is not None:  # taken but never shown (quit or interrupted)
+        stats.dropped += 1
+    first_in, last_out, latencies = shower.first_in, shower.last_out, shower.latencies
     if first_in is not None and last_out is not None:
         stats.seconds = round(last_out - first_in, 3)
         stats.fps_out = round(stats.frames_out / max(stats.seconds, 1e-6), 2)
