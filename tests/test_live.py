@@ -364,3 +364,52 @@ def test_glue_threads_only_with_onnx():
     assert torch.get_num_threads() == before
     with glue_threads(SimpleNamespace(backend="torch")):
         assert torch.get_num_threads() == before
+
+
+def test_overlapped_frames_are_the_sequential_ones(live_media, tiny_ckpt, monkeypatch, tmp_path):
+    from fomm.animate import Animator
+    from fomm.api import load_model
+    from fomm.live import loop
+
+    photo, clip = live_media
+    animator = Animator(*load_model(tiny_ckpt), device="cpu", backend="onnx")
+    sent: list[np.ndarray] = []
+    send = loop._Sinks.send
+    monkeypatch.setattr(
+        loop._Sinks, "send", lambda self, f, lines: (sent.append(f), send(self, f, lines))[1]
+    )
+    results = {}
+    for overlap in (False, True):
+        sent.clear()
+        opts = LiveOptions(
+            camera=str(clip),
+            window=False,
+            record=tmp_path / f"out-{overlap}.mp4",
+            realtime=False,
+            smoothing=False,  # One-Euro follows the arrival times, which differ
+            overlap=overlap,
+        )
+        stats = run_live(photo, opts, animator=animator, log=False)
+        assert (stats.frames_out, stats.dropped) == (12, 0)  # every frame, in order
+        results[overlap] = list(sent)
+    assert len(results[True]) == 12
+    for a, b in zip(results[False], results[True], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_live_runs_fp32_on_onnx_runtime_at_auto(tiny_ckpt):
+    from fomm.animate import Animator
+    from fomm.api import load_model
+    from fomm.config import AnimateOptions
+    from fomm.live.loop import live_animator, live_precision
+
+    assert live_precision("auto", "cpu") == "fp32"  # onnxruntime is a test dependency
+    assert live_precision("bf16", "cpu") == "bf16"  # asked for: kept
+    models, config = load_model(tiny_ckpt)
+    fp32 = Animator(models, config, device="cpu", precision="fp32")
+    assert live_animator(fp32, AnimateOptions(device="cpu")) is fp32
+    bf16 = Animator(models, config, device="cpu", precision="bf16")
+    live = live_animator(bf16, AnimateOptions(device="cpu"))  # a server loaded at auto → bf16
+    assert (live.precision, live.backend) == ("fp32", "onnx")
+    assert live.generator is bf16.generator  # the same networks
+    assert live_animator(bf16, AnimateOptions(device="cpu", precision="bf16")) is bf16

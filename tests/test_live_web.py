@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from tiny import tiny_models
 
 pytest.importorskip("fastapi", reason="fomm serve needs the web extras: pip install 'fomm[serve]'")
@@ -78,3 +79,23 @@ def test_live_socket_refuses_a_photo_that_is_not_an_image(client):
         ws.send_bytes(b"not an image")
         answer = ws.receive_json()
         assert answer["type"] == "error" and answer["code"] == "bad_photo"
+
+
+def test_live_socket_runs_with_the_live_defaults(client, monkeypatch):
+    from fomm.app import live as live_module
+
+    seen = {}
+    real = live_module.LiveAnimator
+
+    def spy(animator, photo, opts):
+        seen["detail"], seen["threads"] = opts.animate.detail, torch.get_num_threads()
+        seen["backend"] = animator.backend
+        return real(animator, photo, opts)
+
+    monkeypatch.setattr(live_module, "LiveAnimator", spy)
+    with client.websocket_connect("/v1/live") as ws:
+        ws.send_bytes(photo_bytes())
+        assert ws.receive_json()["type"] == "ready"
+    assert seen["detail"] is False  # the server's files keep --detail on; live is off
+    if seen["backend"] == "onnx":
+        assert seen["threads"] == 1  # torch's glue on one thread beside ONNX Runtime

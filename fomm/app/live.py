@@ -7,13 +7,18 @@ frames as JPEG bytes and gets, for each one animated, ``{"type": "frame", "face"
 reference pose again. Newest frame wins: frames that arrive while one is being animated replace
 it and are counted as dropped, never queued. One live session per model: another one is told
 ``{"type": "error", "code": "busy"}``. The per-frame work is
-:class:`fomm.live.loop.LiveAnimator`, the step of ``fomm live``.
+:class:`fomm.live.loop.LiveAnimator`, the step of ``fomm live``, with its defaults: ``--detail``
+off, ``--precision auto`` at fp32 on ONNX Runtime on a CPU (:func:`fomm.live.loop.live_animator`)
+and torch's own work on one thread beside ONNX Runtime's (:func:`fomm.live.loop.glue_threads`).
+The page sends its next camera frame when a result comes back, so frames are not overlapped
+here as ``fomm live`` overlaps them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import threading
 import time
@@ -26,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from fomm.animate import Animator
 from fomm.config import AnimateOptions
 from fomm.errors import FommError
-from fomm.live.loop import LiveAnimator, LiveOptions
+from fomm.live.loop import LiveAnimator, LiveOptions, glue_threads, live_animator
 
 MAX_MESSAGE = 8 * 2**20  # bytes: a photo or a camera frame
 JPEG_QUALITY = 85
@@ -73,8 +78,20 @@ class _Latest:
 
 
 def add_live_routes(app: FastAPI, animator: Animator, options: AnimateOptions) -> None:
-    """Add the ``/v1/live`` WebSocket to ``app``; one session at a time per ``animator``."""
+    """Add the ``/v1/live`` WebSocket to ``app``; one session at a time per ``animator``.
+
+    ``options`` are the server's; live runs them with ``fomm live``'s defaults: ``detail`` off
+    and the live precision (the server's model is used when it already runs that way, else a
+    second animator on the same networks is made at the first session).
+    """
     busy = threading.Lock()
+    options = dataclasses.replace(options, detail=False, progress=False)
+    made: list[Animator] = []  # the live animator, made at the first session
+
+    def live_model() -> Animator:
+        if not made:
+            made.append(live_animator(animator, options))
+        return made[0]
 
     @app.websocket("/v1/live")
     async def live(ws: WebSocket) -> None:
@@ -90,7 +107,9 @@ def add_live_routes(app: FastAPI, animator: Animator, options: AnimateOptions) -
             await ws.close(code=1013)  # try again later
             return
         try:
-            await _session(ws, animator, options)
+            model = await run_in_threadpool(live_model)
+            with glue_threads(model):  # as fomm live: torch's glue on one thread
+                await _session(ws, model, options)
         except (WebSocketDisconnect, OSError):  # the page went away mid-frame: nothing to tell
             pass
         finally:
