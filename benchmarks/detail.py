@@ -3,9 +3,11 @@
 
 * cost: ms per frame of the networks alone (bundled fomm-face-256 config, random weights:
   speed does not depend on the values), and what rendering at a 512² and 1024² face box adds
-  (``fomm.detail``, bicubic and 2×-bilinear samplers) and what pasting it back adds;
-* gain (with ``--images``): face-box sharpness of ``fomm animate`` results, detail off and on,
-  as a share of the photo's (variance of the Laplacian inside the detected face box).
+  (``fomm.detail``: the spline sampler, the default, and the former bicubic one, side by side;
+  the spline sampler's once-per-source doubling apart) and what pasting it back adds;
+* gain (with ``--images``): face-box sharpness of ``fomm animate`` results, detail off, on with
+  the bicubic sampler and on (spline), as a share of the photo's (variance of the Laplacian
+  inside the detected face box).
 
     python benchmarks/detail.py [--frames 8] [--device cpu]
     python benchmarks/detail.py --images '../shared/data/images/lp_*.jpg' \
@@ -22,6 +24,7 @@ import tempfile
 import time
 from functools import partial
 from pathlib import Path
+from unittest import mock
 
 import cv2
 import numpy as np
@@ -51,7 +54,8 @@ def _timed(fn, device: torch.device, repeat: int) -> float:
 
 
 def cost(device: str, frames: int, sizes: list[int], repeat: int) -> list[dict]:
-    """ms/frame: networks, + detail render per sampler, + paste at the detail resolution."""
+    """ms/frame: networks, + detail render per sampler, + paste at the detail resolution; and
+    the spline sampler's doubling of the source (once per source, not per frame)."""
     torch.manual_seed(0)
     cfg = load_config("fomm-face-256").model
     animator = Animator(build_models(cfg), cfg, device=device, precision="fp32")
@@ -71,18 +75,21 @@ def cost(device: str, frames: int, sizes: list[int], repeat: int) -> list[dict]:
         with torch.inference_mode():
             out = animator.generator(source.image, kp, source.kp.expand(frames),
                                      encoded=source.encoding, with_deformed=False)
-            for sampler in ("bicubic", "bilinear2x"):
+            for sampler in ("bicubic", "spline"):  # spline: the source doubled once, cached
                 run = partial(detail.render, animator.generator, out, source.detail,
                               sampler=sampler)
                 row[f"detail_{sampler}_ms"] = 1000 * _timed(run, animator.device, repeat) / frames
+            double = partial(detail.upsample2x, source.detail)
+            row["spline_doubling_once_ms"] = 1000 * _timed(double, animator.device, repeat)
         crops = {"model": to_frames(animator.generate(plain, kp)[:1])[0],
                  "detail": to_frames(animator.generate(source, kp)[:1])[0]}
         for name, crop in crops.items():
             paster = Paster(photo, box, crop.shape[0])
             row[f"paste_{name}_ms"] = 1000 * _timed(partial(paster.paste, crop),
                                                     torch.device("cpu"), repeat)
-        row["added_ms"] = (row["detail_bicubic_ms"] + row["paste_detail_ms"]
-                           - row["paste_model_ms"])
+        for sampler in ("bicubic", "spline"):
+            row[f"added_{sampler}_ms"] = (row[f"detail_{sampler}_ms"] + row["paste_detail_ms"]
+                                          - row["paste_model_ms"])
         rows.append(row)
     return rows
 
@@ -96,7 +103,8 @@ def face_sharpness(image: np.ndarray, box) -> float:
 
 def sharpness(images: list[str], driving: str, frames: int, device: str,
               save: Path | None) -> list[dict]:
-    """Per photo: result face sharpness / photo face sharpness, detail off and on."""
+    """Per photo: result face sharpness / photo face sharpness, detail off, on with the former
+    bicubic sampler, and on (spline)."""
     from fomm.api import load_model
     from fomm.faces.detect import detect_faces
     from fomm.pipeline import animate_file
@@ -112,17 +120,21 @@ def sharpness(images: list[str], driving: str, frames: int, device: str,
         box, reference = faces[0].box, face_sharpness(photo, faces[0].box)
         row = {"image": Path(path).name, "size": list(photo.shape[1::-1]),
                "face_box": round(box[3] - box[1])}
-        for on in (False, True):
-            with tempfile.TemporaryDirectory() as tmp:
+        for name, on, sampler in (("off", False, "spline"), ("on_bicubic", True, "bicubic"),
+                                  ("on", True, "spline")):
+            render = partial(detail.render_batched, sampler=sampler)
+            with tempfile.TemporaryDirectory() as tmp, \
+                    mock.patch.object(detail, "render_batched", render):
                 opts = AnimateOptions(max_frames=frames, progress=False, detail=on, audio=False)
                 animate_file(path, driving, f"{tmp}/", opts, animator=animator)
                 results = [read_image(p) for p in sorted(Path(tmp).glob("*.png"))]
             ratios = [face_sharpness(f, box) / reference for f in results]
-            row["detail_on" if on else "detail_off"] = round(float(np.mean(ratios)), 3)
+            row[f"detail_{name}"] = round(float(np.mean(ratios)), 3)
             if save is not None:
                 save.mkdir(parents=True, exist_ok=True)
-                name = f"{Path(path).stem}-detail-{'on' if on else 'off'}.png"
-                cv2.imwrite(str(save / name), cv2.cvtColor(results[-1], cv2.COLOR_RGB2BGR))
+                for i in (0, len(results) - 1):
+                    out = save / f"{Path(path).stem}-detail-{name}-{i}.png"
+                    cv2.imwrite(str(out), cv2.cvtColor(results[i], cv2.COLOR_RGB2BGR))
         print(row, flush=True)
         rows.append(row)
     return rows
@@ -136,15 +148,19 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--images", help="glob of portraits for the sharpness table")
     parser.add_argument("--driving", help="driving clip for the sharpness table")
-    parser.add_argument("--save-frames", type=Path, help="write each photo's last frame, "
-                                                         "detail off and on, as PNG here")
+    parser.add_argument("--save-frames", type=Path, help="write each photo's first and last "
+                                                         "frame, per setting, as PNG here")
+    parser.add_argument("--note", help="a line kept in the JSON (e.g. what else ran)")
     parser.add_argument("--skip-cost", action="store_true")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     report: dict = {"machine": machine(), "torch": torch.__version__,
                     "threads": torch.get_num_threads(), "load_average_at_start": os.getloadavg()}
+    if args.note:
+        report["note"] = args.note
     if not args.skip_cost:
         report["cost_ms_per_frame"] = cost(args.device, args.frames, args.sizes, args.repeat)
+        report["load_average_after_cost"] = os.getloadavg()
         for row in report["cost_ms_per_frame"]:
             print(", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
                             for k, v in row.items()))
@@ -156,8 +172,9 @@ def main() -> None:
         report["sharpness_vs_photo"] = {
             "measure": "variance of the Laplacian inside the detected face box, result / photo",
             "driving": Path(args.driving).name, "frames": args.frames, "photos": rows,
-            "mean_detail_off": round(float(np.mean([r["detail_off"] for r in rows])), 3),
-            "mean_detail_on": round(float(np.mean([r["detail_on"] for r in rows])), 3)}
+            **{f"{stat}_detail_{name}": round(float(fn([r[f"detail_{name}"] for r in rows])), 3)
+               for name in ("off", "on_bicubic", "on")
+               for stat, fn in (("mean", np.mean), ("min", np.min))}}
     report["load_average_at_end"] = os.getloadavg()
     out = args.out or RESULTS / f"detail-{torch.device(args.device).type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
