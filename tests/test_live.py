@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -413,3 +414,35 @@ def test_live_runs_fp32_on_onnx_runtime_at_auto(tiny_ckpt):
     assert (live.precision, live.backend) == ("fp32", "onnx")
     assert live.generator is bf16.generator  # the same networks
     assert live_animator(bf16, AnimateOptions(device="cpu", precision="bf16")) is bf16
+
+
+def test_live_network_size(live_media, tiny_ckpt, tmp_path):
+    from fomm.animate import Animator
+    from fomm.api import load_model
+
+    photo, clip = live_media
+    opts = LiveOptions(
+        camera=str(clip),
+        window=False,
+        record=tmp_path / "out.mp4",
+        realtime=False,
+        network_size=128,
+    )
+    stats = run_live(
+        photo, opts, animator=Animator(*load_model(tiny_ckpt), device="cpu"), log=False
+    )
+    assert stats.frames_out == 12 and stats.face_frames >= 10  # a 64 px model run at 128
+    assert next(iter_frames(tmp_path / "out.mp4")).shape == (384, 384, 3)  # what users see
+    with pytest.raises(FommError, match="multiple of 64"):
+        run_live(
+            photo,
+            dataclasses.replace(opts, network_size=100),
+            animator=Animator(*load_model(tiny_ckpt), device="cpu"),
+            log=False,
+        )
+    args = (
+        __import__("fomm.cli", fromlist=["build_parser"])
+        .build_parser()
+        .parse_args(["live", "p.png", "--network-size", "128"])
+    )
+    assert args.network_size == 128

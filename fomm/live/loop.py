@@ -8,6 +8,7 @@ each frame goes through the same step as file animation: the source target of
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sys
 import time
@@ -45,6 +46,9 @@ class LiveOptions:
     ``smoothing`` / ``smoothing_cutoff``: One-Euro keypoint smoothing and its cutoff at rest (Hz);
     ``detect_every``: face detection on every k-th frame; ``max_frames``: stop after this many
     camera frames; ``realtime``: False takes every frame of a file (tests, benchmarks);
+    ``network_size``: run the networks at this side (px) instead of the model's own (a
+    fully convolutional model runs at other sizes: 128 costs about a quarter of 256, for a
+    softer face; None: the model's size);
     ``overlap``: frame and find the keypoints of the next camera frame while the generator
     renders this one, and show a result while the next one renders (ONNX Runtime backend;
     one frame in flight at most, so latency stays bounded);
@@ -63,6 +67,7 @@ class LiveOptions:
     detect_every: int = 3
     max_frames: int | None = None
     realtime: bool = True
+    network_size: int | None = None
     overlap: bool = True
     animate: AnimateOptions = field(default_factory=lambda: AnimateOptions(detail=False))
 
@@ -166,17 +171,22 @@ def live_precision(precision: str, device: str = "auto") -> str:
     return precision
 
 
-def live_animator(animator: Animator, opts: AnimateOptions) -> Animator:
-    """``animator`` when it already runs as :func:`live_precision` asks, else one on the same
-    networks at that precision (a server's model loaded at ``auto`` → bf16 runs live at fp32)."""
+def live_animator(animator: Animator, opts: AnimateOptions, size: int | None = None) -> Animator:
+    """``animator`` when it already runs as live asks, else one on the same networks that does:
+    at :func:`live_precision` (a server's model loaded at ``auto`` → bf16 runs live at fp32) and
+    at the networks' side ``size`` (None: the model's)."""
     precision = live_precision(opts.precision, opts.device)
-    if precision == "auto" or precision == animator.precision:
+    precision = animator.precision if precision == "auto" else precision
+    size = size or animator.size
+    if precision == animator.precision and size == animator.size:
         return animator
+    if size % 64:  # the hourglasses halve a quarter of it four times
+        raise FommError(f"--network-size must be a multiple of 64 (128, 192, 256, ...), got {size}")
     from fomm.models import Models
 
     return Animator(
         Models(animator.kp_detector, animator.generator),
-        animator.config,
+        dataclasses.replace(animator.config, image_size=size),
         str(animator.device),
         precision,
     )
@@ -314,10 +324,12 @@ def run_live(
             from fomm.api import load_model
 
             models, config = load_model(checkpoint, config=model_config, flavour=anim.flavour)
+            if opts.network_size is not None and opts.network_size % 64 == 0:
+                config = dataclasses.replace(config, image_size=opts.network_size)
             animator = Animator(
                 models, config, anim.device, live_precision(anim.precision, anim.device)
             )
-        animator = live_animator(animator, anim)
+        animator = live_animator(animator, anim, opts.network_size)
         step = LiveAnimator(animator, source_image, opts)
         still = step.still
         stats.camera_fps = round(capture.fps, 2)
