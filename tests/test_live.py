@@ -419,6 +419,7 @@ def test_live_runs_fp32_on_onnx_runtime_at_auto(tiny_ckpt):
 def test_live_network_size(live_media, tiny_ckpt, tmp_path):
     from fomm.animate import Animator
     from fomm.api import load_model
+    from fomm.cli import build_parser
 
     photo, clip = live_media
     opts = LiveOptions(
@@ -440,9 +441,5 @@ def test_live_network_size(live_media, tiny_ckpt, tmp_path):
             animator=Animator(*load_model(tiny_ckpt), device="cpu"),
             log=False,
         )
-    args = (
-        __import__("fomm.cli", fromlist=["build_parser"])
-        .build_parser()
-        .parse_args(["live", "p.png", "--network-size", "128"])
-    )
+    args = build_parser().parse_args(["live", "p.png", "--network-size", "128"])
     assert args.network_size == 128
