@@ -136,3 +136,24 @@ def test_shared_heads_keep_the_numbers():
     out_f = fast.generator_output(fast.prepare_source(frames[0]), kp)
     for name in ("prediction", "blend_mask", "occlusion_map", "deformation"):
         assert (getattr(out_e, name) - getattr(out_f, name)).abs().max() < 1e-4, name
+
+
+def test_strided_blur_keeps_the_numbers():
+    """The keypoint detector's input downsampling is exported as a strided blur (same values)."""
+    from fomm.models.blocks import AntiAliasInterpolation2d
+
+    models, cfg = tiny_models()
+    assert cfg.kp_detector.scale_factor != 1  # the tiny detector downsamples its input
+    strided = backends.export_kp_detector(models.kp_detector)
+    assert isinstance(strided.down, backends._StridedBlur)
+    assert isinstance(models.kp_detector.down, AntiAliasInterpolation2d)  # original as it was
+    image = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(strided.down(image), models.kp_detector.down(image), atol=1e-6)
+    frames = _frames(3)
+    eager = Animator(models, cfg, device="cpu", backend="torch")
+    fast = Animator(models, cfg, device="cpu", backend="onnx")
+    kp_e = eager.keypoints(eager.to_model_input(frames))
+    kp_f = fast.keypoints(fast.to_model_input(frames))
+    assert (kp_e.value - kp_f.value).abs().max() < 1e-4
+    assert (kp_e.jacobian - kp_f.jacobian).abs().max() < 1e-4
