@@ -3,19 +3,25 @@
 
 * the live loop on a 640×480 30 fps clip of a moving real face (skimage's astronaut, shifted,
   turned and zoomed over time) played as a live camera: frames in/out, dropped, fps out, latency
-  p50/p95 and the share of output frames animated from a face, with the bundled model, at
-  ``fomm live``'s defaults (``--detail off``, backend auto), with ``--detail on`` and with the
-  torch eager backend;
+  p50/p95 and the share of output frames animated from a face, with the bundled model: the
+  configuration before issue 13 (``--precision auto`` → bf16 on torch eager where the CPU has
+  native bf16; ONNX Runtime fp32 one stage after the other elsewhere) and now (``fomm live``'s
+  defaults: fp32 on ONNX Runtime, a frame's pose overlapping the previous frame's render; and
+  ``--network-size 128``), interleaved and repeated; each run records the load average and the
+  share of the machine's CPU that other processes used meanwhile;
 * the live frame path stage by stage (face framing with detection every 3rd frame, keypoints,
-  generator, ``--detail``, conversion, paste), CPU ms per frame, detail off and on;
+  generator, ``--detail``, conversion, paste), CPU ms per frame, detail off and on, and at
+  ``--network-size 128``;
 * network ms/frame (keypoints + generator, batch 1, source encoded once) per backend (and
   precision) for the bundled model and the full vox-256 config (random weights);
 * with ``--accuracy``: bf16 (fomm.precision's islands) against fp32 on the bundled model with a
   real talking face: mean, p99 and max |Δ| in 8-bit levels.
 
-    python benchmarks/live.py [--seconds 10] [--frames 8] [--accuracy] [--skip-networks]
+    python benchmarks/live.py [--seconds 10] [--repeats 2] [--sections live,stages,networks]
+                              [--frames 8] [--accuracy]
 
-Writes benchmarks/results/live-cpu.json (the machine is named in it). Nothing asserts on time.
+Writes benchmarks/results/live-cpu.json (the machine is named in it); a run of some sections
+keeps the others from the file (each section says when it ran). Nothing asserts on time.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -97,8 +104,11 @@ def networks(variants: list[tuple[str, str]], frames: int) -> list[dict]:
                     "cpu_ms_per_frame": round(cpu_ms, 1),
                 }
             )
-            print(f"{name:14s} {animator.backend:5s} {precision:5s} {ms:8.1f} ms/frame "
-                  f"({cpu_ms:.1f} CPU ms)", flush=True)
+            print(
+                f"{name:14s} {animator.backend:5s} {precision:5s} {ms:8.1f} ms/frame "
+                f"({cpu_ms:.1f} CPU ms)",
+                flush=True,
+            )
     return rows
 
 
@@ -121,14 +131,15 @@ def stages(seconds: float = 2.0) -> list[dict]:
 
     from fomm import motion
     from fomm.image import to_frames
-    from fomm.live.loop import LiveAnimator, glue_threads
+    from fomm.live.loop import LiveAnimator, glue_threads, live_animator
 
     frames = camera_frames(seconds)
     models, config = load_model(None)
-    animator = Animator(models, config, device="cpu", precision="auto")
+    base = Animator(models, config, device="cpu", precision="fp32")
     rows = []
-    for detail in (False, True):
-        opts = LiveOptions(animate=AnimateOptions(detail=detail, progress=False))
+    for detail, size in ((False, None), (True, None), (False, 128)):
+        opts = LiveOptions(animate=AnimateOptions(detail=detail, progress=False), network_size=size)
+        animator = live_animator(base, opts.animate, size)
         step = LiveAnimator(animator, data.astronaut(), opts)
         times: dict[str, list[float]] = {}
 
@@ -165,12 +176,21 @@ def stages(seconds: float = 2.0) -> list[dict]:
             if name == "keypoints":  # two calls a frame: input conversion and the network
                 values = [a + b for a, b in zip(values[::2], values[1::2])]
             values = values[3:]  # warm-up
-            rows.append({"detail": detail, "stage": name, "backend": animator.backend,
-                         "cpu_ms_mean": round(float(np.mean(values)), 1),
-                         "cpu_ms_max": round(float(np.max(values)), 1)})
-            print(f"detail {'on ' if detail else 'off'} {name:32s} "
-                  f"{rows[-1]['cpu_ms_mean']:7.1f} CPU ms (max {rows[-1]['cpu_ms_max']})",
-                  flush=True)
+            rows.append(
+                {
+                    "detail": detail,
+                    "network_size": animator.size,
+                    "stage": name,
+                    "backend": animator.backend,
+                    "cpu_ms_mean": round(float(np.mean(values)), 1),
+                    "cpu_ms_max": round(float(np.max(values)), 1),
+                }
+            )
+            print(
+                f"detail {'on ' if detail else 'off'} {animator.size} {name:32s} "
+                f"{rows[-1]['cpu_ms_mean']:7.1f} CPU ms (max {rows[-1]['cpu_ms_max']})",
+                flush=True,
+            )
     return rows
 
 
@@ -191,80 +211,187 @@ def bf16_error(frames: int) -> dict:
     return row
 
 
-def live_run(seconds: float, precision: str, detail: bool = False,
-             backend: str = "auto") -> dict:
+def _cpu_ticks() -> tuple[int, int]:
+    """(all, idle) CPU ticks of the machine so far, from /proc/stat ((0, 0) where there is none)."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except OSError:
+        return 0, 0
+    return sum(values), values[3] + values[4]  # idle + iowait
+
+
+def live_run(
+    seconds: float,
+    precision: str,
+    detail: bool = False,
+    backend: str = "auto",
+    overlap: bool = True,
+    network_size: int | None = None,
+    keep: Path | None = None,
+) -> dict:
+    """One headless ``fomm live`` run on the benchmark clip; its stats and CPU use."""
     with tempfile.TemporaryDirectory() as tmp:
         clip = moving_face_clip(Path(tmp) / "camera.mp4", seconds)
         from skimage import data
 
+        from fomm.live.loop import live_animator
+
         photo = Path(tmp) / "photo.png"
         write_image(photo, data.astronaut())
         models, config = load_model(None)
+        animate = AnimateOptions(precision=precision, detail=detail, progress=False)
         animator = Animator(models, config, device="cpu", precision=precision, backend=backend)
+        animator = live_animator(animator, animate, network_size)  # as run_live does
         opts = LiveOptions(
             camera=str(clip),
             window=False,
             record=Path(tmp) / "out.mp4",
-            animate=AnimateOptions(precision=precision, detail=detail, progress=False),
+            overlap=overlap,
+            network_size=network_size,
+            animate=animate,
         )
-        cpu = time.process_time()
+        ticks, cpu = _cpu_ticks(), os.times()
         stats = run_live(photo, opts, animator=animator, log=False)
-        cpu = time.process_time() - cpu
+        ticks_end, cpu_end = _cpu_ticks(), os.times()
+        if keep is not None:  # the recording, to look at
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(tmp) / "out.mp4", keep)
+    mine = cpu_end.user + cpu_end.system - cpu.user - cpu.system
+    busy = (ticks_end[0] - ticks[0]) - (ticks_end[1] - ticks[1])
+    total = max(ticks_end[0] - ticks[0], 1)
+    others = max(0.0, busy - mine * os.sysconf("SC_CLK_TCK")) / total
     return {
-        "cpu_ms_per_frame_out": round(cpu / max(stats.frames_out, 1) * 1000, 1),
+        "cpu_ms_per_frame_out": round(mine / max(stats.frames_out, 1) * 1000, 1),
+        "others_cpu_share": round(others, 2),
         "camera": "640x480 30 fps file clip played live",
         "clip_seconds": seconds,
         "precision": f"{precision} → {animator.precision}",
         "backend": animator.backend,
+        "network_size": animator.size,
+        "overlap": overlap and animator.backend == "onnx",
         "detail": detail,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         **vars(stats),
     }
 
 
+RUNS = [  # (label, live_run keywords)
+    (
+        "before on a CPU without native bf16: fp32 on ONNX Runtime, stages in turn",
+        {"precision": "fp32", "overlap": False},
+    ),
+    (
+        "now: defaults (auto → fp32 on ONNX Runtime, pose beside the previous render)",
+        {"precision": "auto"},
+    ),
+    ("now: --network-size 128", {"precision": "auto", "network_size": 128}),
+]
+
+
+def live_section(seconds: float, repeats: int, keep: Path | None = None) -> dict:
+    """The RUNS, interleaved ``repeats`` times; per configuration its runs and the median run
+    (by fps out). Where the CPU has native bf16, ``--precision auto`` used to mean bf16 on torch
+    eager: that run comes first."""
+    from fomm.precision import cpu_has_native_bf16
+
+    configs = RUNS
+    if cpu_has_native_bf16():
+        configs = [
+            (
+                "before: --precision auto (bf16 on torch eager on this CPU), stages in turn",
+                {"precision": "bf16", "overlap": False},
+            ),
+            *RUNS,
+        ]
+    runs: dict[str, list[dict]] = {label: [] for label, _ in configs}
+    for repeat in range(repeats):
+        for i, (label, kwargs) in enumerate(configs):
+            video = None if keep is None else keep / f"run{i}-{repeat}.mp4"
+            row = {"run": label, **live_run(seconds, keep=video, **kwargs)}
+            print(
+                json.dumps(
+                    {
+                        k: row[k]
+                        for k in (
+                            "run",
+                            "fps_out",
+                            "latency_ms_p50",
+                            "latency_ms_p95",
+                            "face_percent",
+                            "cpu_ms_per_frame_out",
+                            "others_cpu_share",
+                        )
+                    }
+                ),
+                flush=True,
+            )
+            runs[label].append(row)
+    medians = [sorted(rows, key=lambda r: r["fps_out"])[len(rows) // 2] for rows in runs.values()]
+    return {
+        "live_runs": [row for rows in runs.values() for row in rows],
+        "live_medians": medians,
+        "live": medians[-2],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each live configuration")
+    parser.add_argument(
+        "--sections",
+        default="live,stages,networks",
+        help="comma-separated: live, stages, networks (the others are kept from --out)",
+    )
     parser.add_argument("--frames", type=int, default=8, help="frames per network timing")
-    parser.add_argument("--skip-networks", action="store_true")
-    parser.add_argument("--skip-stages", action="store_true")
-    parser.add_argument("--accuracy", action="store_true", help="bf16 vs fp32 (slow on CPUs "
-                        "without native bf16)")
+    parser.add_argument(
+        "--accuracy", action="store_true", help="bf16 vs fp32 (slow on CPUs without native bf16)"
+    )
     parser.add_argument("--bf16", action="store_true", help="also time the networks at bf16")
     parser.add_argument("--out", type=Path, default=RESULTS / "live-cpu.json")
+    parser.add_argument("--keep", type=Path, help="keep the live runs' recordings in this folder")
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     torch.set_num_threads(min(torch.get_num_threads(), 2))
-    result: dict = {
-        "machine": machine(),
-        "load_average_at_start": os.getloadavg(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-    }
-    runs = [("defaults (--detail off, backend auto)", {}),
-            ("--detail on", {"detail": True}),
-            ("torch eager backend", {"backend": "torch"})]
-    result["live_runs"] = []
-    for label, kwargs in runs:
-        live = {"run": label, **live_run(args.seconds, "auto", **kwargs)}
-        print(json.dumps(live, indent=1), flush=True)
-        result["live_runs"].append(live)
-    result["live"] = result["live_runs"][0]
-    if not args.skip_stages:
+    result: dict = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if sections >= {"live", "stages", "networks"}:
+        result = {}
+    now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    result.update(
+        {
+            "machine": machine(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        }
+    )
+    if "live" in sections:
+        start = os.getloadavg()
+        result.update(live_section(args.seconds, args.repeats, args.keep))
+        result["live_note"] = (
+            f"{now}; load average at start {[round(x, 2) for x in start]}, at end "
+            f"{[round(x, 2) for x in os.getloadavg()]}; see each run's others_cpu_share (the "
+            "machine's CPU used by other processes meanwhile)"
+        )
+    if "stages" in sections:
         result["stages"] = stages()
+        result["stages_note"] = f"{now}; load average at end {os.getloadavg()}"
     if args.accuracy:
         result["bf16_vs_fp32"] = bf16_error(args.frames)
-    if not args.skip_networks:
-        variants = [("torch", "fp32"), ("onnx", "fp32")] + ([("torch", "bf16")] if args.bf16
-                                                            else [])
+    if "networks" in sections:
+        variants = [("torch", "fp32"), ("onnx", "fp32")] + (
+            [("torch", "bf16")] if args.bf16 else []
+        )
         result["networks"] = networks(variants, args.frames)
-    result["load_average_at_end"] = os.getloadavg()
+        result["networks_note"] = f"{now}; load average at end {os.getloadavg()}"
+    for stale in ("load_average_at_start", "load_average_at_end"):
+        result.pop(stale, None)
     result["note"] = (
-        "measured on a shared machine (see the load averages: a model training and "
-        "other jobs ran on the same cores); live latency runs from a camera "
-        "frame's arrival to its result being recorded; CPU ms are this process's, all "
-        "threads; bf16 is emulated (slow) on CPUs without native bf16, where --precision "
-        "auto picks fp32"
+        "measured on a shared 2-core machine: a model training (paused with SIGSTOP for the "
+        "live section when run under runs/pause_training.sh) and other jobs ran on the same "
+        "cores; live latency runs from a camera frame's arrival to its result being recorded; "
+        "CPU ms are this process's, all threads; bf16 is emulated (slow) on CPUs without "
+        "native bf16"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
