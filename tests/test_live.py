@@ -443,15 +443,3 @@ def test_live_network_size(live_media, tiny_ckpt, tmp_path):
         )
     args = build_parser().parse_args(["live", "p.png", "--network-size", "128"])
     assert args.network_size == 128
-
-
-def test_pacer_takes_the_next_frame_as_late_as_the_render_allows():
-    from fomm.live.loop import _Pacer
-
-    pacer = _Pacer()
-    assert pacer.delay(now=5.0) == 0  # nothing measured yet: at once
-    pacer.started, pacer.render_s, pacer.pose_s = 10.0, 0.040, 0.010
-    # the render ends at 10.040; a pose (10 ms, with margin 12.5 ms) started at 10.0275 ends then
-    assert pacer.delay(now=10.0) == pytest.approx(0.040 - _Pacer.MARGIN * 0.010)
-    assert pacer.delay(now=10.035) == 0  # late already: at once
-    assert pacer._mean(0.040, 0.060) == pytest.approx(0.040 + _Pacer.SMOOTH * 0.020)

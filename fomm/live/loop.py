@@ -14,7 +14,6 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_for
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -397,51 +396,6 @@ class _Shower:
         return self.sinks.send(out, [f"{stats.frames_out / elapsed:.1f} fps  {lat:.0f} ms", *lines])
 
 
-class _Pacer:
-    """When to take the next camera frame while a frame renders: late enough that its pose is
-    ready just as the render ends. The newest frame is then fresher (lower latency) and the
-    renders still follow each other without a gap (the same frame rate)."""
-
-    SMOOTH = 0.2  # weight of the newest duration in the running means
-    MARGIN = 1.25  # the pose may take this much longer than its running mean
-
-    def __init__(self) -> None:
-        self.render_s = 0.0  # running mean of a render's wall time
-        self.pose_s = 0.0  # and of a pose's
-        self.started = 0.0  # when the current render started (perf_counter s)
-
-    def _mean(self, mean: float, seconds: float) -> float:
-        return seconds if mean == 0 else mean + self.SMOOTH * (seconds - mean)
-
-    def render(self, step: LiveAnimator, pose: Pose) -> np.ndarray:
-        """``step.render(pose)``, timed (on the render thread)."""
-        self.started = time.perf_counter()
-        out = step.render(pose)
-        self.render_s = self._mean(self.render_s, time.perf_counter() - self.started)
-        return out
-
-    def pose(self, step: LiveAnimator, frame: Frame) -> Pose | None:
-        """``step.pose`` of ``frame``, timed."""
-        start = time.perf_counter()
-        pose = step.pose(frame.image, frame.time)
-        self.pose_s = self._mean(self.pose_s, time.perf_counter() - start)
-        return pose
-
-    def delay(self, now: float) -> float:
-        """Seconds from ``now`` until the next frame should be taken (0: at once)."""
-        if not self.render_s:
-            return 0.0
-        return max(0.0, self.started + self.render_s - self.MARGIN * self.pose_s - now)
-
-    def wait(self, rendering: _Pending | None) -> None:
-        """Wait until the next frame should be taken, or the render ends (at once when nothing
-        renders)."""
-        if rendering is None or not isinstance(rendering.result, Future):
-            return
-        if delay := self.delay(time.perf_counter()):
-            wait_for([rendering.result], timeout=delay)
-
-
 def _loop(
     capture: Capture,
     step: LiveAnimator,
@@ -454,19 +408,15 @@ def _loop(
 
     With overlap, a frame's :meth:`LiveAnimator.render` runs on a second thread while this one
     shows the previous result and takes the next frame's pose; the next render starts once the
-    previous one is done, so one frame is rendering and one waiting at most. The next frame is
-    taken as late as its pose can still be ready when the render ends (:class:`_Pacer`).
+    previous one is done, so one frame is rendering and one waiting at most.
     """
     overlap = opts.overlap and step.animator.backend == "onnx"
     renderer = ThreadPoolExecutor(1, thread_name_prefix="fomm-live-render") if overlap else None
     shower = _Shower(step, sinks, stats, log)
-    pacer = _Pacer()
     paused = False
     pending: _Pending | None = None  # rendering, shown at the next turn
     try:  # Ctrl-C is how a headless run stops: keep the recording and the stats
         while True:
-            if not paused:
-                pacer.wait(pending)  # a fresher frame, ready when the render ends
             frame = capture.read(timeout=0.5)
             if frame is None:
                 if capture.ended is not None:
@@ -481,7 +431,7 @@ def _loop(
                 keys.append(shower.show(None, paused=True))
             else:
                 new_reference = step.needs_reference
-                pose = pacer.pose(step, frame)  # beside the previous frame's render
+                pose = step.pose(frame.image, frame.time)  # beside the previous frame's render
                 if renderer is None:
                     result = None if pose is None else step.render(pose)
                     keys = [shower.show(_Pending(frame, result, new_reference))]
@@ -489,7 +439,7 @@ def _loop(
                     ready = pending
                     if ready is not None and isinstance(ready.result, Future):
                         ready.result.result()  # one render at a time
-                    result = None if pose is None else renderer.submit(pacer.render, step, pose)
+                    result = None if pose is None else renderer.submit(step.render, pose)
                     pending = _Pending(frame, result, new_reference)
                     keys = [shower.show(ready)] if ready is not None else []
             if any(k in KEY_QUIT for k in keys) or (
