@@ -106,3 +106,23 @@ def tiny_ckpt(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
     save_checkpoint(path, models, cfg)
     return path
+
+
+@pytest.fixture(scope="session")
+def original_fixture(tmp_path_factory):
+    """A seeded random-weight model in first-order-model's own files, made by its code: the
+    official training checkpoint (``.checkpoint``: generator, kp_detector, discriminator, Adam
+    states, epoch 99) and ``config.yaml`` (``.config``); see tests/parity/generated.py."""
+    from parity.generated import write_original
+
+    return write_original(tmp_path_factory.mktemp("fomm-parity"))
+
+
+@pytest.fixture(scope="session")
+def paddle_fixture(tmp_path_factory):
+    """A seeded random-weight model in PaddleGAN's files, made by its code: ``weights.pdparams``
+    as its save helper writes it (``.checkpoint``) and ``config.yaml`` in its layout
+    (``.config``); see tests/parity/generated.py."""
+    from parity.generated import write_paddle
+
+    return write_paddle(tmp_path_factory.mktemp("paddlegan-parity"))

@@ -1,14 +1,18 @@
-"""The parity fixtures: checkpoints and configs from ``../shared/fixtures``, inputs and expected
-outputs from the compact copies in tests/data/parity, rebuilt as the tests read them.
+"""The parity fixtures: checkpoints and configs from ``../shared/fixtures`` or made at test time,
+inputs and expected outputs from the compact copies in tests/data/parity, rebuilt as the tests
+read them.
 
-See tests/data/parity/README.md for where they come from and how they were compacted. Tests that
-load a fixture checkpoint are marked :data:`needs_fixtures` and skip, saying so, when
-``../shared/fixtures`` (or ``$FOMM_FIXTURES``) is not there.
+See tests/data/parity/README.md for where they come from and how they were compacted. The
+fixture parity tests run on every source in :data:`SOURCES`: ``"shared"``, the fixtures in
+``../shared/fixtures`` (or ``$FOMM_FIXTURES``) where that folder is there, and always
+``"generated"``, a random-weight model in the same layout with expected outputs computed by the
+reference code from PyPI (tests/parity/generated.py). Nothing skips when ../shared is absent.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +23,10 @@ SHARED = Path(os.environ.get("FOMM_FIXTURES",
                              Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
 FOMM_FIXTURE = SHARED / "fomm-parity"          # checkpoint.pth.tar, config.yaml
 PADDLE_FIXTURE = SHARED / "paddlegan-parity"   # weights.pdparams, config.yaml
-needs_fixtures = pytest.mark.skipif(
-    not ((FOMM_FIXTURE / "checkpoint.pth.tar").is_file()
-         and (PADDLE_FIXTURE / "weights.pdparams").is_file()),
-    reason=f"parity fixture checkpoints not found in {SHARED} (../shared/fixtures)")
+HAS_SHARED = ((FOMM_FIXTURE / "checkpoint.pth.tar").is_file()
+              and (PADDLE_FIXTURE / "weights.pdparams").is_file())
+SOURCES = ("shared", "generated") if HAS_SHARED else ("generated",)
+MODES = {"rel_adapt": (True, True), "rel": (True, False), "abs": (False, False)}  # relative, adapt
 FOMM_FRAMES = [0, 8, 16, 24, 32]  # driving frames of the original's fixture (decode order)
 PADDLE_FRAMES = [0, 1, 2, 3]      # driving frames of PaddleGAN's fixture
 
@@ -71,3 +75,29 @@ def expected(fixture: Path) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         elif not key.endswith(("__range", "__qerr")):
             out[key] = value
     return out, error
+
+
+@dataclass(frozen=True)
+class Source:
+    """One fixture the parity tests compare against.
+
+    ``expected`` holds the reference outputs by key and ``error`` the storage error to take off
+    the tolerance per key (the compact copy's 16-bit codes; none for a generated fixture).
+    """
+
+    name: str  # "shared" or "generated"
+    checkpoint: Path
+    config: Path
+    expected: dict[str, np.ndarray]
+    error: dict[str, float]
+
+
+def source(request: pytest.FixtureRequest, kind: str) -> Source:
+    """The fixture source ``request.param`` (one of :data:`SOURCES`) for ``kind``
+    (``"fomm"``: the original's training checkpoint; ``"paddle"``: PaddleGAN's weights)."""
+    if request.param == "shared":
+        folder = FOMM_FIXTURE if kind == "fomm" else PADDLE_FIXTURE
+        name = "checkpoint.pth.tar" if kind == "fomm" else "weights.pdparams"
+        return Source("shared", folder / name, folder / "config.yaml", *expected(folder))
+    made = request.getfixturevalue("original_fixture" if kind == "fomm" else "paddle_fixture")
+    return Source("generated", made.checkpoint, made.config, made.expected(), {})

@@ -111,7 +111,7 @@ def load_ppgan() -> tuple[ModuleType, ModuleType, ModuleType, ModuleType]:
         require("ppgan")  # fails, naming the install command
     root = Path(spec.origin).parent
     for name in ("ppgan", "ppgan.modules", "ppgan.models", "ppgan.models.generators",
-                 "ppgan.utils"):
+                 "ppgan.models.discriminators", "ppgan.utils"):
         if name not in sys.modules:  # a bare package: its folder, not its __init__
             package = ModuleType(name)
             package.__path__ = [str(root.joinpath(*name.split(".")[1:]))]
@@ -156,10 +156,15 @@ def drawn_inputs(frames: int = 3, size: int = SIZE) -> tuple[np.ndarray, np.ndar
 
 
 def perturb(networks: list[torch.nn.Module], train_batch: Callable[[], object],
-            seed: int = 1234) -> None:
+            seed: int = 1234, exact_stats: bool = False) -> None:
     """Leave no norm at its default: affine weights U(0.5, 1.5) and biases N(0, 0.1); BN running
     stats from one train-mode call of ``train_batch`` (which runs ``networks``), then scaled by
-    U(0.5, 1.5) and shifted by N(0, 0.1) standard deviations. Every network ends in ``eval()``."""
+    U(0.5, 1.5) and shifted by N(0, 0.1) standard deviations. Every network ends in ``eval()``.
+
+    With ``exact_stats`` the running stats are that batch's own (momentum 1), not 10% of the way
+    to them: the default init's small activations are then normalised
+    in eval as in training, and the outputs depend on the image, not on the norms' biases alone.
+    """
     generator = torch.Generator().manual_seed(seed)
 
     def rand(like: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
@@ -176,13 +181,121 @@ def perturb(networks: list[torch.nn.Module], train_batch: Callable[[], object],
             m.bias.copy_(randn(m.bias, 0.1))
         for net in networks:
             net.train()
+        momentum = {m: m.momentum for m in norms}
+        for m in norms:
+            if exact_stats and m.running_var is not None:
+                m.momentum = 1.0  # the running stats become the batch's
         train_batch()
         for m in norms:
+            m.momentum = momentum[m]
             if m.running_var is not None:
                 m.running_mean.add_(randn(m.running_mean, 0.1) * m.running_var.sqrt())
                 m.running_var.mul_(rand(m.running_var, 0.5, 1.5))
         for net in networks:
             net.eval()
+
+
+def original_networks(params: dict, batch: torch.Tensor, seed: int = 7, exact_stats: bool = False,
+                      kp_gain: float = 3.0, final_gain: float = 8.0
+                      ) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The original's generator and keypoint detector (deep-animator's modules), seeded random.
+
+    Args:
+        params: ``model_params`` of an official config (common, kp detector, generator).
+        batch: (B, 3, H, W) float32 images for the train-mode call that sets the BN statistics.
+        seed: torch seed of the default initialisation.
+        exact_stats: BN running statistics of ``batch`` itself (see :func:`perturb`).
+        kp_gain: keypoint head weights x ``kp_gain``: sharper heatmaps, keypoints spread out.
+        final_gain: output layer weights x ``final_gain``: predictions spread over [0, 1] (with
+            ``exact_stats`` the outputs vary enough at 1; more saturates the sigmoid).
+
+    Returns:
+        ``(generator, kp_detector)`` in ``eval()``, nothing left at its default (see
+        :func:`perturb`): the jacobian head depends on the image, the keypoint heatmaps are
+        sharper and the predictions spread over [0, 1].
+    """
+    generator_mod = require("deep_animator.modules.generator")
+    kp_mod = require("deep_animator.modules.kp_detector")
+    torch.manual_seed(seed)
+    generator = generator_mod.OcclusionAwareGenerator(**params["generator_params"],
+                                                      **params["common_params"])
+    kp_detector = kp_mod.KPDetector(**params["kp_detector_params"], **params["common_params"])
+    with torch.no_grad():
+        # the jacobian head starts at weight 0, bias identity: make it depend on the image
+        kp_detector.jacobian.weight.normal_(0, 0.02)
+        kp_detector.jacobian.bias.add_(torch.randn_like(kp_detector.jacobian.bias) * 0.1)
+        kp_detector.kp.weight.mul_(kp_gain)
+        generator.final.weight.mul_(final_gain)
+
+    def train_batch():
+        kp = kp_detector(batch)
+        generator(batch, kp_driving=kp, kp_source={k: v.flip(0) for k, v in kp.items()})
+
+    perturb([generator, kp_detector], train_batch, exact_stats=exact_stats)
+    return generator, kp_detector
+
+
+def paddle_networks(model: dict, batch: np.ndarray, seed: int = 7, inference: bool = False
+                    ) -> tuple[object, object]:
+    """PaddleGAN's generator and keypoint detector (ppgan's modules), seeded random.
+
+    Args:
+        model: the ``model`` section of a PaddleGAN config (``common_params``, ``generator``).
+        batch: (B, 3, H, W) float32 images for the train-mode call that sets the BN statistics.
+        seed: Paddle and numpy seed.
+        inference: build the generator as ``FirstOrderPredictor`` does (border blend on).
+
+    Returns:
+        ``(generator, kp_detector)`` Paddle layers in ``eval()``, nothing left at its default
+        (see :func:`paddle_perturb`); the jacobian head depends on the image.
+    """
+    paddle = require("paddle")
+    kp_mod, gen_mod, _, _ = load_ppgan()
+    paddle.seed(seed)
+    generator = gen_mod.OcclusionAwareGenerator(**model["generator"]["generator_cfg"],
+                                                **model["common_params"], inference=inference)
+    kp_detector = kp_mod.KPDetector(**model["generator"]["kp_detector_cfg"],
+                                    **model["common_params"])
+    rng = np.random.default_rng(seed)
+    # the jacobian head starts at weight 0, bias identity: make it depend on the image (small
+    # enough that every jacobian stays well away from singular: |det| > 0.5)
+    jacobian = kp_detector.jacobian
+    jacobian.weight.set_value(rng.normal(0, 0.005, jacobian.weight.shape).astype(np.float32))
+    jacobian.bias.set_value(jacobian.bias.numpy() + rng.normal(0, 0.1, jacobian.bias.shape)
+                            .astype(np.float32))
+    images = paddle.to_tensor(batch)
+
+    def train_batch():
+        kp = kp_detector(images)
+        generator(images, kp_driving=kp, kp_source={k: v.flip([0]) for k, v in kp.items()})
+
+    paddle_perturb([generator, kp_detector], train_batch)
+    return generator, kp_detector
+
+
+def paddle_perturb(networks: list, train_batch: Callable[[], object], seed: int = 1234) -> None:
+    """As :func:`perturb`, for Paddle layers (``_mean``/``_variance``)."""
+    paddle = require("paddle")
+    rng = np.random.default_rng(seed)
+    norms = [layer for net in networks for layer in net.sublayers()
+             if isinstance(layer, paddle.nn.BatchNorm | paddle.nn.layer.norm._BatchNormBase)]
+
+    def put(param, value):
+        param.set_value(np.asarray(value, np.float32).reshape(param.shape))
+
+    for bn in norms:
+        put(bn.weight, rng.uniform(0.5, 1.5, bn.weight.shape))
+        put(bn.bias, rng.normal(0, 0.1, bn.bias.shape))
+    for net in networks:
+        net.train()
+    with paddle.no_grad():
+        train_batch()
+    for bn in norms:
+        var = bn._variance.numpy()
+        put(bn._mean, bn._mean.numpy() + rng.normal(0, 0.1, var.shape) * np.sqrt(var))
+        put(bn._variance, var * rng.uniform(0.5, 1.5, var.shape))
+    for net in networks:
+        net.eval()
 
 
 @contextlib.contextmanager

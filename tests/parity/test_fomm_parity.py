@@ -1,28 +1,27 @@
-"""Parity with the original first-order-model code on its random-weight fixture (../shared)."""
+"""Parity with the original first-order-model code on its random-weight fixtures: the one in
+../shared/fixtures/fomm-parity (where present) and one made at test time by the original's code
+from PyPI (tests/parity/generated.py); see parity_data.SOURCES."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from parity_data import FOMM_FIXTURE as FIXTURE
-from parity_data import expected as load_expected
-from parity_data import fomm_inputs, needs_fixtures
+from parity_data import MODES, SOURCES, fomm_inputs
+from parity_data import source as fixture_source
 
 from fomm.checkpoints import load_checkpoint
 from fomm.motion import Keypoints, normalize_kp
 
 ATOL = 1e-4
-MODES = {"rel_adapt": (True, True), "rel": (True, False), "abs": (False, False)}
-pytestmark = needs_fixtures
 
 
-@pytest.fixture(scope="module")
-def run():
-    models, config, _ = load_checkpoint(FIXTURE / "checkpoint.pth.tar",
-                                        config=FIXTURE / "config.yaml", discriminator=True)
+@pytest.fixture(scope="module", params=SOURCES)
+def run(request):
+    src = fixture_source(request, "fomm")
+    models, config, _ = load_checkpoint(src.checkpoint, config=src.config, discriminator=True)
     inputs = fomm_inputs()
-    expected = Expected(*load_expected(FIXTURE))
+    expected = Expected(src.expected, src.error)
     source = torch.from_numpy(inputs["source"])
     driving = torch.from_numpy(inputs["driving"])
     with torch.no_grad():
@@ -38,7 +37,7 @@ def run():
                     for t in range(len(driving))]
             results[mode] = (kp_norm, scale, outs)
         disc = models.discriminator({"prediction_1": source}, kp_source)["1"]
-    return models, kp_source, kp_driving, results, disc, expected
+    return models, kp_source, kp_driving, results, disc, expected, src
 
 
 class Expected(dict):
@@ -76,7 +75,7 @@ def close(actual, expected, atol=ATOL):
 
 
 def test_keypoints(run):
-    _, kp_source, kp_driving, _, _, exp = run
+    _, kp_source, kp_driving, _, _, exp, _ = run
     close(kp_source.value, exp["kp_source_value"])
     close(kp_source.jacobian, exp["kp_source_jacobian"])
     close(kp_driving.value, exp["kp_driving_value"])
@@ -87,7 +86,7 @@ def test_keypoints(run):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_normalized_keypoints(run, mode):
-    _, _, _, results, _, exp = run
+    _, _, _, results, _, exp, _ = run
     kp_norm, scale, _ = results[mode]
     close(kp_norm.value, exp[f"{mode}_kp_norm_value"])
     close(kp_norm.jacobian, exp[f"{mode}_kp_norm_jacobian"])
@@ -96,7 +95,7 @@ def test_normalized_keypoints(run, mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_generator_outputs(run, mode):
-    _, _, _, results, _, exp = run
+    _, _, _, results, _, exp, _ = run
     outs = results[mode][2]
 
     def stack(field, index):
@@ -117,7 +116,7 @@ def test_generator_outputs(run, mode):
 
 
 def test_full_resolution_last_frame(run):
-    _, _, _, results, _, exp = run
+    _, _, _, results, _, exp, _ = run
     out = results["rel_adapt"][2][4]
     prefix = "full_rel_adapt_t4_"
     close(out.prediction, exp[prefix + "prediction"])
@@ -129,7 +128,7 @@ def test_full_resolution_last_frame(run):
 
 
 def test_discriminator(run):
-    *_, disc, exp = run
+    *_, disc, exp, _ = run
     for i, fmap in enumerate(disc.feature_maps):
         assert list(fmap.shape) == exp[f"disc_feature_map{i}_shape"].tolist()
         close(fmap[:, :, ::4, ::4], exp[f"disc_feature_map{i}_sub"])
@@ -141,12 +140,12 @@ def test_batched_animator_matches_per_frame(run):
     from fomm.animate import Animator
     from fomm.image import to_frames
 
-    models, *_ = run
+    models, *_, fixture = run
     inputs = fomm_inputs()
     source = to_frames(torch.from_numpy(inputs["source"]))[0]
     driving = list(to_frames(torch.from_numpy(inputs["driving"])))
-    animator = Animator(models, load_checkpoint(FIXTURE / "checkpoint.pth.tar",
-                                                config=FIXTURE / "config.yaml")[1], device="cpu")
+    animator = Animator(models, load_checkpoint(fixture.checkpoint, config=fixture.config)[1],
+                        device="cpu")
     src = animator.prepare_source(source)
     one = np.stack(list(animator.animate(src, driving, batch_size=1)))
     four = np.stack(list(animator.animate(src, driving, batch_size=4)))

@@ -20,7 +20,14 @@ import torch
 from fomm.checkpoints import load_checkpoint
 from fomm.motion import Keypoints, normalize_kp
 
-from .packages import drawn_inputs, max_diff, one_thread, perturb, require, write_original_config
+from .packages import (
+    drawn_inputs,
+    max_diff,
+    one_thread,
+    original_networks,
+    require,
+    write_original_config,
+)
 
 MODES = {"rel_adapt": (True, True), "rel": (True, False), "abs": (False, False)}
 ATOL = 1e-4  # as tests/parity: where sums run in another order (measured: up to 1.1e-5)
@@ -33,28 +40,10 @@ def _original_checkpoint(folder, seed: int = 7):
     """Build the original's networks, randomise them, save the official checkpoint layout."""
     import yaml
 
-    generator_mod = require("deep_animator.modules.generator")
-    kp_mod = require("deep_animator.modules.kp_detector")
     config_path = write_original_config(folder / "config.yaml")
     params = yaml.safe_load(config_path.read_text())["model_params"]
-    torch.manual_seed(seed)
-    generator = generator_mod.OcclusionAwareGenerator(**params["generator_params"],
-                                                      **params["common_params"])
-    kp_detector = kp_mod.KPDetector(**params["kp_detector_params"], **params["common_params"])
-    with torch.no_grad():
-        # the jacobian head starts at weight 0, bias identity: make it depend on the image
-        kp_detector.jacobian.weight.normal_(0, 0.02)
-        kp_detector.jacobian.bias.add_(torch.randn_like(kp_detector.jacobian.bias) * 0.1)
-        kp_detector.kp.weight.mul_(3)  # sharper heatmaps: keypoints spread over the image
-        generator.final.weight.mul_(8)  # predictions spread over [0, 1], sigmoid not saturated
     source, driving = (torch.from_numpy(a) for a in drawn_inputs())
-    batch = torch.cat([source, driving[-1:]])
-
-    def train_batch():
-        kp = kp_detector(batch)
-        generator(batch, kp_driving=kp, kp_source={k: v.flip(0) for k, v in kp.items()})
-
-    perturb([generator, kp_detector], train_batch)
+    generator, kp_detector = original_networks(params, torch.cat([source, driving[-1:]]), seed)
     checkpoint = {
         "generator": generator.state_dict(), "kp_detector": kp_detector.state_dict(),
         "optimizer_generator": torch.optim.Adam(generator.parameters(), lr=2e-4,

@@ -1,8 +1,10 @@
-"""The PyPI references are the references: on the shared fixtures' checkpoints, deep-animator
+"""The PyPI references are the references: on the parity fixtures' checkpoints, deep-animator
 reproduces the original repository's outputs and ppgan (patched as in
-:func:`parity.packages.load_ppgan`) PaddleGAN master's. This ties the package tests
-(test_original_package.py, test_paddlegan_package.py) to ../shared/fixtures, and skips with
-the other fixture tests when that folder is absent.
+:func:`parity.packages.load_ppgan`) PaddleGAN master's. On ../shared/fixtures (where present)
+this ties the package tests (test_original_package.py, test_paddlegan_package.py) to the
+fixtures made with the upstream repositories; on the fixtures made at test time
+(tests/parity/generated.py) it checks that the files written there, read back by the reference
+code's own loaders, give the outputs the parity tests compare against.
 """
 
 from __future__ import annotations
@@ -11,22 +13,35 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from parity_data import FOMM_FIXTURE, PADDLE_FIXTURE, needs_fixtures
+from parity_data import FOMM_FIXTURE, PADDLE_FIXTURE, SOURCES, fomm_inputs, paddle_inputs
 
 from .packages import max_diff, one_thread, require
 
-pytestmark = [needs_fixtures,
-              pytest.mark.filterwarnings("ignore:Default grid_sample:UserWarning"),
+pytestmark = [pytest.mark.filterwarnings("ignore:Default grid_sample:UserWarning"),
               pytest.mark.filterwarnings("ignore:torch.meshgrid:UserWarning"),
               pytest.mark.filterwarnings("ignore:.*ccache:UserWarning"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 
-def test_deep_animator_reproduces_the_original_fixture():
+def _fixture(request: pytest.FixtureRequest, name: str, kind: str):
+    """(checkpoint, config, inputs, expected) of the fixture source ``name``: the full files in
+    ../shared/fixtures, or the generated fixture with the repo's inputs (the same frames)."""
+    if name == "shared":
+        folder = FOMM_FIXTURE if kind == "fomm" else PADDLE_FIXTURE
+        checkpoint = folder / ("checkpoint.pth.tar" if kind == "fomm" else "weights.pdparams")
+        return (checkpoint, folder / "config.yaml", np.load(folder / "inputs.npz"),
+                np.load(folder / "expected.npz"))
+    made = request.getfixturevalue("original_fixture" if kind == "fomm" else "paddle_fixture")
+    inputs = fomm_inputs() if kind == "fomm" else paddle_inputs()
+    return made.checkpoint, made.config, inputs, made.expected()
+
+
+@pytest.mark.parametrize("name", SOURCES)
+def test_deep_animator_reproduces_the_original_fixture(request, name):
     utils = require("deep_animator.utils")
-    generator, kp_detector = (m.module for m in utils.load_checkpoints(
-        str(FOMM_FIXTURE / "config.yaml"), str(FOMM_FIXTURE / "checkpoint.pth.tar")))
-    inputs, expected = np.load(FOMM_FIXTURE / "inputs.npz"), np.load(FOMM_FIXTURE / "expected.npz")
+    checkpoint, config, inputs, expected = _fixture(request, name, "fomm")
+    generator, kp_detector = (m.module for m in utils.load_checkpoints(str(config),
+                                                                        str(checkpoint)))
     source = torch.from_numpy(inputs["source"])
     driving = torch.from_numpy(inputs["driving"])
     with one_thread(), torch.no_grad():
@@ -48,23 +63,23 @@ def test_deep_animator_reproduces_the_original_fixture():
                     expected["full_rel_adapt_t4_deformed_s2"]) == 0.0
 
 
-def test_ppgan_reproduces_the_paddlegan_fixture():
+@pytest.mark.parametrize("name", SOURCES)
+def test_ppgan_reproduces_the_paddlegan_fixture(request, name):
     from .packages import load_ppgan
 
     paddle = require("paddle")
     kp_mod, gen_mod, animate, _ = load_ppgan()
-    model = yaml.safe_load((PADDLE_FIXTURE / "config.yaml").read_text())["model"]
+    checkpoint_path, config, inputs, expected = _fixture(request, name, "paddle")
+    model = yaml.safe_load(config.read_text())["model"]
     generator = gen_mod.OcclusionAwareGenerator(**model["generator"]["generator_cfg"],
                                                 **model["common_params"], inference=True)
     kp_detector = kp_mod.KPDetector(**model["generator"]["kp_detector_cfg"],
                                     **model["common_params"])
-    checkpoint = paddle.load(str(PADDLE_FIXTURE / "weights.pdparams"))
+    checkpoint = paddle.load(str(checkpoint_path))
     generator.set_state_dict(checkpoint["generator"])
     kp_detector.set_state_dict(checkpoint["kp_detector"])
     generator.eval()
     kp_detector.eval()
-    inputs = np.load(PADDLE_FIXTURE / "inputs.npz")
-    expected = np.load(PADDLE_FIXTURE / "expected.npz")
 
     def nchw(u8):
         return paddle.to_tensor((u8 / 255.0).astype(np.float32).transpose(0, 3, 1, 2))

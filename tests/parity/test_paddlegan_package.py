@@ -19,7 +19,15 @@ import torch
 from fomm.checkpoints import load_checkpoint
 from fomm.motion import Keypoints, normalize_kp
 
-from .packages import drawn_inputs, load_ppgan, max_diff, one_thread, require, write_paddle_config
+from .packages import (
+    drawn_inputs,
+    load_ppgan,
+    max_diff,
+    one_thread,
+    paddle_networks,
+    require,
+    write_paddle_config,
+)
 
 MODES = {"rel_adapt": (True, True), "rel": (True, False), "abs": (False, False)}
 GENERATOR_MODES = ("rel_adapt", "abs")  # as the fixture: "rel" differs only in the scale
@@ -34,58 +42,15 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning",
                                         "ignore:.*ccache:UserWarning")
 
 
-def _randomise(paddle, networks, train_batch, seed: int = 1234) -> None:
-    """As :func:`parity.packages.perturb`, for Paddle layers (``_mean``/``_variance``)."""
-    rng = np.random.default_rng(seed)
-    norms = [layer for net in networks for layer in net.sublayers()
-             if isinstance(layer, paddle.nn.BatchNorm | paddle.nn.layer.norm._BatchNormBase)]
-
-    def put(param, value):
-        param.set_value(np.asarray(value, np.float32).reshape(param.shape))
-
-    for bn in norms:
-        put(bn.weight, rng.uniform(0.5, 1.5, bn.weight.shape))
-        put(bn.bias, rng.normal(0, 0.1, bn.bias.shape))
-    for net in networks:
-        net.train()
-    with paddle.no_grad():
-        train_batch()
-    for bn in norms:
-        var = bn._variance.numpy()
-        put(bn._mean, bn._mean.numpy() + rng.normal(0, 0.1, var.shape) * np.sqrt(var))
-        put(bn._variance, var * rng.uniform(0.5, 1.5, var.shape))
-    for net in networks:
-        net.eval()
-
-
 def _paddle_checkpoint(folder, seed: int = 7):
     """Build PaddleGAN's networks, randomise them, save them as PaddleGAN's trainer does."""
     import yaml
 
-    paddle = require("paddle")
-    kp_mod, gen_mod, _, filesystem = load_ppgan()
+    _, _, _, filesystem = load_ppgan()
     config_path = write_paddle_config(folder / "config.yaml", SIZE)
     model = yaml.safe_load(config_path.read_text())["model"]
-    paddle.seed(seed)
-    generator = gen_mod.OcclusionAwareGenerator(**model["generator"]["generator_cfg"],
-                                                **model["common_params"])
-    kp_detector = kp_mod.KPDetector(**model["generator"]["kp_detector_cfg"],
-                                    **model["common_params"])
-    rng = np.random.default_rng(seed)
-    # the jacobian head starts at weight 0, bias identity: make it depend on the image (small
-    # enough that every jacobian stays well away from singular: |det| > 0.5)
-    jacobian = kp_detector.jacobian
-    jacobian.weight.set_value(rng.normal(0, 0.005, jacobian.weight.shape).astype(np.float32))
-    jacobian.bias.set_value(jacobian.bias.numpy() + rng.normal(0, 0.1, jacobian.bias.shape)
-                            .astype(np.float32))
     source, driving = drawn_inputs(size=SIZE)
-    batch = paddle.to_tensor(np.concatenate([source, driving[-1:]]))
-
-    def train_batch():
-        kp = kp_detector(batch)
-        generator(batch, kp_driving=kp, kp_source={k: v.flip([0]) for k, v in kp.items()})
-
-    _randomise(paddle, [generator, kp_detector], train_batch)
+    generator, kp_detector = paddle_networks(model, np.concatenate([source, driving[-1:]]), seed)
     path = folder / "vox-tiny.pdparams"
     filesystem.save({"generator": generator.state_dict(),
                      "kp_detector": kp_detector.state_dict()}, str(path))
