@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from parity_data import FOMM_FIXTURE as FIXTURE
-from parity_data import needs_fixtures
 from tiny import tiny_models
 
 from fomm.checkpoints import detect_format, load_checkpoint, save_checkpoint
@@ -128,10 +126,10 @@ def test_malicious_pickles_are_refused(tmp_path, monkeypatch):
     assert not marker.exists()
 
 
-@needs_fixtures
-def test_config_inferred_for_fixture_shapes_fails_clearly():
+def test_config_inferred_for_fixture_shapes_fails_clearly(original_fixture):
+    """An official checkpoint of a shrunk model: no preset matches, so the config is asked for."""
     with pytest.raises(CheckpointError, match="--config"):
-        load_checkpoint(FIXTURE / "checkpoint.pth.tar")
+        load_checkpoint(original_fixture.checkpoint)
 
 
 def test_convert_and_info_cli(tmp_path, capsys):

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import write_clip
-from parity_data import needs_fixtures
-from test_train import FIXTURE, make_dataset, one_thread, shape_frames, tiny_config  # noqa: F401
+from test_train import make_dataset, one_thread, shape_frames, tiny_config  # noqa: F401
 
 from fomm import evaluate as E
 from fomm.image import to_tensor, write_image
@@ -85,13 +84,12 @@ def test_face_metrics_are_reported_skipped_when_unavailable(model, tmp_path, mon
     assert len(report.videos) == 1
 
 
-@needs_fixtures
-def test_reconstruct_an_official_checkpoint_with_its_config(tmp_path) -> None:
+def test_reconstruct_an_official_checkpoint_with_its_config(tmp_path, original_fixture) -> None:
     test = tmp_path / "test"
     test.mkdir()
     write_image(test / "a.png", np.concatenate(shape_frames(0, 3, 128), axis=1))
     report = E.reconstruct(E.ReconstructOptions(
-        checkpoint=str(FIXTURE / "checkpoint.pth.tar"), config=str(FIXTURE / "config.yaml"),
+        checkpoint=str(original_fixture.checkpoint), config=str(original_fixture.config),
         data=str(tmp_path), size=128, out=str(tmp_path / "rec"), videos=False,
         face_metrics=False, progress=False))
     assert report.videos[0].frames == 3 and 0 < report.l1 < 1

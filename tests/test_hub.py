@@ -9,21 +9,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from parity_data import PADDLE_FIXTURE, needs_fixtures
 
 from fomm import hub
 from fomm.errors import CheckpointError, FommError
 
-pytestmark = needs_fixtures  # the payload: a real, small .pdparams from ../shared/fixtures
-WEIGHTS = PADDLE_FIXTURE / "weights.pdparams"
-PAYLOAD = WEIGHTS.read_bytes() if WEIGHTS.is_file() else b""
 NAME = "test-vox.pdparams"
 
 
 class Server(http.server.ThreadingHTTPServer):
     """Serves ``body`` at any path; ``cut_first`` stops the first response half-way."""
 
-    body = PAYLOAD
+    body: bytes
     cut_first = False
     ranges: list[str | None]
 
@@ -52,9 +48,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def server() -> Iterator[Server]:
+def payload(paddle_fixture) -> bytes:
+    """The download: a real, small .pdparams, written by PaddleGAN's own save helper."""
+    return paddle_fixture.checkpoint.read_bytes()
+
+
+@pytest.fixture
+def server(payload: bytes) -> Iterator[Server]:
     srv = Server(("127.0.0.1", 0), Handler)
-    srv.ranges = []
+    srv.body, srv.ranges = payload, []
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     yield srv
@@ -63,10 +65,10 @@ def server() -> Iterator[Server]:
 
 
 @pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private cache and one test entry (the PaddleGAN fixture's weights and config)."""
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, paddle_fixture) -> Path:
+    """A private cache and one test entry (PaddleGAN-layout weights and their config)."""
     monkeypatch.setenv("FOMM_CACHE", str(tmp_path / "cache"))
-    entry = hub.Weights(NAME, "test", "faces", "test", str(PADDLE_FIXTURE / "config.yaml"),
+    entry = hub.Weights(NAME, "test", "faces", "test", str(paddle_fixture.config),
                         url="http://127.0.0.1:9/unused")
     monkeypatch.setitem(hub.WEIGHTS, NAME, entry)
     return tmp_path / "cache"
@@ -76,9 +78,9 @@ def _url(server: Server) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}/{NAME}"
 
 
-def test_download_then_load_by_name(server: Server, cache: Path) -> None:
+def test_download_then_load_by_name(server: Server, cache: Path, payload: bytes) -> None:
     path = hub.download(NAME, url=_url(server), progress=False)
-    assert path == cache / NAME and path.read_bytes() == PAYLOAD
+    assert path == cache / NAME and path.read_bytes() == payload
     assert [p.name for p in cache.iterdir()] == [NAME]  # no .part left
     from fomm.checkpoints import load_checkpoint
 
@@ -89,16 +91,17 @@ def test_download_then_load_by_name(server: Server, cache: Path) -> None:
     assert any(row[0] == NAME and "cached" in row[2] for row in hub.table())
 
 
-def test_interrupted_download_resumes_with_a_range_request(server: Server, cache: Path) -> None:
+def test_interrupted_download_resumes_with_a_range_request(server: Server, cache: Path,
+                                                           payload: bytes) -> None:
     server.cut_first = True
     with pytest.raises(FommError, match="run the same command again to resume"):
         hub.download(NAME, url=_url(server), progress=False)
     part = cache / f"{NAME}.part"
     size = part.stat().st_size
-    assert 0 < size < len(PAYLOAD) and not (cache / NAME).exists()
+    assert 0 < size < len(payload) and not (cache / NAME).exists()
     path = hub.download(NAME, url=_url(server), progress=False)
     assert server.ranges == [None, f"bytes={size}-"]  # only the rest was asked for
-    assert path.read_bytes() == PAYLOAD and not part.exists()
+    assert path.read_bytes() == payload and not part.exists()
 
 
 def test_corrupt_download_is_refused_and_removed(server: Server, cache: Path) -> None:
@@ -108,15 +111,15 @@ def test_corrupt_download_is_refused_and_removed(server: Server, cache: Path) ->
     assert list(cache.iterdir()) == []
 
 
-def test_recorded_sha256_is_checked(server: Server, cache: Path,
+def test_recorded_sha256_is_checked(server: Server, cache: Path, payload: bytes,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     entry = hub.WEIGHTS[NAME]
     monkeypatch.setitem(hub.WEIGHTS, NAME, hub.Weights(**{**entry.__dict__, "sha256": "0" * 64}))
     with pytest.raises(CheckpointError, match="SHA-256"):
         hub.download(NAME, url=_url(server), progress=False)
-    good = hashlib.sha256(PAYLOAD).hexdigest()
+    good = hashlib.sha256(payload).hexdigest()
     monkeypatch.setitem(hub.WEIGHTS, NAME, hub.Weights(**{**entry.__dict__, "sha256": good}))
-    assert hub.download(NAME, url=_url(server), progress=False).read_bytes() == PAYLOAD
+    assert hub.download(NAME, url=_url(server), progress=False).read_bytes() == payload
 
 
 def test_no_network_is_a_clear_error(cache: Path) -> None:

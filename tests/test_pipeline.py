@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 from conftest import write_clip
 from media import astronaut, save, talking_clip, talking_clip_with_audio
-from parity_data import FOMM_FIXTURE as FIXTURE
-from parity_data import needs_fixtures
 from PIL import Image
 
 from fomm.animate import Animator
@@ -200,15 +198,14 @@ def test_no_checkpoint_without_bundled_model_says_how(monkeypatch):
         fomm.api.load_model(None)
 
 
-@needs_fixtures
-def test_seed_command_on_real_media(tmp_path):
-    """PaddleGAN's command line, with the fixture checkpoint, from another working folder."""
+def test_seed_command_on_real_media(tmp_path, original_fixture):
+    """PaddleGAN's command line, with an official checkpoint, from another working folder."""
     driving = talking_clip()  # a real talking head, 120 frames
     source = save(tmp_path / "photo.png", astronaut())
     cmd = [sys.executable, "-u", str(ROOT / "tools" / "first-order-demo.py"),
            "--driving_video", str(driving), "--source_image", str(source),
-           "--relative", "--adapt_scale", "--weight_path", str(FIXTURE / "checkpoint.pth.tar"),
-           "--config", str(FIXTURE / "config.yaml"), "--batch_size", "4", "--max_frames", "16"]
+           "--relative", "--adapt_scale", "--weight_path", str(original_fixture.checkpoint),
+           "--config", str(original_fixture.config), "--batch_size", "4", "--max_frames", "16"]
     # limit the length
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -217,14 +214,13 @@ def test_seed_command_on_real_media(tmp_path):
     assert info.width % 2 == 0 and info.height % 2 == 0
 
 
-@needs_fixtures
-def test_real_clip_with_audio_face_crop(tmp_path):
+def test_real_clip_with_audio_face_crop(tmp_path, original_fixture):
     out = tmp_path / "r.mp4"
     photo = save(tmp_path / "photo.jpg", astronaut()[:, :509])  # an odd width
     driving = talking_clip_with_audio(tmp_path / "talk.mp4", n_frames=12, fps=25)
     proc = run_cli("animate", str(photo), str(driving), "-o",
-                   str(out), "--checkpoint", str(FIXTURE / "checkpoint.pth.tar"), "--config",
-                   str(FIXTURE / "config.yaml"), "--max-frames", "10", "-q")
+                   str(out), "--checkpoint", str(original_fixture.checkpoint), "--config",
+                   str(original_fixture.config), "--max-frames", "10", "-q")
     assert proc.returncode == 0, proc.stderr
     info, src = probe(out), Image.open(photo)
     assert info.num_frames == 10 and info.fps == pytest.approx(25) and info.has_audio

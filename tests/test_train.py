@@ -15,8 +15,6 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from conftest import write_clip
-from parity_data import FOMM_FIXTURE as FIXTURE
-from parity_data import needs_fixtures
 
 from fomm.checkpoints.original import read_original
 from fomm.evaluate import ReconstructOptions, reconstruct
@@ -250,16 +248,16 @@ def test_sigint_finishes_the_step_and_saves(tmp_path: Path, data: Path) -> None:
     assert after["step"] >= before
 
 
-@needs_fixtures
-def test_the_official_fixture_checkpoint_resumes(tmp_path: Path) -> None:
+def test_the_official_fixture_checkpoint_resumes(tmp_path: Path, original_fixture) -> None:
+    """A training checkpoint in first-order-model's own layout (optimizers, epoch 99) resumes."""
     data = tmp_path / "data"
     for seed in (0, 1):  # 128x128: the fixture's 5-block hourglasses need 32x32 after 0.25x
         folder = data / "train"
         folder.mkdir(parents=True, exist_ok=True)
         write_image(folder / f"v{seed}.png", np.concatenate(shape_frames(seed, 4, 128), 1))
-    official = torch.load(FIXTURE / "checkpoint.pth.tar", map_location="cpu", weights_only=True)
+    official = torch.load(original_fixture.checkpoint, map_location="cpu", weights_only=True)
     trainer = Trainer(TrainOptions(
-        config=str(FIXTURE / "config.yaml"), resume=str(FIXTURE / "checkpoint.pth.tar"),
+        config=str(original_fixture.config), resume=str(original_fixture.checkpoint),
         data=str(data), out=str(tmp_path / "run"), frame_size=128, batch_size=2, num_repeats=1,
         workers=0, progress=False, tensorboard=False, image_every=0))
     assert trainer.progress.epoch == 99  # first-order-model restarts at range(epoch, ...)
