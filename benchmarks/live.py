@@ -328,11 +328,7 @@ def live_section(seconds: float, repeats: int, keep: Path | None = None) -> dict
             )
             runs[label].append(row)
     medians = [sorted(rows, key=lambda r: r["fps_out"])[len(rows) // 2] for rows in runs.values()]
-    return {
-        "live_runs": [row for rows in runs.values() for row in rows],
-        "live_medians": medians,
-        "live": medians[-2],
-    }
+    return {"runs": [row for rows in runs.values() for row in rows], "medians": medians}
 
 
 def main() -> None:
