@@ -442,4 +442,5 @@ def test_live_network_size(live_media, tiny_ckpt, tmp_path):
             log=False,
         )
     args = build_parser().parse_args(["live", "p.png", "--network-size", "128"])
-    assert args.network_size == 128
+    assert args.network_size == 128 and args.overlap  # overlapped by default
+    assert not build_parser().parse_args(["live", "p.png", "--no-overlap"]).overlap

@@ -24,6 +24,7 @@ def cmd_live(args: argparse.Namespace) -> None:
         smoothing_cutoff=args.smoothing_cutoff,
         detect_every=args.detect_every,
         network_size=args.network_size,
+        overlap=args.overlap,
         max_frames=args.max_frames,
         animate=animate,
     )
@@ -88,6 +89,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=3,
         metavar="N",
         help="run the face detector on every N-th frame (default 3)",
+    )
+    live.add_argument(
+        "--no-overlap",
+        dest="overlap",
+        action="store_false",
+        help="one frame at a time: no pose of the next frame while this one renders (lower "
+        "latency on a busy CPU, a lower frame rate on an idle one)",
     )
     live.add_argument(
         "--network-size",
