@@ -357,8 +357,8 @@ def main() -> None:
     sections = set(args.sections.split(","))
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     result: dict = json.loads(args.out.read_text()) if args.out.exists() else {}
-    if sections >= {"live", "stages", "networks"}:
-        result = {}
+    if sections >= {"live", "stages", "networks"} and args.live_key == "live":
+        result = {}  # a whole run: nothing kept
     now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     result.update(
         {
