@@ -22,6 +22,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from unittest import mock
@@ -53,6 +54,29 @@ def _timed(fn, device: torch.device, repeat: int) -> float:
     return (time.perf_counter() - start) / repeat
 
 
+def _side_by_side(fns: dict[str, Callable[[], object]], device: torch.device,
+                  repeat: int) -> dict[str, float]:
+    """Median seconds per call of each function, the calls taken in turn (a change of load
+    on a shared machine then falls on all of them alike)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()  # warm-up
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            times[name].append(_once(fn, device))
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def _once(fn: Callable[[], object], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
 def cost(device: str, frames: int, sizes: list[int], repeat: int) -> list[dict]:
     """ms/frame: networks, + detail render per sampler, + paste at the detail resolution; and
     the spline sampler's doubling of the source (once per source, not per frame)."""
@@ -75,10 +99,16 @@ def cost(device: str, frames: int, sizes: list[int], repeat: int) -> list[dict]:
         with torch.inference_mode():
             out = animator.generator(source.image, kp, source.kp.expand(frames),
                                      encoded=source.encoding, with_deformed=False)
+            grid = detail.upsample_deformation(animator.generator, out.deformation.float(),
+                                               size, s)
+            fns = {}
             for sampler in ("bicubic", "spline"):  # spline: the source doubled once, cached
-                run = partial(detail.render, animator.generator, out, source.detail,
-                              sampler=sampler)
-                row[f"detail_{sampler}_ms"] = 1000 * _timed(run, animator.device, repeat) / frames
+                fns[f"detail_{sampler}_ms"] = partial(detail.render, animator.generator, out,
+                                                      source.detail, sampler=sampler)
+                fns[f"warp_{sampler}_ms"] = partial(detail.sharp_warp, source.detail, grid,
+                                                    animator.generator.align_corners, sampler)
+            for name, seconds in _side_by_side(fns, animator.device, repeat).items():
+                row[name] = 1000 * seconds / frames
             double = partial(detail.upsample2x, source.detail)
             row["spline_doubling_once_ms"] = 1000 * _timed(double, animator.device, repeat)
         crops = {"model": to_frames(animator.generate(plain, kp)[:1])[0],
@@ -145,7 +175,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--frames", type=int, default=8, help="frames per batch / per photo")
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--images", help="glob of portraits for the sharpness table")
     parser.add_argument("--driving", help="driving clip for the sharpness table")
     parser.add_argument("--save-frames", type=Path, help="write each photo's first and last "
