@@ -291,8 +291,8 @@ RUNS = [  # (label, live_run keywords)
 
 def live_section(seconds: float, repeats: int, keep: Path | None = None) -> dict:
     """The RUNS, interleaved ``repeats`` times; per configuration its runs and the median run
-    (by fps out). Where the CPU has native bf16, ``--precision auto`` used to mean bf16 on torch
-    eager: that run comes first."""
+    (by fps out; of an even count, the slower of the middle two). Where the CPU has native
+    bf16, ``--precision auto`` used to mean bf16 on torch eager: that run comes first."""
     from fomm.precision import cpu_has_native_bf16
 
     configs = RUNS
@@ -327,7 +327,10 @@ def live_section(seconds: float, repeats: int, keep: Path | None = None) -> dict
                 flush=True,
             )
             runs[label].append(row)
-    medians = [sorted(rows, key=lambda r: r["fps_out"])[len(rows) // 2] for rows in runs.values()]
+    # the median by fps out (of an even count, the slower of the middle two)
+    medians = [
+        sorted(rows, key=lambda r: r["fps_out"])[(len(rows) - 1) // 2] for rows in runs.values()
+    ]
     return {"runs": [row for rows in runs.values() for row in rows], "medians": medians}
 
 

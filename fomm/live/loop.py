@@ -162,9 +162,12 @@ def live_precision(precision: str, device: str = "auto") -> str:
     """The precision ``fomm live`` runs at: ``auto`` is fp32 on a CPU where ONNX Runtime is
     installed, otherwise ``precision`` as given (see :func:`fomm.precision.resolve_precision`).
 
-    bf16 (picked by ``auto`` on CPUs with native bf16) runs on torch eager, whose OpenMP threads
-    beside the capture thread made live frame rates erratic on a 2-core CPU (1.8 to 22 fps from
-    one run to the next, 0.9 at fp32) while ONNX Runtime at fp32 held 17 fps (benchmarks/live.py).
+    bf16 (what ``auto`` picks on CPUs with native bf16) runs on torch eager: on the 2-core
+    development machine as fast as ONNX Runtime at fp32 when nothing else ran (17.6–18.7 against
+    16.7–17.3 frames/s, one stage after the other) but at 0.2–0.4 frames/s against 1.9–2.2 beside
+    a training (its OpenMP threads wait for each other when a core is taken), at more CPU per
+    frame (96–100 ms against 86–88), and without the overlap of :func:`run_live`
+    (``benchmarks/live.py``).
     """
     if precision == "auto" and resolve_device(device).type == "cpu" and onnxruntime_available():
         return "fp32"
@@ -308,6 +311,10 @@ def run_live(
             "--best-frame/--find-best-frame do not apply live: the reference is the "
             "first frame with a face (press r to take it again)"
         )
+    if opts.network_size is not None and opts.network_size % 64:
+        raise FommError(
+            f"--network-size must be a multiple of 64 (128, 192, 256, ...), got {opts.network_size}"
+        )
     if not Path(photo).exists():
         raise InputError(f"{photo}: source image not found")
     source_image = read_image(photo)
@@ -324,7 +331,7 @@ def run_live(
             from fomm.api import load_model
 
             models, config = load_model(checkpoint, config=model_config, flavour=anim.flavour)
-            if opts.network_size is not None and opts.network_size % 64 == 0:
+            if opts.network_size is not None:
                 config = dataclasses.replace(config, image_size=opts.network_size)
             animator = Animator(
                 models, config, anim.device, live_precision(anim.precision, anim.device)
