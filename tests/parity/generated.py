@@ -307,8 +307,12 @@ def write_paddle(folder: Path, seed: int = 1234) -> Generated:
     config_path = write_paddle_config(folder / "config.yaml", FIXTURE_SIZE)
     model = yaml.safe_load(config_path.read_text(encoding="utf-8"))["model"]
     source, driving = _paddle_images()
+    # BN statistics of the batch itself; keypoint head x 0.25 and output layer x 0.05: the
+    # predictions (over [0.38, 0.64]) follow the image and the motion, and the two frameworks'
+    # float32 rounding is amplified no more than in the shared fixture (abs mode: 2.5e-5)
     generator, kp_detector = paddle_networks(model, np.concatenate([source, driving[-1:]]), seed,
-                                             inference=True)
+                                             inference=True, exact_stats=True, kp_gain=0.25,
+                                             final_gain=0.05)
     path = folder / "weights.pdparams"
     filesystem.save({"generator": generator.state_dict(),
                      "kp_detector": kp_detector.state_dict()}, str(path))

@@ -235,7 +235,8 @@ def original_networks(params: dict, batch: torch.Tensor, seed: int = 7, exact_st
     return generator, kp_detector
 
 
-def paddle_networks(model: dict, batch: np.ndarray, seed: int = 7, inference: bool = False
+def paddle_networks(model: dict, batch: np.ndarray, seed: int = 7, inference: bool = False,
+                    exact_stats: bool = False, kp_gain: float = 1.0, final_gain: float = 1.0
                     ) -> tuple[object, object]:
     """PaddleGAN's generator and keypoint detector (ppgan's modules), seeded random.
 
@@ -244,6 +245,10 @@ def paddle_networks(model: dict, batch: np.ndarray, seed: int = 7, inference: bo
         batch: (B, 3, H, W) float32 images for the train-mode call that sets the BN statistics.
         seed: Paddle and numpy seed.
         inference: build the generator as ``FirstOrderPredictor`` does (border blend on).
+        exact_stats: BN running statistics of ``batch`` itself (see :func:`perturb`).
+        kp_gain: keypoint head weights x ``kp_gain`` (below 1: flatter heatmaps, which amplify
+            float32 rounding less).
+        final_gain: output layer weights x ``final_gain`` (below 1: the sigmoid not saturated).
 
     Returns:
         ``(generator, kp_detector)`` Paddle layers in ``eval()``, nothing left at its default
@@ -269,12 +274,16 @@ def paddle_networks(model: dict, batch: np.ndarray, seed: int = 7, inference: bo
         kp = kp_detector(images)
         generator(images, kp_driving=kp, kp_source={k: v.flip([0]) for k, v in kp.items()})
 
-    paddle_perturb([generator, kp_detector], train_batch)
+    paddle_perturb([generator, kp_detector], train_batch, exact_stats=exact_stats)
+    kp_detector.kp.weight.set_value(kp_detector.kp.weight.numpy() * np.float32(kp_gain))
+    generator.final.weight.set_value(generator.final.weight.numpy() * np.float32(final_gain))
     return generator, kp_detector
 
 
-def paddle_perturb(networks: list, train_batch: Callable[[], object], seed: int = 1234) -> None:
-    """As :func:`perturb`, for Paddle layers (``_mean``/``_variance``)."""
+def paddle_perturb(networks: list, train_batch: Callable[[], object], seed: int = 1234,
+                   exact_stats: bool = False) -> None:
+    """As :func:`perturb`, for Paddle layers (``_mean``/``_variance``; Paddle's momentum is the
+    running stats' weight, so ``exact_stats`` sets it to 0)."""
     paddle = require("paddle")
     rng = np.random.default_rng(seed)
     norms = [layer for net in networks for layer in net.sublayers()
@@ -288,9 +297,14 @@ def paddle_perturb(networks: list, train_batch: Callable[[], object], seed: int 
         put(bn.bias, rng.normal(0, 0.1, bn.bias.shape))
     for net in networks:
         net.train()
+    momentum = {id(bn): bn._momentum for bn in norms}
+    for bn in norms:
+        if exact_stats:
+            bn._momentum = 0.0  # the running stats become the batch's
     with paddle.no_grad():
         train_batch()
     for bn in norms:
+        bn._momentum = momentum[id(bn)]
         var = bn._variance.numpy()
         put(bn._mean, bn._mean.numpy() + rng.normal(0, 0.1, var.shape) * np.sqrt(var))
         put(bn._variance, var * rng.uniform(0.5, 1.5, var.shape))
