@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet "torch==2.13.0" -e ".[dev,serve,export,metrics]"
-# Parity references from PyPI (tests/parity/test_*_package.py): the original first-order-model
+# Parity references from PyPI (tests/parity/test_*_package.py, and the fixtures that
+# tests/parity/generated.py makes when ../shared is absent): the original first-order-model
 # modules (deep-animator) and PaddleGAN's (ppgan, run by paddlepaddle). --no-deps, which an extra
 # in pyproject.toml cannot say: both pin ancient numpy/imageio/librosa/torchvision, and the tests
 # import only their FOMM modules (torch/paddle, numpy, scipy, yaml, tqdm, cv2, six).
