@@ -444,3 +444,36 @@ def test_live_network_size(live_media, tiny_ckpt, tmp_path):
     args = build_parser().parse_args(["live", "p.png", "--network-size", "128"])
     assert args.network_size == 128 and args.overlap  # overlapped by default
     assert not build_parser().parse_args(["live", "p.png", "--no-overlap"]).overlap
+
+
+def test_framer_looks_near_the_followed_face_first(live_media, monkeypatch):
+    from fomm.live import framing
+
+    frames = []
+    with Capture(str(live_media[1]), realtime=False) as capture:
+        while (frame := capture.read(timeout=5)) is not None:
+            frames.append(frame.image)
+    seen: list[tuple[int, ...]] = []
+    detect = framing.detect_faces
+
+    def spy(image, **kwargs):
+        seen.append(image.shape[:2])
+        return detect(image, **kwargs)
+
+    monkeypatch.setattr(framing, "detect_faces", spy)
+    boxes = {}
+    for near in (True, False):
+        seen.clear()
+        framer = framing.LiveFramer(64, near=near)
+        boxes[near] = []
+        for i, f in enumerate(frames):
+            assert framer(f, i / 15) is not None
+            boxes[near].append(np.array(framer._face))
+        assert seen[0] == frames[0].shape[:2]  # no face yet: the whole frame
+        if near:  # then only the square around the followed face
+            assert all(shape[0] < 240 and shape[1] < 320 for shape in seen[1:])
+        else:
+            assert all(shape == (240, 320) for shape in seen)
+    size = boxes[False][0][2] - boxes[False][0][0]
+    for a, b in zip(boxes[True], boxes[False], strict=True):
+        assert np.abs(a - b).max() < 0.1 * size  # the same face box, to detector jitter
