@@ -399,7 +399,9 @@ def main() -> None:
         "cores. 'live' ran under runs/pause_training.sh (the training stopped with SIGSTOP) with "
         "its session's autogroup at nice -10, so that the other sessions' batch jobs yielded "
         "as to a foreground app (with autogroups, nice alone does not order processes of "
-        "different sessions); 'live_loaded' ran beside the training at an equal share. Latency "
+        "different sessions); 'live_loaded' ran beside the training at an equal share. The "
+        "'before' rows are the old configurations on today's code (the live face detector "
+        "looking near the followed face first, the strided keypoint-detector input blur). Latency "
         "runs from a camera frame's arrival to its result being recorded; CPU ms are this "
         "process's, all threads; bf16 is emulated (slow) on CPUs without native bf16"
     )
