@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from fomm import motion
-from fomm.backends import ENV, build_onnx, resolve_backend
+from fomm.backends import ENV, build_onnx, onnxruntime_available, resolve_backend
 from fomm.config import ModelConfig
 from fomm.errors import FommError
 from fomm.image import resize, to_frames, to_tensor
@@ -76,8 +76,14 @@ class Animator:
     def __init__(self, models: Models, config: ModelConfig, device: str = "auto",
                  precision: str = "fp32", backend: str | None = None) -> None:
         self.device = resolve_device(device)
-        # "auto": bf16 on a CPU that computes it natively, else fp32 (fomm.precision)
-        self.precision = resolve_precision(precision, self.device)
+        # "auto": fp32, or on a CPU with native bf16 the faster of bf16 eager and fp32 on ONNX
+        # Runtime for these networks (fomm.precision); auto's ONNX Runtime skips PaddleGAN's
+        requested = backend or os.environ.get(ENV, "auto") or "auto"
+        if requested == "auto" and (config.flavour == "paddle" or not onnxruntime_available()):
+            requested = "torch"
+        parameters = sum(p.numel() for m in models[:2] for p in m.parameters())
+        self.precision = resolve_precision(precision, self.device, backend=requested,
+                                           parameters=parameters)
         self.config = config
         self.size = config.image_size
         self.dtype = _DTYPES[self.precision]

@@ -1,7 +1,9 @@
 """Inference precision: which dtype to run at, and bf16 on the CPU with sensitive steps in fp32.
 
-``auto`` picks bf16 on a CPU that computes it natively (AVX512-BF16 or AMX) and fp32 elsewhere;
-GPUs keep fp32 unless asked. On the CPU, reduced precision is confined to *islands*: the
+``auto`` on a CPU that computes bf16 natively (AVX512-BF16 or AMX) picks, by measurement, the
+faster of bf16 on torch eager and fp32 on ONNX Runtime (:func:`resolve_precision`): fp32 on ONNX
+Runtime for small networks such as the bundled model, bf16 for the full-size ones; fp32 on other
+CPUs; GPUs keep fp32 unless asked. On the CPU, reduced precision is confined to *islands*: the
 convolution stacks that cost the time (the keypoint and dense-motion hourglasses, the generator's
 encoder, bottleneck and decoder blocks) run under bf16 autocast and hand fp32 back, while
 everything between them — heatmap softmax and keypoint/jacobian heads, jacobian inverses and
@@ -40,6 +42,15 @@ ISLANDS = {
     ),
 }
 
+# ``auto`` on a CPU with native bf16 and ONNX Runtime: below this many parameters fp32 on ONNX
+# Runtime, from it bf16 on torch eager. Measured side by side (benchmarks/animate.py, Intel Xeon
+# with AMX, 2 threads, batch 8, CPU ms per frame): the bundled model (1.5 M parameters) took
+# 69 on ONNX Runtime at fp32 against 170 in bf16 eager; the full vox-256 networks (59.8 M, as all
+# the official presets) 413 in bf16 eager against 580 on ONNX Runtime. Small convolutions are
+# bound by memory traffic and per-operator costs, which ONNX Runtime's fused graph saves; large
+# ones by arithmetic, which AMX does in bf16 at several times the fp32 rate.
+BF16_MIN_PARAMETERS = 10_000_000
+
 _island_dtype: contextvars.ContextVar[torch.dtype | None] = contextvars.ContextVar(
     "fomm_island_dtype", default=None
 )
@@ -64,8 +75,24 @@ def cpu_has_native_bf16() -> bool:
     return "AMX" in capability.upper() or "BF16" in capability.upper()
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
-    """``auto`` → bf16 on a CPU with native bf16, else fp32; checks the others fit the device.
+def resolve_precision(
+    name: str, device: torch.device, *, backend: str = "torch", parameters: int | None = None
+) -> str:
+    """The precision to run at: ``auto`` → bf16 or fp32 as measured fastest; checks the others.
+
+    ``auto`` is fp32 except on a CPU with native bf16 (:func:`cpu_has_native_bf16`), where it is
+    bf16 unless ONNX Runtime runs the networks at fp32 faster: always when ``backend`` is
+    ``onnx`` (it runs fp32 only), and for ``auto`` when the networks have fewer than
+    :data:`BF16_MIN_PARAMETERS` parameters (see there).
+
+    Args:
+        name: ``auto``, ``fp32``, ``fp16`` or ``bf16``.
+        device: where the networks run.
+        backend: the backend asked for, where ONNX Runtime can run these networks (``auto``,
+            ``onnx``); ``torch`` where it cannot (onnxruntime missing, a model that stays eager)
+            or was turned off.
+        parameters: the keypoint detector's and generator's parameters (None: unknown, taken
+            as large).
 
     Raises:
         FommError: an unknown name, or fp16 on the CPU.
@@ -73,7 +100,10 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if name not in PRECISIONS:
         raise FommError(f"unknown precision '{name}' ({', '.join(PRECISIONS)})")
     if name == "auto":
-        return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+        if device.type != "cpu" or backend == "onnx" or not cpu_has_native_bf16():
+            return "fp32"
+        small = parameters is not None and parameters < BF16_MIN_PARAMETERS
+        return "fp32" if backend == "auto" and small else "bf16"
     if name == "fp16" and device.type == "cpu":
         raise FommError("--precision fp16 needs a GPU; use fp32 or bf16 on the CPU")
     return name

@@ -1,4 +1,5 @@
-"""Precision: auto picks bf16 only on CPUs with native bf16; bf16 islands stay close to fp32."""
+"""Precision: auto picks bf16 only on CPUs with native bf16 and only where it is faster than fp32
+on ONNX Runtime; bf16 islands stay close to fp32."""
 
 from __future__ import annotations
 
@@ -29,6 +30,52 @@ def test_auto_is_bf16_only_where_native(monkeypatch, flags, capability, expected
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
     assert precision.resolve_precision("auto", CPU) == expected
     assert precision.resolve_precision("fp32", CPU) == "fp32"  # always available
+
+
+@pytest.mark.parametrize(
+    ("native", "backend", "parameters", "expected"),
+    [
+        (True, "torch", 1_500_000, "bf16"),  # ONNX Runtime off or missing: eager, bf16 is faster
+        (True, "auto", 1_500_000, "fp32"),  # small networks: fp32 on ONNX Runtime is faster
+        (True, "auto", 60_000_000, "bf16"),  # the full-size networks: bf16 eager is faster
+        (True, "auto", None, "bf16"),  # unknown size: taken as large
+        (True, "onnx", 60_000_000, "fp32"),  # ONNX Runtime asked for: it runs fp32 only
+        (False, "auto", 60_000_000, "fp32"),
+        (False, "torch", 60_000_000, "fp32"),
+    ],
+)
+def test_auto_picks_the_measured_faster(monkeypatch, native, backend, parameters, expected):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    got = precision.resolve_precision("auto", CPU, backend=backend, parameters=parameters)
+    assert got == expected
+    for name in ("fp32", "bf16"):  # asked for by name: always as asked
+        asked = precision.resolve_precision(name, CPU, backend=backend, parameters=parameters)
+        assert asked == name
+
+
+def test_animator_auto_precision_and_backend(monkeypatch, tmp_path):
+    """The Animator passes the backend asked for and the networks' size to the decision."""
+    pytest.importorskip("onnxruntime", reason="auto's fp32 path runs on ONNX Runtime")
+    from fomm.backends import ENV
+
+    monkeypatch.setenv("FOMM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+
+    def picked(**kwargs) -> tuple[str, str]:
+        animator = Animator(*tiny_models(image_size=64), device="cpu", precision="auto", **kwargs)
+        return animator.precision, animator.backend
+
+    assert picked() == ("fp32", "onnx")  # tiny networks: below the crossover
+    assert picked(backend="torch") == ("bf16", "torch")
+    monkeypatch.setenv(ENV, "torch")  # FOMM_BACKEND=torch
+    assert picked() == ("bf16", "torch")
+    monkeypatch.delenv(ENV)
+    monkeypatch.setattr(precision, "BF16_MIN_PARAMETERS", 0)  # as if the networks were large
+    assert picked() == ("bf16", "torch")
+    assert picked(backend="onnx") == ("fp32", "onnx")
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert picked() == ("fp32", "onnx")
 
 
 def test_resolve_precision_checks(monkeypatch):
