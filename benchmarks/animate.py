@@ -6,17 +6,22 @@
   (``make_animation`` as packaged unchanged by deep-animator 0.1.1: per frame the keypoint
   detector, ``normalize_kp`` and the whole generator, source re-encoded, batch 1) against
   fomm's ``Animator`` at its defaults (source encoded once, batch 8, ``--precision auto``,
-  ``--backend auto``), both relative motion from real-face frames; outputs compared;
+  ``--backend auto``) and fomm at fp32 on torch eager and on ONNX Runtime, all relative motion
+  from real-face frames; outputs compared;
 * **the bundled model's networks** (keypoints + generator per frame, batch 1 as live, source
-  encoded once) at the default backend, and its speed-up over the original full model;
-* **backends**: torch eager vs ONNX Runtime, batch 1 and 8, both presets, with the max / mean
-  |Δ| of the results (8-bit levels);
-* optionally (``--end-to-end``) ``fomm animate`` frames/s and peak RSS on 720p clips.
+  encoded once) at the defaults, and its speed-up over the original full model;
+* **backends**: fp32 and bf16 (native, sensitive steps in fp32) on torch eager and fp32 on ONNX
+  Runtime, batch 1 and 8, both presets, with the max / mean |Δ| of the results to fp32 eager
+  (8-bit levels): the measurement ``--precision auto`` is chosen by (fomm.precision);
+* optionally (``--accuracy``) bf16 against fp32 on the bundled model with a real face, and
+  (``--end-to-end``) ``fomm animate`` frames/s and peak RSS on 720p clips.
 
-    python benchmarks/animate.py [--frames 8] [--rounds 2] [--end-to-end]
+    python benchmarks/animate.py [--frames 8] [--rounds 2] [--accuracy] [--end-to-end]
+    python benchmarks/animate.py --skip-original --update   # one section, merged into the JSON
 
 CPU time (all threads of this process) is given beside wall time: it is steadier on a shared
-machine. The load average is recorded at the start and the end. Nothing asserts on time.
+machine. The load average and the other processes' share of the CPUs are recorded per section.
+Nothing asserts on time.
 """
 
 from __future__ import annotations
@@ -60,6 +65,30 @@ def face_frames(n: int, size: int = 256) -> tuple[np.ndarray, list[np.ndarray]]:
     return source, frames
 
 
+def _cpu_ticks() -> tuple[int, int]:
+    """(all, idle) CPU ticks of the machine so far, from /proc/stat ((0, 0) where there is none)."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except OSError:
+        return 0, 0
+    return sum(values), values[3] + values[4]  # idle + iowait
+
+
+def measured(section):
+    """``section()``'s dict with the load average and the other processes' CPU share added."""
+    ticks, cpu = _cpu_ticks(), os.times()
+    result = section()
+    ticks_end, cpu_end = _cpu_ticks(), os.times()
+    mine = (cpu_end.user + cpu_end.system - cpu.user - cpu.system) * os.sysconf("SC_CLK_TCK")
+    busy = (ticks_end[0] - ticks[0]) - (ticks_end[1] - ticks[1])
+    others = max(0.0, busy - mine) / max(ticks_end[0] - ticks[0], 1)
+    load = {"others_cpu_share": round(others, 2),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
+    if isinstance(result, list):
+        return {"rows": result, **load}
+    return {**result, **load}
+
+
 def _timed(fn) -> tuple[object, float, float]:
     start, cpu = time.perf_counter(), time.process_time()
     result = fn()
@@ -96,7 +125,8 @@ def original_vs_fomm(frames: int, rounds: int) -> dict:
     built, startup, _ = _timed(lambda: Animator(models, cfg, device="cpu",
                                                 precision=opts.precision))
     animator: Animator = built  # type: ignore[assignment]
-    eager = Animator(models, cfg, device="cpu", precision=opts.precision, backend="torch")
+    eager = Animator(models, cfg, device="cpu", precision="fp32", backend="torch")
+    onnx = Animator(models, cfg, device="cpu", precision="fp32", backend="onnx")
 
     def run(animator: Animator) -> np.ndarray:
         src = animator.prepare_source(source)
@@ -104,54 +134,51 @@ def original_vs_fomm(frames: int, rounds: int) -> dict:
                                               adapt_scale=opts.adapt_scale,
                                               batch_size=opts.batch_size)))
 
-    def run_fomm() -> np.ndarray:
-        return run(animator)
-
-    def run_eager() -> np.ndarray:
-        return run(eager)
-
     def run_original() -> np.ndarray:
         # the demo's make_animation, its own code: float frames in [0, 1], batch 1 per frame
         out = original_animate(source / 255.0, [f / 255.0 for f in driving], generator,
                                kp_detector, relative=True, adapt_movement_scale=False)
         return np.stack(out)
 
-    run_fomm()  # warm-up (and the ONNX graphs' export, when not cached)
-    times: dict[str, list[tuple[float, float]]] = {"original": [], "fomm": [], "fomm_eager": []}
+    runs = {"original": run_original, "fomm": lambda: run(animator),
+            "fomm_eager_fp32": lambda: run(eager), "fomm_onnx_fp32": lambda: run(onnx)}
+    for name, fn in runs.items():  # warm-up (oneDNN's kernels, ONNX Runtime's plans)
+        if name != "original":
+            fn()
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
     results = {}
     for _ in range(rounds):
-        for name, fn in (("original", run_original), ("fomm", run_fomm),
-                         ("fomm_eager", run_eager)):
+        for name, fn in runs.items():
             results[name], wall, cpu = _timed(fn)
             times[name].append((wall, cpu))
-            print(f"  {name:8s} {wall / frames * 1000:8.1f} ms/frame "
+            print(f"  {name:16s} {wall / frames * 1000:8.1f} ms/frame "
                   f"({cpu / frames * 1000:.1f} CPU ms)", flush=True)
     ms = {n: min(w for w, _ in t) / frames * 1000 for n, t in times.items()}
     cpu_ms = {n: min(c for _, c in t) / frames * 1000 for n, t in times.items()}
-    diff = np.abs(results["original"] * 255 - results["fomm"].astype(np.float64))
-    eager_diff = np.abs(results["fomm_eager"].astype(int) - results["fomm"].astype(int))
-    return {
+    original = results["original"] * 255
+
+    def diff(name: str) -> np.ndarray:
+        return np.abs(original - results[name].astype(np.float64))
+
+    row = {
         "model": "vox-256 (full, 59.8 M parameters), seeded random weights, 256x256",
         "frames": frames, "rounds": rounds,
         "original": "first-order-model demo make_animation (deep-animator 0.1.1, its code)",
         "fomm": f"Animator defaults: backend {animator.backend}, precision "
                 f"{animator.precision}, batch {opts.batch_size}, source encoded once; "
-                "fomm_eager: the same with backend torch",
-        "original_ms_per_frame": round(ms["original"], 1),
-        "fomm_ms_per_frame": round(ms["fomm"], 1),
-        "speedup": round(ms["original"] / ms["fomm"], 2),
-        "fomm_eager_ms_per_frame": round(ms["fomm_eager"], 1),
-        "speedup_eager": round(ms["original"] / ms["fomm_eager"], 2),
-        "original_cpu_ms_per_frame": round(cpu_ms["original"], 1),
-        "fomm_cpu_ms_per_frame": round(cpu_ms["fomm"], 1),
-        "speedup_cpu": round(cpu_ms["original"] / cpu_ms["fomm"], 2),
-        "fomm_eager_cpu_ms_per_frame": round(cpu_ms["fomm_eager"], 1),
+                "fomm_eager_fp32 / fomm_onnx_fp32: the same at fp32 on torch eager / ONNX Runtime",
+        "fomm_backend": animator.backend, "fomm_precision": animator.precision,
         "fomm_startup_s": round(startup, 2),
-        "max_abs_diff_255": round(float(diff.max()), 2),
-        "mean_abs_diff_255": round(float(diff.mean()), 4),
-        "onnx_vs_eager_max_abs_255": int(eager_diff.max()),
-        "onnx_vs_eager_mean_abs_255": round(float(eager_diff.mean()), 4),
     }
+    for name in runs:
+        row[f"{name}_ms_per_frame"] = round(ms[name], 1)
+        row[f"{name}_cpu_ms_per_frame"] = round(cpu_ms[name], 1)
+        if name != "original":
+            row[f"{name}_speedup"] = round(ms["original"] / ms[name], 2)
+            row[f"{name}_speedup_cpu"] = round(cpu_ms["original"] / cpu_ms[name], 2)
+            row[f"{name}_vs_original_max_abs_255"] = round(float(diff(name).max()), 2)
+            row[f"{name}_vs_original_mean_abs_255"] = round(float(diff(name).mean()), 4)
+    return row
 
 
 def network_ms(animator: Animator, frames: list[np.ndarray], batch: int,
@@ -168,8 +195,12 @@ def network_ms(animator: Animator, frames: list[np.ndarray], batch: int,
     return best[0] / len(frames) * 1000, best[1] / len(frames) * 1000, out  # type: ignore
 
 
+VARIANTS = (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"))  # (backend, precision)
+
+
 def backends(frames: int, presets: list[str]) -> list[dict]:
-    """torch eager against ONNX Runtime per preset and batch, fp32, with the results' |Δ|."""
+    """fp32 / bf16 torch eager and fp32 ONNX Runtime per preset and batch, with the results' |Δ|
+    to fp32 eager."""
     _, driving = face_frames(frames)
     rows = []
     for preset in presets:
@@ -177,22 +208,38 @@ def backends(frames: int, presets: list[str]) -> list[dict]:
         cfg = load_config(preset).model
         models = build_models(cfg)
         params = sum(count_parameters(m) for m in models[:2])
-        animators = {b: Animator(models, cfg, device="cpu", precision="fp32", backend=b)
-                     for b in ("torch", "onnx")}
+        animators = {v: Animator(models, cfg, device="cpu", precision=v[1], backend=v[0])
+                     for v in VARIANTS}
+        auto = Animator(models, cfg, device="cpu", precision="auto")
         for batch in (1, 8):
             outs = {}
-            for name, animator in animators.items():
-                ms, cpu_ms, outs[name] = network_ms(animator, driving, batch)
+            for (backend, precision), animator in animators.items():
+                ms, cpu_ms, out = network_ms(animator, driving, batch)
+                outs[backend, precision] = out
+                diff = np.abs(out.astype(int) - outs["torch", "fp32"].astype(int))
                 rows.append({"preset": preset, "params_m": round(params / 1e6, 2),
-                             "backend": animator.backend, "precision": "fp32", "batch": batch,
-                             "ms_per_frame": round(ms, 1), "cpu_ms_per_frame": round(cpu_ms, 1),
-                             "frames_per_s": round(1000 / ms, 2)})
-                print(f"  {preset:14s} {name:5s} batch {batch}: {ms:7.1f} ms/frame "
+                             "backend": animator.backend, "precision": animator.precision,
+                             "batch": batch, "ms_per_frame": round(ms, 1),
+                             "cpu_ms_per_frame": round(cpu_ms, 1),
+                             "frames_per_s": round(1000 / ms, 2),
+                             "vs_fp32_eager_max_abs_255": int(diff.max()),
+                             "vs_fp32_eager_mean_abs_255": round(float(diff.mean()), 4),
+                             "auto_picks": (auto.backend, auto.precision) == (backend, precision)})
+                print(f"  {preset:14s} {backend:5s} {precision} batch {batch}: {ms:7.1f} ms/frame "
                       f"({cpu_ms:.1f} CPU ms)", flush=True)
-            diff = np.abs(outs["torch"].astype(int) - outs["onnx"].astype(int))
-            rows[-1]["vs_torch_max_abs_255"] = int(diff.max())
-            rows[-1]["vs_torch_mean_abs_255"] = round(float(diff.mean()), 4)
     return rows
+
+
+def accuracy() -> dict:
+    """bf16 against fp32 on the bundled model with a real face (fomm.precision.bf16_difference)."""
+    from fomm.precision import bf16_difference
+
+    diff = bf16_difference(frames=6, step=13)
+    return {"what": "bundled model (fomm/weights), the demo's talking-face clip driving the "
+                    "astronaut photo, 6 frames at 256x256, uint8 results",
+            "frames": len(diff), "mean_abs_255": round(float(diff.mean()), 3),
+            "p99_abs_255": float(np.percentile(diff, 99)), "max_abs_255": int(diff.max()),
+            "bounds": "mean <= 1/255, p99 <= 8/255"}
 
 
 def write_clip(path: Path, frames: int, size=(1280, 720)) -> Path:
@@ -241,16 +288,20 @@ def main() -> None:
     parser.add_argument("--skip-backends", action="store_true")
     parser.add_argument("--backend-presets", default="fomm-face-256,vox-256",
                         help="presets for the backend table, comma-separated")
+    parser.add_argument("--accuracy", action="store_true", help="bf16 vs fp32, real weights")
     parser.add_argument("--end-to-end", action="store_true")
+    parser.add_argument("--update", action="store_true",
+                        help="merge the sections run into the existing JSON")
     parser.add_argument("--out", type=Path, default=RESULTS / "animate-cpu.json")
+    parser.add_argument("--note", help="how the machine was shared, kept in the JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    report: dict = {"machine": machine(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads(),
-                    "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+    report: dict = json.loads(args.out.read_text()) if args.update and args.out.exists() else {}
+    report.update({"machine": machine(), "torch": torch.__version__,
+                   "threads": torch.get_num_threads()})
     if not args.skip_original:
-        print("original demo loop vs fomm defaults, vox-256:", flush=True)
-        report["original_vs_fomm"] = original_vs_fomm(args.frames, args.rounds)
+        print("original demo loop vs fomm, vox-256:", flush=True)
+        report["original_vs_fomm"] = measured(lambda: original_vs_fomm(args.frames, args.rounds))
         print(json.dumps(report["original_vs_fomm"], indent=1), flush=True)
         # the bundled model's networks, batch 1 at the defaults, in the same run
         torch.manual_seed(0)
@@ -260,15 +311,20 @@ def main() -> None:
         ms, cpu_ms, _ = network_ms(animator, driving, 1, args.rounds)
         full = report["original_vs_fomm"]
         report["bundled_networks"] = {
-            "preset": "fomm-face-256", "backend": animator.backend, "batch": 1,
+            "preset": "fomm-face-256", "backend": animator.backend,
+            "precision": animator.precision, "batch": 1,
             "ms_per_frame": round(ms, 1), "cpu_ms_per_frame": round(cpu_ms, 1),
             "frames_per_s": round(1000 / ms, 1),
             "speedup_vs_original_full": round(full["original_ms_per_frame"] / ms, 1),
             "speedup_vs_original_full_cpu": round(full["original_cpu_ms_per_frame"] / cpu_ms, 1)}
         print(json.dumps(report["bundled_networks"], indent=1), flush=True)
     if not args.skip_backends:
-        print("backends (fp32):", flush=True)
-        report["backends"] = backends(args.frames, args.backend_presets.split(","))
+        print("backends and precisions:", flush=True)
+        report["backends"] = measured(lambda: backends(args.frames,
+                                                       args.backend_presets.split(",")))
+    if args.accuracy:
+        report["bf16_accuracy"] = accuracy()
+        print(json.dumps(report["bf16_accuracy"], indent=1), flush=True)
     if args.end_to_end:
         e2e = []
         with tempfile.TemporaryDirectory() as tmp:
@@ -276,9 +332,6 @@ def main() -> None:
                 e2e.append(end_to_end("fomm-face-256", frames, Path(tmp)))
                 print(f"end-to-end {frames} frames 720p: {e2e[-1]}", flush=True)
         report["end_to_end"] = e2e
-    report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    report["note"] = ("seeded random weights (speed does not depend on them); the machine was "
-                      "shared (see the load averages): a model training ran on the same cores")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out}")
