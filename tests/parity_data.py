@@ -26,6 +26,13 @@ PADDLE_FIXTURE = SHARED / "paddlegan-parity"   # weights.pdparams, config.yaml
 HAS_SHARED = ((FOMM_FIXTURE / "checkpoint.pth.tar").is_file()
               and (PADDLE_FIXTURE / "weights.pdparams").is_file())
 SOURCES = ("shared", "generated") if HAS_SHARED else ("generated",)
+# The shared fixtures were computed on another CPU, whose float kernels (vector width, oneDNN's
+# blocking, AMX or not) round differently: on an AVX-512/AMX Xeon the reference code itself (from
+# PyPI) differs from them by 5e-6 on keypoints, 5e-7 on PaddleGAN's, and a random network
+# amplifies that to ~2e-4 on its outputs. Checks against them allow CROSS_CPU_ATOL; against the
+# generated fixture (the reference code run on this machine) the strict tolerances hold.
+CROSS_CPU_ATOL = 5e-4
+CROSS_CPU_REL = 1e-5  # relative, for scalars such as the adapt-scale factor
 MODES = {"rel_adapt": (True, True), "rel": (True, False), "abs": (False, False)}  # relative, adapt
 FOMM_FRAMES = [0, 8, 16, 24, 32]  # driving frames of the original's fixture (decode order)
 PADDLE_FRAMES = [0, 1, 2, 3]      # driving frames of PaddleGAN's fixture
@@ -90,6 +97,12 @@ class Source:
     config: Path
     expected: dict[str, np.ndarray]
     error: dict[str, float]
+
+
+def tolerance(name: str, strict: float, cross_cpu: float = CROSS_CPU_ATOL) -> float:
+    """The tolerance of a check against fixture source ``name``: ``strict`` on the generated
+    fixture, at least ``cross_cpu`` on the shared one (made on another CPU)."""
+    return max(strict, cross_cpu) if name == "shared" else strict
 
 
 def source(request: pytest.FixtureRequest, kind: str) -> Source:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from parity_data import MODES, SOURCES, fomm_inputs
+from parity_data import CROSS_CPU_REL, MODES, SOURCES, fomm_inputs, tolerance
 from parity_data import source as fixture_source
 
 from fomm.checkpoints import load_checkpoint
@@ -21,7 +21,8 @@ def run(request):
     src = fixture_source(request, "fomm")
     models, config, _ = load_checkpoint(src.checkpoint, config=src.config, discriminator=True)
     inputs = fomm_inputs()
-    expected = Expected(src.expected, src.error)
+    expected = Expected(src.expected, src.error, tolerance(src.name, ATOL),
+                        tolerance(src.name, 1e-9, CROSS_CPU_REL))
     source = torch.from_numpy(inputs["source"])
     driving = torch.from_numpy(inputs["driving"])
     with torch.no_grad():
@@ -41,32 +42,43 @@ def run(request):
 
 
 class Expected(dict):
-    """Expected outputs by key; ``error[key]`` is the storage rounding of a compacted array."""
+    """Expected outputs by key; ``error[key]`` is the storage rounding of a compacted array,
+    ``atol`` the tolerance against them and ``scale_rel`` the relative one for the scale."""
 
-    def __init__(self, values: dict[str, np.ndarray], error: dict[str, float]) -> None:
+    def __init__(self, values: dict[str, np.ndarray], error: dict[str, float],
+                 atol: float = ATOL, scale_rel: float = 1e-9) -> None:
         super().__init__(values)
         self.error = error
+        self.atol = atol
+        self.scale_rel = scale_rel
 
     def __getitem__(self, key: str) -> np.ndarray:
         value = super().__getitem__(key)
-        return StoredArray(value, self.error.get(key, 0.0)) if value.dtype.kind == "f" else value
+        if value.dtype.kind != "f":
+            return value
+        return StoredArray(value, self.error.get(key, 0.0), self.atol)
 
 
 class StoredArray(np.ndarray):
-    """An expected array that knows its storage error (0 for arrays stored exactly)."""
+    """An expected array that knows its storage error (0 for arrays stored exactly) and the
+    tolerance of its source (:func:`parity_data.tolerance`)."""
 
-    def __new__(cls, value: np.ndarray, error: float) -> StoredArray:
+    def __new__(cls, value: np.ndarray, error: float, atol: float = ATOL) -> StoredArray:
         out = np.asarray(value).view(cls)
         out.error = error
+        out.atol = atol
         return out
 
     def __array_finalize__(self, obj) -> None:
         self.error = getattr(obj, "error", 0.0)
+        self.atol = getattr(obj, "atol", ATOL)
 
 
-def close(actual, expected, atol=ATOL):
-    """``actual`` is within ``atol`` of the original numbers: the stored copy's rounding error is
-    taken off the tolerance, so a pass holds against the uncompacted fixture too."""
+def close(actual, expected, atol=None):
+    """``actual`` is within ``atol`` (default: the source's) of the original numbers: the stored
+    copy's rounding error is taken off the tolerance, so a pass holds against the uncompacted
+    fixture too."""
+    atol = getattr(expected, "atol", ATOL) if atol is None else atol
     actual = np.asarray(actual.detach() if torch.is_tensor(actual) else actual)
     diff = np.abs(actual.astype(np.float64) - np.asarray(expected, np.float64)).max()
     assert actual.shape == expected.shape
@@ -90,7 +102,7 @@ def test_normalized_keypoints(run, mode):
     kp_norm, scale, _ = results[mode]
     close(kp_norm.value, exp[f"{mode}_kp_norm_value"])
     close(kp_norm.jacobian, exp[f"{mode}_kp_norm_jacobian"])
-    assert scale == pytest.approx(float(exp[f"{mode}_scale"][0]), rel=1e-9)
+    assert scale == pytest.approx(float(exp[f"{mode}_scale"][0]), rel=exp.scale_rel)
 
 
 @pytest.mark.parametrize("mode", MODES)

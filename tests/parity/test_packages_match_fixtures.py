@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from parity_data import FOMM_FIXTURE, PADDLE_FIXTURE, SOURCES, fomm_inputs, paddle_inputs
+from parity_data import (
+    FOMM_FIXTURE,
+    PADDLE_FIXTURE,
+    SOURCES,
+    fomm_inputs,
+    paddle_inputs,
+    tolerance,
+)
 
 from .packages import max_diff, one_thread, require
 
@@ -51,16 +58,17 @@ def test_deep_animator_reproduces_the_original_fixture(request, name):
                                      adapt_movement_scale=True, use_relative_movement=True,
                                      use_relative_jacobian=True)
         out = generator(source, kp_driving=kp_norm, kp_source=kp_source)
-    assert max_diff(kp_source["value"], expected["kp_source_value"]) == 0.0
-    assert max_diff(kp_source["jacobian"], expected["kp_source_jacobian"]) == 0.0
+    exact = tolerance(name, 0.0)  # bit for bit on this machine; float rounding across CPUs
+    assert max_diff(kp_source["value"], expected["kp_source_value"]) <= exact
+    assert max_diff(kp_source["jacobian"], expected["kp_source_jacobian"]) <= exact
     for key in ("value", "jacobian"):
         assert max_diff(torch.cat([k[key] for k in kp_driving]),
-                        expected[f"kp_driving_{key}"]) == 0.0
-        assert max_diff(kp_norm[key], expected[f"rel_adapt_kp_norm_{key}"][4:]) == 0.0
+                        expected[f"kp_driving_{key}"]) <= exact
+        assert max_diff(kp_norm[key], expected[f"rel_adapt_kp_norm_{key}"][4:]) <= exact
     for key in ("prediction", "mask", "sparse_deformed", "occlusion_map"):
-        assert max_diff(out[key], expected[f"full_rel_adapt_t4_{key}"]) == 0.0, key
+        assert max_diff(out[key], expected[f"full_rel_adapt_t4_{key}"]) <= exact, key
     assert max_diff(out["deformed"][:, :, ::2, ::2],
-                    expected["full_rel_adapt_t4_deformed_s2"]) == 0.0
+                    expected["full_rel_adapt_t4_deformed_s2"]) <= exact
 
 
 @pytest.mark.parametrize("name", SOURCES)
@@ -92,13 +100,17 @@ def test_ppgan_reproduces_the_paddlegan_fixture(request, name):
                                        adapt_movement_scale=True, use_relative_movement=True,
                                        use_relative_jacobian=True)
         out = generator(source, kp_source=kp_source, kp_driving=kp_norm)
-    # one framework's kernels against the same framework's: float32 rounding at most
-    assert max_diff(kp_source["value"].numpy(), expected["kp_source_value"]) <= 1e-7
+    # one framework's kernels against the same framework's: float32 rounding at most (more
+    # against the shared fixture, made on another CPU: parity_data.CROSS_CPU_ATOL)
+    rounding = tolerance(name, 1e-7)
+    assert max_diff(kp_source["value"].numpy(), expected["kp_source_value"]) <= rounding
     for key in ("value", "jacobian"):
         assert max_diff(np.concatenate([k[key].numpy() for k in kp_driving]),
-                        expected[f"kp_driving_{key}"]) <= 1e-7
-        assert max_diff(kp_norm[key].numpy(), expected[f"kp_norm_{key}_rel_adapt"][3:]) <= 1e-7
-    assert max_diff(out["occlusion_map"].numpy(), expected["occlusion_map_rel_adapt"][3:]) <= 1e-6
+                        expected[f"kp_driving_{key}"]) <= rounding
+        assert max_diff(kp_norm[key].numpy(),
+                        expected[f"kp_norm_{key}_rel_adapt"][3:]) <= rounding
+    assert max_diff(out["occlusion_map"].numpy(),
+                    expected["occlusion_map_rel_adapt"][3:]) <= tolerance(name, 1e-6)
     # stored as round(p * 65535): up to 7.7e-6 of storage error
     prediction = expected["prediction_rel_adapt_q16"][3:] / 65535.0
-    assert max_diff(out["prediction"].numpy(), prediction) <= 1e-5
+    assert max_diff(out["prediction"].numpy(), prediction) <= tolerance(name, 1e-5)
