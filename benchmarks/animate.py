@@ -332,6 +332,8 @@ def main() -> None:
                 e2e.append(end_to_end("fomm-face-256", frames, Path(tmp)))
                 print(f"end-to-end {frames} frames 720p: {e2e[-1]}", flush=True)
         report["end_to_end"] = e2e
+    if args.note:
+        report["note"] = args.note
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out}")

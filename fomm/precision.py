@@ -44,11 +44,14 @@ ISLANDS = {
 
 # ``auto`` on a CPU with native bf16 and ONNX Runtime: below this many parameters fp32 on ONNX
 # Runtime, from it bf16 on torch eager. Measured side by side (benchmarks/animate.py, Intel Xeon
-# with AMX, 2 threads, batch 8, CPU ms per frame): the bundled model (1.5 M parameters) took
-# 69 on ONNX Runtime at fp32 against 170 in bf16 eager; the full vox-256 networks (59.8 M, as all
-# the official presets) 413 in bf16 eager against 580 on ONNX Runtime. Small convolutions are
-# bound by memory traffic and per-operator costs, which ONNX Runtime's fused graph saves; large
-# ones by arithmetic, which AMX does in bf16 at several times the fp32 rate.
+# with AMX, 2 threads, batch 8 as files, ms per frame): the full vox-256 networks (59.8 M, as
+# every official preset) take 134 in bf16 eager against 252 on ONNX Runtime at fp32 (326 fp32
+# eager): AMX does their large convolutions in bf16 at several times the fp32 rate. For the
+# bundled model (1.5 M) bf16 eager is a near tie on an idle machine (27.4 against 28.7, at more
+# CPU: 54.6 against 52.0 ms) and far slower when other work takes a core (218 against 62: its
+# OpenMP threads wait for each other), while fp32 on ONNX Runtime also stays within 1e-4 of the
+# fp32 networks: small convolutions are bound by memory traffic and per-operator costs, which
+# ONNX Runtime's fused graph saves and bf16 does not.
 BF16_MIN_PARAMETERS = 10_000_000
 
 _island_dtype: contextvars.ContextVar[torch.dtype | None] = contextvars.ContextVar(
