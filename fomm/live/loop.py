@@ -162,7 +162,8 @@ def live_precision(precision: str, device: str = "auto") -> str:
     """The precision ``fomm live`` runs at: ``auto`` is fp32 on a CPU where ONNX Runtime is
     installed, otherwise ``precision`` as given (see :func:`fomm.precision.resolve_precision`).
 
-    bf16 (what ``auto`` picks on CPUs with native bf16) runs on torch eager: on the 2-core
+    bf16 (what ``auto`` picks for full-size networks on CPUs with native bf16, or what a user
+    asks for) runs on torch eager: on the 2-core
     development machine as fast as ONNX Runtime at fp32 when nothing else ran (17.6–18.7 against
     16.7–17.3 frames/s, one stage after the other) but at 0.2–0.4 frames/s against 1.9–2.2 beside
     a training (its OpenMP threads wait for each other when a core is taken), at more CPU per
