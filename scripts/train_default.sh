@@ -18,6 +18,10 @@
 #   bash scripts/train_default.sh                                   # CPU: stage 1, export
 #   INIT=fomm/weights/fomm-face-256.safetensors bash scripts/train_default.sh   # continue
 #   STAGE1_STEPS=0 INIT=... STEPS=20000 BATCH=32 PRECISION=bf16 bash scripts/train_default.sh
+# The shipped v3 is stage 2 alone from v2 (git show 0dc92e6:fomm/weights/fomm-face-256.safetensors),
+# with the eyelid guidance and balanced expressive pairs below, exported as the mean of its epoch
+# checkpoints at steps 1278-1917:
+#   STAGE1_STEPS=0 INIT=/tmp/v2.safetensors STEPS=1917 AVERAGE=5 bash scripts/train_default.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VIDEOS=${VIDEOS:-../shared/data/videos}
