@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import machine  # noqa: E402  (benchmarks/machine.py)
+from machine import cpu_ticks, machine  # noqa: E402  (benchmarks/machine.py)
 
 from fomm.animate import Animator
 from fomm.checkpoints import save_checkpoint
@@ -65,20 +65,11 @@ def face_frames(n: int, size: int = 256) -> tuple[np.ndarray, list[np.ndarray]]:
     return source, frames
 
 
-def _cpu_ticks() -> tuple[int, int]:
-    """(all, idle) CPU ticks of the machine so far, from /proc/stat ((0, 0) where there is none)."""
-    try:
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    except OSError:
-        return 0, 0
-    return sum(values), values[3] + values[4]  # idle + iowait
-
-
 def measured(section):
     """``section()``'s dict with the load average and the other processes' CPU share added."""
-    ticks, cpu = _cpu_ticks(), os.times()
+    ticks, cpu = cpu_ticks(), os.times()
     result = section()
-    ticks_end, cpu_end = _cpu_ticks(), os.times()
+    ticks_end, cpu_end = cpu_ticks(), os.times()
     mine = (cpu_end.user + cpu_end.system - cpu.user - cpu.system) * os.sysconf("SC_CLK_TCK")
     busy = (ticks_end[0] - ticks[0]) - (ticks_end[1] - ticks[1])
     others = max(0.0, busy - mine) / max(ticks_end[0] - ticks[0], 1)

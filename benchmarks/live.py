@@ -38,7 +38,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from machine import machine  # noqa: E402  (benchmarks/machine.py)
+from machine import cpu_ticks, machine  # noqa: E402  (benchmarks/machine.py)
 
 from fomm.animate import Animator
 from fomm.api import load_model
@@ -211,15 +211,6 @@ def bf16_error(frames: int) -> dict:
     return row
 
 
-def _cpu_ticks() -> tuple[int, int]:
-    """(all, idle) CPU ticks of the machine so far, from /proc/stat ((0, 0) where there is none)."""
-    try:
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    except OSError:
-        return 0, 0
-    return sum(values), values[3] + values[4]  # idle + iowait
-
-
 def live_run(
     seconds: float,
     precision: str,
@@ -250,9 +241,9 @@ def live_run(
             network_size=network_size,
             animate=animate,
         )
-        ticks, cpu = _cpu_ticks(), os.times()
+        ticks, cpu = cpu_ticks(), os.times()
         stats = run_live(photo, opts, animator=animator, log=False)
-        ticks_end, cpu_end = _cpu_ticks(), os.times()
+        ticks_end, cpu_end = cpu_ticks(), os.times()
         if keep is not None:  # the recording, to look at
             keep.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(Path(tmp) / "out.mp4", keep)

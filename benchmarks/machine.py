@@ -18,6 +18,15 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(all, idle) CPU ticks of the machine so far, from /proc/stat ((0, 0) where there is none)."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except OSError:
+        return 0, 0
+    return sum(values), values[3] + values[4]  # idle + iowait
+
+
 def machine() -> str:
     """CPU model, CPU count and, when torch sees one, the GPU."""
     gpu = ""
