@@ -4,7 +4,10 @@
 * cost: ms per frame of the networks alone (bundled fomm-face-256 config, random weights:
   speed does not depend on the values), and what rendering at a 512² and 1024² face box adds
   (``fomm.detail``: the spline sampler, the default, and the former bicubic one, side by side;
-  the spline sampler's once-per-source doubling apart) and what pasting it back adds;
+  the spline sampler's once-per-source doubling apart) and what pasting it back adds; the
+  whole detail step as ``animate`` runs it (``render_batched``) and its parts, now and in the
+  implementation of ``--reference-rev`` (loaded from git), side by side, with the largest
+  difference of their frames;
 * gain (with ``--images``): face-box sharpness of ``fomm animate`` results, detail off, on with
   the bicubic sampler and on (spline), as a share of the photo's (variance of the Laplacian
   inside the detected face box).
@@ -18,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import glob
+import importlib.util
 import json
 import os
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -40,6 +45,20 @@ from fomm.image import read_image, to_frames
 from fomm.models import build_models
 
 RESULTS = Path(__file__).resolve().parent / "results"
+REFERENCE_REV = "724dbef813adae50958473f1554bda0563e1abaf"  # detail.py before the cv2 resizes
+
+
+def reference_detail(rev: str):
+    """fomm/detail.py as of git revision ``rev``, imported as its own module."""
+    root = Path(__file__).resolve().parents[1]
+    text = subprocess.run(["git", "show", f"{rev}:fomm/detail.py"], cwd=root, check=True,
+                          capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp()) / "detail_reference.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location("detail_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _timed(fn, device: torch.device, repeat: int) -> float:
@@ -77,9 +96,12 @@ def _once(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def cost(device: str, frames: int, sizes: list[int], repeat: int) -> list[dict]:
-    """ms/frame: networks, + detail render per sampler, + paste at the detail resolution; and
-    the spline sampler's doubling of the source (once per source, not per frame)."""
+def cost(device: str, frames: int, sizes: list[int], repeat: int,
+         reference_rev: str = REFERENCE_REV) -> list[dict]:
+    """ms/frame: networks, + detail render per sampler, + paste at the detail resolution; the
+    spline sampler's doubling of the source (once per source, not per frame); the whole
+    detail step and its parts, now and at ``reference_rev``."""
+    before = reference_detail(reference_rev)
     torch.manual_seed(0)
     cfg = load_config("fomm-face-256").model
     animator = Animator(build_models(cfg), cfg, device=device, precision="fp32")
@@ -107,8 +129,22 @@ def cost(device: str, frames: int, sizes: list[int], repeat: int) -> list[dict]:
                                                       source.detail, sampler=sampler)
                 fns[f"warp_{sampler}_ms"] = partial(detail.sharp_warp, source.detail, grid,
                                                     animator.generator.align_corners, sampler)
+            gen, net = animator.generator, out.prediction.float()
+            mask, band = detail.copy_mask(out), max(8, min(s, round(s * detail.CUTOFF)))
+            sharp = detail.sharp_warp(source.detail, grid, gen.align_corners)
+            for name, module in (("", detail), ("_before", before)):
+                fns[f"step{name}_ms"] = partial(module.render_batched, gen, out, source.detail)
+                fns[f"step_motion{name}_ms"] = partial(
+                    module.upsample_deformation, gen, out.deformation.float(), size, s)
+                fns[f"step_warp{name}_ms"] = partial(module.sharp_warp, source.detail, grid,
+                                                     gen.align_corners)
+                fns[f"step_combine{name}_ms"] = partial(module.combine, net, sharp, mask, band)
+                fns[f"step_soft_mask{name}_ms"] = partial(module.soft_mask, mask, size)
             for name, seconds in _side_by_side(fns, animator.device, repeat).items():
                 row[name] = 1000 * seconds / frames
+            diff = (detail.render_batched(gen, out, source.detail)
+                    - before.render_batched(gen, out, source.detail)).abs().max()
+            row["step_max_abs_diff_x255"] = 255 * float(diff)
             double = partial(detail.upsample2x, source.detail)
             row["spline_doubling_once_ms"] = 1000 * _timed(double, animator.device, repeat)
         crops = {"model": to_frames(animator.generate(plain, kp)[:1])[0],
@@ -182,6 +218,8 @@ def main() -> None:
                                                          "frame, per setting, as PNG here")
     parser.add_argument("--note", help="a line kept in the JSON (e.g. what else ran)")
     parser.add_argument("--skip-cost", action="store_true")
+    parser.add_argument("--reference-rev", default=REFERENCE_REV,
+                        help="git revision whose fomm/detail.py the detail step is timed against")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     report: dict = {"machine": machine(), "torch": torch.__version__,
@@ -189,7 +227,8 @@ def main() -> None:
     if args.note:
         report["note"] = args.note
     if not args.skip_cost:
-        report["cost_ms_per_frame"] = cost(args.device, args.frames, args.sizes, args.repeat)
+        report["cost_ms_per_frame"] = cost(args.device, args.frames, args.sizes, args.repeat,
+                                           args.reference_rev)
         report["load_average_after_cost"] = os.getloadavg()
         for row in report["cost_ms_per_frame"]:
             print(", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"

@@ -14,7 +14,7 @@ from media import astronaut, save, talking_clip
 from PIL import Image
 from tiny import tiny_models
 
-from fomm import detail
+from fomm import detail, motion
 from fomm.animate import Animator
 from fomm.api import load_model
 from fomm.config import AnimateOptions
@@ -190,6 +190,92 @@ def test_render_sizes_every_kind_and_batching():
             assert torch.allclose(one, frames, atol=1e-6)
             no_mask = out._replace(occlusion_map=None)
             assert detail.render(animator.generator, no_mask, source.detail).shape[-1] == 160
+
+
+def reference_render(generator, out, source: torch.Tensor, cutoff: float = detail.CUTOFF,
+                     sampler: str = "spline") -> torch.Tensor:
+    """:func:`detail.render` as first written: whole-batch torch resizes, square pools."""
+
+    def resample(image, size, mode="bicubic"):
+        if image.shape[-1] == size:
+            return image
+        if image.shape[-1] > size:
+            return F.interpolate(image, size=(size, size), mode="bilinear", antialias=True)
+        return F.interpolate(image, size=(size, size), mode=mode)
+
+    def window(mask, r, pool):
+        return pool(F.pad(mask, (r, r, r, r), mode="replicate"), 2 * r + 1, stride=1)
+
+    def soft_mask(mask, size):
+        mask, side = mask.float().clamp(0, 1), mask.shape[-1]
+        close = max(1, round(side * detail.MASK_CLOSE))
+        mask = -window(-window(mask, close, F.max_pool2d), close, F.max_pool2d)
+        radius = max(1, round(side * detail.MASK_BLUR))
+        for _ in range(2):
+            mask = window(mask, radius, F.avg_pool2d)
+        return F.interpolate(mask, size=(size, size), mode="bilinear")
+
+    network, size = out.prediction.float(), source.shape[-1]
+    grid = out.deformation.float()
+    if generator.paddle_inference:
+        s = network.shape[-1]
+        grid = F.interpolate(grid.permute(0, 3, 1, 2), size=(s, s), mode="bilinear")
+        weight = motion.border_blend_weights(s, s, 5, grid.dtype, grid.device)
+        identity = motion.make_coordinate_grid(s, s, grid.dtype, grid.device)
+        grid = weight * grid.permute(0, 2, 3, 1) + (1 - weight) * identity.unsqueeze(0)
+    grid = F.interpolate(grid.permute(0, 3, 1, 2), size=(size, size), mode="bilinear")
+    grid, align = grid.permute(0, 2, 3, 1), generator.align_corners
+    if sampler == "spline":
+        scale = (size - 1) / size if align else 1.0
+        grid, align, source = grid * scale - 1 / (2 * size), False, detail.doubled(source)
+    sharp = F.grid_sample(source.expand(grid.shape[0], -1, -1, -1), grid, mode="bicubic",
+                          padding_mode="border", align_corners=align).clamp(0, 1)
+    band = max(8, min(network.shape[-1], round(network.shape[-1] * cutoff)))
+    net_up = resample(network, size)
+    low = resample(resample(sharp, band) - resample(network, band), size, "bilinear")
+    combined = net_up + soft_mask(detail.copy_mask(out), size) * (sharp - net_up - low)
+    return combined.clamp(0, 1)
+
+
+@pytest.mark.parametrize("flavour", ["original", "paddle"])
+def test_render_equals_the_reference_computation(flavour):
+    """The faster render (cv2 resizes and windows on the CPU, one frame at a time, the spline's
+    coordinate map on the small motion) gives the first implementation's numbers."""
+    models, cfg = tiny_models(flavour=flavour)
+    animator = Animator(models, cfg, device="cpu", backend="torch")
+    kp = animator.keypoints(animator.to_model_input([textured(64, s) for s in range(3)]))
+    for side in (160, 48, 64):  # above, below and at the model size (64)
+        source = animator.prepare_source(textured(64), detail=textured(side))
+        with torch.inference_mode():
+            out = animator.generator(source.image, kp, source.kp.expand(3),
+                                     encoded=source.encoding, with_deformed=False)
+            for sampler in ("spline", "bicubic"):
+                for variant in (out, out._replace(occlusion_map=None)):
+                    expected = reference_render(animator.generator, variant, source.detail,
+                                                sampler=sampler)
+                    got = detail.render(animator.generator, variant, source.detail,
+                                        sampler=sampler)
+                    assert (got - expected).abs().max() < 1e-5, (side, sampler)
+
+
+def test_cpu_resize_and_windows_are_torchs():
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 37, 37)
+    for size in (37, 80, 100, 20):
+        for mode in ("bilinear", "bicubic"):
+            expected = F.interpolate(image, size=(size, size), mode=mode,
+                                     antialias=size < 37 and mode == "bilinear")
+            if size < 37 and mode == "bicubic":
+                continue  # shrinking is always the anti-aliased bilinear
+            got = detail._resample(image, size, mode)
+            assert got.shape == (2, 3, size, size)
+            assert torch.allclose(got, expected, atol=1e-5), (size, mode)
+    mask = torch.rand(2, 1, 50, 50)
+    padded = F.pad(mask, (3, 3, 3, 3), mode="replicate")
+    assert torch.equal(detail._window(mask, 3, "amax"), F.max_pool2d(padded, 7, stride=1))
+    assert torch.equal(detail._window(mask, 3, "amin"), -F.max_pool2d(-padded, 7, stride=1))
+    assert torch.allclose(detail._window(mask, 3, "mean"), F.avg_pool2d(padded, 7, stride=1),
+                          atol=1e-6)
 
 
 def test_detail_off_is_todays_output(tmp_path, tiny_ckpt):
