@@ -169,18 +169,21 @@ def doubled(source: Tensor) -> Tensor:
 
 
 def sharp_warp(source: Tensor, grid: Tensor, align_corners: bool,
-               sampler: Sampler = "spline") -> Tensor:
+               sampler: Sampler = "spline", resize: bool = False) -> Tensor:
     """Warp the (1, 3, R, R) high-resolution source by a (B, R, R, 2) grid; (B, 3, R, R) in [0, 1].
 
     ``spline`` samples the source doubled by :func:`upsample2x` bicubically: the source's own
     pixels where the grid points at them, and sub-pixel detail kept almost whole (a bicubic
     kernel at 2× loses little below the photo's band limit). ``bicubic`` samples the source
-    itself. Outside the source the edge is repeated: only its detail is used.
+    itself. Outside the source the edge is repeated: only its detail is used. With ``resize``,
+    ``grid`` is a smaller (B, h, w, 2) motion map, resized to R × R here (after the change to the
+    doubled source's coordinates, which costs less on the small map).
     """
+    size = source.shape[-1]
     if sampler == "spline":
-        scale, shift = _doubled_coordinates(source.shape[-1], align_corners)
-        return _sample(doubled(source), grid * scale - shift, False)
-    return _sample(source, grid, align_corners)
+        scale, shift = _doubled_coordinates(size, align_corners)
+        source, grid, align_corners = doubled(source), grid * scale - shift, False
+    return _sample(source, _resize_grid(grid, size) if resize else grid, align_corners)
 
 
 def _doubled_coordinates(side: int, align_corners: bool) -> tuple[float, float]:
@@ -344,11 +347,7 @@ def render(generator: OcclusionAwareGenerator, out: GeneratorOutput, source: Ten
         return frames if out_frames is None else out_frames.copy_(frames)
     mask = copy_mask(out)
     grid = _motion_map(generator, out.deformation.float(), network.shape[-1])
-    if sampler == "spline":  # :func:`sharp_warp`, its map to the doubled source on (h, w)
-        scale, shift = _doubled_coordinates(size, generator.align_corners)
-        sharp = _sample(doubled(source), _resize_grid(grid * scale - shift, size), False)
-    else:
-        sharp = _sample(source, _resize_grid(grid, size), generator.align_corners)
+    sharp = sharp_warp(source, grid, generator.align_corners, sampler, resize=True)
     band = max(8, min(network.shape[-1], round(network.shape[-1] * cutoff)))
     return combine(network, sharp, mask, band, out=out_frames)
 
