@@ -78,8 +78,9 @@ class Animator:
         self.device = resolve_device(device)
         # "auto": fp32, or on a CPU with native bf16 the faster of bf16 eager and fp32 on ONNX
         # Runtime for these networks (fomm.precision); auto's ONNX Runtime skips PaddleGAN's
-        requested = backend or os.environ.get(ENV, "auto") or "auto"
-        if requested == "auto" and (config.flavour == "paddle" or not onnxruntime_available()):
+        asked = backend or os.environ.get(ENV, "auto") or "auto"
+        requested = asked
+        if asked == "auto" and (config.flavour == "paddle" or not onnxruntime_available()):
             requested = "torch"
         parameters = sum(p.numel() for m in models[:2] for p in m.parameters())
         self.precision = resolve_precision(precision, self.device, backend=requested,
@@ -104,7 +105,7 @@ class Animator:
         # None reads $FOMM_BACKEND, default auto
         self._onnx = None
         wanted = resolve_backend(backend, self.device, self.precision)
-        explicit = (backend or os.environ.get(ENV, "auto") or "auto") == "onnx"
+        explicit = asked == "onnx"
         if wanted == "onnx" and config.flavour == "paddle":
             # PaddleGAN's predictor (align_corners, border blend, occlusion border) exported
             # differs from eager by far more than rounding on some inputs: it stays eager

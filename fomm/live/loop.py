@@ -175,6 +175,13 @@ def live_precision(precision: str, device: str = "auto") -> str:
     return precision
 
 
+def check_network_size(size: int | None) -> None:
+    """``--network-size``: None or a multiple of 64 (the hourglasses halve a quarter of it four
+    times); a :class:`FommError` otherwise."""
+    if size is not None and size % 64:
+        raise FommError(f"--network-size must be a multiple of 64 (128, 192, 256, ...), got {size}")
+
+
 def live_animator(animator: Animator, opts: AnimateOptions, size: int | None = None) -> Animator:
     """``animator`` when it already runs as live asks, else one on the same networks that does:
     at :func:`live_precision` (a server's model loaded at ``auto`` → bf16 runs live at fp32) and
@@ -184,8 +191,7 @@ def live_animator(animator: Animator, opts: AnimateOptions, size: int | None = N
     size = size or animator.size
     if precision == animator.precision and size == animator.size:
         return animator
-    if size % 64:  # the hourglasses halve a quarter of it four times
-        raise FommError(f"--network-size must be a multiple of 64 (128, 192, 256, ...), got {size}")
+    check_network_size(size)
     from fomm.models import Models
 
     return Animator(
@@ -312,10 +318,7 @@ def run_live(
             "--best-frame/--find-best-frame do not apply live: the reference is the "
             "first frame with a face (press r to take it again)"
         )
-    if opts.network_size is not None and opts.network_size % 64:
-        raise FommError(
-            f"--network-size must be a multiple of 64 (128, 192, 256, ...), got {opts.network_size}"
-        )
+    check_network_size(opts.network_size)
     if not Path(photo).exists():
         raise InputError(f"{photo}: source image not found")
     source_image = read_image(photo)
