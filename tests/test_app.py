@@ -106,7 +106,7 @@ def submit(client, source: Path, driving: Path, **fields) -> httpx.Response:
     return client.post("/v1/animations", files=files, data={**NO_CROP, **fields})
 
 
-def wait(client, url: str, until=FINISHED, timeout: float = 60) -> dict:
+def wait(client, url: str, until=FINISHED, timeout: float = 300) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         state = client.get(url).json()
