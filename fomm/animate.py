@@ -17,13 +17,21 @@ import torch
 from torch import Tensor
 
 from fomm import motion
-from fomm.backends import ENV, build_onnx, onnxruntime_available, resolve_backend
+from fomm.backends import (
+    ENV,
+    GRAPH_BACKENDS,
+    OnnxNetworks,
+    auto_backend,
+    build_networks,
+    resolve_backend,
+)
 from fomm.config import ModelConfig
 from fomm.errors import FommError
 from fomm.image import resize, to_frames, to_tensor
 from fomm.models import Models
 from fomm.models.generator import GeneratorOutput, SourceEncoding
 from fomm.motion import Keypoints
+from fomm.openvino_backend import OpenVinoNetworks
 from fomm.precision import DTYPES as _DTYPES
 from fomm.precision import islands_enabled, mark_islands, resolve_precision
 
@@ -76,12 +84,14 @@ class Animator:
     def __init__(self, models: Models, config: ModelConfig, device: str = "auto",
                  precision: str = "fp32", backend: str | None = None) -> None:
         self.device = resolve_device(device)
-        # "auto": fp32, or on a CPU with native bf16 the faster of bf16 eager and fp32 on ONNX
-        # Runtime for these networks (fomm.precision); auto's ONNX Runtime skips PaddleGAN's
+        # "auto": fp32, or on a CPU with native bf16 bf16 on OpenVINO where installed, else the
+        # faster of bf16 eager and fp32 on ONNX Runtime for these networks (fomm.precision);
+        # auto's graph backends skip PaddleGAN's flavour
         asked = backend or os.environ.get(ENV, "auto") or "auto"
         requested = asked
-        if asked == "auto" and (config.flavour == "paddle" or not onnxruntime_available()):
-            requested = "torch"
+        if asked == "auto":
+            requested = auto_backend(self.device, config.flavour)
+            requested = "auto" if requested == "onnx" else requested
         parameters = sum(p.numel() for m in models[:2] for p in m.parameters())
         self.precision = resolve_precision(precision, self.device, backend=requested,
                                            parameters=parameters)
@@ -99,23 +109,24 @@ class Animator:
         self.batch_faces = self.device.type != "cpu"
         # on the CPU only the convolution stacks run in bf16; sensitive steps stay fp32
         self._islands = self.device.type == "cpu" and self.dtype is not torch.float32
-        if self._islands:
+        if self._islands:  # (the graph backends convert plain copies: fomm.graphs)
             mark_islands(self.kp_detector, self.generator)
-        # per-frame networks on ONNX Runtime (CPU, fp32) or torch eager (fomm.backends);
+        # per-frame networks on OpenVINO or ONNX Runtime (CPU) or torch eager (fomm.backends);
         # None reads $FOMM_BACKEND, default auto
-        self._onnx = None
+        self._graphs: OnnxNetworks | OpenVinoNetworks | None = None
         wanted = resolve_backend(backend, self.device, self.precision)
-        explicit = asked == "onnx"
-        if wanted == "onnx" and config.flavour == "paddle":
+        explicit = asked in GRAPH_BACKENDS
+        if wanted in GRAPH_BACKENDS and config.flavour == "paddle":
             # PaddleGAN's predictor (align_corners, border blend, occlusion border) exported
             # differs from eager by far more than rounding on some inputs: it stays eager
             if explicit:
-                raise FommError("--backend onnx does not run PaddleGAN's flavour (its export "
-                                "differs from eager); use --backend torch")
+                raise FommError(f"--backend {asked} does not run PaddleGAN's flavour (its "
+                                "export differs from eager); use --backend torch")
             wanted = "torch"
-        if wanted == "onnx":
-            self._onnx = build_onnx(self.kp_detector, self.generator, self.size, explicit)
-        self.backend = "torch" if self._onnx is None else "onnx"
+        if wanted in GRAPH_BACKENDS:
+            self._graphs = build_networks(wanted, self.kp_detector, self.generator, self.size,
+                                          self.precision, explicit)
+        self.backend = "torch" if self._graphs is None else wanted
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is torch.float32:
@@ -136,8 +147,8 @@ class Animator:
     @torch.inference_mode()
     def keypoints(self, images: Tensor) -> Keypoints:
         """Keypoints of (B, 3, S, S) images, float32."""
-        if self._onnx is not None:
-            return self._onnx.keypoints(images)
+        if self._graphs is not None:
+            return self._graphs.keypoints(images)
         with self._autocast():
             kp = self.kp_detector(images)
         return kp.to(torch.float32)
@@ -154,17 +165,17 @@ class Animator:
         with self._autocast():
             encoding = self.generator.encode_source(tensor)
         high = None if detail is None else to_tensor(detail).to(self.device)
-        arrays = None if self._onnx is None else self._onnx.source_arrays(tensor, encoding)
+        arrays = None if self._graphs is None else self._graphs.source_arrays(tensor, encoding)
         return Source(tensor, self.keypoints(tensor), encoding, high, arrays)
 
     @torch.inference_mode()
     def generator_output(self, source: Source, kp_driving: Keypoints) -> GeneratorOutput:
         """The generator's output for a batch of B driving keypoints, on this backend (the
         prediction, dense motion and masks that :mod:`fomm.detail` uses)."""
-        if self._onnx is not None:
+        if self._graphs is not None:
             if source.arrays is None:
-                source.arrays = self._onnx.source_arrays(source.image, source.encoding)
-            return self._onnx.generate(source.arrays, kp_driving, source.kp)
+                source.arrays = self._graphs.source_arrays(source.image, source.encoding)
+            return self._graphs.generate(source.arrays, kp_driving, source.kp)
         bs = kp_driving.value.shape[0]
         with self._autocast():
             return self.generator(source.image, kp_driving, source.kp.expand(bs),

@@ -134,7 +134,8 @@ def _island(forward: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-def _find(root: nn.Module, path: str) -> list[nn.Module]:
+def find_modules(root: nn.Module, path: str) -> list[nn.Module]:
+    """The submodules of ``root`` at a dotted attribute ``path`` (``*``: every child)."""
     parts, modules = path.split("."), [root]
     for part in parts:
         found = []
@@ -157,7 +158,7 @@ def mark_islands(kp_detector: nn.Module, generator: nn.Module) -> int:
     count = 0
     for name, net in (("kp_detector", kp_detector), ("generator", generator)):
         for path in ISLANDS[name]:
-            for module in _find(net, path):
+            for module in find_modules(net, path):
                 if not getattr(module.forward, "fomm_island", False):
                     # an instance attribute: the state dict and the class stay as they are
                     module.forward = _island(module.forward)
@@ -175,12 +176,13 @@ def islands_enabled(dtype: torch.dtype) -> Iterator[None]:
         _island_dtype.reset(token)
 
 
-def bf16_difference(frames: int = 3, step: int = 13) -> Any:
+def bf16_difference(frames: int = 3, step: int = 13, backend: str = "torch") -> Any:
     """|bf16 − fp32| of the bundled model on the built-in inputs, in 8-bit levels.
 
     The demo's talking-face clip (every ``step``-th of its first ``frames`` × ``step`` frames,
     face-framed) drives the astronaut's face crop at the model size, once per precision on the
-    CPU. Used by the precision test and ``benchmarks/live.py``.
+    CPU, both on ``backend`` (``torch``: eager with islands; ``openvino``: its bf16 islands).
+    Used by the precision test and ``benchmarks/animate.py``.
 
     Returns:
         int array (frames, H, W, 3) of absolute differences.
@@ -201,7 +203,7 @@ def bf16_difference(frames: int = 3, step: int = 13) -> Any:
     models, cfg = load_model(None)
     out = {}
     for name in ("fp32", "bf16"):
-        animator = Animator(models, cfg, device="cpu", precision=name)
+        animator = Animator(models, cfg, device="cpu", precision=name, backend=backend)
         crop = source_target(data.astronaut(), animator.size, AnimateOptions()).crops[0]
         source = animator.prepare_source(crop)
         out[name] = np.stack(list(animator.animate(source, driving, batch_size=4)))

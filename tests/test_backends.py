@@ -7,7 +7,7 @@ import pytest
 import torch
 from tiny import tiny_models
 
-from fomm import backends
+from fomm import backends, graphs
 from fomm.animate import Animator
 from fomm.errors import FommError
 
@@ -19,6 +19,8 @@ CPU = torch.device("cpu")
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("FOMM_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv(backends.ENV, raising=False)
+    # ONNX Runtime as auto's choice: OpenVINO, auto's first, is tested in test_openvino_backend
+    monkeypatch.setattr(backends, "openvino_available", lambda: False)
 
 
 def _frames(n: int, size: int = 64) -> list[np.ndarray]:
@@ -28,20 +30,35 @@ def _frames(n: int, size: int = 64) -> list[np.ndarray]:
 
 
 def test_resolve_backend(monkeypatch):
+    monkeypatch.setattr(backends, "openvino_available", lambda: False)
     assert backends.resolve_backend("auto", CPU, "fp32") == "onnx"
     assert backends.resolve_backend("auto", CPU, "bf16") == "torch"  # islands are torch's
     assert backends.resolve_backend("auto", torch.device("cuda"), "fp32") == "torch"
     assert backends.resolve_backend("torch", CPU, "fp32") == "torch"
     monkeypatch.setenv(backends.ENV, "torch")
     assert backends.resolve_backend(None, CPU, "fp32") == "torch"  # the override
+    monkeypatch.delenv(backends.ENV)
     with pytest.raises(FommError, match="unknown backend"):
         backends.resolve_backend("tvm", CPU, "fp32")
     with pytest.raises(FommError, match="CPU at fp32"):
         backends.resolve_backend("onnx", CPU, "bf16")
+    with pytest.raises(FommError, match="needs openvino"):
+        backends.resolve_backend("openvino", CPU, "fp32")
     monkeypatch.setattr(backends, "onnxruntime_available", lambda: False)
     assert backends.resolve_backend("auto", CPU, "fp32") == "torch"
     with pytest.raises(FommError, match=r"fomm\[fast\]"):
         backends.resolve_backend("onnx", CPU, "fp32")
+    monkeypatch.setattr(backends, "openvino_available", lambda: True)  # installed: first choice
+    assert backends.resolve_backend("auto", CPU, "fp32") == "openvino"
+    assert backends.resolve_backend("auto", CPU, "bf16") == "openvino"
+    assert backends.resolve_backend("auto", CPU, "fp16") == "torch"
+    assert backends.resolve_backend("auto", torch.device("cuda"), "fp32") == "torch"
+    assert backends.resolve_backend("openvino", CPU, "bf16") == "openvino"
+    with pytest.raises(FommError, match="CPU at fp32 or bf16"):
+        backends.resolve_backend("openvino", torch.device("cuda"), "fp32")
+    assert backends.auto_backend(CPU) == "openvino"
+    assert backends.auto_backend(CPU, "paddle") == "torch"
+    assert backends.auto_backend(torch.device("cuda")) == "torch"
 
 
 def test_paddle_flavour_stays_eager():
@@ -94,7 +111,7 @@ def test_graphs_are_cached(tmp_path, monkeypatch):
     monkeypatch.setattr(backends, "_export", lambda *a, **k: pytest.fail("exported again"))
     assert Animator(models, cfg, device="cpu").backend == "onnx"
     other, _ = tiny_models(seed=1)  # other weights: another key
-    assert backends.model_key(other.kp_detector, other.generator) != backends.model_key(
+    assert graphs.model_key(other.kp_detector, other.generator) != graphs.model_key(
         models.kp_detector, models.generator)
 
 
@@ -107,7 +124,7 @@ def test_export_failure_falls_back_unless_asked(monkeypatch, capsys):
     monkeypatch.setattr(backends, "_export", broken)
     assert Animator(models, cfg, device="cpu").backend == "torch"
     assert "running torch eager" in capsys.readouterr().err
-    with pytest.raises(FommError, match="did not export"):
+    with pytest.raises(FommError, match="did not convert"):
         Animator(models, cfg, device="cpu", backend="onnx")
 
 
@@ -124,9 +141,9 @@ def test_shared_heads_keep_the_numbers():
     models = build_models(cfg)
     with torch.no_grad():
         models.generator.blend.weight.normal_(0, 0.1)  # a blend that depends on the features
-    merged = backends.export_generator(models.generator)
-    assert isinstance(merged.shared_head, backends._SharedHead)
-    assert isinstance(merged.dense_motion_network.shared_head, backends._SharedHead)
+    merged = graphs.export_generator(models.generator)
+    assert isinstance(merged.shared_head, graphs._SharedHead)
+    assert isinstance(merged.dense_motion_network.shared_head, graphs._SharedHead)
     assert not hasattr(models.generator, "shared_head")  # the original is left as it was
     frames = _frames(3)
     eager = Animator(models, cfg, device="cpu", backend="torch")
@@ -144,8 +161,8 @@ def test_strided_blur_keeps_the_numbers():
 
     models, cfg = tiny_models()
     assert cfg.kp_detector.scale_factor != 1  # the tiny detector downsamples its input
-    strided = backends.export_kp_detector(models.kp_detector)
-    assert isinstance(strided.down, backends._StridedBlur)
+    strided = graphs.export_kp_detector(models.kp_detector)
+    assert isinstance(strided.down, graphs._StridedBlur)
     assert isinstance(models.kp_detector.down, AntiAliasInterpolation2d)  # original as it was
     image = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

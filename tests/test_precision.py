@@ -40,6 +40,9 @@ def test_auto_is_bf16_only_where_native(monkeypatch, flags, capability, expected
         (True, "auto", 60_000_000, "bf16"),  # the full-size networks: bf16 eager is faster
         (True, "auto", None, "bf16"),  # unknown size: taken as large
         (True, "onnx", 60_000_000, "fp32"),  # ONNX Runtime asked for: it runs fp32 only
+        (True, "openvino", 1_500_000, "bf16"),  # OpenVINO's bf16 islands: faster at any size
+        (True, "openvino", 60_000_000, "bf16"),
+        (False, "openvino", 1_500_000, "fp32"),
         (False, "auto", 60_000_000, "fp32"),
         (False, "torch", 60_000_000, "fp32"),
     ],
@@ -56,11 +59,13 @@ def test_auto_picks_the_measured_faster(monkeypatch, native, backend, parameters
 def test_animator_auto_precision_and_backend(monkeypatch, tmp_path):
     """The Animator passes the backend asked for and the networks' size to the decision."""
     pytest.importorskip("onnxruntime", reason="auto's fp32 path runs on ONNX Runtime")
+    from fomm import backends
     from fomm.backends import ENV
 
     monkeypatch.setenv("FOMM_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv(ENV, raising=False)
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(backends, "openvino_available", lambda: False)  # ONNX Runtime's choices
 
     def picked(**kwargs) -> tuple[str, str]:
         animator = Animator(*tiny_models(image_size=64), device="cpu", precision="auto", **kwargs)
@@ -76,6 +81,22 @@ def test_animator_auto_precision_and_backend(monkeypatch, tmp_path):
     assert picked(backend="onnx") == ("fp32", "onnx")
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     assert picked() == ("fp32", "onnx")
+    if _openvino():  # installed: auto's first choice
+        monkeypatch.undo()
+        monkeypatch.setenv("FOMM_CACHE", str(tmp_path / "cache"))
+        monkeypatch.delenv(ENV, raising=False)
+        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+        assert picked() == ("bf16", "openvino")  # any size: its bf16 islands are faster
+        assert picked(backend="onnx") == ("fp32", "onnx")
+        assert picked(backend="torch") == ("bf16", "torch")
+        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+        assert picked() == ("fp32", "openvino")
+
+
+def _openvino() -> bool:
+    from fomm.openvino_backend import openvino_available
+
+    return openvino_available()
 
 
 def test_resolve_precision_checks(monkeypatch):
@@ -119,13 +140,16 @@ def test_bf16_animator_close_to_fp32():
     assert diff.mean() <= 3 and diff.max() <= 32  # random weights: a sanity bound only
 
 
-def test_bf16_islands_with_real_weights_within_tolerance():
+@pytest.mark.parametrize("backend", ["torch", "openvino"])
+def test_bf16_islands_with_real_weights_within_tolerance(backend):
     """The bundled model on a real talking face: mean |Δ| ≤ 1/255, p99 ≤ 8/255 of fp32."""
     from fomm.precision import bf16_difference
 
-    diff = bf16_difference(frames=3, step=13)
+    if backend == "openvino" and not _openvino():
+        pytest.skip("openvino not installed")
+    diff = bf16_difference(frames=3, step=13, backend=backend)
     print(
-        f"bf16 vs fp32: mean {diff.mean():.3f}, p99 {np.percentile(diff, 99):g}, "
+        f"bf16 vs fp32 on {backend}: mean {diff.mean():.3f}, p99 {np.percentile(diff, 99):g}, "
         f"max {diff.max()} (/255)"
     )
     assert diff.mean() <= 1.0 and np.percentile(diff, 99) <= 8

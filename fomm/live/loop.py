@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fomm.animate import Animator, resolve_device
-from fomm.backends import onnxruntime_available, torch_threads
+from fomm.backends import GRAPH_BACKENDS, onnxruntime_available, torch_threads
 from fomm.config import AnimateOptions
 from fomm.errors import FommError, InputError
 from fomm.image import read_image
@@ -30,6 +30,7 @@ from fomm.live.framing import LiveFramer
 from fomm.live.sinks import Recorder, VirtualCamera, Window
 from fomm.live.smoothing import KP_MIN_CUTOFF, KeypointSmoother
 from fomm.motion import Keypoints
+from fomm.openvino_backend import openvino_available
 from fomm.pipeline import source_target
 
 KEY_QUIT = {ord("q"), 27}  # q, Esc
@@ -50,11 +51,11 @@ class LiveOptions:
     fully convolutional model runs at other sizes: 128 costs about a quarter of 256, for a
     softer face; None: the model's size);
     ``overlap``: frame and find the keypoints of the next camera frame while the generator
-    renders this one, and show a result while the next one renders (ONNX Runtime backend;
-    one frame in flight at most, so latency stays bounded);
+    renders this one, and show a result while the next one renders (OpenVINO or ONNX Runtime
+    backend; one frame in flight at most, so latency stays bounded);
     ``animate``: model and motion options as for ``fomm animate`` (``detail`` off by default
     live: its cost grows with the photo's face box, up to the networks' own for 1024 px;
-    ``precision`` ``auto`` is fp32 on a CPU with ONNX Runtime, see :func:`live_precision`).
+    ``precision`` ``auto`` runs on a graph backend on a CPU, see :func:`live_precision`).
     """
 
     camera: str = "0"
@@ -145,13 +146,13 @@ class _Sinks:
 
 @contextlib.contextmanager
 def glue_threads(animator: Animator) -> Iterator[None]:
-    """torch on one thread while ONNX Runtime runs the networks (on its own threads).
+    """torch on one thread while a graph backend runs the networks (on its own threads).
 
     What torch still does live is small (conversions, smoothing, motion arithmetic): with two
     OpenMP threads on a busy 2-core machine the threads wait for each other, and a 256² frame's
     conversion to uint8 took 14 CPU ms and 130 ms wall instead of 1 and 10 (load average 15).
     """
-    if animator.backend != "onnx":
+    if animator.backend not in GRAPH_BACKENDS:
         yield
         return
     with torch_threads(1):
@@ -159,19 +160,23 @@ def glue_threads(animator: Animator) -> Iterator[None]:
 
 
 def live_precision(precision: str, device: str = "auto") -> str:
-    """The precision ``fomm live`` runs at: ``auto`` is fp32 on a CPU where ONNX Runtime is
-    installed, otherwise ``precision`` as given (see :func:`fomm.precision.resolve_precision`).
+    """The precision ``fomm live`` runs at: ``auto`` on a CPU stays ``auto`` where OpenVINO is
+    installed (its bf16 islands on a CPU with native bf16, fp32 elsewhere: both on OpenVINO) and
+    is fp32 where only ONNX Runtime is; otherwise ``precision`` as given (see
+    :func:`fomm.precision.resolve_precision`).
 
-    bf16 (what ``auto`` picks for full-size networks on CPUs with native bf16, or what a user
-    asks for) runs on torch eager: on the 2-core
-    development machine as fast as ONNX Runtime at fp32 when nothing else ran (17.6–18.7 against
-    16.7–17.3 frames/s, one stage after the other) but at 0.2–0.4 frames/s against 1.9–2.2 beside
-    a training (its OpenMP threads wait for each other when a core is taken), at more CPU per
-    frame (96–100 ms against 86–88), and without the overlap of :func:`run_live`
-    (``benchmarks/live.py``).
+    Without OpenVINO, bf16 (what ``auto`` picks for full-size networks on CPUs with native bf16)
+    runs on torch eager: on the 2-core development machine as fast as ONNX Runtime at fp32 when
+    nothing else ran (17.6–18.7 against 16.7–17.3 frames/s, one stage after the other) but at
+    0.2–0.4 frames/s against 1.9–2.2 beside a training (its OpenMP threads wait for each other
+    when a core is taken), at more CPU per frame (96–100 ms against 86–88), and without the
+    overlap of :func:`run_live` (``benchmarks/live.py``).
     """
-    if precision == "auto" and resolve_device(device).type == "cpu" and onnxruntime_available():
-        return "fp32"
+    if precision == "auto" and resolve_device(device).type == "cpu":
+        if openvino_available():
+            return "auto"
+        if onnxruntime_available():
+            return "fp32"
     return precision
 
 
@@ -421,7 +426,7 @@ def _loop(
     shows the previous result and takes the next frame's pose; the next render starts once the
     previous one is done, so one frame is rendering and one waiting at most.
     """
-    overlap = opts.overlap and step.animator.backend == "onnx"
+    overlap = opts.overlap and step.animator.backend in GRAPH_BACKENDS
     renderer = ThreadPoolExecutor(1, thread_name_prefix="fomm-live-render") if overlap else None
     shower = _Shower(step, sinks, stats, log)
     paused = False
