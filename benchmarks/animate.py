@@ -6,14 +6,15 @@
   (``make_animation`` as packaged unchanged by deep-animator 0.1.1: per frame the keypoint
   detector, ``normalize_kp`` and the whole generator, source re-encoded, batch 1) against
   fomm's ``Animator`` at its defaults (source encoded once, batch 8, ``--precision auto``,
-  ``--backend auto``) and fomm at fp32 on torch eager and on ONNX Runtime, all relative motion
-  from real-face frames; outputs compared;
+  ``--backend auto``) and fomm at fp32 on torch eager, ONNX Runtime and OpenVINO, all relative
+  motion from real-face frames; outputs compared;
 * **the bundled model's networks** (keypoints + generator per frame, batch 1 as live, source
   encoded once) at the defaults, and its speed-up over the original full model;
-* **backends**: fp32 and bf16 (native, sensitive steps in fp32) on torch eager and fp32 on ONNX
-  Runtime, batch 1 and 8, both presets, with the max / mean |Δ| of the results to fp32 eager
-  (8-bit levels): the measurement ``--precision auto`` is chosen by (fomm.precision);
-* optionally (``--accuracy``) bf16 against fp32 on the bundled model with a real face, and
+* **backends**: fp32 and bf16 (native, sensitive steps in fp32) on torch eager and OpenVINO and
+  fp32 on ONNX Runtime, batch 1 and 8, both presets, with the max / mean |Δ| of the results to
+  fp32 eager (8-bit levels): the measurement ``--precision auto`` is chosen by (fomm.precision);
+* optionally (``--accuracy``) bf16 against fp32 on the bundled model with a real face (torch
+  eager and OpenVINO), and
   (``--end-to-end``) ``fomm animate`` frames/s and peak RSS on 720p clips.
 
     python benchmarks/animate.py [--frames 8] [--rounds 2] [--accuracy] [--end-to-end]
@@ -118,6 +119,7 @@ def original_vs_fomm(frames: int, rounds: int) -> dict:
     animator: Animator = built  # type: ignore[assignment]
     eager = Animator(models, cfg, device="cpu", precision="fp32", backend="torch")
     onnx = Animator(models, cfg, device="cpu", precision="fp32", backend="onnx")
+    openvino = Animator(models, cfg, device="cpu", precision="fp32", backend="openvino")
 
     def run(animator: Animator) -> np.ndarray:
         src = animator.prepare_source(source)
@@ -132,7 +134,8 @@ def original_vs_fomm(frames: int, rounds: int) -> dict:
         return np.stack(out)
 
     runs = {"original": run_original, "fomm": lambda: run(animator),
-            "fomm_eager_fp32": lambda: run(eager), "fomm_onnx_fp32": lambda: run(onnx)}
+            "fomm_eager_fp32": lambda: run(eager), "fomm_onnx_fp32": lambda: run(onnx),
+            "fomm_openvino_fp32": lambda: run(openvino)}
     for name, fn in runs.items():  # warm-up (oneDNN's kernels, ONNX Runtime's plans)
         if name != "original":
             fn()
@@ -157,7 +160,8 @@ def original_vs_fomm(frames: int, rounds: int) -> dict:
         "original": "first-order-model demo make_animation (deep-animator 0.1.1, its code)",
         "fomm": f"Animator defaults: backend {animator.backend}, precision "
                 f"{animator.precision}, batch {opts.batch_size}, source encoded once; "
-                "fomm_eager_fp32 / fomm_onnx_fp32: the same at fp32 on torch eager / ONNX Runtime",
+                "fomm_eager_fp32 / fomm_onnx_fp32 / fomm_openvino_fp32: the same at fp32 on "
+                "torch eager / ONNX Runtime / OpenVINO",
         "fomm_backend": animator.backend, "fomm_precision": animator.precision,
         "fomm_startup_s": round(startup, 2),
     }
@@ -186,12 +190,12 @@ def network_ms(animator: Animator, frames: list[np.ndarray], batch: int,
     return best[0] / len(frames) * 1000, best[1] / len(frames) * 1000, out  # type: ignore
 
 
-VARIANTS = (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"))  # (backend, precision)
+VARIANTS = (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("openvino", "fp32"),
+            ("openvino", "bf16"))  # (backend, precision)
 
 
 def backends(frames: int, presets: list[str]) -> list[dict]:
-    """fp32 / bf16 torch eager and fp32 ONNX Runtime per preset and batch, with the results' |Δ|
-    to fp32 eager."""
+    """Each of :data:`VARIANTS` per preset and batch, with the results' |Δ| to fp32 eager."""
     _, driving = face_frames(frames)
     rows = []
     for preset in presets:
@@ -216,21 +220,25 @@ def backends(frames: int, presets: list[str]) -> list[dict]:
                              "vs_fp32_eager_max_abs_255": int(diff.max()),
                              "vs_fp32_eager_mean_abs_255": round(float(diff.mean()), 4),
                              "auto_picks": (auto.backend, auto.precision) == (backend, precision)})
-                print(f"  {preset:14s} {backend:5s} {precision} batch {batch}: {ms:7.1f} ms/frame "
+                print(f"  {preset:14s} {backend:8s} {precision} batch {batch}: {ms:7.1f} ms/frame "
                       f"({cpu_ms:.1f} CPU ms)", flush=True)
     return rows
 
 
 def accuracy() -> dict:
-    """bf16 against fp32 on the bundled model with a real face (fomm.precision.bf16_difference)."""
+    """bf16 against fp32 on the bundled model with a real face (fomm.precision.bf16_difference),
+    on torch eager and on OpenVINO."""
     from fomm.precision import bf16_difference
 
-    diff = bf16_difference(frames=6, step=13)
-    return {"what": "bundled model (fomm/weights), the demo's talking-face clip driving the "
-                    "astronaut photo, 6 frames at 256x256, uint8 results",
-            "frames": len(diff), "mean_abs_255": round(float(diff.mean()), 3),
-            "p99_abs_255": float(np.percentile(diff, 99)), "max_abs_255": int(diff.max()),
-            "bounds": "mean <= 1/255, p99 <= 8/255"}
+    report: dict = {"what": "bundled model (fomm/weights), the demo's talking-face clip driving "
+                            "the astronaut photo, 6 frames at 256x256, uint8 results",
+                    "bounds": "mean <= 1/255, p99 <= 8/255"}
+    for backend in ("torch", "openvino"):
+        diff = bf16_difference(frames=6, step=13, backend=backend)
+        report[backend] = {"frames": len(diff), "mean_abs_255": round(float(diff.mean()), 3),
+                           "p99_abs_255": float(np.percentile(diff, 99)),
+                           "max_abs_255": int(diff.max())}
+    return report
 
 
 def write_clip(path: Path, frames: int, size=(1280, 720)) -> Path:

@@ -5,10 +5,11 @@
   turned and zoomed over time) played as a live camera: frames in/out, dropped, fps out, latency
   p50/p95 and the share of output frames animated from a face, with the bundled model: the
   configuration before issue 13 (``--precision auto`` → bf16 on torch eager where the CPU has
-  native bf16; ONNX Runtime fp32 one stage after the other elsewhere) and now (``fomm live``'s
-  defaults: fp32 on ONNX Runtime, a frame's pose overlapping the previous frame's render; and
-  ``--network-size 128``), interleaved and repeated; each run records the load average and the
-  share of the machine's CPU that other processes used meanwhile;
+  native bf16; ONNX Runtime fp32 one stage after the other elsewhere), session 6's defaults
+  (fp32 on ONNX Runtime, a frame's pose overlapping the previous frame's render) and now
+  (``fomm live``'s defaults: OpenVINO with bf16 islands where the CPU has native bf16, fp32
+  elsewhere, overlapped; and ``--network-size 128``), interleaved and repeated; each run records
+  the load average and the share of the machine's CPU that other processes used meanwhile;
 * the live frame path stage by stage (face framing with detection every 3rd frame, keypoints,
   generator, ``--detail``, conversion, paste), CPU ms per frame, detail off and on, and at
   ``--network-size 128``;
@@ -105,7 +106,7 @@ def networks(variants: list[tuple[str, str]], frames: int) -> list[dict]:
                 }
             )
             print(
-                f"{name:14s} {animator.backend:5s} {precision:5s} {ms:8.1f} ms/frame "
+                f"{name:14s} {animator.backend:8s} {precision:5s} {ms:8.1f} ms/frame "
                 f"({cpu_ms:.1f} CPU ms)",
                 flush=True,
             )
@@ -196,17 +197,18 @@ def stages(seconds: float = 2.0) -> list[dict]:
 
 def bf16_error(frames: int) -> dict:
     """bf16 (islands) vs fp32 on the bundled model: the demo's talking face driving the astronaut,
-    |Δ| over the model-size results in 8-bit levels."""
+    |Δ| over the model-size results in 8-bit levels, on torch eager and on OpenVINO."""
     from fomm.precision import bf16_difference
 
-    diff = bf16_difference(frames, step=5)
-    row = {
-        "model": "fomm-face-256 (bundled)",
-        "frames": len(diff),
-        "mean_abs_255": round(float(diff.mean()), 3),
-        "p99_abs_255": float(np.percentile(diff, 99)),
-        "max_abs_255": int(diff.max()),
-    }
+    row: dict = {"model": "fomm-face-256 (bundled)"}
+    for backend in ("torch", "openvino"):
+        diff = bf16_difference(frames, step=5, backend=backend)
+        row[backend] = {
+            "frames": len(diff),
+            "mean_abs_255": round(float(diff.mean()), 3),
+            "p99_abs_255": float(np.percentile(diff, 99)),
+            "max_abs_255": int(diff.max()),
+        }
     print(f"bf16 vs fp32: {row}", flush=True)
     return row
 
@@ -259,7 +261,7 @@ def live_run(
         "precision": f"{precision} → {animator.precision}",
         "backend": animator.backend,
         "network_size": animator.size,
-        "overlap": overlap and animator.backend == "onnx",
+        "overlap": overlap and animator.backend in ("onnx", "openvino"),
         "detail": detail,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         **vars(stats),
@@ -270,10 +272,15 @@ RUNS = [  # (label, live_run keywords)
     (
         "before on a CPU without native bf16: fp32 on ONNX Runtime, stages in turn "
         "(today's graphs)",
-        {"precision": "fp32", "overlap": False},
+        {"precision": "fp32", "backend": "onnx", "overlap": False},
     ),
     (
-        "now: defaults (auto → fp32 on ONNX Runtime, pose beside the previous render)",
+        "before (session 6's defaults): fp32 on ONNX Runtime, pose beside the previous render",
+        {"precision": "fp32", "backend": "onnx"},
+    ),
+    (
+        "now: defaults (auto → OpenVINO, bf16 islands where the CPU has native bf16, fp32 "
+        "elsewhere; pose beside the previous render)",
         {"precision": "auto"},
     ),
     ("now: --network-size 128", {"precision": "auto", "network_size": 128}),
@@ -290,8 +297,9 @@ def live_section(seconds: float, repeats: int, keep: Path | None = None) -> dict
     if cpu_has_native_bf16():
         configs = [
             (
-                "before: --precision auto (bf16 on torch eager on this CPU), stages in turn",
-                {"precision": "bf16", "overlap": False},
+                "before issue 13: --precision auto (bf16 on torch eager on this CPU), stages in "
+                "turn",
+                {"precision": "bf16", "backend": "torch", "overlap": False},
             ),
             *RUNS,
         ]
@@ -378,9 +386,8 @@ def main() -> None:
     if args.accuracy:
         result["bf16_vs_fp32"] = bf16_error(args.frames)
     if "networks" in sections:
-        variants = [("torch", "fp32"), ("onnx", "fp32")] + (
-            [("torch", "bf16")] if args.bf16 else []
-        )
+        variants = [("torch", "fp32"), ("onnx", "fp32"), ("openvino", "fp32"),
+                    ("openvino", "bf16")] + ([("torch", "bf16")] if args.bf16 else [])
         result["networks"] = networks(variants, args.frames)
         result["networks_note"] = f"{now}; load average at end {os.getloadavg()}"
     for stale in ("load_average_at_start", "load_average_at_end"):
