@@ -398,12 +398,18 @@ def test_overlapped_frames_are_the_sequential_ones(live_media, tiny_ckpt, monkey
         np.testing.assert_array_equal(a, b)
 
 
-def test_live_runs_fp32_on_onnx_runtime_at_auto(tiny_ckpt):
+def test_live_runs_fp32_on_onnx_runtime_at_auto(tiny_ckpt, monkeypatch, tmp_path):
+    """Without OpenVINO, auto runs live at fp32 on ONNX Runtime (never bf16 eager)."""
+    from fomm import backends
     from fomm.animate import Animator
     from fomm.api import load_model
     from fomm.config import AnimateOptions
+    from fomm.live import loop
     from fomm.live.loop import live_animator, live_precision
 
+    monkeypatch.setenv("FOMM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(loop, "openvino_available", lambda: False)
+    monkeypatch.setattr(backends, "openvino_available", lambda: False)
     assert live_precision("auto", "cpu") == "fp32"  # onnxruntime is a test dependency
     assert live_precision("bf16", "cpu") == "bf16"  # asked for: kept
     models, config = load_model(tiny_ckpt)
@@ -414,6 +420,27 @@ def test_live_runs_fp32_on_onnx_runtime_at_auto(tiny_ckpt):
     assert (live.precision, live.backend) == ("fp32", "onnx")
     assert live.generator is bf16.generator  # the same networks
     assert live_animator(bf16, AnimateOptions(device="cpu", precision="bf16")) is bf16
+
+
+def test_live_runs_on_openvino_at_auto(tiny_ckpt, monkeypatch, tmp_path):
+    """With OpenVINO, auto live is what auto is for files: OpenVINO, bf16 islands on a CPU with
+    native bf16, and a server's model loaded at auto is used as it is."""
+    pytest.importorskip("openvino")
+    from fomm import precision
+    from fomm.animate import Animator
+    from fomm.api import load_model
+    from fomm.config import AnimateOptions
+    from fomm.live.loop import glue_threads, live_animator, live_precision
+
+    monkeypatch.setenv("FOMM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert live_precision("auto", "cpu") == "auto"
+    models, config = load_model(tiny_ckpt)
+    auto = Animator(models, config, device="cpu", precision="auto")
+    assert (auto.backend, auto.precision) == ("openvino", "bf16")
+    assert live_animator(auto, AnimateOptions(device="cpu")) is auto
+    with glue_threads(auto):  # torch's own work on one thread beside OpenVINO's
+        assert torch.get_num_threads() == 1
 
 
 def test_live_network_size(live_media, tiny_ckpt, tmp_path):
