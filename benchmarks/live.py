@@ -132,11 +132,11 @@ def stages(seconds: float = 2.0) -> list[dict]:
 
     from fomm import motion
     from fomm.image import to_frames
-    from fomm.live.loop import LiveAnimator, glue_threads, live_animator
+    from fomm.live.loop import LiveAnimator, glue_threads, live_animator, live_precision
 
     frames = camera_frames(seconds)
     models, config = load_model(None)
-    base = Animator(models, config, device="cpu", precision="fp32")
+    base = Animator(models, config, device="cpu", precision=live_precision("auto", "cpu"))
     rows = []
     for detail, size in ((False, None), (True, None), (False, 128)):
         opts = LiveOptions(animate=AnimateOptions(detail=detail, progress=False), network_size=size)
@@ -183,6 +183,7 @@ def stages(seconds: float = 2.0) -> list[dict]:
                     "network_size": animator.size,
                     "stage": name,
                     "backend": animator.backend,
+                    "precision": animator.precision,
                     "cpu_ms_mean": round(float(np.mean(values)), 1),
                     "cpu_ms_max": round(float(np.max(values)), 1),
                 }
@@ -394,14 +395,14 @@ def main() -> None:
         result.pop(stale, None)
     result["note"] = (
         "a shared 2-core machine: a model training and other sessions' jobs ran on the same "
-        "cores. 'live' ran under runs/pause_training.sh (the training stopped with SIGSTOP) with "
-        "its session's autogroup at nice -10, so that the other sessions' batch jobs yielded "
-        "as to a foreground app (with autogroups, nice alone does not order processes of "
-        "different sessions); 'live_loaded' ran beside the training at an equal share. The "
-        "'before' rows are the old configurations on today's code (the live face detector "
-        "looking near the followed face first, the strided keypoint-detector input blur). Latency "
-        "runs from a camera frame's arrival to its result being recorded; CPU ms are this "
-        "process's, all threads; bf16 is emulated (slow) on CPUs without native bf16"
+        "cores. 'live' ran with the training stopped (SIGSTOP) and its session's autogroup at "
+        "nice -10, so that the other sessions' batch jobs yielded as to a foreground app (with "
+        "autogroups, nice alone does not order processes of different sessions); "
+        "'live_beside_busy_loop' ran the same way beside one busy-loop process of equal "
+        "priority (a CPU taken by another job). The 'before' rows are the old configurations on "
+        "today's code. Latency runs from a camera frame's arrival to its result being "
+        "recorded; CPU ms are this process's, all threads; bf16 is emulated (slow) on CPUs "
+        "without native bf16"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
