@@ -84,7 +84,7 @@ class Animator:
     def __init__(self, models: Models, config: ModelConfig, device: str = "auto",
                  precision: str = "fp32", backend: str | None = None) -> None:
         self.device = resolve_device(device)
-        # "auto": fp32, or on a CPU with native bf16 bf16 on OpenVINO where installed, else the
+        # "auto": fp32, or on a CPU with native bf16: bf16 on OpenVINO where installed, else the
         # faster of bf16 eager and fp32 on ONNX Runtime for these networks (fomm.precision);
         # auto's graph backends skip PaddleGAN's flavour
         asked = backend or os.environ.get(ENV, "auto") or "auto"

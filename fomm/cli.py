@@ -69,9 +69,8 @@ def add_animate_arguments(parser: argparse.ArgumentParser) -> None:
                      help="driving frames per network call (default 8)")
     run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     run.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
-                     help="auto (default): on a CPU with native bf16 (AVX512-BF16/AMX) the faster "
-                          "by measurement: bf16 eager (sensitive steps kept in fp32) for full-size "
-                          "networks, fp32 ONNX Runtime for small ones such as the bundled model; "
+                     help="auto (default): on a CPU with native bf16 (AVX512-BF16/AMX) the "
+                          "convolution stacks in bf16 on OpenVINO (sensitive steps kept in fp32), "
                           "else fp32; fp16/bf16 autocast on a GPU")
     out = parser.add_argument_group("output")
     out.add_argument("--no-audio", dest="audio", action="store_false",

@@ -1,9 +1,11 @@
 """Inference precision: which dtype to run at, and bf16 on the CPU with sensitive steps in fp32.
 
-``auto`` on a CPU that computes bf16 natively (AVX512-BF16 or AMX) picks, by measurement, the
-faster of bf16 on torch eager and fp32 on ONNX Runtime (:func:`resolve_precision`): fp32 on ONNX
-Runtime for small networks such as the bundled model, bf16 for the full-size ones; fp32 on other
-CPUs; GPUs keep fp32 unless asked. On the CPU, reduced precision is confined to *islands*: the
+``auto`` on a CPU that computes bf16 natively (AVX512-BF16 or AMX) picks, by measurement
+(:func:`resolve_precision`), bf16 on OpenVINO where it is installed (the default backend:
+:mod:`fomm.openvino_backend`), else the faster of bf16 on torch eager and fp32 on ONNX Runtime:
+fp32 on ONNX Runtime for small networks such as the bundled model, bf16 for the full-size ones;
+fp32 on other CPUs; GPUs keep fp32 unless asked. On the CPU, reduced precision is confined to
+*islands* (on torch eager here, as bf16 layers in the graph on OpenVINO): the
 convolution stacks that cost the time (the keypoint and dense-motion hourglasses, the generator's
 encoder, bottleneck and decoder blocks) run under bf16 autocast and hand fp32 back, while
 everything between them — heatmap softmax and keypoint/jacobian heads, jacobian inverses and
@@ -42,16 +44,16 @@ ISLANDS = {
     ),
 }
 
-# ``auto`` on a CPU with native bf16 and ONNX Runtime: below this many parameters fp32 on ONNX
-# Runtime, from it bf16 on torch eager. Measured side by side (benchmarks/animate.py, Intel Xeon
-# with AMX, 2 threads, batch 8 as files, ms per frame): the full vox-256 networks (59.8 M, as
+# ``auto`` on a CPU with native bf16, ONNX Runtime and no OpenVINO: below this many parameters fp32
+# on ONNX Runtime, from it bf16 on torch eager. Measured side by side (benchmarks/animate.py, Intel
+# Xeon with AMX, 2 threads, batch 8 as files, ms per frame): the full vox-256 networks (59.8 M, as
 # every official preset) take 134 in bf16 eager against 252 on ONNX Runtime at fp32 (326 fp32
-# eager): AMX does their large convolutions in bf16 at several times the fp32 rate. For the
-# bundled model (1.5 M) bf16 eager is a near tie on an idle machine (27.4 against 28.7, at more
-# CPU: 54.6 against 52.0 ms) and far slower when other work takes a core (218 against 62: its
-# OpenMP threads wait for each other), while fp32 on ONNX Runtime also stays within 1e-4 of the
-# fp32 networks: small convolutions are bound by memory traffic and per-operator costs, which
-# ONNX Runtime's fused graph saves and bf16 does not.
+# eager): AMX does their large convolutions in bf16 at several times the fp32 rate. For the bundled
+# model (1.5 M) bf16 eager is a near tie on an idle machine (27.4 against 28.7, at more CPU: 54.6
+# against 52.0 ms) and far slower when other work takes a core (218 against 62: its OpenMP threads
+# wait for each other), while fp32 on ONNX Runtime also stays within 1e-4 of the fp32 networks:
+# small convolutions are bound by memory traffic and per-operator costs, which ONNX Runtime's fused
+# graph saves and bf16 does not.
 BF16_MIN_PARAMETERS = 10_000_000
 
 _island_dtype: contextvars.ContextVar[torch.dtype | None] = contextvars.ContextVar(
@@ -84,16 +86,17 @@ def resolve_precision(
     """The precision to run at: ``auto`` → bf16 or fp32 as measured fastest; checks the others.
 
     ``auto`` is fp32 except on a CPU with native bf16 (:func:`cpu_has_native_bf16`), where it is
-    bf16 unless ONNX Runtime runs the networks at fp32 faster: always when ``backend`` is
-    ``onnx`` (it runs fp32 only), and for ``auto`` when the networks have fewer than
-    :data:`BF16_MIN_PARAMETERS` parameters (see there).
+    bf16 (on ``openvino``: 1.8× its fp32 on the bundled model, 4.5–4.9× on vox-256) unless ONNX
+    Runtime runs the networks at fp32 faster: always when ``backend`` is ``onnx`` (it runs fp32
+    only), and for ``auto`` when the networks have fewer than :data:`BF16_MIN_PARAMETERS`
+    parameters (see there).
 
     Args:
         name: ``auto``, ``fp32``, ``fp16`` or ``bf16``.
         device: where the networks run.
-        backend: the backend asked for, where ONNX Runtime can run these networks (``auto``,
-            ``onnx``); ``torch`` where it cannot (onnxruntime missing, a model that stays eager)
-            or was turned off.
+        backend: the backend asked for: ``openvino`` (asked for, or ``auto`` with it
+            installed), ``auto`` where ONNX Runtime is auto's choice, ``onnx``, or ``torch``
+            where no graph backend can run these networks or they were turned off.
         parameters: the keypoint detector's and generator's parameters (None: unknown, taken
             as large).
 

@@ -8,8 +8,8 @@ reference pose again. Newest frame wins: frames that arrive while one is being a
 it and are counted as dropped, never queued. One live session per model: another one is told
 ``{"type": "error", "code": "busy"}``. The per-frame work is
 :class:`fomm.live.loop.LiveAnimator`, the step of ``fomm live``, with its defaults: ``--detail``
-off, ``--precision auto`` at fp32 on ONNX Runtime on a CPU (:func:`fomm.live.loop.live_animator`)
-and torch's own work on one thread beside ONNX Runtime's (:func:`fomm.live.loop.glue_threads`).
+off, ``--precision auto`` on a graph backend on a CPU (:func:`fomm.live.loop.live_animator`)
+and torch's own work on one thread beside the backend's (:func:`fomm.live.loop.glue_threads`).
 The page sends its next camera frame when a result comes back, so frames are not overlapped
 here as ``fomm live`` overlaps them.
 """

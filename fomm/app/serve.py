@@ -82,9 +82,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     run = p.add_argument_group("run")
     run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     run.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
-                     help="as for fomm animate: auto (default) is the faster of bf16 eager and "
-                          "fp32 ONNX Runtime on a CPU with native bf16 (AVX512-BF16/AMX), else "
-                          "fp32; fp16/bf16 autocast on a GPU")
+                     help="as for fomm animate: auto (default) is bf16 islands on OpenVINO on a "
+                          "CPU with native bf16 (AVX512-BF16/AMX), else fp32; fp16/bf16 autocast "
+                          "on a GPU")
     run.add_argument("--batch-size", type=positive_int, default=8,
                      help="driving frames per network call (default 8)")
     return run
