@@ -27,17 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from fomm.errors import FommError
-from fomm.graphs import (
-    GeneratorGraph,
-    KeypointGraph,
-    cache_folder,
-    cached,
-    example,
-    export_generator,
-    export_kp_detector,
-    generator_feeds,
-    model_key,
-)
+from fomm.graphs import LazyGraphs, cache_folder, cached, generator_feeds, model_key
 from fomm.models.generator import GeneratorOutput, SourceEncoding
 from fomm.motion import Keypoints
 from fomm.openvino_backend import OpenVinoNetworks, openvino_available
@@ -147,22 +137,7 @@ class OnnxNetworks:
 
         key = model_key(kp_detector, generator, extra=f"opset{OPSET} size{size}") if cache else ""
         folder = cache_folder("onnx")
-        made: dict[str, bytes] = {}
-
-        def export() -> None:
-            ex = example(kp_detector, generator, size)
-            # wrappers in eval(): export restores a wrapper's mode, and with it its children's
-            made["kp"] = _export(KeypointGraph(export_kp_detector(kp_detector)).eval(),
-                                 (ex.image,), ["image"], ex.kp_names)
-            made["generator"] = _export(
-                GeneratorGraph(export_generator(generator), tuple(ex.output_names)).eval(),
-                ex.generator_inputs, ex.input_names, ex.output_names)
-
-        def graph(name: str) -> bytes:
-            if not made:
-                export()
-            return made[name]
-
+        graph = LazyGraphs(kp_detector, generator, size, _export)
         if cache:
             kp_bytes = cached(folder / f"{key}-kp.onnx", lambda: graph("kp"))
             gen_bytes = cached(folder / f"{key}-generator.onnx", lambda: graph("generator"))

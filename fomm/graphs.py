@@ -10,6 +10,7 @@ import copy
 import hashlib
 import inspect
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -190,6 +191,42 @@ def example(kp_detector: nn.Module, generator: nn.Module, size: int) -> Example:
     names = [n for n in GENERATOR_INPUTS if kp.jacobian is not None or "jacobian" not in n]
     return Example(image, (image[:1], *encoding, *flipped, *kp_tensors), names, outputs,
                    ["value", "jacobian"][: len(kp_tensors)])
+
+
+class LazyGraphs:
+    """Both graphs of a model, converted on the first request for either (a cache hit needs
+    neither).
+
+    Args:
+        kp_detector, generator: the modules (left unchanged: export-ready copies are converted).
+        size: the model's image size S.
+        convert: ``convert(module, inputs, input_names, output_names)`` → the backend's graph.
+        prepare: optionally changes the copies first: ``prepare(kp, gen)`` → ``(kp, gen)``.
+    """
+
+    def __init__(self, kp_detector: nn.Module, generator: nn.Module, size: int,
+                 convert: Callable[..., Any],
+                 prepare: Callable[[nn.Module, nn.Module], tuple[nn.Module, nn.Module]]
+                 | None = None) -> None:
+        self._args = kp_detector, generator, size
+        self._convert, self._prepare = convert, prepare
+        self._made: dict[str, Any] = {}
+
+    def __call__(self, name: str) -> Any:
+        """The ``kp`` or ``generator`` graph."""
+        if not self._made:
+            kp_detector, generator, size = self._args
+            ex = example(kp_detector, generator, size)
+            kp, gen = export_kp_detector(kp_detector), export_generator(generator)
+            if self._prepare is not None:
+                kp, gen = self._prepare(kp, gen)
+            # wrappers in eval(): an exporter restores a wrapper's mode, and its children's
+            self._made["kp"] = self._convert(KeypointGraph(kp).eval(), (ex.image,), ["image"],
+                                             ex.kp_names)
+            self._made["generator"] = self._convert(
+                GeneratorGraph(gen, tuple(ex.output_names)).eval(), ex.generator_inputs,
+                ex.input_names, ex.output_names)
+        return self._made[name]
 
 
 def generator_feeds(source: dict[str, Any], kp_driving: Keypoints,

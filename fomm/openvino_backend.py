@@ -30,16 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fomm.graphs import (
-    GeneratorGraph,
-    KeypointGraph,
-    cache_folder,
-    example,
-    export_generator,
-    export_kp_detector,
-    generator_feeds,
-    model_key,
-)
+from fomm.graphs import LazyGraphs, cache_folder, generator_feeds, model_key
 from fomm.models.generator import GeneratorOutput, SourceEncoding
 from fomm.motion import Keypoints
 from fomm.precision import ISLANDS, find_modules
@@ -162,22 +153,8 @@ class OpenVinoNetworks:
                  cache: bool = True) -> None:
         import openvino as ov
 
-        made: dict[str, Any] = {}
-
-        def convert() -> None:
-            ex = example(kp_detector, generator, size)
-            kp, gen = export_kp_detector(kp_detector), export_generator(generator)
-            if precision == "bf16":
-                kp, gen = bf16_islands(kp, gen)
-            made["kp"] = _convert(KeypointGraph(kp), (ex.image,), ["image"], ex.kp_names)
-            made["generator"] = _convert(GeneratorGraph(gen, tuple(ex.output_names)),
-                                         ex.generator_inputs, ex.input_names, ex.output_names)
-
-        def graph(name: str) -> Any:
-            if not made:
-                convert()
-            return made[name]
-
+        graph = LazyGraphs(kp_detector, generator, size, _convert,
+                           bf16_islands if precision == "bf16" else None)
         if cache:
             key = model_key(kp_detector, generator,
                             extra=f"openvino{ov.__version__} size{size} {precision}")

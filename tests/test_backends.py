@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tiny import tiny_models
+from tiny import moving_frames, tiny_blend_models, tiny_models
 
 from fomm import backends, graphs
 from fomm.animate import Animator
@@ -19,14 +19,15 @@ CPU = torch.device("cpu")
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("FOMM_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv(backends.ENV, raising=False)
-    # ONNX Runtime as auto's choice: OpenVINO, auto's first, is tested in test_openvino_backend
+
+
+@pytest.fixture
+def no_openvino(monkeypatch):
+    """ONNX Runtime as auto's choice (OpenVINO, auto's first, is in test_openvino_backend)."""
     monkeypatch.setattr(backends, "openvino_available", lambda: False)
 
 
-def _frames(n: int, size: int = 64) -> list[np.ndarray]:
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
-    return [np.roll(base, (3 * i, 2 * i), (0, 1)) for i in range(n)]
+GRAPH_BACKENDS = ["onnx"] + (["openvino"] if backends.openvino_available() else [])
 
 
 def test_resolve_backend(monkeypatch):
@@ -61,20 +62,21 @@ def test_resolve_backend(monkeypatch):
     assert backends.auto_backend(torch.device("cuda")) == "torch"
 
 
-def test_paddle_flavour_stays_eager():
+@pytest.mark.parametrize("backend", GRAPH_BACKENDS)
+def test_paddle_flavour_stays_eager(backend):
     models, cfg = tiny_models(flavour="paddle")
     assert Animator(models, cfg, device="cpu").backend == "torch"
     with pytest.raises(FommError, match="PaddleGAN's flavour"):
-        Animator(models, cfg, device="cpu", backend="onnx")
+        Animator(models, cfg, device="cpu", backend=backend)
 
 
-@pytest.mark.parametrize("flavour", ["original"])
-def test_onnx_matches_eager(flavour):
-    models, cfg = tiny_models(flavour=flavour)
+@pytest.mark.parametrize("backend", GRAPH_BACKENDS)
+def test_graph_backend_matches_eager(backend):
+    models, cfg = tiny_models()
     eager = Animator(models, cfg, device="cpu", backend="torch")
-    fast = Animator(models, cfg, device="cpu", backend="onnx")
-    assert (eager.backend, fast.backend) == ("torch", "onnx")
-    frames = _frames(5)
+    fast = Animator(models, cfg, device="cpu", backend=backend, precision="fp32")
+    assert (eager.backend, fast.backend) == ("torch", backend)
+    frames = moving_frames(5)
     images = eager.to_model_input(frames)
     kp_e, kp_f = eager.keypoints(images), fast.keypoints(images)
     assert torch.allclose(kp_e.value, kp_f.value, atol=1e-5)
@@ -90,20 +92,21 @@ def test_onnx_matches_eager(flavour):
     assert np.abs(ref.astype(int) - four.astype(int)).max() <= 1
 
 
-def test_onnx_detail_matches_eager():
+@pytest.mark.parametrize("backend", GRAPH_BACKENDS)
+def test_graph_backend_detail_matches_eager(backend):
     models, cfg = tiny_models()
-    frames = _frames(3)
+    frames = moving_frames(3)
     detail = np.kron(frames[0], np.ones((2, 2, 1), np.uint8))  # the crop at 2x: (128, 128, 3)
     out = {}
-    for name in ("torch", "onnx"):
-        animator = Animator(models, cfg, device="cpu", backend=name)
+    for name in ("torch", backend):
+        animator = Animator(models, cfg, device="cpu", backend=name, precision="fp32")
         source = animator.prepare_source(frames[0], detail=detail)
         out[name] = np.stack(list(animator.animate(source, frames, batch_size=2)))
-    assert out["onnx"].shape == (3, 128, 128, 3)
-    assert np.abs(out["onnx"].astype(int) - out["torch"].astype(int)).max() <= 1
+    assert out[backend].shape == (3, 128, 128, 3)
+    assert np.abs(out[backend].astype(int) - out["torch"].astype(int)).max() <= 1
 
 
-def test_graphs_are_cached(tmp_path, monkeypatch):
+def test_graphs_are_cached(tmp_path, monkeypatch, no_openvino):
     models, cfg = tiny_models()
     Animator(models, cfg, device="cpu", backend="onnx")
     cached = sorted((tmp_path / "cache" / "onnx").glob("*.onnx"))
@@ -115,7 +118,7 @@ def test_graphs_are_cached(tmp_path, monkeypatch):
         models.kp_detector, models.generator)
 
 
-def test_export_failure_falls_back_unless_asked(monkeypatch, capsys):
+def test_export_failure_falls_back_unless_asked(monkeypatch, capsys, no_openvino):
     models, cfg = tiny_models()
 
     def broken(*args, **kwargs):
@@ -128,26 +131,17 @@ def test_export_failure_falls_back_unless_asked(monkeypatch, capsys):
         Animator(models, cfg, device="cpu", backend="onnx")
 
 
-def test_shared_heads_keep_the_numbers():
+@pytest.mark.parametrize("backend", GRAPH_BACKENDS)
+def test_shared_heads_keep_the_numbers(backend):
     """The bundled model's layout (blend output, occlusion map): paired heads merged for export."""
-    import dataclasses
-
-    from fomm.models import build_models
-
-    _, cfg = tiny_models()
-    cfg = dataclasses.replace(cfg, generator=dataclasses.replace(
-        cfg.generator, blend_output=True, estimate_occlusion_map=True))
-    torch.manual_seed(0)
-    models = build_models(cfg)
-    with torch.no_grad():
-        models.generator.blend.weight.normal_(0, 0.1)  # a blend that depends on the features
+    models, cfg = tiny_blend_models()
     merged = graphs.export_generator(models.generator)
     assert isinstance(merged.shared_head, graphs._SharedHead)
     assert isinstance(merged.dense_motion_network.shared_head, graphs._SharedHead)
     assert not hasattr(models.generator, "shared_head")  # the original is left as it was
-    frames = _frames(3)
+    frames = moving_frames(3)
     eager = Animator(models, cfg, device="cpu", backend="torch")
-    fast = Animator(models, cfg, device="cpu", backend="onnx")
+    fast = Animator(models, cfg, device="cpu", backend=backend, precision="fp32")
     kp = eager.keypoints(eager.to_model_input(frames))
     out_e = eager.generator_output(eager.prepare_source(frames[0]), kp)
     out_f = fast.generator_output(fast.prepare_source(frames[0]), kp)
@@ -167,7 +161,7 @@ def test_strided_blur_keeps_the_numbers():
     image = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.allclose(strided.down(image), models.kp_detector.down(image), atol=1e-6)
-    frames = _frames(3)
+    frames = moving_frames(3)
     eager = Animator(models, cfg, device="cpu", backend="torch")
     fast = Animator(models, cfg, device="cpu", backend="onnx")
     kp_e = eager.keypoints(eager.to_model_input(frames))

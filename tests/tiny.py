@@ -41,3 +41,27 @@ def tiny_models(seed: int = 0, discriminator: bool = False, **kwargs) -> tuple[M
                 module.running_var.fill_(0.1)
         models.generator.final.weight.mul_(2)
     return models, cfg
+
+
+def tiny_blend_models() -> tuple[Models, ModelConfig]:
+    """Tiny networks in the bundled model's layout (blend output, occlusion map), with a blend
+    mask that depends on the features."""
+    import dataclasses
+
+    _, cfg = tiny_models()
+    cfg = dataclasses.replace(cfg, generator=dataclasses.replace(
+        cfg.generator, blend_output=True, estimate_occlusion_map=True))
+    torch.manual_seed(0)
+    models = build_models(cfg)
+    with torch.no_grad():
+        models.generator.blend.weight.normal_(0, 0.1)
+    return models, cfg
+
+
+def moving_frames(n: int, size: int = 64) -> list:
+    """``n`` uint8 (size, size, 3) frames: one random image shifted a little more each frame."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+    return [np.roll(base, (3 * i, 2 * i), (0, 1)) for i in range(n)]
