@@ -22,6 +22,7 @@ precision, and compiled for this CPU each time (about a second).
 from __future__ import annotations
 
 import copy
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -123,9 +124,12 @@ def _cached_model(path: Path, make: Any) -> Any:
     except Exception:  # missing or unreadable: convert again
         pass
     model = make()
-    try:
+    try:  # written under other names, then renamed: another process never reads half a file
         path.parent.mkdir(parents=True, exist_ok=True)
-        ov.save_model(model, str(path), compress_to_fp16=False)
+        part = path.with_suffix(f".{os.getpid()}.part.xml")
+        ov.save_model(model, str(part), compress_to_fp16=False)
+        os.replace(part.with_suffix(".bin"), path.with_suffix(".bin"))  # the weights first
+        os.replace(part, path)
     except Exception:  # a read-only cache: convert again next time
         pass
     return model
