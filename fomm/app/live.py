@@ -10,8 +10,8 @@ it and are counted as dropped, never queued. One live session per model: another
 :class:`fomm.live.loop.LiveAnimator`, the step of ``fomm live``, with its defaults: ``--detail``
 off, ``--precision auto`` on a graph backend on a CPU (:func:`fomm.live.loop.live_animator`)
 and torch's own work on one thread beside the backend's (:func:`fomm.live.loop.glue_threads`).
-The page sends its next camera frame when a result comes back, so frames are not overlapped
-here as ``fomm live`` overlaps them.
+The page keeps two frames in flight (one animating, the next waiting in the slot) and sends a
+new camera frame when a result comes back, so the model never waits for the page's round trip.
 """
 
 from __future__ import annotations

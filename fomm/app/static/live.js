@@ -1,11 +1,14 @@
 // Live mode: camera frames → WebSocket /v1/live → animated frames on a canvas.
-// One frame in flight at a time: the next camera frame is grabbed when the previous answer came,
-// so the newest frame always wins and nothing queues (the server drops as well).
+// Two frames in flight at most: one animating on the server and the next one waiting there, so
+// the server never waits for the page's round trip; a new camera frame is grabbed when an answer
+// comes, so the newest frame always wins and nothing queues (the server drops as well).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const video = $("camera"), canvas = $("result"), statusLine = $("status"), stats = $("stats");
-let photoBlob = null, socket = null, stream = null, sentAt = 0, frames = 0, started = 0;
+const IN_FLIGHT = 2;
+let photoBlob = null, socket = null, stream = null, frames = 0, started = 0;
+let sent = [];  // send times of the frames in flight, oldest first
 
 function say(text) { statusLine.textContent = text; }
 
@@ -42,7 +45,7 @@ $("snapshot").addEventListener("click", async () => {
 async function sendFrame() {
   if (!socket || socket.readyState !== WebSocket.OPEN) return;
   const blob = await grab();
-  sentAt = performance.now();
+  sent.push(performance.now());
   socket.send(await blob.arrayBuffer());
 }
 
@@ -69,19 +72,25 @@ $("start").addEventListener("click", async () => {
   socket.onopen = async () => { say("Connecting…"); socket.send(await photoBlob.arrayBuffer()); };
   socket.onmessage = async (event) => {
     if (typeof event.data === "string") {
+      const previous = info;
       info = JSON.parse(event.data);
       if (info.type === "error") { say(info.message); socket.close(); }
+      if (info.type === "frame") {  // frames the server dropped get no answer
+        const dropped = info.dropped - ((previous && previous.dropped) || 0);
+        sent.splice(0, Math.max(0, dropped));
+      }
       return;
     }
     await draw(event.data);
     if (!ready) {  // the still photo, right after "ready"
-      ready = true; frames = 0; started = performance.now();
+      ready = true; frames = 0; started = performance.now(); sent = [];
       say("Live: look at the camera the way the photo does, or press Re-take.");
       $("reference").disabled = false; $("stop").disabled = false; $("start").disabled = true;
+      for (let i = 1; i < IN_FLIGHT; i += 1) sendFrame();  // the last one is sent below
     } else {
       frames += 1;
       const fps = frames / ((performance.now() - started) / 1000);
-      const roundTrip = performance.now() - sentAt;
+      const roundTrip = performance.now() - (sent.shift() ?? performance.now());
       stats.textContent = `${fps.toFixed(1)} fps · ${roundTrip.toFixed(0)} ms` +
         (info && !info.face ? " · no face" : "");
       document.body.dataset.frames = String(frames);
