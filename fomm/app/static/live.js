@@ -6,7 +6,8 @@
 
 const $ = (id) => document.getElementById(id);
 const video = $("camera"), canvas = $("result"), statusLine = $("status"), stats = $("stats");
-const IN_FLIGHT = 2;
+// ?inflight=1 on the page's address: one frame at a time (benchmarks/live_page.py compares)
+const IN_FLIGHT = Math.max(1, Number(new URLSearchParams(location.search).get("inflight")) || 2);
 let photoBlob = null, socket = null, stream = null, frames = 0, started = 0;
 let sent = [];  // send times of the frames in flight, oldest first
 
@@ -75,9 +76,10 @@ $("start").addEventListener("click", async () => {
       const previous = info;
       info = JSON.parse(event.data);
       if (info.type === "error") { say(info.message); socket.close(); }
-      if (info.type === "frame") {  // frames the server dropped get no answer
-        const dropped = info.dropped - ((previous && previous.dropped) || 0);
-        sent.splice(0, Math.max(0, dropped));
+      if (info.type === "frame") {  // frames the server dropped get no answer: send others
+        const dropped = Math.max(0, info.dropped - ((previous && previous.dropped) || 0));
+        sent.splice(0, dropped);
+        for (let i = 0; i < dropped; i += 1) sendFrame();
       }
       return;
     }
