@@ -138,7 +138,7 @@ def test_bad_upload_shows_the_error(browser, server, media):
 
 def test_example_button_fills_both_inputs(browser, server):
     page, _ = open_page(browser, server)
-    page.wait_for_load_state("networkidle")
+    page.wait_for_load_state("networkidle", timeout=120_000)  # a liveness bound
     if not page.is_visible("#examples"):
         page.close()
         pytest.skip("this install has no built-in example inputs (fomm.demo.builtin_inputs)")
