@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from machine import machine  # noqa: E402  (benchmarks/machine.py)
 
-from fomm import detail
+from fomm import detail, spline
 from fomm.animate import Animator
 from fomm.config import AnimateOptions, load_config
 from fomm.faces.paste import Paster
@@ -145,7 +145,7 @@ def cost(device: str, frames: int, sizes: list[int], repeat: int,
             diff = (detail.render_batched(gen, out, source.detail)
                     - before.render_batched(gen, out, source.detail)).abs().max()
             row["step_max_abs_diff_x255"] = 255 * float(diff)
-            double = partial(detail.upsample2x, source.detail)
+            double = partial(spline.upsample2x, source.detail)
             row["spline_doubling_once_ms"] = 1000 * _timed(double, animator.device, repeat)
         crops = {"model": to_frames(animator.generate(plain, kp)[:1])[0],
                  "detail": to_frames(animator.generate(source, kp)[:1])[0]}

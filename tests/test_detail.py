@@ -14,7 +14,7 @@ from media import astronaut, save, talking_clip
 from PIL import Image
 from tiny import tiny_models
 
-from fomm import detail, motion
+from fomm import detail, motion, spline
 from fomm.animate import Animator
 from fomm.api import load_model
 from fomm.config import AnimateOptions
@@ -99,7 +99,7 @@ def test_spline_doubling_keeps_pixels_and_is_scipys_spline():
 
     rng = np.random.default_rng(0)
     image = torch.from_numpy(rng.random((1, 2, 9, 60)))  # float64; 9 rows: pads wider than it
-    fine = detail.upsample2x(image, order=5)
+    fine = spline.upsample2x(image, order=5)
     assert fine.shape == (1, 2, 18, 120)
     assert torch.equal(fine[..., ::2, ::2], image)  # the source's own pixels, exactly
     rows, cols = np.mgrid[0:9, 0:60] + 0.5  # halfway, both axes: scipy's interpolating spline
@@ -107,7 +107,7 @@ def test_spline_doubling_keeps_pixels_and_is_scipys_spline():
         expected = ndimage.map_coordinates(image[0, c].numpy(), [rows, cols], order=5,
                                            mode="mirror")
         assert np.abs(fine[0, c, 1::2, 1::2].numpy() - expected).max() < 1e-4
-    taps = detail.half_pixel_taps()
+    taps = spline.half_pixel_taps()
     assert torch.allclose(taps, taps.flip(0)) and abs(float(taps.sum()) - 1) < 1e-12
 
 
@@ -137,11 +137,11 @@ def test_spline_warp_keeps_grain_between_pixels():
 
     grid = identity_grid(side)
     for moved in (grid + 0.5 / side, grid + smooth_field(side, 2.0)):  # 1/4 px; ~2 px smooth
-        spline = kept(detail.sharp_warp(grain, moved, False, "spline"))
+        splined = kept(detail.sharp_warp(grain, moved, False, "spline"))
         bicubic = kept(detail.sharp_warp(grain, moved, False, "bicubic"))
         bilinear = kept(F.grid_sample(grain, moved, mode="bilinear", padding_mode="border",
                                       align_corners=False))
-        assert spline >= 0.75 and spline > bicubic + 0.2 > bilinear + 0.2, (spline, bicubic)
+        assert splined >= 0.75 and splined > bicubic + 0.2 > bilinear + 0.2, (splined, bicubic)
 
 
 def test_spline_warp_of_a_smooth_image_is_bicubics():
@@ -150,20 +150,20 @@ def test_spline_warp_of_a_smooth_image_is_bicubics():
     smooth = torch.stack([0.5 + 0.3 * torch.sin(3 * x + 2 * y), 0.5 + 0.3 * torch.cos(4 * y),
                           0.4 + 0.2 * x * y])[None]
     grid = identity_grid(side) + smooth_field(side, 3.0)
-    spline = detail.sharp_warp(smooth, grid, False, "spline")
+    splined = detail.sharp_warp(smooth, grid, False, "spline")
     bicubic = detail.sharp_warp(smooth, grid, False, "bicubic")
-    assert (spline - bicubic).abs().max() < 2 / 255
-    assert (spline - bicubic).abs().mean() < 1e-3
+    assert (splined - bicubic).abs().max() < 2 / 255
+    assert (splined - bicubic).abs().mean() < 1e-3
 
 
 def test_doubled_source_is_computed_once_per_source():
     source = torch.rand(1, 3, 16, 16)
-    fine = detail.doubled(source)
-    assert detail.doubled(source) is fine and fine.shape == (1, 3, 32, 32)
-    assert detail.doubled(source.clone()) is not fine  # another tensor, its own doubling
+    fine = spline.doubled(source)
+    assert spline.doubled(source) is fine and fine.shape == (1, 3, 32, 32)
+    assert spline.doubled(source.clone()) is not fine  # another tensor, its own doubling
     key = id(source)
     del source
-    assert key not in detail._DOUBLED  # released with its source
+    assert key not in spline._DOUBLED  # released with its source
 
 
 def test_pixel_box_and_size():
@@ -227,7 +227,7 @@ def reference_render(generator, out, source: torch.Tensor, cutoff: float = detai
     grid, align = grid.permute(0, 2, 3, 1), generator.align_corners
     if sampler == "spline":
         scale = (size - 1) / size if align else 1.0
-        grid, align, source = grid * scale - 1 / (2 * size), False, detail.doubled(source)
+        grid, align, source = grid * scale - 1 / (2 * size), False, spline.doubled(source)
     sharp = F.grid_sample(source.expand(grid.shape[0], -1, -1, -1), grid, mode="bicubic",
                           padding_mode="border", align_corners=align).clamp(0, 1)
     band = max(8, min(network.shape[-1], round(network.shape[-1] * cutoff)))
