@@ -20,18 +20,17 @@ from fomm import motion
 from fomm.backends import (
     ENV,
     GRAPH_BACKENDS,
-    OnnxNetworks,
     auto_backend,
     build_networks,
     resolve_backend,
 )
 from fomm.config import ModelConfig
 from fomm.errors import FommError
+from fomm.graphs import GraphNetworks
 from fomm.image import resize, to_frames, to_tensor
 from fomm.models import Models
 from fomm.models.generator import GeneratorOutput, SourceEncoding
 from fomm.motion import Keypoints
-from fomm.openvino_backend import OpenVinoNetworks
 from fomm.precision import DTYPES as _DTYPES
 from fomm.precision import islands_enabled, mark_islands, resolve_precision
 
@@ -113,7 +112,7 @@ class Animator:
             mark_islands(self.kp_detector, self.generator)
         # per-frame networks on OpenVINO or ONNX Runtime (CPU) or torch eager (fomm.backends);
         # None reads $FOMM_BACKEND, default auto
-        self._graphs: OnnxNetworks | OpenVinoNetworks | None = None
+        self._graphs: GraphNetworks | None = None
         wanted = resolve_backend(backend, self.device, self.precision)
         explicit = asked in GRAPH_BACKENDS
         if wanted in GRAPH_BACKENDS and config.flavour == "paddle":

@@ -27,8 +27,16 @@ import torch
 from torch import Tensor, nn
 
 from fomm.errors import FommError
-from fomm.graphs import LazyGraphs, cache_folder, cached, generator_feeds, model_key
-from fomm.models.generator import GeneratorOutput, SourceEncoding
+from fomm.graphs import (
+    GraphNetworks,
+    LazyGraphs,
+    cache_folder,
+    cached,
+    generator_feeds,
+    model_key,
+    to_array,
+)
+from fomm.models.generator import GeneratorOutput
 from fomm.motion import Keypoints
 from fomm.openvino_backend import OpenVinoNetworks, openvino_available
 
@@ -118,7 +126,7 @@ def _export(module: nn.Module, inputs: tuple[Tensor, ...], names: list[str],
     return buffer.getvalue()
 
 
-class OnnxNetworks:
+class OnnxNetworks(GraphNetworks):
     """The keypoint detector and the per-frame generator as ONNX Runtime sessions.
 
     Args:
@@ -153,35 +161,22 @@ class OnnxNetworks:
         providers = ["CPUExecutionProvider"]
         self._kp = ort.InferenceSession(kp_bytes, options, providers=providers)
         self._gen = ort.InferenceSession(gen_bytes, options, providers=providers)
-        self.jacobian = len(self._kp.get_outputs()) == 2
         self.outputs = tuple(o.name for o in self._gen.get_outputs())
         self._inputs = {i.name for i in self._gen.get_inputs()}  # unused ones are pruned
 
     def keypoints(self, images: Tensor) -> Keypoints:
         """Keypoints of (B, 3, S, S) float32 images, as the torch detector returns them."""
-        out = self._kp.run(None, {"image": _array(images)})
+        out = self._kp.run(None, {"image": to_array(images)})
         return Keypoints(*(torch.from_numpy(a) for a in out))
-
-    def source_arrays(self, image: Tensor, encoding: SourceEncoding) -> dict[str, Any]:
-        """The source-only inputs of the generator graph, converted once per source."""
-        return {"source": _array(image), "features": _array(encoding.features),
-                "small": _array(encoding.small)}
 
     def generate(self, source: dict[str, Any], kp_driving: Keypoints,
                  kp_source: Keypoints) -> GeneratorOutput:
         """The generator for B driving frames; ``kp_source`` is (1, K, ·) or (B, K, ·)."""
-        feeds = {name: _array(value) for name, value in
+        feeds = {name: to_array(value) for name, value in
                  generator_feeds(source, kp_driving, kp_source).items()
                  if name in self._inputs}  # unused inputs were pruned from the graph
         out = self._gen.run(list(self.outputs), feeds)
         return GeneratorOutput(**{n: torch.from_numpy(a) for n, a in zip(self.outputs, out)})
-
-
-def _array(tensor: Tensor | Any) -> Any:
-    """A contiguous float32 NCHW numpy view (ONNX Runtime's layout); arrays pass through."""
-    if not isinstance(tensor, Tensor):
-        return tensor
-    return tensor.detach().to(torch.float32).contiguous().numpy()
 
 
 def build_networks(backend: str, kp_detector: nn.Module, generator: nn.Module, size: int,

@@ -282,18 +282,54 @@ def model_key(*modules: nn.Module, extra: str = "") -> str:
     return digest.hexdigest()[:32]
 
 
-def cached(path: Path, make: Any) -> bytes:
-    """The bytes at ``path``, else ``make()`` written there (atomically; best effort)."""
+def cached(path: Path, make: Callable[[], Any], load: Callable[[Path], Any] = Path.read_bytes,
+           save: Callable[[Any, Path], Any] = lambda data, to: to.write_bytes(data),
+           companions: tuple[str, ...] = ()) -> Any:
+    """``load(path)``, else ``make()`` saved there (best effort: a read-only cache makes it again
+    next time).
+
+    ``save(graph, part)`` writes under another name, renamed into place after, so that another
+    process never reads half a file; files it writes beside ``part`` with the ``companions``
+    suffixes (OpenVINO's ``.bin`` weights) are renamed first.
+    """
     try:
-        return path.read_bytes()
-    except OSError:
+        return load(path)
+    except Exception:  # missing or unreadable: make it again
         pass
-    data = make()
+    graph = make()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.part")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError:  # a read-only cache: export again next time
+        part = path.with_suffix(f".{os.getpid()}.part{path.suffix}")
+        save(graph, part)
+        for suffix in companions:
+            os.replace(part.with_suffix(suffix), path.with_suffix(suffix))
+        os.replace(part, path)
+    except Exception:  # a read-only cache
         pass
-    return data
+    return graph
+
+
+def to_array(tensor: Tensor | Any) -> Any:
+    """A contiguous float32 NCHW numpy array, the graph runtimes' input (arrays pass through)."""
+    if not isinstance(tensor, Tensor):
+        return tensor
+    return tensor.detach().to(torch.float32).contiguous().numpy()
+
+
+class GraphNetworks:
+    """What a graph backend offers :class:`fomm.animate.Animator`: keypoints of driving frames,
+    the source's inputs converted once, and the generator for B frames."""
+
+    def keypoints(self, images: Tensor) -> Keypoints:
+        """Keypoints of (B, 3, S, S) float32 images, as the torch detector returns them."""
+        raise NotImplementedError
+
+    def source_arrays(self, image: Tensor, encoding: SourceEncoding) -> dict[str, Any]:
+        """The source-only inputs of the generator graph, converted once per source."""
+        return {"source": to_array(image), "features": to_array(encoding.features),
+                "small": to_array(encoding.small)}
+
+    def generate(self, source: dict[str, Any], kp_driving: Keypoints,
+                 kp_source: Keypoints) -> Any:
+        """The generator for B driving frames; ``kp_source`` is (1, K, ·) or (B, K, ·)."""
+        raise NotImplementedError

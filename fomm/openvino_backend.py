@@ -22,7 +22,6 @@ precision, and compiled for this CPU each time (about a second).
 from __future__ import annotations
 
 import copy
-import os
 import threading
 import warnings
 from pathlib import Path
@@ -31,8 +30,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fomm.graphs import LazyGraphs, cache_folder, generator_feeds, model_key
-from fomm.models.generator import GeneratorOutput, SourceEncoding
+from fomm.graphs import (
+    GraphNetworks,
+    LazyGraphs,
+    cache_folder,
+    cached,
+    generator_feeds,
+    model_key,
+    to_array,
+)
+from fomm.models.generator import GeneratorOutput
 from fomm.motion import Keypoints
 from fomm.precision import ISLANDS, find_modules
 
@@ -114,28 +121,7 @@ def _convert(module: nn.Module, inputs: tuple[Tensor, ...], names: list[str],
     return model
 
 
-def _cached_model(path: Path, make: Any) -> Any:
-    """The OpenVINO model saved at ``path`` (IR), else ``make()`` saved there (best effort)."""
-    import openvino as ov
-
-    core = ov.Core()
-    try:
-        return core.read_model(str(path))
-    except Exception:  # missing or unreadable: convert again
-        pass
-    model = make()
-    try:  # written under other names, then renamed: another process never reads half a file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        part = path.with_suffix(f".{os.getpid()}.part.xml")
-        ov.save_model(model, str(part), compress_to_fp16=False)
-        os.replace(part.with_suffix(".bin"), path.with_suffix(".bin"))  # the weights first
-        os.replace(part, path)
-    except Exception:  # a read-only cache: convert again next time
-        pass
-    return model
-
-
-class OpenVinoNetworks:
+class OpenVinoNetworks(GraphNetworks):
     """The keypoint detector and the per-frame generator compiled by OpenVINO for the CPU.
 
     Same interface as :class:`fomm.backends.OnnxNetworks`.
@@ -157,29 +143,34 @@ class OpenVinoNetworks:
                  cache: bool = True) -> None:
         import openvino as ov
 
+        core = ov.Core()
         graph = LazyGraphs(kp_detector, generator, size, _convert,
                            bf16_islands if precision == "bf16" else None)
         if cache:
             key = model_key(kp_detector, generator,
                             extra=f"openvino{ov.__version__} size{size} {precision}")
             folder = cache_folder("openvino")
-            kp_model = _cached_model(folder / f"{key}-kp.xml", lambda: graph("kp"))
-            gen_model = _cached_model(folder / f"{key}-generator.xml",
-                                      lambda: graph("generator"))
+
+            def load(path: Path) -> Any:
+                return core.read_model(str(path))
+
+            def save(model: Any, to: Path) -> None:
+                ov.save_model(model, str(to), compress_to_fp16=False)
+
+            kp_model = cached(folder / f"{key}-kp.xml", lambda: graph("kp"), load, save,
+                              companions=(".bin",))
+            gen_model = cached(folder / f"{key}-generator.xml", lambda: graph("generator"),
+                               load, save, companions=(".bin",))
         else:
             kp_model, gen_model = graph("kp"), graph("generator")
-        core = ov.Core()
         config = {
             # fp32 outside the islands: the graph itself says what runs in bf16
             "INFERENCE_PRECISION_HINT": "f32",
             "INFERENCE_NUM_THREADS": str(threads or torch.get_num_threads()),
             "PERFORMANCE_HINT": "LATENCY",
         }
-        self.precision = precision
         self._kp = core.compile_model(kp_model, "CPU", config)
         self._gen = core.compile_model(gen_model, "CPU", config)
-        self.jacobian = len(self._kp.outputs) == 2
-        self.outputs = tuple(o.get_any_name() for o in self._gen.outputs)
         self._inputs = [i.get_any_name() for i in self._gen.inputs]
         self._local = threading.local()  # a request is not shared between threads
 
@@ -192,26 +183,14 @@ class OpenVinoNetworks:
 
     def keypoints(self, images: Tensor) -> Keypoints:
         """Keypoints of (B, 3, S, S) float32 images, as the torch detector returns them."""
-        out = self._request("kp").infer([_array(images)], share_outputs=False)
+        out = self._request("kp").infer([to_array(images)], share_outputs=False)
         return Keypoints(*(torch.from_numpy(out[port]) for port in self._kp.outputs))
-
-    def source_arrays(self, image: Tensor, encoding: SourceEncoding) -> dict[str, Any]:
-        """The source-only inputs of the generator graph, converted once per source."""
-        return {"source": _array(image), "features": _array(encoding.features),
-                "small": _array(encoding.small)}
 
     def generate(self, source: dict[str, Any], kp_driving: Keypoints,
                  kp_source: Keypoints) -> GeneratorOutput:
         """The generator for B driving frames; ``kp_source`` is (1, K, ·) or (B, K, ·)."""
         feeds = generator_feeds(source, kp_driving, kp_source)
-        out = self._request("gen").infer({n: _array(feeds[n]) for n in self._inputs},
+        out = self._request("gen").infer({n: to_array(feeds[n]) for n in self._inputs},
                                       share_outputs=False)
         return GeneratorOutput(**{port.get_any_name(): torch.from_numpy(out[port])
                                   for port in self._gen.outputs})
-
-
-def _array(tensor: Tensor | Any) -> Any:
-    """A contiguous float32 NCHW numpy array (numpy arrays pass through)."""
-    if not isinstance(tensor, Tensor):
-        return tensor
-    return tensor.detach().to(torch.float32).contiguous().numpy()

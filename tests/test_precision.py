@@ -56,6 +56,12 @@ def test_auto_picks_the_measured_faster(monkeypatch, native, backend, parameters
         assert asked == name
 
 
+def picked(**kwargs) -> tuple[str, str]:
+    """(precision, backend) an Animator on tiny networks picks at ``--precision auto``."""
+    animator = Animator(*tiny_models(image_size=64), device="cpu", precision="auto", **kwargs)
+    return animator.precision, animator.backend
+
+
 def test_animator_auto_precision_and_backend(monkeypatch, tmp_path):
     """The Animator passes the backend asked for and the networks' size to the decision."""
     pytest.importorskip("onnxruntime", reason="auto's fp32 path runs on ONNX Runtime")
@@ -67,10 +73,6 @@ def test_animator_auto_precision_and_backend(monkeypatch, tmp_path):
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     monkeypatch.setattr(backends, "openvino_available", lambda: False)  # ONNX Runtime's choices
 
-    def picked(**kwargs) -> tuple[str, str]:
-        animator = Animator(*tiny_models(image_size=64), device="cpu", precision="auto", **kwargs)
-        return animator.precision, animator.backend
-
     assert picked() == ("fp32", "onnx")  # tiny networks: below the crossover
     assert picked(backend="torch") == ("bf16", "torch")
     monkeypatch.setenv(ENV, "torch")  # FOMM_BACKEND=torch
@@ -81,16 +83,22 @@ def test_animator_auto_precision_and_backend(monkeypatch, tmp_path):
     assert picked(backend="onnx") == ("fp32", "onnx")
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     assert picked() == ("fp32", "onnx")
-    if _openvino():  # installed: auto's first choice
-        monkeypatch.undo()
-        monkeypatch.setenv("FOMM_CACHE", str(tmp_path / "cache"))
-        monkeypatch.delenv(ENV, raising=False)
-        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
-        assert picked() == ("bf16", "openvino")  # any size: its bf16 islands are faster
-        assert picked(backend="onnx") == ("fp32", "onnx")
-        assert picked(backend="torch") == ("bf16", "torch")
-        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
-        assert picked() == ("fp32", "openvino")
+
+
+def test_animator_auto_precision_with_openvino(monkeypatch, tmp_path):
+    """With OpenVINO installed it is auto's first choice, bf16 at any size on a native-bf16 CPU."""
+    pytest.importorskip("openvino", reason="the OpenVINO backend needs openvino")
+    from fomm.backends import ENV
+
+    monkeypatch.setenv("FOMM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+
+    assert picked() == ("bf16", "openvino")  # any size: its bf16 islands are faster
+    assert picked(backend="onnx") == ("fp32", "onnx")
+    assert picked(backend="torch") == ("bf16", "torch")
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert picked() == ("fp32", "openvino")
 
 
 def _openvino() -> bool:
