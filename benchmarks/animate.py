@@ -12,7 +12,8 @@
   encoded once) at the defaults, and its speed-up over the original full model;
 * **backends**: fp32 and bf16 (native, sensitive steps in fp32) on torch eager and OpenVINO and
   fp32 on ONNX Runtime, batch 1 and 8, both presets, with the max / mean |Δ| of the results to
-  fp32 eager (8-bit levels): the measurement ``--precision auto`` is chosen by (fomm.precision);
+  fp32 eager (8-bit levels): the measurement ``--precision auto`` is chosen by
+  (fomm.runtime.precision);
 * optionally (``--accuracy``) bf16 against fp32 on the bundled model with a real face (torch
   eager and OpenVINO), and
   (``--end-to-end``) ``fomm animate`` frames/s and peak RSS on 720p clips.
@@ -40,11 +41,11 @@ import numpy as np
 import torch
 from machine import cpu_ticks, machine  # noqa: E402  (benchmarks/machine.py)
 
-from fomm.animate import Animator
 from fomm.checkpoints import save_checkpoint
 from fomm.config import AnimateOptions, load_config
+from fomm.inference.animator import Animator
+from fomm.media.video import VideoWriter
 from fomm.models import build_models, count_parameters
-from fomm.video import VideoWriter
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PRESETS = Path(__file__).resolve().parents[1] / "fomm" / "configs"
@@ -226,9 +227,10 @@ def backends(frames: int, presets: list[str]) -> list[dict]:
 
 
 def accuracy() -> dict:
-    """bf16 against fp32 on the bundled model with a real face (fomm.precision.bf16_difference),
+    """bf16 against fp32 on the bundled model with a real face
+    (fomm.runtime.precision.bf16_difference),
     on torch eager and on OpenVINO."""
-    from fomm.precision import bf16_difference
+    from accuracy import bf16_difference
 
     report: dict = {"what": "bundled model (fomm/weights), the demo's talking-face clip driving "
                             "the astronaut photo, 6 frames at 256x256, uint8 results",
@@ -264,7 +266,7 @@ def end_to_end(preset: str, frames: int, folder: Path) -> dict:
 
         Image.fromarray(np.full((512, 512, 3), 128, np.uint8)).save(source)
     code = (
-        "import resource, sys, time; from fomm.cli import main; t = time.perf_counter();\n"
+        "import resource, sys, time; from fomm.cli.main import main; t = time.perf_counter();\n"
         "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
         "print('WALL', time.perf_counter() - t);"
         "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")

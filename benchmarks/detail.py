@@ -3,7 +3,8 @@
 
 * cost: ms per frame of the networks alone (bundled fomm-face-256 config, random weights:
   speed does not depend on the values), and what rendering at a 512² and 1024² face box adds
-  (``fomm.detail``: the spline sampler, the default, and the former bicubic one, side by side;
+  (``fomm.render.detail``: the spline sampler, the default, and the former bicubic one, side by
+  side;
   the spline sampler's once-per-source doubling apart) and what pasting it back adds; the
   whole detail step as ``animate`` runs it (``render_batched``) and its parts, now and in the
   implementation of ``--reference-rev`` (loaded from git), side by side, with the largest
@@ -37,21 +38,21 @@ import numpy as np
 import torch
 from machine import machine  # noqa: E402  (benchmarks/machine.py)
 
-from fomm import detail, spline
-from fomm.animate import Animator
 from fomm.config import AnimateOptions, load_config
 from fomm.faces.paste import Paster
-from fomm.image import read_image, to_frames
+from fomm.inference.animator import Animator
+from fomm.media.image import read_image, to_frames
 from fomm.models import build_models
+from fomm.render import detail, spline
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REFERENCE_REV = "724dbef813adae50958473f1554bda0563e1abaf"  # detail.py before the cv2 resizes
 
 
 def reference_detail(rev: str):
-    """fomm/detail.py as of git revision ``rev``, imported as its own module."""
+    """fomm/render/detail.py as of git revision ``rev``, imported as its own module."""
     root = Path(__file__).resolve().parents[1]
-    text = subprocess.run(["git", "show", f"{rev}:fomm/detail.py"], cwd=root, check=True,
+    text = subprocess.run(["git", "show", f"{rev}:fomm/render/detail.py"], cwd=root, check=True,
                           capture_output=True, text=True).stdout
     path = Path(tempfile.mkdtemp()) / "detail_reference.py"
     path.write_text(text)
@@ -171,9 +172,9 @@ def sharpness(images: list[str], driving: str, frames: int, device: str,
               save: Path | None) -> list[dict]:
     """Per photo: result face sharpness / photo face sharpness, detail off, on with the former
     bicubic sampler, and on (spline)."""
-    from fomm.api import load_model
+    from fomm.checkpoints.loading import load_model
     from fomm.faces.detect import detect_faces
-    from fomm.pipeline import animate_file
+    from fomm.inference.pipeline import animate_file
 
     models, cfg = load_model(None)
     animator = Animator(models, cfg, device=device)
@@ -219,7 +220,8 @@ def main() -> None:
     parser.add_argument("--note", help="a line kept in the JSON (e.g. what else ran)")
     parser.add_argument("--skip-cost", action="store_true")
     parser.add_argument("--reference-rev", default=REFERENCE_REV,
-                        help="git revision whose fomm/detail.py the detail step is timed against")
+                        help="git revision whose fomm/render/detail.py the detail step is timed "
+                             "against")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     report: dict = {"machine": machine(), "torch": torch.__version__,

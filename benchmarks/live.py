@@ -15,7 +15,8 @@
   ``--network-size 128``;
 * network ms/frame (keypoints + generator, batch 1, source encoded once) per backend (and
   precision) for the bundled model and the full vox-256 config (random weights);
-* with ``--accuracy``: bf16 (fomm.precision's islands) against fp32 on the bundled model with a
+* with ``--accuracy``: bf16 (fomm.runtime.precision's islands) against fp32 on the bundled model
+with a
   real talking face: mean, p99 and max |Δ| in 8-bit levels.
 
     python benchmarks/live.py [--seconds 10] [--repeats 2] [--sections live,stages,networks]
@@ -41,11 +42,11 @@ import numpy as np
 import torch
 from machine import cpu_ticks, machine  # noqa: E402  (benchmarks/machine.py)
 
-from fomm.animate import Animator
-from fomm.api import load_model
+from fomm.checkpoints.loading import load_model
 from fomm.config import AnimateOptions, load_config
-from fomm.image import write_image
+from fomm.inference.animator import Animator
 from fomm.live import LiveOptions, run_live
+from fomm.media.image import write_image
 from fomm.models import build_models
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -130,9 +131,9 @@ def stages(seconds: float = 2.0) -> list[dict]:
     """CPU ms per frame of each step of the live frame path (LiveAnimator's steps, in order)."""
     from skimage import data
 
-    from fomm import motion
-    from fomm.image import to_frames
     from fomm.live.loop import LiveAnimator, glue_threads, live_animator, live_precision
+    from fomm.media.image import to_frames
+    from fomm.models import motion
 
     frames = camera_frames(seconds)
     models, config = load_model(None)
@@ -164,7 +165,7 @@ def stages(seconds: float = 2.0) -> list[dict]:
             kp_norm = motion.normalize_kp(src.kp, kp, step.reference)[0]
             out = timed("generator", animator.generator_output, src, kp_norm)
             if detail:
-                from fomm.detail import render_batched
+                from fomm.render.detail import render_batched
 
                 with torch.inference_mode():
                     result = timed("detail", render_batched, animator.generator, out, src.detail)
@@ -199,7 +200,7 @@ def stages(seconds: float = 2.0) -> list[dict]:
 def bf16_error(frames: int) -> dict:
     """bf16 (islands) vs fp32 on the bundled model: the demo's talking face driving the astronaut,
     |Δ| over the model-size results in 8-bit levels, on torch eager and on OpenVINO."""
-    from fomm.precision import bf16_difference
+    from accuracy import bf16_difference
 
     row: dict = {"model": "fomm-face-256 (bundled)"}
     for backend in ("torch", "openvino"):
@@ -292,7 +293,7 @@ def live_section(seconds: float, repeats: int, keep: Path | None = None) -> dict
     """The RUNS, interleaved ``repeats`` times; per configuration its runs and the median run
     (by fps out; of an even count, the slower of the middle two). Where the CPU has native
     bf16, ``--precision auto`` used to mean bf16 on torch eager: that run comes first."""
-    from fomm.precision import cpu_has_native_bf16
+    from fomm.runtime.precision import cpu_has_native_bf16
 
     configs = RUNS
     if cpu_has_native_bf16():

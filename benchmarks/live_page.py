@@ -65,7 +65,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
     from skimage import data
 
-    from fomm.image import write_image
+    from fomm.media.image import write_image
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

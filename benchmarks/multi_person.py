@@ -26,11 +26,11 @@ from pathlib import Path
 
 from machine import machine  # noqa: E402  (benchmarks/machine.py)
 
-from fomm.animate import Animator
-from fomm.api import load_model
+from fomm.checkpoints.loading import load_model
 from fomm.config import AnimateOptions
-from fomm.demo import builtin_inputs
-from fomm.pipeline import animate_file
+from fomm.inference.animator import Animator
+from fomm.inference.demo import builtin_inputs
+from fomm.inference.pipeline import animate_file
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GROUP = Path(__file__).resolve().parents[2] / "shared" / "data" / "images" / \

@@ -38,17 +38,17 @@ import numpy as np
 import torch
 from machine import machine  # noqa: E402  (benchmarks/machine.py)
 
-from fomm.animate import Animator
 from fomm.app.api import Settings, create_app
 from fomm.app.serve import serve_in_thread
-from fomm.image import write_image
-from fomm.video import VideoWriter
+from fomm.inference.animator import Animator
+from fomm.media.image import write_image
+from fomm.media.video import VideoWriter
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def load_animator(args: argparse.Namespace) -> tuple[Animator, str]:
-    from fomm.api import bundled_model_path, load_model
+    from fomm.checkpoints.loading import bundled_model_path, load_model
 
     if args.checkpoint or bundled_model_path() is not None:
         models, cfg = load_model(args.checkpoint)
@@ -178,8 +178,8 @@ def start_redis(folder: Path) -> tuple[subprocess.Popen, str]:
 
 def broker_main(args: argparse.Namespace) -> None:
     """The same load through Redis and ``fomm worker`` processes, with 1, then 2 workers."""
-    from fomm.api import bundled_model_path
     from fomm.checkpoints import save_checkpoint
+    from fomm.checkpoints.loading import bundled_model_path
 
     runs = []
     with tempfile.TemporaryDirectory(prefix="fomm-serve-load-") as tmp:

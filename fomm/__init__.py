@@ -9,7 +9,11 @@ Public API::
 
 from __future__ import annotations
 
+from fomm import _moved
+
 __version__ = "0.1.0"
+
+_moved.install()
 
 __all__ = ["AnimateOptions", "Animator", "__version__", "animate_file", "load_model"]
 
@@ -17,15 +21,15 @@ __all__ = ["AnimateOptions", "Animator", "__version__", "animate_file", "load_mo
 def __getattr__(name: str):
     # Lazy imports keep `import fomm` (and `fomm --help`) fast.
     if name == "load_model":
-        from fomm.api import load_model
+        from fomm.checkpoints.loading import load_model
 
         return load_model
     if name == "Animator":
-        from fomm.animate import Animator
+        from fomm.inference.animator import Animator
 
         return Animator
     if name == "animate_file":
-        from fomm.pipeline import animate_file
+        from fomm.inference.pipeline import animate_file
 
         return animate_file
     if name == "AnimateOptions":

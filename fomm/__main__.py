@@ -1,6 +1,6 @@
 """``python -m fomm`` → the command line."""
 
-from fomm.cli import main
+from fomm.cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -480,7 +480,7 @@ def _read_config_text(path_or_name: str | Path) -> tuple[str, str]:
     raise ConfigError(f"unknown config '{name}'; presets: {', '.join(preset_names())}")
 
 
-Precision = Literal["auto", "fp32", "fp16", "bf16"]  # auto: fomm.precision
+Precision = Literal["auto", "fp32", "fp16", "bf16"]  # auto: fomm.runtime.precision
 CropDriving = Literal["auto", "on", "off"]
 CROP_DRIVING_CHOICES: tuple[str, ...] = ("auto", "on", "off")
 
@@ -498,7 +498,7 @@ class AnimateOptions:
     source face is cropped, ``"on"`` always (also with ``crop=False``), ``"off"`` never (the
     whole driving frame is the model's input).
     Output: ``detail`` renders the face at the photo's resolution (the output's with
-    ``crop=False``), moving the photo's own pixels by the dense motion (:mod:`fomm.detail`);
+    ``crop=False``), moving the photo's own pixels by the dense motion (:mod:`fomm.render.detail`);
     off, the model-size result is scaled up.
     """
 

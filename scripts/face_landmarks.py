@@ -25,10 +25,10 @@ from fomm.errors import FommError
 from fomm.faces.detect import detect_faces
 from fomm.faces.landmarks import landmarks_68, require
 from fomm.faces.track import pick_face
-from fomm.fileio import atomic_output
+from fomm.media.fileio import atomic_output
+from fomm.media.video import iter_frames
 from fomm.train.data import Video, iter_video, list_videos, split_folder
 from fomm.train.regions import landmarks_path
-from fomm.video import iter_frames
 
 
 def video_landmarks(frames) -> np.ndarray:

@@ -21,9 +21,9 @@ from skimage import data
 
 from fomm.app.api import Settings, create_app
 from fomm.app.serve import serve_in_thread
-from fomm.demo import _packaged_clip
-from fomm.image import write_image
-from fomm.video import iter_frames
+from fomm.inference.demo import _packaged_clip
+from fomm.media.image import write_image
+from fomm.media.video import iter_frames
 
 FLAGS = [
     "--no-sandbox",

@@ -18,7 +18,7 @@ from PIL import Image
 
 from fomm.errors import FommError
 from fomm.faces.track import frame_driving
-from fomm.video import iter_frames
+from fomm.media.video import iter_frames
 
 HELD_OUT = ("lp_d12", "lp_d18", "tp_driving")  # validation clips, never trained on
 SKIP = ("pg_mayiyahei",)  # anime: not a human face

@@ -24,11 +24,11 @@ import numpy as np
 from PIL import Image
 
 from fomm.config import AnimateOptions
-from fomm.demo import builtin_inputs
 from fomm.faces.detect import detect_faces
-from fomm.image import read_image, resize
-from fomm.pipeline import animate_file
-from fomm.video import iter_frames
+from fomm.inference.demo import builtin_inputs
+from fomm.inference.pipeline import animate_file
+from fomm.media.image import read_image, resize
+from fomm.media.video import iter_frames
 
 
 def _frames(path: Path, wanted: set[int]) -> dict[int, np.ndarray]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fomm.video import iter_frames, probe
+from fomm.media.video import iter_frames, probe
 
 
 def main(video: str, out: str, rows: int = 3) -> None:

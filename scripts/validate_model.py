@@ -26,14 +26,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fomm.animate import Animator
-from fomm.api import load_model
+from fomm.checkpoints.loading import load_model
 from fomm.faces.detect import detect_faces
 from fomm.faces.landmarks import landmarks_68
 from fomm.faces.metrics import face_metrics
-from fomm.image import resize
+from fomm.inference.animator import Animator
+from fomm.media.image import resize
+from fomm.media.video import iter_frames
 from fomm.train.regions import EYES, MOUTH, expression_features
-from fomm.video import iter_frames
 
 
 def evaluate_clip(animator: Animator, clip: Path, max_frames: int | None, stride: int = 1,

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fomm.demo import _packaged_clip
+from fomm.inference.demo import _packaged_clip
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:
@@ -45,7 +45,7 @@ def talking_clip() -> Path:
 @cache
 def talking_frame(index: int = 0) -> np.ndarray:
     """One frame of talking_clip(), RGB uint8 (144, 176, 3)."""
-    from fomm.video import read_frame
+    from fomm.media.video import read_frame
 
     return read_frame(talking_clip(), index)
 
@@ -92,7 +92,7 @@ def talking_clip_with_audio(path: Path, n_frames: int = 30, fps: float = 30000 /
     the face, scaled to 256²), at ``fps``, with a sine audio track."""
     from conftest import write_clip
 
-    from fomm.video import iter_frames
+    from fomm.media.video import iter_frames
 
     frames = [cv2.resize(f[6:126, 28:148], (256, 256), interpolation=cv2.INTER_CUBIC)
               for f in iter_frames(talking_clip(), max_frames=n_frames)]
@@ -101,7 +101,7 @@ def talking_clip_with_audio(path: Path, n_frames: int = 30, fps: float = 30000 /
 
 def save(path: Path, image: np.ndarray) -> Path:
     """Write ``image`` (RGB uint8) to ``path`` (format from the suffix); returns ``path``."""
-    from fomm.image import write_image
+    from fomm.media.image import write_image
 
     write_image(path, image)
     return path
@@ -115,7 +115,7 @@ def wide_clip(path: Path, n_frames: int = 60, size: tuple[int, int] = (640, 360)
     """
     from conftest import write_clip
 
-    from fomm.video import iter_frames
+    from fomm.media.video import iter_frames
 
     w, h = size
     frames = []

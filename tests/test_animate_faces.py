@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from tiny import tiny_models
 
-from fomm.animate import Animator
+from fomm.inference.animator import Animator
 
 
 def _images(n: int, size: int = 64, seed: int = 0) -> list[np.ndarray]:
@@ -43,7 +43,7 @@ def test_one_face_takes_the_single_source_path() -> None:
 
 def test_faces_note_says_which_faces() -> None:
     from fomm.config import AnimateOptions
-    from fomm.pipeline import faces_note
+    from fomm.inference.pipeline import faces_note
 
     assert faces_note(5, AnimateOptions(multi_person=True)) == \
         "animating all 5 faces found (--multi-person)"
@@ -57,7 +57,7 @@ def test_group_photo_run_says_how_many_faces(tmp_path, tiny_ckpt, capsys) -> Non
     from media import group_photo, save, talking_clip
 
     from fomm.config import AnimateOptions
-    from fomm.pipeline import animate_file
+    from fomm.inference.pipeline import animate_file
 
     photo = save(tmp_path / "group.png", group_photo())
     result = animate_file(photo, talking_clip(), tmp_path / "out/",

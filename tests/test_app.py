@@ -25,13 +25,13 @@ pytest.importorskip("fastapi", reason="fomm serve needs the web extras: pip inst
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from fomm.animate import Animator  # noqa: E402
 from fomm.app.api import Settings, create_app  # noqa: E402
 from fomm.app.jobs import FINISHED, Job, JobQueue, QueueFull  # noqa: E402
 from fomm.app.serve import serve_in_thread  # noqa: E402
 from fomm.checkpoints import save_checkpoint  # noqa: E402
-from fomm.cli import main  # noqa: E402
-from fomm.video import count_frames, probe  # noqa: E402
+from fomm.cli.main import main  # noqa: E402
+from fomm.inference.animator import Animator  # noqa: E402
+from fomm.media.video import count_frames, probe  # noqa: E402
 
 NO_CROP = {"crop": "false"}  # the tiny model knows no faces: animate the whole image
 
@@ -263,7 +263,7 @@ def test_unknown_ids_and_pages(client):
 
 def test_examples_are_served_or_absent(client):
     r = client.get("/v1/examples")
-    if r.status_code == 404:  # no fomm.demo.builtin_inputs (or its clip) in this install
+    if r.status_code == 404:  # no fomm.inference.demo.builtin_inputs (or its clip) in this install
         assert r.json()["error"]["code"] == "not_found"
         assert client.get("/v1/examples/source.png").status_code == 404
         return

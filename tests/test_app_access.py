@@ -12,7 +12,7 @@ from starlette.websockets import WebSocketDisconnect  # noqa: E402
 from test_app import make_client, submit, wait  # noqa: E402
 
 from fomm.app.api import Settings, create_app  # noqa: E402
-from fomm.cli import main  # noqa: E402
+from fomm.cli.main import main  # noqa: E402
 
 animator, media = base.animator, base.media  # the fixtures of test_app
 TOKEN = "s3cret-token-for-tests_0123"

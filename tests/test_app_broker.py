@@ -34,7 +34,7 @@ from fomm.app.broker import ACTIVE, connect, job_key  # noqa: E402
 from fomm.app.serve import serve_in_thread  # noqa: E402
 from fomm.app.storage import DirectoryStorage  # noqa: E402
 from fomm.checkpoints import save_checkpoint  # noqa: E402
-from fomm.video import count_frames  # noqa: E402
+from fomm.media.video import count_frames  # noqa: E402
 
 animator, media = base.animator, base.media  # the fixtures of test_app
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"

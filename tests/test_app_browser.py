@@ -19,9 +19,9 @@ from tiny import tiny_models
 pytestmark = pytest.mark.browser
 pytest.importorskip("fastapi", reason="fomm serve needs the web extras: pip install 'fomm[serve]'")
 
-from fomm.animate import Animator  # noqa: E402
 from fomm.app.api import Settings, create_app  # noqa: E402
 from fomm.app.serve import serve_in_thread  # noqa: E402
+from fomm.inference.animator import Animator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "output" / "screenshots" / "serve.png"
@@ -141,7 +141,8 @@ def test_example_button_fills_both_inputs(browser, server):
     page.wait_for_load_state("networkidle", timeout=120_000)  # a liveness bound
     if not page.is_visible("#examples"):
         page.close()
-        pytest.skip("this install has no built-in example inputs (fomm.demo.builtin_inputs)")
+        pytest.skip("this install has no built-in example inputs "
+                    "(fomm.inference.demo.builtin_inputs)")
     page.click("#example")
     page.wait_for_function("() => document.getElementById('source').files.length === 1"
                            " && document.getElementById('driving').files.length === 1",

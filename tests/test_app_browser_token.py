@@ -9,9 +9,9 @@ pytest.importorskip("fastapi", reason="fomm serve needs the web extras: pip inst
 import test_app_browser as base  # noqa: E402
 from tiny import tiny_models  # noqa: E402
 
-from fomm.animate import Animator  # noqa: E402
 from fomm.app.api import Settings, create_app  # noqa: E402
 from fomm.app.serve import serve_in_thread  # noqa: E402
+from fomm.inference.animator import Animator  # noqa: E402
 
 pytestmark = pytest.mark.browser
 browser, media = base.browser, base.media  # the fixtures of test_app_browser

@@ -18,7 +18,7 @@ import test_app as base  # noqa: E402
 from test_app import make_client, nothing_queued, submit  # noqa: E402
 
 from fomm.app.uploads import UploadError, check_video_header  # noqa: E402
-from fomm.image import read_image  # noqa: E402
+from fomm.media.image import read_image  # noqa: E402
 
 animator, media = base.animator, base.media  # the fixtures of test_app
 BOUNDARY = "XyZ"

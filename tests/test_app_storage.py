@@ -27,7 +27,7 @@ from fomm.app.api import Settings, create_app  # noqa: E402
 from fomm.app.serve import serve_in_thread  # noqa: E402
 from fomm.app.storage import DirectoryStorage, S3Storage, open_storage  # noqa: E402
 from fomm.errors import FommError  # noqa: E402
-from fomm.video import count_frames  # noqa: E402
+from fomm.media.video import count_frames  # noqa: E402
 
 animator, media = base.animator, base.media  # the fixtures of test_app
 redis, redis_url = broker.redis, broker.redis_url  # and of test_app_broker

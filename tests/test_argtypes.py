@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
-from fomm.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
-from fomm.cli import main
+from fomm.cli.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
+from fomm.cli.main import main
 
 
 @pytest.mark.parametrize(("parse", "good", "bad"), [

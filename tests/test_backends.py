@@ -7,9 +7,9 @@ import pytest
 import torch
 from tiny import moving_frames, tiny_blend_models, tiny_models
 
-from fomm import backends, graphs
-from fomm.animate import Animator
 from fomm.errors import FommError
+from fomm.inference.animator import Animator
+from fomm.runtime import backends, graphs
 
 pytest.importorskip("onnxruntime", reason="the ONNX backend needs onnxruntime (fomm[fast])")
 CPU = torch.device("cpu")

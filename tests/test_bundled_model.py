@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fomm.api import bundled_model_path
+from fomm.checkpoints.loading import bundled_model_path
 
 needs_model = pytest.mark.skipif(bundled_model_path() is None,
                                  reason="no bundled model in fomm/weights/ yet")
@@ -17,11 +17,11 @@ def test_bundled_model_follows_a_known_head_motion():
     import numpy as np
     from skimage import data
 
-    from fomm.animate import Animator
-    from fomm.api import load_model
+    from fomm.checkpoints.loading import load_model
     from fomm.faces.crop import crop, square_box
     from fomm.faces.detect import detect_faces
-    from fomm.image import similarity_warp
+    from fomm.inference.animator import Animator
+    from fomm.media.image import similarity_warp
 
     photo = data.astronaut()
     source = crop(photo, square_box(detect_faces(photo)[0], photo.shape), 256)

@@ -14,7 +14,7 @@ from tiny import tiny_models
 
 from fomm.checkpoints import detect_format, load_checkpoint, save_checkpoint
 from fomm.checkpoints.original import write_original
-from fomm.cli import main
+from fomm.cli.main import main
 from fomm.errors import CheckpointError
 
 

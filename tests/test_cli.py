@@ -11,7 +11,7 @@ import pytest
 from media import astronaut, save, talking_clip
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ["torch", "onnx", "onnxruntime", "fastapi", "cv2", "fomm.train.commands", "fomm.export"]
+HEAVY = ["torch", "onnx", "onnxruntime", "fastapi", "cv2", "fomm.cli.train", "fomm.runtime.export"]
 
 
 def _python(code: str) -> dict:
@@ -24,14 +24,14 @@ def _python(code: str) -> dict:
 
 def test_build_parser_imports_no_heavy_module() -> None:
     out = _python(
-        "import json, sys\nfrom fomm.cli import build_parser\nbuild_parser()\n"
+        "import json, sys\nfrom fomm.cli.main import build_parser\nbuild_parser()\n"
         f"print(json.dumps({{m: m in sys.modules for m in {HEAVY!r}}}))")
     assert not any(out.values()), out
 
 
 def _error_before_torch(argv: list[str]) -> dict:
     return _python(
-        "import contextlib, io, json, sys\nfrom fomm.cli import main\nerr = io.StringIO()\n"
+        "import contextlib, io, json, sys\nfrom fomm.cli.main import main\nerr = io.StringIO()\n"
         "with contextlib.redirect_stderr(err):\n"
         "    try:\n"
         f"        main({argv!r})\n"
@@ -67,7 +67,7 @@ def test_unknown_checkpoint_says_where_to_get_it_before_torch(tmp_path: Path) ->
 
 
 def _animate_flags() -> list[str]:
-    from fomm.cli import build_parser
+    from fomm.cli.main import build_parser
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     return sorted({s for a in sub.choices["animate"]._actions for s in a.option_strings
@@ -76,7 +76,7 @@ def _animate_flags() -> list[str]:
 
 @pytest.mark.parametrize("flag", _animate_flags())
 def test_underscore_spelling_suggests_our_flag(flag: str, capsys) -> None:
-    from fomm.cli import main
+    from fomm.cli.main import main
 
     with pytest.raises(SystemExit) as exc:
         main(["animate", "photo.jpg", "clip.mp4", "--" + flag[2:].replace("-", "_")])
@@ -85,7 +85,7 @@ def test_underscore_spelling_suggests_our_flag(flag: str, capsys) -> None:
 
 
 def test_every_subcommand_is_listed_and_loads_on_demand(capsys) -> None:
-    from fomm.cli import LAZY_COMMANDS, build_parser
+    from fomm.cli.main import LAZY_COMMANDS, build_parser
 
     parser = build_parser()
     with pytest.raises(SystemExit):
@@ -100,15 +100,15 @@ def test_every_subcommand_is_listed_and_loads_on_demand(capsys) -> None:
 
 
 def test_demo_accepts_dash_o() -> None:
-    from fomm.cli import build_parser
+    from fomm.cli.main import build_parser
 
     assert build_parser().parse_args(["demo", "-o", "out/x"]).output_dir == "out/x"
     assert build_parser().parse_args(["demo", "--output-dir", "y"]).output_dir == "y"
 
 
 def test_info_accepts_the_bundled_model_name(capsys) -> None:
-    from fomm.api import bundled_model_path
-    from fomm.cli import main
+    from fomm.checkpoints.loading import bundled_model_path
+    from fomm.cli.main import main
 
     if bundled_model_path() is None:
         pytest.skip("no bundled model in this install")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from media import astronaut, save, talking_clip_with_audio
 
-from fomm.api import bundled_model_path
-from fomm.video import probe
+from fomm.checkpoints.loading import bundled_model_path
+from fomm.media.video import probe
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_model = pytest.mark.skipif(bundled_model_path() is None,
@@ -18,7 +18,7 @@ needs_model = pytest.mark.skipif(bundled_model_path() is None,
 
 
 def test_builtin_inputs_come_from_packages(tmp_path):
-    from fomm.demo import builtin_inputs
+    from fomm.inference.demo import builtin_inputs
 
     source, driving = builtin_inputs(tmp_path)
     assert source.parent == tmp_path and source.stat().st_size > 10_000
@@ -27,7 +27,7 @@ def test_builtin_inputs_come_from_packages(tmp_path):
 
 @needs_model
 def test_bundled_model_is_small_and_loads():
-    from fomm.api import load_model
+    from fomm.checkpoints.loading import load_model
     from fomm.models import count_parameters
 
     path = bundled_model_path()

@@ -14,16 +14,17 @@ from media import astronaut, save, talking_clip
 from PIL import Image
 from tiny import tiny_models
 
-from fomm import detail, motion, spline
-from fomm.animate import Animator
-from fomm.api import load_model
+from fomm.checkpoints.loading import load_model
 from fomm.config import AnimateOptions
 from fomm.faces.crop import crop, square_box
 from fomm.faces.detect import detect_faces
 from fomm.faces.paste import MultiPaster
-from fomm.image import resize
-from fomm.pipeline import animate_file
-from fomm.video import iter_frames
+from fomm.inference.animator import Animator
+from fomm.inference.pipeline import animate_file
+from fomm.media.image import resize
+from fomm.media.video import iter_frames
+from fomm.models import motion
+from fomm.render import detail, spline
 
 
 def laplacian_variance(image: np.ndarray, box) -> float:
@@ -344,7 +345,7 @@ def test_sharp_and_seamless_on_a_real_portrait(tmp_path):
 def test_detail_option_in_the_cli_the_seed_command_and_the_web_form(monkeypatch):
     import importlib.util
 
-    from fomm.cli import build_parser, options_from_args
+    from fomm.cli.main import build_parser, options_from_args
 
     def animate_args(*extra: str):
         return options_from_args(build_parser().parse_args(["animate", "a.png", "b.mp4", *extra]))
@@ -360,7 +361,7 @@ def test_detail_option_in_the_cli_the_seed_command_and_the_web_form(monkeypatch)
     seed = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(seed)
     calls: list[list[str]] = []
-    monkeypatch.setattr("fomm.cli.main", calls.append)
+    monkeypatch.setattr("fomm.cli.main.main", calls.append)
     seed.main(["--source_image", "a.png", "--driving_video", "b.mp4", "--detail", "off"])
     seed.main(["--source_image", "a.png", "--driving_video", "b.mp4"])
     assert calls[0][calls[0].index("--detail") + 1] == "off"

@@ -12,10 +12,10 @@ import torch
 from conftest import write_clip
 from test_train import make_dataset, one_thread, shape_frames, tiny_config  # noqa: F401
 
-from fomm import evaluate as E
-from fomm.image import to_tensor, write_image
+from fomm.media.image import to_tensor, write_image
+from fomm.media.video import count_frames, iter_frames, probe
 from fomm.train import Trainer, TrainOptions
-from fomm.video import count_frames, iter_frames, probe
+from fomm.train import evaluate as E
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_keypoints_video_draws_on_full_size_frames(model, tmp_path) -> None:
 
 
 def test_cli_reconstruct_and_keypoints(model, tmp_path, capsys) -> None:
-    from fomm.cli import main
+    from fomm.cli.main import main
 
     checkpoint, data = model
     main(["reconstruct", "-c", str(checkpoint), "--data", str(data), "--out",

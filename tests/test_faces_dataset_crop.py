@@ -13,7 +13,7 @@ from media import astronaut, cameraman, group_photo, portraits, wide_clip
 
 from fomm.faces.dataset_crop import CSV_FIELDS, crop_videos, find_tracks
 from fomm.faces.detect import detect_faces
-from fomm.video import VideoWriter, iter_frames
+from fomm.media.video import VideoWriter, iter_frames
 
 
 def test_a_wide_clip_gives_one_clip_with_the_face_centred(tmp_path: Path) -> None:
@@ -89,7 +89,7 @@ def test_short_small_and_blurry_tracks_are_dropped(tmp_path: Path) -> None:
 
 
 def test_crop_subcommand_registers() -> None:
-    from fomm.faces.commands import register
+    from fomm.cli.faces import register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))

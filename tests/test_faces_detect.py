@@ -12,7 +12,7 @@ import pytest
 from media import GROUP_FACES, group_photo, not_faces, portraits
 
 from fomm.faces.detect import Face, FaceDetector, detect_faces, get_detector
-from fomm.image import resize
+from fomm.media.image import resize
 
 
 @pytest.mark.parametrize("name", list(portraits()))

@@ -104,7 +104,7 @@ def test_iou_and_pick_face() -> None:
 
 def test_real_clip_box_is_stable(tmp_path: Path) -> None:
     """A real face gliding across a wide, H.264-encoded clip: the framing box barely shakes."""
-    from fomm.video import iter_frames
+    from fomm.media.video import iter_frames
 
     frames = list(iter_frames(gliding_clip(tmp_path / "glide.mp4")))
     boxes = list(track_boxes(iter(frames)))
@@ -131,7 +131,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} (shared media) is absent")
 def test_real_clip_smoothing_beats_per_frame_detection() -> None:
-    from fomm.video import iter_frames
+    from fomm.media.video import iter_frames
 
     frames = list(iter_frames(SHARED_DATA / "videos" / "lp_s18.mp4", max_frames=150))
     raw = _jitter(_centres(list(track_boxes(iter(frames), detect_every=1, smoothing=0))))

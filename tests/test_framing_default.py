@@ -18,7 +18,7 @@ from PIL import Image
 from fomm.config import AnimateOptions
 from fomm.errors import ConfigError
 from fomm.faces.track import frame_driving, track_boxes
-from fomm.video import iter_frames
+from fomm.media.video import iter_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 GREY = 30  # one second of grey before the clip
@@ -104,7 +104,7 @@ def test_options_frame_the_driving_face_whenever_the_source_face_is_cropped() ->
 
 
 def test_cli_default_and_off() -> None:
-    from fomm.cli import build_parser, options_from_args
+    from fomm.cli.main import build_parser, options_from_args
 
     def parse(*extra: str) -> AnimateOptions:
         args = build_parser().parse_args(["animate", "photo.jpg", "clip.mp4", *extra])
@@ -123,11 +123,11 @@ def test_seed_command_frames_by_default_and_can_turn_it_off(monkeypatch) -> None
     seed = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(seed)
     calls: list[list[str]] = []
-    monkeypatch.setattr("fomm.cli.main", calls.append)
+    monkeypatch.setattr("fomm.cli.main.main", calls.append)
     base = ["--driving_video", "d.mp4", "--source_image", "s.png", "--relative"]
     seed.main(base)
     seed.main([*base, "--crop_driving", "off"])
-    from fomm.cli import build_parser, options_from_args
+    from fomm.cli.main import build_parser, options_from_args
 
     options = [options_from_args(build_parser().parse_args(argv)) for argv in calls]
     assert options[0].frames_driving and options[1].crop_driving == "off"
@@ -206,7 +206,7 @@ def test_long_faceless_opening_streams() -> None:
 def test_pipeline_grey_opening_matches_the_clip(tmp_path, tiny_ckpt) -> None:
     """End to end (tiny model): after a grey opening the result is the clip's own result, and the
     opening shows the reference pose (the source at rest)."""
-    from fomm.pipeline import animate_file
+    from fomm.inference.pipeline import animate_file
 
     clip = _clip(12)
     source = save(tmp_path / "source.png", cv2.resize(astronaut(), (320, 320)))  # fast to write
@@ -229,7 +229,7 @@ def test_pipeline_grey_opening_matches_the_clip(tmp_path, tiny_ckpt) -> None:
 
 def test_auto_without_any_face_drives_with_the_whole_frame(tmp_path, tiny_ckpt, capsys) -> None:
     from fomm.errors import NoFaceError
-    from fomm.pipeline import animate_file
+    from fomm.inference.pipeline import animate_file
 
     source = save(tmp_path / "source.png", astronaut())
     driving = _write_frames(tmp_path / "grey", _grey(_clip(1)[0], 6))
@@ -264,7 +264,7 @@ def test_bundled_model_results_ignore_placement_and_grey_opening(tmp_path) -> No
     clip, default options): the clip swaying in a larger frame, and the clip after one second of
     grey, give the clip's own face motion within 0.15 eye distances, a face in ≥ 95 % of frames."""
     _needs_dlib()
-    from fomm.pipeline import animate_file
+    from fomm.inference.pipeline import animate_file
 
     clip = _clip(60)
     source = save(tmp_path / "source.png", astronaut())

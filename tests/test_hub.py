@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fomm import hub
+from fomm.checkpoints import hub
 from fomm.errors import CheckpointError, FommError
 
 NAME = "test-vox.pdparams"
@@ -143,7 +143,7 @@ def test_nothing_downloads_unless_asked(cache: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_weights_cli_list_and_download(server: Server, cache: Path, capsys) -> None:
-    from fomm.cli import main
+    from fomm.cli.main import main
 
     main(["weights", "list"])
     out = capsys.readouterr().out

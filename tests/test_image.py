@@ -1,4 +1,5 @@
-"""Tests for fomm.image: reading any image as RGB uint8, writing, resizing, frames ⇄ tensors."""
+"""Tests for fomm.media.image: reading any image as RGB uint8, writing, resizing, frames ⇄
+tensors."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageOps
 
 from fomm.errors import InputError
-from fomm.image import (
+from fomm.media.image import (
     apply_orientation,
     center_crop_square,
     even_size,

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from fomm.cli import main
+from fomm.cli.main import main
 from fomm.errors import FommError, InputError
-from fomm.image import write_image
 from fomm.live import LiveOptions, run_live
 from fomm.live.capture import Capture
 from fomm.live.sinks import Recorder, VirtualCamera, Window
 from fomm.live.smoothing import KeypointSmoother, OneEuroFilter
-from fomm.motion import Keypoints
-from fomm.video import iter_frames, probe
+from fomm.media.image import write_image
+from fomm.media.video import iter_frames, probe
+from fomm.models.motion import Keypoints
 
 
 def moving_face_clip(path: Path, frames: int, size=(320, 240), fps: float = 15.0) -> Path:
@@ -157,8 +157,8 @@ def test_window_without_gui_says_what_to_use():
 
 
 def test_live_loop_headless_every_frame(live_media, tiny_ckpt, tmp_path):
-    from fomm.animate import Animator
-    from fomm.api import load_model
+    from fomm.checkpoints.loading import load_model
+    from fomm.inference.animator import Animator
 
     photo, clip = live_media
     animator = Animator(*load_model(tiny_ckpt), device="cpu")
@@ -270,8 +270,8 @@ class ScriptedWindow:
 
 @pytest.mark.parametrize("overlap", [False, True])
 def test_live_keys_reference_pause_quit(live_media, tiny_ckpt, monkeypatch, capsys, overlap):
-    from fomm.animate import Animator
-    from fomm.api import load_model
+    from fomm.checkpoints.loading import load_model
+    from fomm.inference.animator import Animator
     from fomm.live import loop
 
     photo, clip = live_media
@@ -344,7 +344,7 @@ def test_a_camera_that_stops_ends_cleanly(monkeypatch):
 
 
 def test_live_detail_is_off_by_default():
-    from fomm.cli import build_parser
+    from fomm.cli.main import build_parser
 
     assert LiveOptions().animate.detail is False
     parser = build_parser()
@@ -368,8 +368,8 @@ def test_glue_threads_only_with_onnx():
 
 
 def test_overlapped_frames_are_the_sequential_ones(live_media, tiny_ckpt, monkeypatch, tmp_path):
-    from fomm.animate import Animator
-    from fomm.api import load_model
+    from fomm.checkpoints.loading import load_model
+    from fomm.inference.animator import Animator
     from fomm.live import loop
 
     photo, clip = live_media
@@ -400,12 +400,12 @@ def test_overlapped_frames_are_the_sequential_ones(live_media, tiny_ckpt, monkey
 
 def test_live_runs_fp32_on_onnx_runtime_at_auto(tiny_ckpt, monkeypatch, tmp_path):
     """Without OpenVINO, auto runs live at fp32 on ONNX Runtime (never bf16 eager)."""
-    from fomm import backends
-    from fomm.animate import Animator
-    from fomm.api import load_model
+    from fomm.checkpoints.loading import load_model
     from fomm.config import AnimateOptions
+    from fomm.inference.animator import Animator
     from fomm.live import loop
     from fomm.live.loop import live_animator, live_precision
+    from fomm.runtime import backends
 
     monkeypatch.setenv("FOMM_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(loop, "openvino_available", lambda: False)
@@ -426,11 +426,11 @@ def test_live_runs_on_openvino_at_auto(tiny_ckpt, monkeypatch, tmp_path):
     """With OpenVINO, auto live is what auto is for files: OpenVINO, bf16 islands on a CPU with
     native bf16, and a server's model loaded at auto is used as it is."""
     pytest.importorskip("openvino")
-    from fomm import precision
-    from fomm.animate import Animator
-    from fomm.api import load_model
+    from fomm.checkpoints.loading import load_model
     from fomm.config import AnimateOptions
+    from fomm.inference.animator import Animator
     from fomm.live.loop import glue_threads, live_animator, live_precision
+    from fomm.runtime import precision
 
     monkeypatch.setenv("FOMM_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
@@ -444,9 +444,9 @@ def test_live_runs_on_openvino_at_auto(tiny_ckpt, monkeypatch, tmp_path):
 
 
 def test_live_network_size(live_media, tiny_ckpt, tmp_path):
-    from fomm.animate import Animator
-    from fomm.api import load_model
-    from fomm.cli import build_parser
+    from fomm.checkpoints.loading import load_model
+    from fomm.cli.main import build_parser
+    from fomm.inference.animator import Animator
 
     photo, clip = live_media
     opts = LiveOptions(

@@ -18,10 +18,10 @@ from tiny import tiny_models
 pytestmark = pytest.mark.browser
 pytest.importorskip("fastapi", reason="fomm serve needs the web extras: pip install 'fomm[serve]'")
 
-from fomm.animate import Animator  # noqa: E402
 from fomm.app.api import Settings, create_app  # noqa: E402
 from fomm.app.serve import serve_in_thread  # noqa: E402
-from fomm.image import write_image  # noqa: E402
+from fomm.inference.animator import Animator  # noqa: E402
+from fomm.media.image import write_image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "output" / "screenshots" / "live.png"

@@ -11,9 +11,9 @@ pytest.importorskip("fastapi", reason="fomm serve needs the web extras: pip inst
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from fomm.animate import Animator  # noqa: E402
 from fomm.app.api import Settings, create_app  # noqa: E402
 from fomm.app.live import decode_image, encode_jpeg  # noqa: E402
+from fomm.inference.animator import Animator  # noqa: E402
 
 
 def camera_frames(n: int) -> list[np.ndarray]:

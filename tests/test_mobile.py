@@ -26,7 +26,7 @@ from fomm.models.mobile import (
     MobileKPDetector,
     MobileOcclusionAwareGenerator,
 )
-from fomm.motion import Keypoints
+from fomm.models.motion import Keypoints
 
 
 def tiny_mobile_config(flavour: str = "paddle") -> ModelConfig:

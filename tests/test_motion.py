@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial import ConvexHull
 
-from fomm import motion
-from fomm.motion import Keypoints
+from fomm.models import motion
+from fomm.models.motion import Keypoints
 
 
 def test_coordinate_grid_corners():

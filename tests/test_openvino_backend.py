@@ -11,9 +11,10 @@ import pytest
 import torch
 from tiny import moving_frames, tiny_blend_models, tiny_models
 
-from fomm import backends, graphs, openvino_backend
-from fomm.animate import Animator
 from fomm.errors import FommError
+from fomm.inference.animator import Animator
+from fomm.runtime import backends, graphs
+from fomm.runtime import openvino as openvino_backend
 
 pytest.importorskip("openvino", reason="the OpenVINO backend needs openvino")
 
@@ -89,8 +90,7 @@ def test_conversion_failure_falls_back_unless_asked(monkeypatch, capsys):
 
 
 def test_auto_picks_openvino_on_the_cpu(monkeypatch):
-    from fomm import precision
-
+    from fomm.runtime import precision
     models, cfg = tiny_models()
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     animator = Animator(models, cfg, device="cpu", precision="auto")

@@ -6,8 +6,8 @@ from media import astronaut, save, talking_clip
 from PIL import Image
 
 from fomm.config import AnimateOptions
-from fomm.pipeline import animate_file
-from fomm.video import probe
+from fomm.inference.pipeline import animate_file
+from fomm.media.video import probe
 
 
 def test_odd_sized_photo(tmp_path, tiny_ckpt) -> None:

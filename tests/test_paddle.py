@@ -18,7 +18,7 @@ from fomm.checkpoints import detect_format, load_checkpoint
 from fomm.checkpoints.paddle import paddle_to_torch_keys, read_paddle
 from fomm.errors import CheckpointError
 from fomm.models import build_models
-from fomm.motion import Keypoints, normalize_kp
+from fomm.models.motion import Keypoints, normalize_kp
 
 ATOL = 1e-4
 

@@ -12,12 +12,12 @@ from conftest import write_clip
 from media import astronaut, save, talking_clip, talking_clip_with_audio
 from PIL import Image
 
-from fomm.animate import Animator
-from fomm.cli import main
+from fomm.cli.main import main
 from fomm.config import AnimateOptions
 from fomm.errors import FommError, NoFaceError
-from fomm.pipeline import animate_file
-from fomm.video import iter_frames, probe
+from fomm.inference.animator import Animator
+from fomm.inference.pipeline import animate_file
+from fomm.media.video import iter_frames, probe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,7 +83,7 @@ def test_frame_folders_in_and_out(tmp_path, tiny_ckpt, media):
 
 
 def test_batch_size_does_not_change_results(tiny_ckpt, media):
-    from fomm.api import load_model
+    from fomm.checkpoints.loading import load_model
 
     models, cfg = load_model(tiny_ckpt)
     animator = Animator(models, cfg, device="cpu")
@@ -97,7 +97,7 @@ def test_batch_size_does_not_change_results(tiny_ckpt, media):
 
 def test_best_frame_is_the_reference(tiny_ckpt):
     """--best-frame N: forward and backward from N joined in order == N as reference."""
-    from fomm.api import load_model
+    from fomm.checkpoints.loading import load_model
 
     models, cfg = load_model(tiny_ckpt)
     animator = Animator(models, cfg, device="cpu")
@@ -191,11 +191,11 @@ def test_wrong_checkpoint_kind_and_malicious(tmp_path, media):
 
 
 def test_no_checkpoint_without_bundled_model_says_how(monkeypatch):
-    import fomm.api
+    import fomm.checkpoints.loading
 
-    monkeypatch.setattr(fomm.api, "bundled_model_path", lambda name=None: None)
+    monkeypatch.setattr(fomm.checkpoints.loading, "bundled_model_path", lambda name=None: None)
     with pytest.raises(FommError, match="--checkpoint"):
-        fomm.api.load_model(None)
+        fomm.checkpoints.loading.load_model(None)
 
 
 def test_seed_command_on_real_media(tmp_path, original_fixture):

@@ -15,8 +15,8 @@ from PIL import Image
 from fomm.config import AnimateOptions
 from fomm.faces.crop import square_box
 from fomm.faces.detect import detect_faces
-from fomm.image import read_image
-from fomm.pipeline import animate_file
+from fomm.inference.pipeline import animate_file
+from fomm.media.image import read_image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,7 +83,7 @@ def test_seed_command_face_flags(tmp_path, tiny_ckpt):
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "MTCNN" in proc.stderr and "--crop-margin" in proc.stderr
-    from fomm.video import probe
+    from fomm.media.video import probe
 
     info = probe(tmp_path / "output" / "result.mp4")
     assert info.num_frames == 4 and info.has_audio

@@ -17,9 +17,9 @@ import torch.multiprocessing as mp
 from conftest import write_clip
 
 from fomm.checkpoints.original import read_original
-from fomm.evaluate import ReconstructOptions, reconstruct
-from fomm.image import write_image
+from fomm.media.image import write_image
 from fomm.train import Trainer, TrainOptions
+from fomm.train.evaluate import ReconstructOptions, reconstruct
 
 ROOT = Path(__file__).resolve().parents[1]
 PALETTE = [(200, 60, 40), (40, 120, 200), (230, 210, 60)]
@@ -177,8 +177,8 @@ def test_resume_needs_only_the_checkpoint(tmp_path: Path, data: Path) -> None:
 
 
 def test_checkpoint_layout_is_the_originals(tmp_path: Path, data: Path) -> None:
-    from fomm.evaluate import load_for_evaluation
     from fomm.models import build_models
+    from fomm.train.evaluate import load_for_evaluation
 
     result = Trainer(options(tmp_path, data, gan=1, max_steps=1)).fit()
     ckpt = torch.load(result.checkpoint, map_location="cpu", weights_only=True)
@@ -392,7 +392,7 @@ def test_ddp_two_processes_on_gloo_keep_identical_replicas(tmp_path: Path, data:
 
 
 def test_cli_train_reports_user_errors(tmp_path: Path, capsys) -> None:
-    from fomm.cli import main
+    from fomm.cli.main import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--config", tiny_config(tmp_path), "--data", str(tmp_path / "nope")])

@@ -12,7 +12,7 @@ from conftest import write_clip
 
 from fomm.config import AugmentationParams
 from fomm.errors import ConfigError, FommError
-from fomm.image import write_image
+from fomm.media.image import write_image
 from fomm.train import data as D
 from fomm.train.augment import (
     _hsv_to_rgb,

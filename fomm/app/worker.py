@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fomm.argtypes import positive_float
 from fomm.errors import FommError
 
 log = logging.getLogger("fomm.worker")
@@ -30,34 +29,6 @@ PROGRESS_EVERY_S = 0.5  # progress written to Redis at most this often
 _RUNNER: Runner | None = None  # set by cmd_worker; RQ calls run_job in this process
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``fomm worker`` to the CLI."""
-    from fomm.app.serve import add_run_arguments
-    from fomm.cli import add_model_arguments
-
-    p = subparsers.add_parser(
-        "worker", help="run the jobs of 'fomm serve --broker' (any machine that sees the broker)",
-        description="Take animation jobs from the Redis broker that 'fomm serve --broker' feeds "
-                    "and run them, one at a time, with one model loaded at start. Needs the "
-                    "same storage as the API: the same --data-dir (a shared filesystem) or the "
-                    "same --storage s3://BUCKET/PREFIX.")
-    p.add_argument("--broker", required=not os.environ.get("FOMM_BROKER"), metavar="URL",
-                   default=os.environ.get("FOMM_BROKER"),
-                   help="Redis URL, redis://HOST:PORT/DB (default: FOMM_BROKER)")
-    p.add_argument("--data-dir", required=True, metavar="DIR",
-                   help="the API's --data-dir (jobs/ there holds the files) or, with "
-                        "--storage s3://..., a local scratch folder")
-    p.add_argument("--storage", metavar="s3://BUCKET/PREFIX",
-                   help="object storage shared with the API (default: <data-dir>/jobs)")
-    add_model_arguments(p)
-    run = add_run_arguments(p)
-    run.add_argument("--heartbeat-s", type=positive_float, default=10,
-                     help="how often the worker says it is alive; a job whose worker is silent "
-                          "for 3x this is given to another worker (default 10)")
-    run.add_argument("--name", help="worker name in logs and metrics (default host:pid)")
-    p.add_argument("--log-level", default="info",
-                   choices=["critical", "error", "warning", "info", "debug"])
-    p.set_defaults(func=cmd_worker)
 
 
 @dataclass
@@ -150,7 +121,7 @@ class _Run:
         from fomm.app.api import JobInput, parse_options, public_message
         from fomm.app.broker import GENERIC_ERROR, Scripts, decode_state
         from fomm.app.jobs import Cancelled
-        from fomm.pipeline import animate_file
+        from fomm.inference.pipeline import animate_file
 
         runner, storage = self.runner, self.runner.storage
         state = decode_state(runner.client.hgetall(self.keys[0]))

@@ -37,7 +37,7 @@ def detect_format(path: str | Path) -> Format:
     """The checkpoint format from the file's first bytes (never its suffix)."""
     path = Path(path)
     if not path.exists():
-        from fomm.hub import how_to_get
+        from fomm.checkpoints.hub import how_to_get
 
         raise CheckpointError(f"{path}: checkpoint not found; {how_to_get(str(path))}")
     if path.is_dir():
@@ -210,7 +210,7 @@ def load_checkpoint(path: str | Path, config: str | Path | ModelConfig | None = 
     Returns:
         ``(Models, ModelConfig, Checkpoint)``; networks in eval mode on the CPU.
     """
-    from fomm.hub import WEIGHTS, resolve
+    from fomm.checkpoints.hub import WEIGHTS, resolve
     from fomm.models import build_models
 
     if not Path(path).exists() and str(path) in WEIGHTS:

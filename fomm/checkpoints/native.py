@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from fomm.config import ModelConfig
 from fomm.errors import CheckpointError
-from fomm.fileio import atomic_output
+from fomm.media.fileio import atomic_output
 
 FORMAT_TAG = "fomm-safetensors-v1"
 

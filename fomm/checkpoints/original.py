@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from fomm.errors import CheckpointError
-from fomm.fileio import atomic_output
+from fomm.media.fileio import atomic_output
 
 NETWORKS = ("generator", "kp_detector", "discriminator")
 

@@ -25,7 +25,7 @@ import numpy as np
 from fomm.faces.crop import MARGIN, SHIFT_Y, crop, face_size, fit_square
 from fomm.faces.detect import Box, Face, detect_faces
 from fomm.faces.track import iou
-from fomm.video import VideoWriter, iter_frames, probe
+from fomm.media.video import VideoWriter, iter_frames, probe
 
 CSV_NAME = "tracks.csv"
 CSV_FIELDS = [

@@ -2,7 +2,7 @@
 
 Only the live parts live here (capture with dropping, keypoint smoothing, keys, sinks, stats);
 each frame goes through the same step as file animation: the source target of
-:func:`fomm.pipeline.source_target` and :meth:`fomm.animate.Animator.render`.
+:func:`fomm.inference.pipeline.source_target` and :meth:`fomm.inference.animator.Animator.render`.
 """
 
 from __future__ import annotations
@@ -20,18 +20,18 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fomm.animate import Animator, resolve_device
-from fomm.backends import GRAPH_BACKENDS, onnxruntime_available, torch_threads
 from fomm.config import AnimateOptions
 from fomm.errors import FommError, InputError
-from fomm.image import read_image
+from fomm.inference.animator import Animator, resolve_device
+from fomm.inference.pipeline import source_target
 from fomm.live.capture import Capture, Frame
 from fomm.live.framing import LiveFramer
 from fomm.live.sinks import Recorder, VirtualCamera, Window
 from fomm.live.smoothing import KP_MIN_CUTOFF, KeypointSmoother
-from fomm.motion import Keypoints
-from fomm.openvino_backend import openvino_available
-from fomm.pipeline import source_target
+from fomm.media.image import read_image
+from fomm.models.motion import Keypoints
+from fomm.runtime.backends import GRAPH_BACKENDS, onnxruntime_available, torch_threads
+from fomm.runtime.openvino import openvino_available
 
 KEY_QUIT = {ord("q"), 27}  # q, Esc
 KEY_REFERENCE = ord("r")
@@ -163,7 +163,7 @@ def live_precision(precision: str, device: str = "auto") -> str:
     """The precision ``fomm live`` runs at: ``auto`` on a CPU stays ``auto`` where OpenVINO is
     installed (its bf16 islands on a CPU with native bf16, fp32 elsewhere: both on OpenVINO) and
     is fp32 where only ONNX Runtime is; otherwise ``precision`` as given (see
-    :func:`fomm.precision.resolve_precision`).
+    :func:`fomm.runtime.precision.resolve_precision`).
 
     Without OpenVINO, bf16 (what ``auto`` picks for full-size networks on CPUs with native bf16)
     runs on torch eager: on the 2-core development machine as fast as ONNX Runtime at fp32 when
@@ -222,7 +222,8 @@ class LiveAnimator:
     """The per-frame live step: frame the face, smooth its keypoints, animate, paste back.
 
     Shared by ``fomm live`` and any other live front end; the animation itself is the step of file
-    animation (:func:`fomm.pipeline.source_target`, :meth:`fomm.animate.Animator.render`). The
+    animation (:func:`fomm.inference.pipeline.source_target`,
+    :meth:`fomm.inference.animator.Animator.render`). The
     reference pose is the first frame with a face, or the next one after :meth:`retake`.
 
     Args:
@@ -337,7 +338,7 @@ def run_live(
         raise
     try:
         if animator is None:
-            from fomm.api import load_model
+            from fomm.checkpoints.loading import load_model
 
             models, config = load_model(checkpoint, config=model_config, flavour=anim.flavour)
             if opts.network_size is not None:

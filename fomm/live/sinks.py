@@ -2,7 +2,8 @@
 
 Each sink takes uint8 (H, W, 3) RGB frames of one fixed size. The window is OpenCV's (not
 available in opencv-python-headless: then it says so), the virtual camera is ``pyvirtualcam``
-(optional extra ``fomm[live]``), the recording is fomm.video's H.264 writer, filled by wall clock
+(optional extra ``fomm[live]``), the recording is fomm.media.video's H.264 writer, filled by wall
+clock
 so that it plays at the speed the frames were shown.
 """
 
@@ -16,7 +17,7 @@ import cv2
 import numpy as np
 
 from fomm.errors import FommError
-from fomm.video import VideoWriter
+from fomm.media.video import VideoWriter
 
 WINDOW = "fomm live"
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from fomm.motion import Keypoints
+from fomm.models.motion import Keypoints
 
 KP_MIN_CUTOFF = 1.0  # Hz: below this a still keypoint's jitter is removed
 KP_BETA = 1.0  # per (unit of [-1, 1] coordinates per second): cutoff rise with speed

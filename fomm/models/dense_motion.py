@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fomm import motion
+from fomm.models import motion
 from fomm.models.blocks import AntiAliasInterpolation2d, Hourglass
-from fomm.motion import Keypoints
+from fomm.models.motion import Keypoints
 
 
 class DenseMotion(NamedTuple):

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fomm.motion import Keypoints, kp2gaussian
+from fomm.models.motion import Keypoints, kp2gaussian
 
 
 def _spectral_norm(module: nn.Module) -> nn.Module:

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fomm import motion
+from fomm.models import motion
 from fomm.models.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
 from fomm.models.dense_motion import DenseMotionNetwork
-from fomm.motion import Keypoints
+from fomm.models.motion import Keypoints
 
 
 class GeneratorOutput(NamedTuple):

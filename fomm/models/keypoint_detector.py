@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fomm.models.blocks import AntiAliasInterpolation2d, Hourglass
-from fomm.motion import Keypoints, heatmap_to_keypoints
+from fomm.models.motion import Keypoints, heatmap_to_keypoints
 
 
 class KPDetector(nn.Module):

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from fomm.config import AugmentationParams
-from fomm.image import resize, similarity_matrix, similarity_warp
+from fomm.media.image import resize, similarity_matrix, similarity_warp
 
 
 def _grey(x: Tensor) -> Tensor:

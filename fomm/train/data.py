@@ -24,10 +24,10 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from fomm import video as videos
 from fomm.config import AugmentationParams
 from fomm.errors import ConfigError, FommError
-from fomm.image import read_image, resize, to_tensor
+from fomm.media import video as videos
+from fomm.media.image import read_image, resize, to_tensor
 from fomm.train.augment import colour_jitter, geometric
 from fomm.train.regions import (
     balance_features,

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fomm.evaluate import draw_keypoints
-from fomm.image import to_frames, write_image
+from fomm.media.image import to_frames, write_image
+from fomm.train.evaluate import draw_keypoints
 
 
 class _NoBar:

@@ -23,13 +23,13 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from fomm.animate import resolve_device
 from fomm.checkpoints import load_networks, read_checkpoint
 from fomm.checkpoints.original import read_original, write_original
 from fomm.config import FommConfig
 from fomm.errors import ConfigError
+from fomm.inference.animator import resolve_device
 from fomm.models import build_models
-from fomm.motion import Keypoints
+from fomm.models.motion import Keypoints
 from fomm.train import losses as L
 from fomm.train import state as S
 from fomm.train.data import EpochSampler, FramesDataset, Pair, make_loader, split_folder

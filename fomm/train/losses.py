@@ -17,8 +17,8 @@ from torch import Tensor, nn
 from fomm.config import LossWeights, TransformParams
 from fomm.models.blocks import AntiAliasInterpolation2d
 from fomm.models.discriminator import DiscriminatorOutput
+from fomm.models.motion import Keypoints, make_coordinate_grid
 from fomm.models.vgg import Vgg19
-from fomm.motion import Keypoints, make_coordinate_grid
 
 
 def scale_key(scale: float) -> str:

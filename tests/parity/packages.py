@@ -29,7 +29,7 @@ import pytest
 import torch
 import yaml
 
-from fomm.backends import torch_threads
+from fomm.runtime.backends import torch_threads
 
 INSTALL = {
     "deep_animator": "pip install --no-deps deep-animator==0.1.1",

@@ -11,7 +11,7 @@ from parity_data import CROSS_CPU_REL, MODES, SOURCES, fomm_inputs, tolerance
 from parity_data import source as fixture_source
 
 from fomm.checkpoints import load_checkpoint
-from fomm.motion import Keypoints, normalize_kp
+from fomm.models.motion import Keypoints, normalize_kp
 
 ATOL = 1e-4
 
@@ -149,8 +149,8 @@ def test_discriminator(run):
 
 def test_batched_animator_matches_per_frame(run):
     """PaddleGAN's predictor returns frames 0,1,1,2 with batch_size 2; ours keeps the order."""
-    from fomm.animate import Animator
-    from fomm.image import to_frames
+    from fomm.inference.animator import Animator
+    from fomm.media.image import to_frames
 
     models, *_, fixture = run
     inputs = fomm_inputs()

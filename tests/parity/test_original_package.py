@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from fomm.checkpoints import load_checkpoint
-from fomm.motion import Keypoints, normalize_kp
+from fomm.models.motion import Keypoints, normalize_kp
 
 from .packages import (
     drawn_inputs,

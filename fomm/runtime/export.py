@@ -7,12 +7,11 @@ Two graphs, so that apps can encode the source once and run the generator per dr
 * ``generator.onnx``: ``source`` (B, 3, S, S), ``kp_source_value``/``_jacobian``,
   ``kp_driving_value``/``_jacobian`` → ``prediction`` (B, 3, S, S). Motion normalisation
   (relative / adapt-scale) is plain arithmetic on keypoints, done by the caller
-  (see :func:`fomm.motion.normalize_kp`).
+  (see :func:`fomm.models.motion.normalize_kp`).
 """
 
 from __future__ import annotations
 
-import argparse
 import warnings
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from fomm.errors import FommError
-from fomm.motion import Keypoints
+from fomm.models.motion import Keypoints
 
 
 class _KPDetector(nn.Module):
@@ -54,7 +53,7 @@ def export_onnx(checkpoint: str | Path | None, out_dir: str | Path,
     Returns:
         ``{"kp_detector": path, "generator": path, "max_abs_diff": float | None}``.
     """
-    from fomm.api import load_model
+    from fomm.checkpoints.loading import load_model
 
     models, cfg = load_model(checkpoint, config=config)
     if not cfg.kp_detector.estimate_jacobian:
@@ -108,21 +107,5 @@ def _check(kp_model: nn.Module, gen_model: nn.Module, kp_path: Path, gen_path: P
     return float(max(diffs))
 
 
-def cmd_export(args: argparse.Namespace) -> None:
-    result = export_onnx(args.checkpoint, args.output, config=args.config, opset=args.opset,
-                         check=args.check)
-    print(f"wrote {result['kp_detector']} and {result['generator']}")
-    if result["max_abs_diff"] is not None:
-        print(f"onnxruntime vs torch: max abs difference {result['max_abs_diff']:.2e}")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("export", help="export a model to ONNX (kp detector + generator)",
-                              description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", "-c", help="checkpoint (default: the bundled model)")
-    p.add_argument("--config", metavar="NAME|PATH", help="config for files without one")
-    p.add_argument("-o", "--output", default="onnx", help="output folder (default onnx/)")
-    p.add_argument("--opset", type=int, default=17)
-    p.add_argument("--no-check", dest="check", action="store_false",
-                   help="skip the onnxruntime parity check")
-    p.set_defaults(func=cmd_export)

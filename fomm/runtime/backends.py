@@ -4,10 +4,11 @@ The per-frame work of animation is the keypoint detector on a driving frame and 
 with the source's cached encoding (:class:`fomm.models.generator.SourceEncoding`). On a CPU the
 graph backends run both faster than torch eager: they fuse batch norm and ReLU into the
 convolutions and plan memory once (``benchmarks/animate.py``). The graphs are made from the same
-modules when an :class:`fomm.animate.Animator` is built (:mod:`fomm.graphs`; no files shipped),
+modules when an :class:`fomm.inference.animator.Animator` is built (:mod:`fomm.runtime.graphs`; no
+files shipped),
 so any checkpoint fomm loads runs on them; a model that does not convert falls back to torch
 eager with a note. ``auto`` (the default) picks, on a CPU, OpenVINO (fp32, or bf16 islands:
-:mod:`fomm.openvino_backend`) when ``openvino`` is installed, else ONNX Runtime at fp32 when
+:mod:`fomm.runtime.openvino`) when ``openvino`` is installed, else ONNX Runtime at fp32 when
 ``onnxruntime`` is, else torch eager; torch eager on GPUs. The environment variable
 ``FOMM_BACKEND`` (``torch``, ``onnx``, ``openvino``, ``auto``) overrides the default. Parity
 with the original code is defined on the torch eager path (``--backend torch``).
@@ -27,7 +28,9 @@ import torch
 from torch import Tensor, nn
 
 from fomm.errors import FommError
-from fomm.graphs import (
+from fomm.models.generator import GeneratorOutput
+from fomm.models.motion import Keypoints
+from fomm.runtime.graphs import (
     GraphNetworks,
     LazyGraphs,
     cache_folder,
@@ -36,9 +39,7 @@ from fomm.graphs import (
     model_key,
     to_array,
 )
-from fomm.models.generator import GeneratorOutput
-from fomm.motion import Keypoints
-from fomm.openvino_backend import OpenVinoNetworks, openvino_available
+from fomm.runtime.openvino import OpenVinoNetworks, openvino_available
 
 BACKENDS = ("auto", "torch", "onnx", "openvino")
 GRAPH_BACKENDS = ("onnx", "openvino")  # the backends that run exported graphs

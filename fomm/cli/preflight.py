@@ -70,8 +70,8 @@ def check_animate_inputs(source: str | Path, driving: str | Path,
 
 
 def _check_checkpoint(checkpoint: str) -> None:
+    from fomm.checkpoints.hub import WEIGHTS, how_to_get, resolve
     from fomm.config import preset_names
-    from fomm.hub import WEIGHTS, how_to_get, resolve
 
     if Path(checkpoint).exists() or checkpoint in preset_names():
         return  # (a preset name without weights: load_model says what to pass)

@@ -19,11 +19,11 @@ import cv2
 import numpy as np
 import torch
 
-from fomm.animate import batched, resolve_device
 from fomm.checkpoints import load_checkpoint, read_checkpoint
 from fomm.config import ModelConfig
 from fomm.errors import FommError
-from fomm.image import resize, to_frames, to_tensor
+from fomm.inference.animator import batched, resolve_device
+from fomm.media.image import resize, to_frames, to_tensor
 from fomm.models import Models
 
 # matplotlib's gist_rainbow anchors (position, RGB), the original Visualizer's default colormap
@@ -164,8 +164,8 @@ def reconstruct(options: ReconstructOptions) -> ReconstructionReport:
     """
     from tqdm import tqdm
 
+    from fomm.media.video import VideoWriter
     from fomm.train.data import iter_video, list_videos, split_folder, video_fps
-    from fomm.video import VideoWriter
 
     models, cfg = load_for_evaluation(options.checkpoint, options.config)
     device = resolve_device(options.device)
@@ -280,7 +280,7 @@ def keypoints_video(options: KeypointsOptions) -> Path:
     """
     from tqdm import tqdm
 
-    from fomm.video import VideoWriter, iter_frames, probe
+    from fomm.media.video import VideoWriter, iter_frames, probe
 
     models, cfg = load_for_evaluation(options.checkpoint, options.config)
     device = resolve_device(options.device)

@@ -1,10 +1,10 @@
-"""The ``fomm crop`` subcommand (dataset preparation); ``fomm.cli`` calls :func:`register`."""
+"""The ``fomm crop`` subcommand (dataset preparation); ``fomm.cli.main`` calls :func:`register`."""
 
 from __future__ import annotations
 
 import argparse
 
-from fomm.argtypes import positive_int
+from fomm.cli.argtypes import positive_int
 from fomm.faces.crop import MARGIN
 
 

@@ -1,6 +1,6 @@
 """``fomm train``, ``fomm reconstruct``, ``fomm keypoints``: parse, build options, call one API.
 
-``fomm.cli`` calls :func:`register` with its subparsers.  (The original's ``animate`` mode over
+``fomm.cli.main`` calls :func:`register` with its subparsers.  (The original's ``animate`` mode over
 ``pairs_list``, ``fomm animate-pairs``, is not implemented yet.)
 """
 
@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from fomm.argtypes import (
+from fomm.cli.argtypes import (
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -156,7 +156,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> None:
-    from fomm.evaluate import ReconstructOptions, reconstruct
+    from fomm.train.evaluate import ReconstructOptions, reconstruct
 
     report = reconstruct(ReconstructOptions(
         checkpoint=args.checkpoint, data=args.data, config=args.config, out=args.out,
@@ -181,7 +181,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
 
 
 def cmd_keypoints(args: argparse.Namespace) -> None:
-    from fomm.evaluate import KeypointsOptions, keypoints_video
+    from fomm.train.evaluate import KeypointsOptions, keypoints_video
 
     out = keypoints_video(KeypointsOptions(
         video=args.video, checkpoint=args.checkpoint, output=args.output, config=args.config,

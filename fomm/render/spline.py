@@ -2,7 +2,7 @@
 
 A bicubic kernel sampling between pixels keeps only part of pixel-level detail; a spline of high
 order through the samples keeps almost all of it up to the image's own band limit. Used once per
-source by :mod:`fomm.detail` before its warp samples the doubled source bicubically.
+source by :mod:`fomm.render.detail` before its warp samples the doubled source bicubically.
 """
 
 from __future__ import annotations

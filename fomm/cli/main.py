@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fomm import __version__
-from fomm.argtypes import positive_int
+from fomm.cli.argtypes import positive_int
 from fomm.errors import FommError
 
 DEFAULT_OUTPUT = "output/result.mp4"
@@ -105,10 +105,10 @@ def options_from_args(args: argparse.Namespace):
 
 
 def cmd_animate(args: argparse.Namespace) -> None:
-    from fomm.preflight import check_animate_inputs
+    from fomm.cli.preflight import check_animate_inputs
 
     check_animate_inputs(args.source, args.driving, args.checkpoint)  # before torch loads
-    from fomm.pipeline import animate_file
+    from fomm.inference.pipeline import animate_file
 
     result = animate_file(args.source, args.driving, args.output, options_from_args(args),
                           checkpoint=args.checkpoint, model_config=args.config)
@@ -117,9 +117,9 @@ def cmd_animate(args: argparse.Namespace) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    from fomm.api import bundled_model_path
     from fomm.checkpoints import load_checkpoint
-    from fomm.hub import resolve
+    from fomm.checkpoints.hub import resolve
+    from fomm.checkpoints.loading import bundled_model_path
     from fomm.models import count_parameters
 
     path = Path(args.checkpoint)
@@ -169,7 +169,7 @@ def cmd_convert(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from fomm.demo import run_demo
+    from fomm.inference.demo import run_demo
 
     run_demo(output_dir=args.output_dir, device=args.device, max_frames=args.max_frames)
 
@@ -177,15 +177,15 @@ def cmd_demo(args: argparse.Namespace) -> None:
 # subcommands whose module is imported only when that subcommand runs (or shows its help):
 # name → (module with register(subparsers), one-line help for `fomm --help`)
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("fomm.train.commands", "train a model on videos (torchrun for many GPUs)"),
-    "reconstruct": ("fomm.train.commands", "evaluate a checkpoint by video reconstruction"),
-    "keypoints": ("fomm.train.commands", "draw a checkpoint's keypoints on a video"),
-    "crop": ("fomm.faces.commands", "cut face tracks out of videos into square clips"),
-    "live": ("fomm.live.commands", "animate a photo live with the face seen by a camera"),
-    "export": ("fomm.export", "export a model to ONNX (kp detector + generator)"),
-    "serve": ("fomm.app.serve", "web page and HTTP API: upload a photo and a clip"),
-    "worker": ("fomm.app.worker", "run the jobs of 'fomm serve --broker' (Redis)"),
-    "weights": ("fomm.hub", "official checkpoints: list them, download PaddleGAN's"),
+    "train": ("fomm.cli.train", "train a model on videos (torchrun for many GPUs)"),
+    "reconstruct": ("fomm.cli.train", "evaluate a checkpoint by video reconstruction"),
+    "keypoints": ("fomm.cli.train", "draw a checkpoint's keypoints on a video"),
+    "crop": ("fomm.cli.faces", "cut face tracks out of videos into square clips"),
+    "live": ("fomm.cli.live", "animate a photo live with the face seen by a camera"),
+    "export": ("fomm.cli.export", "export a model to ONNX (kp detector + generator)"),
+    "serve": ("fomm.cli.serve", "web page and HTTP API: upload a photo and a clip"),
+    "worker": ("fomm.cli.worker", "run the jobs of 'fomm serve --broker' (Redis)"),
+    "weights": ("fomm.cli.weights", "official checkpoints: list them, download PaddleGAN's"),
 }
 
 

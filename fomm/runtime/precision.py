@@ -2,7 +2,7 @@
 
 ``auto`` on a CPU that computes bf16 natively (AVX512-BF16 or AMX) picks, by measurement
 (:func:`resolve_precision`), bf16 on OpenVINO where it is installed (the default backend:
-:mod:`fomm.openvino_backend`), else the faster of bf16 on torch eager and fp32 on ONNX Runtime:
+:mod:`fomm.runtime.openvino`), else the faster of bf16 on torch eager and fp32 on ONNX Runtime:
 fp32 on ONNX Runtime for small networks such as the bundled model, bf16 for the full-size ones;
 fp32 on other CPUs; GPUs keep fp32 unless asked. On the CPU, reduced precision is confined to
 *islands* (on torch eager here, as bf16 layers in the graph on OpenVINO): the
@@ -177,37 +177,3 @@ def islands_enabled(dtype: torch.dtype) -> Iterator[None]:
         yield
     finally:
         _island_dtype.reset(token)
-
-
-def bf16_difference(frames: int = 3, step: int = 13, backend: str = "torch") -> Any:
-    """|bf16 − fp32| of the bundled model on the built-in inputs, in 8-bit levels.
-
-    The demo's talking-face clip (every ``step``-th of its first ``frames`` × ``step`` frames,
-    face-framed) drives the astronaut's face crop at the model size, once per precision on the
-    CPU, both on ``backend`` (``torch``: eager with islands; ``openvino``: its bf16 islands).
-    Used by the precision test and ``benchmarks/animate.py``.
-
-    Returns:
-        int array (frames, H, W, 3) of absolute differences.
-    """
-    import numpy as np
-    from skimage import data
-
-    from fomm.animate import Animator
-    from fomm.api import load_model
-    from fomm.config import AnimateOptions
-    from fomm.demo import _packaged_clip
-    from fomm.faces.track import frame_driving
-    from fomm.pipeline import source_target
-    from fomm.video import iter_frames
-
-    clip = iter_frames(_packaged_clip(), max_frames=frames * step)
-    driving = list(frame_driving(clip, 256))[::step]
-    models, cfg = load_model(None)
-    out = {}
-    for name in ("fp32", "bf16"):
-        animator = Animator(models, cfg, device="cpu", precision=name, backend=backend)
-        crop = source_target(data.astronaut(), animator.size, AnimateOptions()).crops[0]
-        source = animator.prepare_source(crop)
-        out[name] = np.stack(list(animator.animate(source, driving, batch_size=4)))
-    return np.abs(out["bf16"].astype(int) - out["fp32"].astype(int))

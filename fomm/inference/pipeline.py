@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fomm.animate import Animator
 from fomm.config import AnimateOptions, ModelConfig
-from fomm.detail import detail_size, pixel_box
 from fomm.errors import FommError, InputError, NoFaceError
-from fomm.image import even_size, read_image, resize
+from fomm.inference.animator import Animator
+from fomm.media.image import even_size, read_image, resize
+from fomm.media.video import VideoInfo, VideoWriter, iter_frames, probe, read_frame
 from fomm.models import Models
-from fomm.video import VideoInfo, VideoWriter, iter_frames, probe, read_frame
+from fomm.render.detail import detail_size, pixel_box
 
 ProgressFn = Callable[[int, int | None], None]
 
@@ -198,7 +198,7 @@ def animate_file(source: str | Path, driving: str | Path, output: str | Path,
     info = probe(driving, fps=opts.fps) if Path(driving).is_dir() else probe(driving)
     if animator is None:
         if models is None or config is None:
-            from fomm.api import load_model
+            from fomm.checkpoints.loading import load_model
 
             models, config = load_model(checkpoint, config=model_config, flavour=opts.flavour)
         animator = Animator(models, config, opts.device, opts.precision)

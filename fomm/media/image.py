@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from fomm.errors import InputError
-from fomm.fileio import atomic_output
+from fomm.media.fileio import atomic_output
 
 if TYPE_CHECKING:
     import torch

@@ -17,8 +17,8 @@ import av
 import numpy as np
 
 from fomm.errors import InputError
-from fomm.fileio import make_temp_dir, make_temp_file
-from fomm.image import IMAGE_SUFFIXES, check_frame, pad_to_even, read_image, write_image
+from fomm.media.fileio import make_temp_dir, make_temp_file
+from fomm.media.image import IMAGE_SUFFIXES, check_frame, pad_to_even, read_image, write_image
 
 FRAME_SUFFIXES = IMAGE_SUFFIXES - {".gif"}  # files a frame folder may hold
 DEFAULT_FOLDER_FPS = 25.0

@@ -16,23 +16,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fomm import motion
-from fomm.backends import (
+from fomm.config import ModelConfig
+from fomm.errors import FommError
+from fomm.media.image import resize, to_frames, to_tensor
+from fomm.models import Models, motion
+from fomm.models.generator import GeneratorOutput, SourceEncoding
+from fomm.models.motion import Keypoints
+from fomm.runtime.backends import (
     ENV,
     GRAPH_BACKENDS,
     auto_backend,
     build_networks,
     resolve_backend,
 )
-from fomm.config import ModelConfig
-from fomm.errors import FommError
-from fomm.graphs import GraphNetworks
-from fomm.image import resize, to_frames, to_tensor
-from fomm.models import Models
-from fomm.models.generator import GeneratorOutput, SourceEncoding
-from fomm.motion import Keypoints
-from fomm.precision import DTYPES as _DTYPES
-from fomm.precision import islands_enabled, mark_islands, resolve_precision
+from fomm.runtime.graphs import GraphNetworks
+from fomm.runtime.precision import DTYPES as _DTYPES
+from fomm.runtime.precision import islands_enabled, mark_islands, resolve_precision
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -84,7 +83,7 @@ class Animator:
                  precision: str = "fp32", backend: str | None = None) -> None:
         self.device = resolve_device(device)
         # "auto": fp32, or on a CPU with native bf16: bf16 on OpenVINO where installed, else the
-        # faster of bf16 eager and fp32 on ONNX Runtime for these networks (fomm.precision);
+        # faster of bf16 eager and fp32 on ONNX Runtime for these networks (fomm.runtime.precision);
         # auto's graph backends skip PaddleGAN's flavour
         asked = backend or os.environ.get(ENV, "auto") or "auto"
         requested = asked
@@ -108,9 +107,10 @@ class Animator:
         self.batch_faces = self.device.type != "cpu"
         # on the CPU only the convolution stacks run in bf16; sensitive steps stay fp32
         self._islands = self.device.type == "cpu" and self.dtype is not torch.float32
-        if self._islands:  # (the graph backends convert plain copies: fomm.graphs)
+        if self._islands:  # (the graph backends convert plain copies: fomm.runtime.graphs)
             mark_islands(self.kp_detector, self.generator)
-        # per-frame networks on OpenVINO or ONNX Runtime (CPU) or torch eager (fomm.backends);
+        # per-frame networks on OpenVINO or ONNX Runtime (CPU) or torch eager
+        # (fomm.runtime.backends);
         # None reads $FOMM_BACKEND, default auto
         self._graphs: GraphNetworks | None = None
         wanted = resolve_backend(backend, self.device, self.precision)
@@ -158,7 +158,7 @@ class Animator:
         """Encode a source once: uint8 (H, W, 3) (resized to the model) or a (1, 3, S, S) tensor.
 
         ``detail``: the same crop as uint8 (R, R, 3) at the output resolution; results then come
-        at R × R with the photo's detail moved by the dense motion (:mod:`fomm.detail`).
+        at R × R with the photo's detail moved by the dense motion (:mod:`fomm.render.detail`).
         """
         tensor = image.to(self.device) if isinstance(image, Tensor) else self.to_model_input(image)
         with self._autocast():
@@ -170,7 +170,7 @@ class Animator:
     @torch.inference_mode()
     def generator_output(self, source: Source, kp_driving: Keypoints) -> GeneratorOutput:
         """The generator's output for a batch of B driving keypoints, on this backend (the
-        prediction, dense motion and masks that :mod:`fomm.detail` uses)."""
+        prediction, dense motion and masks that :mod:`fomm.render.detail` uses)."""
         if self._graphs is not None:
             if source.arrays is None:
                 source.arrays = self._graphs.source_arrays(source.image, source.encoding)
@@ -186,7 +186,7 @@ class Animator:
         (B, 3, R, R) when the source has ``detail``."""
         out = self.generator_output(source, kp_driving)
         if source.detail is not None:
-            from fomm.detail import render_batched
+            from fomm.render.detail import render_batched
 
             return render_batched(self.generator, out, source.detail)
         return out.prediction.float()
@@ -271,7 +271,7 @@ class Animator:
         for i, source in enumerate(sources):
             part = slice(i * b, (i + 1) * b)
             if getattr(source, "detail", None) is not None:  # --detail: photo-resolution render
-                from fomm.detail import render_batched
+                from fomm.render.detail import render_batched
 
                 results.append(render_batched(self.generator, type(out)(*(
                     None if field is None else field[part] for field in out)), source.detail))

@@ -6,11 +6,11 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from fomm.argtypes import positive_float, positive_int
+from fomm.cli.argtypes import positive_float, positive_int
 
 
 def cmd_live(args: argparse.Namespace) -> None:
-    from fomm.cli import options_from_args
+    from fomm.cli.main import options_from_args
     from fomm.live import LiveOptions, run_live
 
     animate = dataclasses.replace(options_from_args(args), progress=False)
@@ -33,7 +33,7 @@ def cmd_live(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``fomm live`` to the command line."""
-    from fomm.cli import add_animate_arguments, add_model_arguments
+    from fomm.cli.main import add_animate_arguments, add_model_arguments
 
     p = sub.add_parser(
         "live",

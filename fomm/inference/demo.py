@@ -14,8 +14,8 @@ import numpy as np
 
 from fomm.config import AnimateOptions
 from fomm.errors import FommError
-from fomm.image import resize, write_image
-from fomm.video import VideoWriter, iter_frames, probe
+from fomm.media.image import resize, write_image
+from fomm.media.video import VideoWriter, iter_frames, probe
 
 DRIVING_CLIP = "carphone_pristine.mp4"
 
@@ -51,7 +51,7 @@ def builtin_inputs(folder: str | Path) -> tuple[Path, Path]:
 def side_by_side(source: Path, driving: Path, result: Path, output: Path,
                  height: int = 256) -> Path:
     """Write ``source | driving | result`` panels, each ``height`` px tall, frame by frame."""
-    from fomm.image import read_image
+    from fomm.media.image import read_image
 
     def panel(frame: np.ndarray) -> np.ndarray:
         h, w = frame.shape[:2]
@@ -68,7 +68,7 @@ def side_by_side(source: Path, driving: Path, result: Path, output: Path,
 def run_demo(output_dir: str | Path = "output", device: str = "auto",
              max_frames: int | None = None, checkpoint: str | Path | None = None) -> Path:
     """Animate the built-in inputs; writes result.mp4 and result_side_by_side.mp4 in output_dir."""
-    from fomm.pipeline import animate_file
+    from fomm.inference.pipeline import animate_file
 
     out = Path(output_dir)
     source, driving = builtin_inputs(out / "inputs")

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from fomm.models.blocks import AntiAliasInterpolation2d
 from fomm.models.generator import SourceEncoding
-from fomm.motion import Keypoints
+from fomm.models.motion import Keypoints
 
 GRAPH_VERSION = 3  # bump when the exported graphs change (part of the cache key)
 GENERATOR_INPUTS = ("source", "features", "small", "kp_source_value", "kp_source_jacobian",
@@ -139,7 +139,7 @@ def _stride_blurs(root: nn.Module) -> None:
 
 def _plain_copy(module: nn.Module) -> nn.Module:
     """A deep copy of ``module`` in fp32 on the CPU with its classes' own ``forward`` methods: a
-    per-instance ``forward`` (the reduced-precision islands of :mod:`fomm.precision`) would
+    per-instance ``forward`` (the reduced-precision islands of :mod:`fomm.runtime.precision`) would
     still call the original module."""
     module = copy.deepcopy(module).float().to("cpu", memory_format=torch.contiguous_format)
     for sub in module.modules():
@@ -273,9 +273,10 @@ def model_key(*modules: nn.Module, extra: str = "") -> str:
             digest.update(f"{type(sub).__qualname__}{sub.extra_repr()}".encode())
             files.add(inspect.getsourcefile(type(sub)) or "")
     # and the code that makes the graphs (this module, the backends, the precision islands)
-    folder = Path(__file__).parent
-    files.update(str(folder / name) for name in (
-        "motion.py", "graphs.py", "backends.py", "openvino_backend.py", "precision.py"))
+    package = Path(__file__).parents[1]
+    files.update(str(package / name) for name in (
+        "models/motion.py", "runtime/graphs.py", "runtime/backends.py", "runtime/openvino.py",
+        "runtime/precision.py"))
     for file in sorted(files):
         if file and Path(file).is_file():
             digest.update(Path(file).read_bytes())
@@ -317,7 +318,8 @@ def to_array(tensor: Tensor | Any) -> Any:
 
 
 class GraphNetworks:
-    """What a graph backend offers :class:`fomm.animate.Animator`: keypoints of driving frames,
+    """What a graph backend offers :class:`fomm.inference.animator.Animator`: keypoints of driving
+    frames,
     the source's inputs converted once, and the generator for B frames."""
 
     def keypoints(self, images: Tensor) -> Keypoints:

@@ -5,7 +5,8 @@ runs convolutions on oneDNN's kernels, AMX included: at fp32 it ran the bundled 
 1.4× faster than ONNX Runtime on the development machine (``benchmarks/animate.py``).
 
 At bf16 the graph is converted from the modules with only the *islands* of
-:mod:`fomm.precision` (the convolution stacks) and the generator's output head in bf16: each is
+:mod:`fomm.runtime.precision` (the convolution stacks) and the generator's output head in bf16:
+each is
 cast to bf16 on the way in and back to fp32 on the way out, its weights stored in bf16, so
 OpenVINO runs exactly those in bf16 and keeps heatmaps, softmaxes, jacobians, sparse motions,
 grid sampling and the dense-motion heads at fp32 (compiled with an fp32 inference precision;
@@ -15,7 +16,8 @@ bought nothing: 0.14 against 0.14/255 mean and 1/255 at p99 from the fp32 graph 
 smaller frame.
 
 Graphs are converted from the same modules on first use (seconds; no files shipped), saved as
-OpenVINO IR under :func:`fomm.graphs.cache_folder` ``("openvino")`` keyed by weights, code and
+OpenVINO IR under :func:`fomm.runtime.graphs.cache_folder` ``("openvino")`` keyed by weights, code
+and
 precision, and compiled for this CPU each time (about a second).
 """
 
@@ -30,7 +32,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fomm.graphs import (
+from fomm.models.generator import GeneratorOutput
+from fomm.models.motion import Keypoints
+from fomm.runtime.graphs import (
     GraphNetworks,
     LazyGraphs,
     cache_folder,
@@ -39,9 +43,7 @@ from fomm.graphs import (
     model_key,
     to_array,
 )
-from fomm.models.generator import GeneratorOutput
-from fomm.motion import Keypoints
-from fomm.precision import ISLANDS, find_modules
+from fomm.runtime.precision import ISLANDS, find_modules
 
 # the generator's output head runs in bf16 as well (after export_generator merged final and
 # blend into shared_head.conv where both exist; "final" alone otherwise)
@@ -124,7 +126,7 @@ def _convert(module: nn.Module, inputs: tuple[Tensor, ...], names: list[str],
 class OpenVinoNetworks(GraphNetworks):
     """The keypoint detector and the per-frame generator compiled by OpenVINO for the CPU.
 
-    Same interface as :class:`fomm.backends.OnnxNetworks`.
+    Same interface as :class:`fomm.runtime.backends.OnnxNetworks`.
 
     Args:
         kp_detector, generator: fp32 CPU modules in ``eval()`` mode (left unchanged).

@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fomm import motion
+from fomm.models import motion
 from fomm.models.generator import GeneratorOutput, OcclusionAwareGenerator
-from fomm.spline import doubled
+from fomm.render.spline import doubled
 
 DETAIL_MAX = 2048  # largest detail resolution (side of the output crop, pixels)
 CUTOFF = 0.25  # the band split, as a fraction of the model size: above it, the photo's detail
@@ -96,7 +96,7 @@ def sharp_warp(source: Tensor, grid: Tensor, align_corners: bool,
                sampler: Sampler = "spline", resize: bool = False) -> Tensor:
     """Warp the (1, 3, R, R) high-resolution source by a (B, R, R, 2) grid; (B, 3, R, R) in [0, 1].
 
-    ``spline`` samples the source doubled by :func:`fomm.spline.upsample2x` bicubically: the
+    ``spline`` samples the source doubled by :func:`fomm.render.spline.upsample2x` bicubically: the
     source's own pixels where the grid points at them, and sub-pixel detail kept almost whole (a
     bicubic kernel at 2× loses little below the photo's band limit). ``bicubic`` samples the
     source itself. Outside the source the edge is repeated: only its detail is used. With

@@ -1,0 +1,1 @@
+"""Media in and out: image files, videos and frame folders, atomic writes."""
