@@ -483,6 +483,15 @@ def _read_config_text(path_or_name: str | Path) -> tuple[str, str]:
 Precision = Literal["auto", "fp32", "fp16", "bf16"]  # auto: fomm.runtime.precision
 CropDriving = Literal["auto", "on", "off"]
 CROP_DRIVING_CHOICES: tuple[str, ...] = ("auto", "on", "off")
+# the expression layer's regions (fomm.expression.REGIONS): all = FOMM motion + expression,
+# pose = head motion only, expression / eyes / lips = the photo's head with the driver's expression
+Region = Literal["all", "pose", "expression", "eyes", "lips"]
+ANIMATION_REGIONS: tuple[str, ...] = ("all", "pose", "expression", "eyes", "lips")
+EXPRESSION_SCALE_RANGE = (0.0, 2.0)
+EXPRESSION_OFFSET_RANGE = (-1.0, 1.0)
+# AnimateOptions field → what the command line calls it, for one-line errors
+EXPRESSION_FLAGS = {"expression_scale": "--expression-scale", "eye_offset": "--eye-openness",
+                    "mouth_offset": "--mouth-openness", "smile_offset": "--smile"}
 
 
 @dataclass(frozen=True)
@@ -500,6 +509,13 @@ class AnimateOptions:
     Output: ``detail`` renders the face at the photo's resolution (the output's with
     ``crop=False``), moving the photo's own pixels by the dense motion (:mod:`fomm.render.detail`);
     off, the model-size result is scaled up.
+    Expression (:mod:`fomm.expression`, on face crops): ``expression`` renders the driver's eye,
+    brow and mouth shapes on the result; ``animation_region`` picks what moves (``"all"``: head
+    and expression, ``"pose"``: the head only, ``"expression"`` / ``"eyes"`` / ``"lips"``: that
+    part of the face on the still photo, without the motion networks); ``expression_scale``
+    (0..2) is the expression's strength; ``eye_offset`` / ``mouth_offset`` / ``smile_offset``
+    (-1..1) open the eyes and mouth and raise the mouth corners more (positive) or less.
+    ``expression=False`` gives the frames of the motion model alone.
     """
 
     relative: bool = True
@@ -521,13 +537,38 @@ class AnimateOptions:
     fps: float | None = None
     progress: bool = True
     flavour: Flavour | None = None
+    expression: bool = True
+    animation_region: Region = "all"
+    expression_scale: float = 1.0
+    eye_offset: float = 0.0
+    mouth_offset: float = 0.0
+    smile_offset: float = 0.0
 
     def __post_init__(self) -> None:
         if self.crop_driving not in CROP_DRIVING_CHOICES:
             raise ConfigError(f"crop_driving must be one of {', '.join(CROP_DRIVING_CHOICES)}, "
                               f"got {self.crop_driving!r}")
+        check_expression(self.animation_region, self.expression_scale, self.eye_offset,
+                         self.mouth_offset, self.smile_offset)
 
     @property
     def frames_driving(self) -> bool:
         """Whether the driving video's face is framed (``"on"``, or ``"auto"`` with a crop)."""
         return self.crop_driving == "on" or (self.crop_driving == "auto" and self.crop)
+
+
+def check_expression(region: str, scale: float, eye: float = 0.0, mouth: float = 0.0,
+                     smile: float = 0.0) -> None:
+    """A :class:`ConfigError` naming the flag when an expression setting is out of range."""
+    if region not in ANIMATION_REGIONS:
+        raise ConfigError(f"--animation-region must be one of {', '.join(ANIMATION_REGIONS)}, "
+                          f"got {region!r}")
+    values = {"expression_scale": scale, "eye_offset": eye, "mouth_offset": mouth,
+              "smile_offset": smile}
+    for name, value in values.items():
+        low, high = EXPRESSION_SCALE_RANGE if name == "expression_scale" else \
+            EXPRESSION_OFFSET_RANGE
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not low <= value <= high:  # NaN fails too
+            raise ConfigError(f"{EXPRESSION_FLAGS[name]} must be between {low:g} and {high:g}, "
+                              f"got {value!r}")

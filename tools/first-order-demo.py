@@ -16,6 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a plain clone
 
+from fomm.cli.argtypes import bounded  # noqa: E402  (light modules: no torch)
+from fomm.config import ANIMATION_REGIONS  # noqa: E402
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="PaddleGAN-compatible FOMM demo (runs fomm)")
@@ -56,6 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop_driving", choices=["auto", "on", "off"], default="auto",
                    help="fomm extension: frame the driving video's face like the source's "
                         "(default auto: whenever the source face is cropped); off: whole frame")
+    p.add_argument("--expression", choices=["on", "off"], default="on",
+                   help="fomm extension: render the driver's eye, brow and mouth shapes on the "
+                        "face (default on); off: the motion model's frames alone, as PaddleGAN")
+    p.add_argument("--animation_region", choices=ANIMATION_REGIONS, default="all",
+                   help="fomm extension: what moves: all (default), pose (head only), "
+                        "expression, eyes or lips (that part of the face on the still photo)")
+    p.add_argument("--expression_scale", type=bounded(float, 0, high=2), default=1.0,
+                   help="fomm extension: strength of the driver's expression, 0..2 (default 1)")
+    offset = bounded(float, -1, high=1)
+    p.add_argument("--eye_openness", type=offset, default=0.0,
+                   help="fomm extension: eyes more open (up to 1) or closed (down to -1)")
+    p.add_argument("--mouth_openness", type=offset, default=0.0,
+                   help="fomm extension: mouth more open (up to 1) or closed (down to -1)")
+    p.add_argument("--smile", type=offset, default=0.0,
+                   help="fomm extension: mouth corners up (up to 1) or down (down to -1)")
     return p
 
 
@@ -102,6 +120,10 @@ def main(argv: list[str] | None = None) -> None:
         argv_out += ["--max-frames", str(args.max_frames)]
     argv_out += ["--detail", args.detail]
     argv_out += ["--crop-driving", args.crop_driving]
+    argv_out += ["--expression", args.expression, "--animation-region", args.animation_region,
+                 "--expression-scale", repr(args.expression_scale),
+                 "--eye-openness", repr(args.eye_openness),
+                 "--mouth-openness", repr(args.mouth_openness), "--smile", repr(args.smile)]
     if args.weight_path:
         argv_out += ["--checkpoint", args.weight_path]
     else:

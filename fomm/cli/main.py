@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fomm import __version__
-from fomm.cli.argtypes import positive_int
+from fomm.cli.argtypes import bounded, positive_int
 from fomm.errors import FommError
 
 DEFAULT_OUTPUT = "output/result.mp4"
@@ -72,6 +72,7 @@ def add_animate_arguments(parser: argparse.ArgumentParser) -> None:
                      help="auto (default): on a CPU with native bf16 (AVX512-BF16/AMX) the "
                           "convolution stacks in bf16 on OpenVINO (sensitive steps kept in fp32), "
                           "else fp32; fp16/bf16 autocast on a GPU")
+    add_expression_arguments(parser)
     out = parser.add_argument_group("output")
     out.add_argument("--no-audio", dest="audio", action="store_false",
                      help="do not copy the driving video's audio track")
@@ -90,6 +91,30 @@ def add_animate_arguments(parser: argparse.ArgumentParser) -> None:
                      help="no progress bar")
 
 
+def add_expression_arguments(parser: argparse.ArgumentParser) -> None:
+    """--expression, --animation-region, --expression-scale and the eye/mouth/smile offsets."""
+    from fomm.config import ANIMATION_REGIONS
+
+    group = parser.add_argument_group("expression")
+    group.add_argument("--expression", choices=["on", "off"], default="on",
+                       help="'on' (default): render the driver's eye, brow and mouth shapes on "
+                            "the face (needs a face crop: off with --no-crop); 'off': the motion "
+                            "model's frames alone")
+    group.add_argument("--animation-region", choices=ANIMATION_REGIONS, default="all",
+                       help="what moves: 'all' (default) head and expression, 'pose' the head "
+                            "only, 'expression' / 'eyes' / 'lips' that part of the face on the "
+                            "still photo (no motion networks: fast)")
+    group.add_argument("--expression-scale", type=bounded(float, 0, high=2), default=1.0,
+                       metavar="S", help="strength of the driver's expression, 0..2 (default 1)")
+    offset = bounded(float, -1, high=1)
+    group.add_argument("--eye-openness", dest="eye_offset", type=offset, default=0.0,
+                       metavar="X", help="eyes more open (up to 1) or closed (down to -1)")
+    group.add_argument("--mouth-openness", dest="mouth_offset", type=offset, default=0.0,
+                       metavar="X", help="mouth more open (up to 1) or closed (down to -1)")
+    group.add_argument("--smile", dest="smile_offset", type=offset, default=0.0, metavar="X",
+                       help="mouth corners up and out (up to 1) or down (down to -1)")
+
+
 def options_from_args(args: argparse.Namespace):
     from fomm.config import AnimateOptions
 
@@ -101,7 +126,10 @@ def options_from_args(args: argparse.Namespace):
         multi_person=args.multi_person, crop_margin=args.crop_margin,
         result_size=args.result_size, detail=args.detail == "on",
         max_frames=args.max_frames, fps=args.fps,
-        progress=args.progress, flavour=args.flavour)
+        progress=args.progress, flavour=args.flavour,
+        expression=args.expression == "on", animation_region=args.animation_region,
+        expression_scale=args.expression_scale, eye_offset=args.eye_offset,
+        mouth_offset=args.mouth_offset, smile_offset=args.smile_offset)
 
 
 def cmd_animate(args: argparse.Namespace) -> None:
