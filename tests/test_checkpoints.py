@@ -158,3 +158,18 @@ def test_cli_bad_checkpoint_exits_2(tmp_path):
                           text=True, cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_resolve_paths_bundled_names_and_presets(tmp_path):
+    from fomm.checkpoints import DEFAULT_MODEL, bundled_model_path, resolve
+
+    path = tmp_path / "any.safetensors"
+    path.write_bytes(b"x")
+    assert resolve(path) == (path, None)  # a path is taken as it is
+    bundled = bundled_model_path()
+    if bundled is not None:
+        assert resolve(None) == (bundled, None) == resolve(DEFAULT_MODEL)
+    with pytest.raises(CheckpointError, match="is a config preset, not weights.*--config vox-256"):
+        resolve("vox-256")
+    with pytest.raises(CheckpointError, match="checkpoint not found; official checkpoints"):
+        resolve(str(tmp_path / "missing.pth.tar"))

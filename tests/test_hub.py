@@ -78,13 +78,16 @@ def _url(server: Server) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}/{NAME}"
 
 
-def test_download_then_load_by_name(server: Server, cache: Path, payload: bytes) -> None:
+def test_download_then_load_by_name(server: Server, cache: Path, payload: bytes,
+                                    paddle_fixture) -> None:
     path = hub.download(NAME, url=_url(server), progress=False)
     assert path == cache / NAME and path.read_bytes() == payload
     assert [p.name for p in cache.iterdir()] == [NAME]  # no .part left
-    from fomm.checkpoints import load_checkpoint
+    from fomm.checkpoints import resolve
+    from fomm.checkpoints.loading import load_model
 
-    _, config, _ = load_checkpoint(NAME)  # -c NAME: found in the cache, config from the entry
+    assert resolve(NAME) == (path, str(paddle_fixture.config))  # the file and the entry's config
+    _, config = load_model(NAME)  # -c NAME: found in the cache, config from the entry
     assert config.flavour == "paddle"
     assert hub.download(NAME, url=_url(server), progress=False) == path  # cached: no request
     assert len(server.ranges) == 1
@@ -132,12 +135,13 @@ def test_nothing_downloads_unless_asked(cache: Path, monkeypatch: pytest.MonkeyP
         raise AssertionError("a download was attempted")
 
     monkeypatch.setattr(hub.urllib.request, "urlopen", no_network)
-    with pytest.raises(CheckpointError, match="fomm weights download vox-cpk.pdparams"):
-        hub.resolve("vox-cpk.pdparams")
-    from fomm.checkpoints import load_checkpoint
+    from fomm.checkpoints import resolve
+    from fomm.checkpoints.loading import load_model
 
+    with pytest.raises(CheckpointError, match="fomm weights download vox-cpk.pdparams"):
+        resolve("vox-cpk.pdparams")
     with pytest.raises(CheckpointError, match="drive.google.com"):
-        load_checkpoint("vox-cpk.pth.tar")
+        load_model("vox-cpk.pth.tar")
     with pytest.raises(FommError, match="no direct link"):
         hub.download("vox-cpk.pth.tar")
 

@@ -1,9 +1,10 @@
 """Official weights by name: the list, where each comes from, and a cached, resumable download.
 
 Nothing here runs unless asked (``fomm weights download NAME``); ``-c NAME`` then finds the file
-in the per-user cache. Downloads go to ``NAME.part`` beside the final file (resumed with an HTTP
-``Range`` request after an interruption), are checked by a recorded SHA-256 when there is one and
-by loading them strictly, and only then renamed into place.
+in the per-user cache (:func:`fomm.checkpoints.resolve`). Downloads go to ``NAME.part`` beside
+the final file (resumed with an HTTP ``Range`` request after an interruption), are checked by a
+recorded SHA-256 when there is one and by loading them strictly, and only then renamed into
+place.
 """
 
 from __future__ import annotations
@@ -88,17 +89,6 @@ def how_to_get(name: str) -> str:
             f"folder), then pass -c PATH/{w.name}")
 
 
-def resolve(checkpoint: str | os.PathLike) -> str | os.PathLike:
-    """A checkpoint argument as a file to load: an existing path as it is, a known name from the
-    cache; otherwise unchanged (the loader reports it, with :func:`how_to_get`)."""
-    if Path(checkpoint).exists() or str(checkpoint) not in WEIGHTS:
-        return checkpoint
-    cached = cached_path(str(checkpoint))
-    if cached is None:
-        raise CheckpointError(f"{checkpoint}: not downloaded yet; {how_to_get(str(checkpoint))}")
-    return cached
-
-
 def sha256_of(path: Path) -> str:
     """Hex SHA-256 of a file, read in chunks."""
     digest = hashlib.sha256()
@@ -158,7 +148,7 @@ def _verify(part: Path, w: Weights) -> None:
         part.unlink()
         raise CheckpointError(f"{w.name}: downloaded file does not match its recorded SHA-256; "
                               "removed it, try again")
-    from fomm.checkpoints import load_checkpoint
+    from fomm.checkpoints.formats import load_checkpoint
 
     try:
         load_checkpoint(part, config=w.config)
@@ -208,7 +198,3 @@ def table() -> list[tuple[str, str, str, str, str]]:
             state = "downloadable" if w.url else "by hand"
         rows.append((w.name, w.origin, state, w.licence, w.animates))
     return rows
-
-
-
-

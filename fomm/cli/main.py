@@ -145,15 +145,11 @@ def cmd_animate(args: argparse.Namespace) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    from fomm.checkpoints import load_checkpoint
-    from fomm.checkpoints.hub import resolve
-    from fomm.checkpoints.loading import bundled_model_path
+    from fomm.checkpoints import load_checkpoint, resolve
     from fomm.models import count_parameters
 
-    path = Path(args.checkpoint)
-    if not path.exists():  # a bundled model's or downloaded weights' name
-        path = bundled_model_path(args.checkpoint) or Path(resolve(args.checkpoint))
-    models, cfg, ckpt = load_checkpoint(path, config=args.config, flavour=args.flavour)
+    path, preset = resolve(args.checkpoint)  # a path, a bundled or downloaded model's name
+    models, cfg, ckpt = load_checkpoint(path, config=args.config or preset, flavour=args.flavour)
     print(f"file:          {path} ({path.stat().st_size / 2**20:.1f} MiB, {ckpt.format} format)")
     print(f"architecture:  {cfg.architecture}, flavour {cfg.flavour}, {cfg.image_size}x"
           f"{cfg.image_size}, {cfg.num_kp} keypoints")
@@ -172,10 +168,11 @@ def cmd_info(args: argparse.Namespace) -> None:
 def cmd_convert(args: argparse.Namespace) -> None:
     import torch
 
-    from fomm.checkpoints import load_checkpoint, save_checkpoint
+    from fomm.checkpoints import load_checkpoint, resolve, save_checkpoint
     from fomm.checkpoints.original import write_original
 
-    models, cfg, ckpt = load_checkpoint(args.input, config=args.config, flavour=args.flavour,
+    path, preset = resolve(args.input)
+    models, cfg, ckpt = load_checkpoint(path, config=args.config or preset, flavour=args.flavour,
                                         discriminator=False)
     dtype = torch.float16 if args.fp16 else None
     out = Path(args.output)

@@ -70,19 +70,6 @@ def check_animate_inputs(source: str | Path, driving: str | Path,
 
 
 def _check_checkpoint(checkpoint: str) -> None:
-    from fomm.checkpoints.hub import WEIGHTS, how_to_get, resolve
-    from fomm.config import preset_names
+    from fomm.checkpoints.names import resolve
 
-    if Path(checkpoint).exists() or checkpoint in preset_names():
-        return  # (a preset name without weights: load_model says what to pass)
-    if checkpoint in WEIGHTS:
-        resolve(checkpoint)  # raises with how to get it when it is not downloaded
-        return
-    from importlib import resources
-
-    bundled = resources.files("fomm") / "weights" / f"{checkpoint}.safetensors"
-    if "/" not in checkpoint and bundled.is_file():
-        return
-    from fomm.errors import CheckpointError
-
-    raise CheckpointError(f"{checkpoint}: checkpoint not found; {how_to_get(checkpoint)}")
+    resolve(checkpoint)  # raises with what to do for an unknown or undownloaded name

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from fomm.checkpoints import load_checkpoint, read_checkpoint
+from fomm.checkpoints import load_checkpoint, read_checkpoint, resolve
 from fomm.config import ModelConfig
 from fomm.errors import FommError
 from fomm.inference.animator import batched, resolve_device
@@ -66,13 +66,12 @@ def draw_keypoints(frame: np.ndarray, kp: np.ndarray, radius: int | None = None)
 def load_for_evaluation(checkpoint: str | Path, config: str | Path | None = None
                         ) -> tuple[Models, ModelConfig]:
     """A checkpoint's networks (eval mode): ``config`` > config saved by ``fomm train`` > preset."""
+    path, preset = resolve(checkpoint)  # a path, a bundled or downloaded model's name
     resolved: str | Path | ModelConfig | None = config
     if config is None:
-        ckpt = read_checkpoint(checkpoint)
-        saved = ckpt.extra.get("fomm_model_config")
-        if isinstance(saved, dict):
-            resolved = ModelConfig.from_dict(saved, str(checkpoint))
-    models, cfg, _ = load_checkpoint(checkpoint, resolved)
+        saved = read_checkpoint(path).extra.get("fomm_model_config")
+        resolved = ModelConfig.from_dict(saved, str(path)) if isinstance(saved, dict) else preset
+    models, cfg, _ = load_checkpoint(path, resolved)
     return models, cfg
 
 
