@@ -1,0 +1,552 @@
+#!/usr/bin/env python
+"""Validate expression transfer (issue #21) on a tuning or a held-out set; print tables, write JSON.
+
+Every measurement uses dlib's 68 landmarks (``fomm[metrics]``), independent of the FaceMesh model
+the expression layer uses. Per clip (the first ``--max-frames`` frames, framed exactly as
+``fomm animate`` frames a driving video: :func:`fomm.faces.track.frame_driving` at 256):
+
+* **self** (self-reenactment): the clip's first framed frame (a 256 PNG) animated by the framed
+  clip (a PNG folder) through :func:`fomm.inference.pipeline.animate_file`: relative motion, the
+  driving frames whole (``crop_driving="off"``: they are framed already), the source's face crop
+  (which on a framed frame is about the whole frame; the expression layer works on face crops)
+  pasted back into the 256 frame; lossless PNG output.
+* **cross** (cross-reenactment): a photo of another person animated by the raw clip through
+  :func:`~fomm.inference.pipeline.animate_file` with :class:`~fomm.config.AnimateOptions`
+  defaults (face crop, driving framing, paste-back, detail) to an MP4, which is decoded and cut at
+  the paste box (at 256) for measuring.
+
+Every ``--stride``-th frame is measured (all frames are animated, so tracking and smoothing see
+the real frame rate). Reported, result against driver (frames where both have a face):
+
+* ``mouth`` (inner-lip gap), ``width`` (mouth-corner distance: smile), ``eyes`` (lid gap), each
+  over the eye distance (:func:`fomm.train.regions.expression_features`): Pearson ``r`` and
+  ``std_ratio`` (result std / driver std). Both only see changes: the same as first subtracting
+  each signal's first-frame (neutral) value, which is how the photo's own expression is
+  separated from the driver's in the cross protocol.
+* ``face_found``: share of result frames with a face; ``aed``: identity distance of result
+  frames to the source (:func:`fomm.faces.metrics.face_metrics`, dlib embeddings).
+* ``head``: displacement of the stable landmarks (nose bridge and tip, eye corners) of the result
+  from the source's, in source eye distances: per-frame mean, then ``mean`` and ``max`` over
+  frames; ``nose_r`` / ``nose_std_ratio``: how the nose tip's displacement from the first frame
+  (x and y, in eye distances) follows the driver's.
+* ``corners`` (cross only: stitching): mean absolute change (0-255) of the result's pixels in the
+  four corner patches of the paste box from one measured frame to the next (``swim``), and
+  against the photo (``vs_photo``).
+
+Targets (:data:`TARGETS`) are printed as pass/fail per clip and for the mean over clips.
+
+    python benchmarks/validate_expression.py --set tuning --expression off \
+        --out benchmarks/results/expression-validation-tuning-baseline.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from fomm.train.regions import expression_features
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+SIZE = 256
+
+# issue #21's protocol (notes/common.md): parameters may be chosen on TUNING only
+SETS: dict[str, dict[str, list[str]]] = {
+    "tuning": {
+        "clips": [f"videos-extra/{name}.mp4" for name in (
+            "dt_w009_front_happy_level3_001", "dt_w009_front_surprised_level3_001",
+            "dt_m030_front_happy_level3_001", "lp_d5", "lp_d7", "xp_driving_video",
+            "sad_rd_radio2_000", "pcavs_681100216", "eamm_happy")],
+        "photos": [f"images/lp_s{i}.jpg" for i in (0, 1, 2, 3)],
+    },
+    "heldout": {
+        "clips": ["videos/lp_d12.mp4", "videos/lp_d18.mp4", "videos/tp_driving.mp4"] + [
+            f"videos-extra/{name}.mp4" for name in (
+                "dt_w011_front_angry_level3_001", "dt_w011_front_surprised_level3_001",
+                "sad_wda_bobmenendez_000", "vrt_4")],
+        "photos": [f"images/lp_s{i}.jpg" for i in (5, 6, 7, 8, 9, 10, 11)],
+    },
+}
+
+FEATURES = ("mouth", "width", "eyes")  # columns of expression_features
+STABLE = [27, 28, 29, 30, 36, 39, 42, 45]  # nose bridge and tip, eye corners (iBUG 300-W)
+NOSE_TIP = 30
+CORNER_PATCH = (0.10, 0.24)  # corner patches span this range of the box side from each corner
+
+# metric path -> (comparison, bound); per protocol and animation region
+Target = tuple[str, float | tuple[float, float]]
+TARGETS: dict[tuple[str, str], dict[str, Target]] = {
+    ("self", "all"): {"mouth.r": (">=", 0.7), "mouth.std_ratio": ("in", (0.7, 1.3)),
+                      "eyes.r": (">=", 0.5), "width.r": (">=", 0.6), "aed": ("<=", 0.35)},
+    ("cross", "all"): {"mouth.r": (">=", 0.6), "face_found": (">=", 0.99)},
+    ("self", "pose"): {"mouth.std_ratio": ("<=", 0.2)},
+    ("cross", "pose"): {"mouth.std_ratio": ("<=", 0.2), "face_found": (">=", 0.99)},
+    ("self", "expression"): {"head.max": ("<=", 0.05)},
+    ("cross", "expression"): {"head.max": ("<=", 0.05), "face_found": (">=", 0.99)},
+}
+
+
+# ------------------------------------------------------------------------------------------
+# metrics on landmark series (no models needed)
+
+
+def follow(driver: np.ndarray, result: np.ndarray, min_frames: int = 3) -> dict[str, float | None]:
+    """How a result signal follows the driver's: Pearson r and std ratio over finite pairs.
+
+    Args:
+        driver, result: (N,) or (N, D) values per frame (NaN where unknown); for (N, D) the
+            columns are stacked (each measured from its own first value by the caller).
+    Returns:
+        ``r`` (None when either side is constant), ``std_ratio`` (result std / driver std; None
+        when the driver is constant) and ``frames`` used.
+    """
+    d = np.asarray(driver, np.float64).reshape(len(driver), -1)
+    f = np.asarray(result, np.float64).reshape(len(result), -1)
+    ok = np.isfinite(d).all(1) & np.isfinite(f).all(1)
+    d, f = d[ok], f[ok]
+    out: dict[str, float | None] = {"r": None, "std_ratio": None, "frames": int(ok.sum())}
+    if len(d) < min_frames:
+        return out
+    d, f = (d - d.mean(0)).ravel(), (f - f.mean(0)).ravel()
+    sd, sf = float(np.sqrt(np.mean(d**2))), float(np.sqrt(np.mean(f**2)))
+    if sd > 1e-9:
+        out["std_ratio"] = round(sf / sd, 4)
+        if sf > 1e-9:
+            out["r"] = round(float(np.dot(d, f) / (len(d) * sd * sf)), 4)
+    return out
+
+
+def eye_distance(points: np.ndarray) -> np.ndarray:
+    """Distance between the eye centres of (..., 68, 2) landmarks."""
+    return np.linalg.norm(points[..., 36:42, :].mean(-2) - points[..., 42:48, :].mean(-2), axis=-1)
+
+
+def head_displacement(points: np.ndarray, reference: np.ndarray) -> dict[str, float | None]:
+    """Distance of the stable landmarks of each frame from the reference's, in its eye distances.
+
+    Args:
+        points: (N, 68, 2) result landmarks (NaN rows: no face).
+        reference: (68, 2) landmarks of the source.
+    Returns:
+        ``mean`` and ``max`` over frames of the per-frame mean displacement (None without faces).
+    """
+    per_frame = np.linalg.norm(points[:, STABLE] - reference[STABLE], axis=-1).mean(1)
+    per_frame = per_frame[np.isfinite(per_frame)] / float(eye_distance(reference))
+    if not len(per_frame):
+        return {"mean": None, "max": None}
+    return {"mean": round(float(per_frame.mean()), 4), "max": round(float(per_frame.max()), 4)}
+
+
+def nose_motion(points: np.ndarray, scale: float) -> np.ndarray:
+    """(N, 2) nose-tip displacement from the first frame with a face, in units of ``scale``."""
+    nose = points[:, NOSE_TIP]
+    found = np.flatnonzero(np.isfinite(nose).all(1))
+    if not len(found):
+        return np.full_like(nose, np.nan)
+    return (nose - nose[found[0]]) / scale
+
+
+def expression_report(driver: np.ndarray, result: np.ndarray, source: np.ndarray) -> dict:
+    """Expression, head and face-found numbers of result landmarks against the driver's.
+
+    Args:
+        driver, result: (N, 68, 2) landmarks of the driving and the result frames (NaN rows
+            where no face was found).
+        source: (68, 2) landmarks of the source (photo) in the result's coordinates.
+    """
+    fd, fr = expression_features(driver), expression_features(result)
+    found = np.isfinite(result).all((1, 2))
+    report: dict = {"frames": len(result), "face_found": round(float(found.mean()), 4)}
+    for i, name in enumerate(FEATURES):
+        report[name] = follow(fd[:, i], fr[:, i])
+    report["head"] = head_displacement(result, source)
+    drv_scale = np.nanmedian(eye_distance(driver))
+    nose = follow(nose_motion(driver, drv_scale), nose_motion(result, eye_distance(source)))
+    report["nose_r"], report["nose_std_ratio"] = nose["r"], nose["std_ratio"]
+    return report
+
+
+def corner_patches(size: int,
+                   span: tuple[float, float] = CORNER_PATCH) -> list[tuple[slice, slice]]:
+    """(rows, cols) slices of the four corner patches of a size × size paste-box crop."""
+    a, b = round(span[0] * size), round(span[1] * size)
+    near, far = slice(a, b), slice(size - b, size - a)
+    return [(r, c) for r in (near, far) for c in (near, far)]
+
+
+def corner_motion(frames: Sequence[np.ndarray], photo: np.ndarray) -> dict[str, float | None]:
+    """Stitching: how the paste box's corner patches of the result move and differ from the photo.
+
+    Args:
+        frames: result crops of the paste box (uint8, S × S × 3), in order.
+        photo: the photo's crop of the same box, same size.
+    Returns:
+        ``swim``: mean absolute change between consecutive frames, ``vs_photo``: mean absolute
+        difference from the photo (both on 0-255, over the four patches).
+    """
+    patches = corner_patches(photo.shape[0])
+
+    def cut(image: np.ndarray) -> np.ndarray:
+        return np.concatenate([image[r, c].reshape(-1, 3) for r, c in patches]).astype(np.float32)
+
+    cuts = [cut(f) for f in frames]
+    ref = cut(photo)
+    swim = [float(np.abs(b - a).mean()) for a, b in zip(cuts, cuts[1:])]
+    return {"swim": round(float(np.mean(swim)), 3) if swim else None,
+            "vs_photo": round(float(np.mean([np.abs(c - ref).mean() for c in cuts])), 3)
+            if cuts else None}
+
+
+def lookup(row: dict, path: str) -> float | None:
+    """A metric of a report by dotted path (``"mouth.r"``), None when absent."""
+    value: object = row
+    for key in path.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def passes(value: float | None, target: Target) -> bool:
+    """Whether a value meets a target; a missing value fails."""
+    if value is None or not math.isfinite(value):
+        return False
+    op, bound = target
+    if op == ">=":
+        return value >= bound  # type: ignore[operator]
+    if op == "<=":
+        return value <= bound  # type: ignore[operator]
+    low, high = bound  # type: ignore[misc]
+    return low <= value <= high
+
+
+def mean_report(rows: list[dict]) -> dict:
+    """Mean over clips of every numeric leaf of the reports (clips without the value skipped)."""
+    keys: dict[str, None] = {}
+
+    def walk(d: dict, prefix: str) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                keys[f"{prefix}{k}"] = None
+
+    for row in rows:
+        walk(row, "")
+    out: dict = {}
+    for key in keys:
+        values = [v for row in rows if (v := lookup(row, key)) is not None and math.isfinite(v)]
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = round(float(np.mean(values)), 4) if values else None
+    return out
+
+
+def judge(report: dict, protocol: str, region: str) -> dict[str, bool]:
+    """Pass/fail of a report against the targets of its protocol and region."""
+    return {k: passes(lookup(report, k), t) for k, t in TARGETS.get((protocol, region), {}).items()}
+
+
+# ------------------------------------------------------------------------------------------
+# running the animation and measuring
+
+
+def landmarks(frame: np.ndarray) -> np.ndarray:
+    """dlib's (68, 2) landmarks of the largest MTCNN face, NaN when there is none."""
+    from fomm.faces.detect import detect_faces
+    from fomm.faces.landmarks import landmarks_68
+
+    faces = detect_faces(frame)
+    return landmarks_68(frame, faces[0]) if faces else np.full((68, 2), np.nan)
+
+
+def aed(source: np.ndarray, frames: Sequence[np.ndarray], at_most: int) -> float | None:
+    """AED (dlib identity distance) of up to ``at_most`` evenly spread frames to the source."""
+    from fomm.faces.metrics import face_metrics
+
+    picks = np.linspace(0, len(frames) - 1, min(at_most, len(frames))).round().astype(int)
+    picks = np.unique(picks)
+    result = face_metrics(((source, frames[i]) for i in picks), akd=False).aed
+    return round(result.value, 4) if result.frames else None
+
+
+def expression_fields() -> set[str]:
+    """The expression-layer fields AnimateOptions has on this revision (empty before it)."""
+    from fomm.config import AnimateOptions
+
+    names = {f.name for f in dataclasses.fields(AnimateOptions)}
+    return names & {"expression", "animation_region", "expression_scale"}
+
+
+def animate_options(args: argparse.Namespace, **kwargs: object):
+    """AnimateOptions with this run's expression settings on top of ``kwargs``."""
+    from fomm.config import AnimateOptions
+
+    fields = expression_fields()
+    extra: dict[str, object] = {}
+    if args.expression != "default":
+        if "expression" not in fields:
+            if args.expression == "on":
+                sys.exit("--expression on: this revision's AnimateOptions has no expression layer")
+        else:
+            extra["expression"] = args.expression == "on"
+    if args.region != "all" or args.scale != 1.0:
+        if "animation_region" not in fields:
+            sys.exit("--region / --scale: this revision's AnimateOptions has no expression layer")
+        extra["animation_region"] = args.region
+        extra["expression_scale"] = args.scale
+    return AnimateOptions(progress=False, audio=False, **kwargs, **extra)
+
+
+def framed_clip(clip: Path, max_frames: int) -> list[np.ndarray]:
+    """The clip's first frames framed as ``fomm animate`` frames a driving video, at 256."""
+    from fomm.faces.track import frame_driving
+    from fomm.media.video import iter_frames
+
+    return list(frame_driving(iter_frames(clip, max_frames=max_frames), SIZE))
+
+
+def run_self(animator, framed: list[np.ndarray], driver: np.ndarray, args: argparse.Namespace,
+             work: Path) -> tuple[dict, dict, list[np.ndarray]]:
+    """Self-reenactment through animate_file on PNGs; (report, options, measured results)."""
+    from fomm.inference.pipeline import animate_file
+    from fomm.media.image import resize, write_image
+    from fomm.media.video import iter_frames
+
+    source, frames_dir, out_dir = work / "source.png", work / "driving", work / "self-out"
+    write_image(source, framed[0])
+    frames_dir.mkdir()
+    for i, frame in enumerate(framed):
+        write_image(frames_dir / f"{i:06d}.png", frame)
+    opts = animate_options(args, crop_driving="off")
+    animate_file(source, frames_dir, f"{out_dir}/", opts, animator=animator)
+    results = [f if f.shape[0] == SIZE else resize(f, SIZE)
+               for f in list(iter_frames(out_dir))[::args.stride]]
+    points = np.stack([landmarks(f) for f in results])
+    report = expression_report(driver, points, landmarks(framed[0]))
+    report["aed"] = aed(framed[0], results, args.aed_frames)
+    return report, _options(opts), results
+
+
+def run_cross(animator, clip: Path, photo_path: Path, driver: np.ndarray,
+              args: argparse.Namespace, work: Path) -> tuple[dict, dict, list[np.ndarray]]:
+    """Cross-reenactment of a photo through animate_file with the defaults (face crop, paste,
+    detail) to MP4; measured on the output cut at the paste box."""
+    from fomm.faces.crop import crop, square_box
+    from fomm.faces.detect import detect_faces
+    from fomm.inference.pipeline import animate_file
+    from fomm.media.image import read_image
+    from fomm.media.video import iter_frames
+    from fomm.render.detail import pixel_box
+
+    photo = read_image(photo_path)
+    box = square_box(detect_faces(photo)[0], photo.shape)
+    opts = animate_options(args, max_frames=args.max_frames)
+    if opts.detail:
+        box = pixel_box(box)  # as the pipeline pastes with detail
+    output = work / "cross.mp4"
+    animate_file(photo_path, clip, output, opts, animator=animator)
+    results = [crop(f, box, SIZE) for f in list(iter_frames(output))[::args.stride]]
+    photo_crop = crop(photo, box, SIZE)
+    points = np.stack([landmarks(f) for f in results])
+    report = expression_report(driver, points, landmarks(photo_crop))
+    report["aed"] = aed(photo_crop, results, args.aed_frames)
+    report["corners"] = corner_motion(results, photo_crop)
+    return report, _options(opts), results
+
+
+def _options(opts: object) -> dict:
+    return {k: v for k, v in dataclasses.asdict(opts).items()  # type: ignore[call-overload]
+            if k not in ("progress", "audio", "batch_size", "device", "precision")}
+
+
+def git_revision() -> str:
+    """``git describe --always --dirty`` of the checkout (the tree is shared: dirty is common)."""
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, text=True,
+                              capture_output=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def resolve(items: list[str] | None, defaults: list[str]) -> list[Path]:
+    """Paths of ``--clips``/``--photos`` (names of set members, data-relative or real paths)."""
+    if not items:
+        return [DATA / p for p in defaults]
+    out = []
+    for item in items:
+        matches = [DATA / p for p in defaults if Path(p).stem == Path(item).stem]
+        out.append(matches[0] if matches else (Path(item) if Path(item).exists() else DATA / item))
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# printing
+
+
+def _fmt(value: float | None, width: int = 6, digits: int = 2) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:{width}.{digits}f}"
+
+
+HEADER = (f"{'clip':36} {'n':>3} {'face%':>6} | {'mouth r':>7} {'std':>5} | {'width r':>7} "
+          f"{'std':>5} | {'eyes r':>6} {'std':>5} | {'AED':>5} | {'head':>5} {'max':>5} "
+          f"{'nose r':>6} | {'swim':>5} {'photo':>5} | fails")
+
+
+def table_row(name: str, r: dict, verdict: dict[str, bool]) -> str:
+    face = lookup(r, "face_found")
+    fails = [k for k, ok in verdict.items() if not ok]
+    face = None if face is None else 100 * face
+    return (f"{name[:36]:36} {r.get('frames', 0):3d} {_fmt(face, 6, 1)}"
+            f" | {_fmt(lookup(r, 'mouth.r'), 7)} {_fmt(lookup(r, 'mouth.std_ratio'), 5)}"
+            f" | {_fmt(lookup(r, 'width.r'), 7)} {_fmt(lookup(r, 'width.std_ratio'), 5)}"
+            f" | {_fmt(lookup(r, 'eyes.r'), 6)} {_fmt(lookup(r, 'eyes.std_ratio'), 5)}"
+            f" | {_fmt(lookup(r, 'aed'), 5)} | {_fmt(lookup(r, 'head.mean'), 5, 3)}"
+            f" {_fmt(lookup(r, 'head.max'), 5, 3)} {_fmt(lookup(r, 'nose_r'), 6)}"
+            f" | {_fmt(lookup(r, 'corners.swim'), 5, 1)}"
+            f" {_fmt(lookup(r, 'corners.vs_photo'), 5, 1)}"
+            f" | {'PASS' if not fails else 'FAIL ' + ', '.join(fails)}")
+
+
+def print_tables(rows: list[dict], protocols: list[str], region: str) -> dict:
+    """Per-clip table and the mean per protocol; returns the aggregate for the JSON."""
+    aggregate: dict = {}
+    for protocol in protocols:
+        reports = [row[protocol] for row in rows if protocol in row]
+        if not reports:
+            continue
+        print(f"\n{protocol} ({region})   targets: "
+              + ", ".join(f"{k} {op} {b}" for k, (op, b) in
+                          TARGETS.get((protocol, region), {}).items()))
+        print(HEADER)
+        for row in rows:
+            if protocol in row:
+                name = row["clip"] + (f" <- {row['photo']}" if protocol == "cross" else "")
+                print(table_row(name, row[protocol], row[f"{protocol}_pass"]))
+        mean = mean_report(reports)
+        mean["frames"] = int(sum(r["frames"] for r in reports))
+        verdict = judge(mean, protocol, region)
+        per_clip = {k: sum(row[f"{protocol}_pass"][k] for row in rows if protocol in row)
+                    for k in verdict}
+        print(table_row("MEAN", mean, verdict))
+        print("clips passing: " + ", ".join(f"{k} {n}/{len(reports)}" for k, n in per_clip.items()))
+        aggregate[protocol] = {"mean": mean, "mean_pass": verdict,
+                               "clips_passing": per_clip, "clips": len(reports)}
+    return aggregate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", choices=sorted(SETS), required=True)
+    parser.add_argument("--clips", nargs="+", help="a subset of the set's clips (names or paths)")
+    parser.add_argument("--photos", nargs="+", help="photos for cross-reenactment (clip i gets "
+                        "photo i modulo their count; default: the set's)")
+    parser.add_argument("--protocols", nargs="+", choices=("self", "cross"),
+                        default=["self", "cross"])
+    parser.add_argument("--expression", choices=("on", "off", "default"), default="default",
+                        help="the expression layer (default: AnimateOptions' default)")
+    parser.add_argument("--region", default="all",
+                        help="--animation-region: all, pose, expression, eyes, lips")
+    parser.add_argument("--scale", type=float, default=1.0, help="--expression-scale")
+    parser.add_argument("--stride", type=int, default=2, help="measure every N-th frame")
+    parser.add_argument("--max-frames", type=int, default=150)
+    parser.add_argument("--aed-frames", type=int, default=25,
+                        help="AED over this many evenly spread measured frames")
+    parser.add_argument("--checkpoint", "-c", default=None)
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="write the measured result frames of each clip here (PNG)")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    chosen = SETS[args.set]
+    clips = resolve(args.clips, chosen["clips"])
+    photos = resolve(args.photos, chosen["photos"])
+    missing = [p for p in clips + photos if not p.exists()]
+    if missing:
+        print(f"skipped: the {args.set} set's media are absent ({', '.join(map(str, missing))}); "
+              f"they are expected under {DATA}")
+        return
+    from fomm.checkpoints.loading import load_model
+    from fomm.faces.landmarks import require
+    from fomm.inference.animator import Animator
+
+    require()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from machine import machine  # benchmarks/machine.py
+
+    models, config = load_model(args.checkpoint)
+    animator = Animator(models, config, device="auto", precision="auto")
+    print(f"set {args.set}: {len(clips)} clips; backend {animator.backend}, precision "
+          f"{animator.precision}; expression fields: {sorted(expression_fields()) or 'none'}")
+    rows, options = [], {}
+    started = time.perf_counter()
+    for i, clip in enumerate(clips):
+        t0 = time.perf_counter()
+        framed = framed_clip(clip, args.max_frames)
+        driver = np.stack([landmarks(f) for f in framed[::args.stride]])
+        row: dict = {"clip": clip.stem, "frames_animated": len(framed),
+                     "driver_face_found": round(float(np.isfinite(driver).all((1, 2)).mean()), 4)}
+        with tempfile.TemporaryDirectory(prefix="validate-expression-") as tmp:
+            kept: dict[str, list[np.ndarray]] = {}
+            if "self" in args.protocols:
+                t1 = time.perf_counter()
+                row["self"], options["self"], kept["self"] = run_self(
+                    animator, framed, driver, args, Path(tmp))
+                row["self"]["seconds"] = round(time.perf_counter() - t1, 1)
+                row["self_pass"] = judge(row["self"], "self", args.region)
+            if "cross" in args.protocols:
+                photo = photos[i % len(photos)]
+                row["photo"] = photo.stem
+                t1 = time.perf_counter()
+                row["cross"], options["cross"], kept["cross"] = run_cross(
+                    animator, clip, photo, driver, args, Path(tmp))
+                row["cross"]["seconds"] = round(time.perf_counter() - t1, 1)
+                row["cross_pass"] = judge(row["cross"], "cross", args.region)
+        if args.keep:
+            _keep(args.keep / clip.stem, framed[::args.stride], kept)
+        row["seconds"] = round(time.perf_counter() - t0, 1)
+        rows.append(row)
+        print(f"  {clip.stem}: {row['seconds']} s", flush=True)
+    aggregate = print_tables(rows, args.protocols, args.region)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        result = {
+            "set": args.set, "machine": machine(), "git": git_revision(),
+            "checkpoint": str(args.checkpoint or "bundled"), "backend": animator.backend,
+            "precision": animator.precision,
+            "settings": {"expression": args.expression, "region": args.region,
+                         "scale": args.scale, "stride": args.stride,
+                         "max_frames": args.max_frames, "aed_frames": args.aed_frames},
+            "animate_options": options,
+            "targets": {f"{p}/{r}": {k: [op, b] for k, (op, b) in t.items()}
+                        for (p, r), t in TARGETS.items()},
+            "aggregate": aggregate, "clips": rows,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+
+
+def _keep(folder: Path, driving: list[np.ndarray], kept: dict[str, list[np.ndarray]]) -> None:
+    from fomm.media.image import write_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(driving):
+        row = [frame] + [frames[i] for frames in kept.values() if i < len(frames)]
+        write_image(folder / f"{i:04d}.png", np.concatenate(row, axis=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""The metric functions of benchmarks/validate_expression.py on synthetic landmark series."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import validate_expression as v  # noqa: E402  (benchmarks/validate_expression.py)
+
+EYE_DISTANCE = 60.0
+
+
+def face(mouth: float = 0.0, width: float = 50.0, lids: float = 8.0, dx: float = 0.0,
+         dy: float = 0.0) -> np.ndarray:
+    """(68, 2) iBUG landmarks with the given inner-lip gap, mouth width and lid gap (pixels);
+    eye centres 60 pixels apart, everything shifted by (dx, dy)."""
+    p = np.zeros((68, 2))
+    p[:17] = np.stack([np.linspace(70, 190, 17), np.full(17, 180.0)], 1)  # jaw (unused)
+    p[17:27] = np.stack([np.linspace(80, 180, 10), np.full(10, 85.0)], 1)  # brows
+    p[27:31] = np.stack([np.full(4, 130.0), np.linspace(100, 140, 4)], 1)  # nose bridge, tip
+    p[31:36] = np.stack([np.linspace(120, 140, 5), np.full(5, 145.0)], 1)
+    for start, cx in ((36, 100.0), (42, 160.0)):  # corner, upper 2, corner, lower 2
+        p[start:start + 6] = [(cx - 15, 100), (cx - 5, 100 - lids / 2), (cx + 5, 100 - lids / 2),
+                              (cx + 15, 100), (cx + 5, 100 + lids / 2), (cx - 5, 100 + lids / 2)]
+    p[48], p[54] = (130 - width / 2, 170), (130 + width / 2, 170)
+    p[49:54] = np.stack([np.linspace(115, 145, 5), np.full(5, 165.0)], 1)
+    p[55:60] = np.stack([np.linspace(145, 115, 5), np.full(5, 178.0)], 1)
+    p[60], p[64] = (120, 170), (140, 170)
+    p[61:64] = np.stack([[125, 130, 135], np.full(3, 170 - mouth / 2)], 1)
+    p[65:68] = np.stack([[135, 130, 125], np.full(3, 170 + mouth / 2)], 1)
+    return p + (dx, dy)
+
+
+def series(n: int = 40, **scale: float) -> np.ndarray:
+    """A talking, smiling, blinking face over n frames; ``scale`` multiplies each change."""
+    t = np.arange(n)
+    mouth = 10 + 8 * np.sin(t / 3) * scale.get("mouth", 1.0)
+    width = 50 + 6 * np.cos(t / 5) * scale.get("width", 1.0)
+    lids = 8 - 6 * (t % 10 == 4) * scale.get("eyes", 1.0)
+    shift = scale.get("shift", 0.0)
+    nose = scale.get("nose", 1.0)
+    return np.stack([face(m, w, e, shift + nose * 4 * np.sin(i / 7), shift)
+                     for i, (m, w, e) in enumerate(zip(mouth, width, lids))])
+
+
+def test_follow_scaled_copy_and_gaps():
+    driver = np.sin(np.arange(30) / 4)
+    result = 0.5 * driver + 3
+    result[[3, 7]] = np.nan  # frames without a face are skipped on both sides
+    out = v.follow(driver, result)
+    assert out["r"] == pytest.approx(1.0) and out["std_ratio"] == pytest.approx(0.5)
+    assert out["frames"] == 28
+    anti = v.follow(driver, -driver)
+    assert anti["r"] == pytest.approx(-1.0) and anti["std_ratio"] == pytest.approx(1.0)
+
+
+def test_follow_undefined_cases():
+    assert v.follow(np.ones(10), np.arange(10.0))["std_ratio"] is None  # constant driver
+    still = v.follow(np.arange(10.0), np.ones(10))
+    assert still["r"] is None and still["std_ratio"] == 0.0  # the result never moves
+    assert v.follow(np.arange(2.0), np.arange(2.0))["r"] is None  # too few frames
+
+
+def test_expression_report_tracks_each_feature():
+    driver = series()
+    result = series(mouth=0.8, width=0.5, eyes=1.0)
+    report = v.expression_report(driver, result, driver[0])
+    assert report["frames"] == 40 and report["face_found"] == 1.0
+    assert report["mouth"]["r"] == pytest.approx(1.0, abs=1e-4)
+    assert report["mouth"]["std_ratio"] == pytest.approx(0.8, abs=1e-3)
+    assert report["width"]["std_ratio"] == pytest.approx(0.5, abs=1e-3)
+    assert report["eyes"]["r"] == pytest.approx(1.0, abs=1e-4)
+    assert report["nose_r"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_expression_report_frozen_mouth_and_missing_faces():
+    driver = series()
+    result = series(mouth=0.0)
+    result[5] = np.nan
+    report = v.expression_report(driver, result, driver[0])
+    assert report["face_found"] == pytest.approx(39 / 40)
+    assert report["mouth"]["std_ratio"] == 0.0 and report["mouth"]["r"] is None
+    assert report["mouth"]["frames"] == 39
+
+
+def test_head_displacement_in_eye_distances():
+    reference = face()
+    points = np.stack([face(mouth=12, dx=3.0), face(mouth=2, dx=1.5), face()])
+    points = np.concatenate([points, np.full((1, 68, 2), np.nan)])
+    head = v.head_displacement(points, reference)  # mouth changes do not count
+    assert head["max"] == pytest.approx(3.0 / EYE_DISTANCE)
+    assert head["mean"] == pytest.approx(4.5 / 3 / EYE_DISTANCE)
+    assert v.head_displacement(np.full((2, 68, 2), np.nan), reference) == {"mean": None,
+                                                                           "max": None}
+
+
+def test_nose_follow_half_the_motion():
+    driver = series(nose=1.0)
+    result = series(nose=0.5, shift=20.0)  # a constant offset is not motion
+    report = v.expression_report(driver, result, driver[0])
+    assert report["nose_std_ratio"] == pytest.approx(0.5, abs=1e-3)
+    assert report["nose_r"] == pytest.approx(1.0, abs=1e-4)
+    assert report["head"]["mean"] == pytest.approx(20 * math.sqrt(2) / EYE_DISTANCE, rel=0.2)
+
+
+def test_corner_motion_sees_only_the_corners():
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    still = v.corner_motion([photo.copy() for _ in range(3)], photo)
+    assert still == {"swim": 0.0, "vs_photo": 0.0}
+    centre = []
+    for i in range(3):  # the face in the middle moves, the corners stay
+        f = photo.copy()
+        f[24:40, 24:40] = 40 * i
+        centre.append(f)
+    assert v.corner_motion(centre, photo) == {"swim": 0.0, "vs_photo": 0.0}
+    swim = []
+    for i in range(3):  # a corner patch brightens by 10 each frame
+        f = photo.astype(np.int16)
+        rows, cols = v.corner_patches(64)[0]
+        f[rows, cols] = np.clip(f[rows, cols] + 10 * i, 0, 255)
+        swim.append(f.astype(np.uint8))
+    out = v.corner_motion(swim, photo)
+    assert 0 < out["swim"] <= 10 / 4 and 0 < out["vs_photo"] < out["swim"] * 2
+
+
+def test_corner_patches_inside_the_box():
+    patches = v.corner_patches(256)  # 10 % to 24 % of the side from each corner
+    near, far = slice(26, 61), slice(195, 230)
+    assert patches == [(near, near), (near, far), (far, near), (far, far)]
+
+
+def test_targets_and_judge():
+    assert v.passes(0.7, (">=", 0.7)) and not v.passes(0.69, (">=", 0.7))
+    assert v.passes(0.2, ("<=", 0.2)) and not v.passes(0.21, ("<=", 0.2))
+    assert v.passes(1.3, ("in", (0.7, 1.3))) and not v.passes(0.6, ("in", (0.7, 1.3)))
+    assert not v.passes(None, (">=", 0.0)) and not v.passes(math.nan, ("<=", 1.0))
+    report = {"mouth": {"r": 0.8, "std_ratio": 1.5}, "eyes": {"r": 0.6}, "width": {"r": None},
+              "aed": 0.3}
+    verdict = v.judge(report, "self", "all")
+    assert verdict == {"mouth.r": True, "mouth.std_ratio": False, "eyes.r": True,
+                       "width.r": False, "aed": True}
+    assert v.judge({"head": {"max": 0.04}}, "self", "expression") == {"head.max": True}
+
+
+def test_mean_report_skips_missing_values():
+    rows = [{"frames": 10, "mouth": {"r": 0.5, "std_ratio": None}, "aed": 0.2},
+            {"frames": 20, "mouth": {"r": 0.7, "std_ratio": 1.0}}]
+    mean = v.mean_report(rows)
+    assert mean["frames"] == 15 and mean["aed"] == 0.2
+    assert mean["mouth"] == {"r": pytest.approx(0.6), "std_ratio": 1.0}
+
+
+def test_sets_are_disjoint_and_resolved_by_name():
+    tuning, heldout = v.SETS["tuning"], v.SETS["heldout"]
+    for key in ("clips", "photos"):
+        assert not {Path(p).stem for p in tuning[key]} & {Path(p).stem for p in heldout[key]}
+    assert v.resolve(["lp_d5"], tuning["clips"]) == [v.DATA / "videos-extra/lp_d5.mp4"]
+    assert v.resolve(None, heldout["photos"])[0] == v.DATA / "images/lp_s5.jpg"
