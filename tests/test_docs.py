@@ -64,7 +64,7 @@ def test_docs_site_builds_strictly(tmp_path: Path) -> None:
     run = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
          str(ROOT / "mkdocs.yml"), "--site-dir", str(site)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)  # any folder
     assert run.returncode == 0, run.stdout + run.stderr
     pages = list(site.rglob("*.html"))
     assert (site / "index.html").is_file() and (site / "api" / "index.html").is_file()
