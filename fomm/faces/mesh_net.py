@@ -1,0 +1,97 @@
+"""A small convolutional graph executed in PyTorch from fomm's graph format.
+
+The format (written by :mod:`fomm.faces.mesh_tflite`) is a safetensors file whose tensors are
+the weights in PyTorch layout and whose metadata key ``graph`` holds the op list as JSON: convs
+(plain and depthwise, explicit asymmetric padding), PReLU, add, max-pool and channel padding, in
+NCHW. :class:`GraphNet` runs it in eager mode; being a plain static module it also traces to ONNX.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from torch import nn
+
+
+def _act(x: torch.Tensor, name: str) -> torch.Tensor:
+    if name == "relu":
+        return F.relu(x)
+    if name == "relu6":
+        return F.relu6(x)
+    return x
+
+
+class GraphNet(nn.Module):
+    """Runs a graph spec on NCHW float32 input; returns the outputs in the spec's order."""
+
+    def __init__(self, spec: dict[str, Any], weights: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.spec = spec
+        self.ops: list[dict[str, Any]] = spec["ops"]
+        self.input_id: int = spec["inputs"][0]["id"]
+        self.output_ids: list[int] = [o["id"] for o in spec["outputs"]]
+        for name, value in weights.items():
+            self.register_buffer(name, value.float().contiguous(), persistent=False)
+        # when each intermediate can be dropped (keeps peak memory low)
+        last_use: dict[int, int] = {}
+        for k, op in enumerate(self.ops):
+            for i in op["x"] if isinstance(op["x"], list) else [op["x"]]:
+                last_use[i] = k
+        self._free = [
+            [i for i, k2 in last_use.items() if k2 == k and i not in self.output_ids]
+            for k in range(len(self.ops))
+        ]
+
+    @classmethod
+    def load(cls, path: str | Path) -> GraphNet:
+        with safe_open(str(path), framework="pt") as f:
+            spec = json.loads(f.metadata()["graph"])
+            weights = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+        return cls(spec, weights)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        values: dict[int, torch.Tensor] = {self.input_id: x}
+        for k, op in enumerate(self.ops):
+            kind = op["op"]
+            if kind == "conv":
+                inp = values[op["x"]]
+                left, right, top, bottom = op["pad"]
+                if left == right and top == bottom:
+                    padding: tuple[int, int] | int = (top, left)
+                else:
+                    inp = F.pad(inp, (left, right, top, bottom))
+                    padding = 0
+                bias = getattr(self, op["b"]) if "b" in op else None
+                y = F.conv2d(
+                    inp,
+                    getattr(self, op["w"]),
+                    bias,
+                    stride=op["stride"],
+                    padding=padding,
+                    groups=op["groups"],
+                )
+                y = _act(y, op["act"])
+            elif kind == "prelu":
+                y = F.prelu(values[op["x"]], getattr(self, op["a"]))
+            elif kind == "add":
+                a, b = op["x"]
+                y = _act(values[a] + values[b], op["act"])
+            elif kind == "maxpool":
+                inp = values[op["x"]]
+                left, right, top, bottom = op["pad"]
+                if left or right or top or bottom:
+                    inp = F.pad(inp, (left, right, top, bottom), value=float("-inf"))
+                y = F.max_pool2d(inp, op["k"], op["stride"])
+            elif kind == "pad":
+                y = F.pad(values[op["x"]], op["pad"])
+            else:
+                raise ValueError(f"unknown op {kind!r}")
+            values[op["y"]] = y
+            for i in self._free[k]:
+                values.pop(i, None)
+        return tuple(values[i] for i in self.output_ids)
