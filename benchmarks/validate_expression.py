@@ -156,13 +156,16 @@ def nose_motion(points: np.ndarray, scale: float) -> np.ndarray:
     return (nose - nose[found[0]]) / scale
 
 
-def expression_report(driver: np.ndarray, result: np.ndarray, source: np.ndarray) -> dict:
+def expression_report(driver: np.ndarray, result: np.ndarray, source: np.ndarray,
+                      series: bool = False) -> dict:
     """Expression, head and face-found numbers of result landmarks against the driver's.
 
     Args:
         driver, result: (N, 68, 2) landmarks of the driving and the result frames (NaN rows
             where no face was found).
         source: (68, 2) landmarks of the source (photo) in the result's coordinates.
+        series: also return the per-frame features (``series``: driver and result, each N
+            rows of mouth, width, eyes; None where no face).
     """
     fd, fr = expression_features(driver), expression_features(result)
     found = np.isfinite(result).all((1, 2))
@@ -173,6 +176,10 @@ def expression_report(driver: np.ndarray, result: np.ndarray, source: np.ndarray
     drv_scale = np.nanmedian(eye_distance(driver))
     nose = follow(nose_motion(driver, drv_scale), nose_motion(result, eye_distance(source)))
     report["nose_r"], report["nose_std_ratio"] = nose["r"], nose["std_ratio"]
+    if series:
+        report["series"] = {name: [[None if not math.isfinite(x) else round(float(x), 4)
+                                    for x in row] for row in f]
+                            for name, f in (("driver", fd), ("result", fr))}
     return report
 
 
@@ -335,7 +342,7 @@ def run_self(animator, framed: list[np.ndarray], driver: np.ndarray, args: argpa
     results = [f if f.shape[0] == SIZE else resize(f, SIZE)
                for f in list(iter_frames(out_dir))[::args.stride]]
     points = np.stack([landmarks(f) for f in results])
-    report = expression_report(driver, points, landmarks(framed[0]))
+    report = expression_report(driver, points, landmarks(framed[0]), args.series)
     report["aed"] = aed(framed[0], results, args.aed_frames)
     return report, _options(opts), results
 
@@ -361,7 +368,7 @@ def run_cross(animator, clip: Path, photo_path: Path, driver: np.ndarray,
     results = [crop(f, box, SIZE) for f in list(iter_frames(output))[::args.stride]]
     photo_crop = crop(photo, box, SIZE)
     points = np.stack([landmarks(f) for f in results])
-    report = expression_report(driver, points, landmarks(photo_crop))
+    report = expression_report(driver, points, landmarks(photo_crop), args.series)
     report["aed"] = aed(photo_crop, results, args.aed_frames)
     report["corners"] = corner_motion(results, photo_crop)
     return report, _options(opts), results
@@ -465,6 +472,8 @@ def main() -> None:
     parser.add_argument("--aed-frames", type=int, default=25,
                         help="AED over this many evenly spread measured frames")
     parser.add_argument("--checkpoint", "-c", default=None)
+    parser.add_argument("--series", action="store_true",
+                        help="store the per-frame mouth, width and eye features in the JSON")
     parser.add_argument("--keep", type=Path, default=None,
                         help="write the measured result frames of each clip here (PNG)")
     parser.add_argument("--out", type=Path, default=None)

@@ -162,3 +162,13 @@ def test_sets_are_disjoint_and_resolved_by_name():
         assert not {Path(p).stem for p in tuning[key]} & {Path(p).stem for p in heldout[key]}
     assert v.resolve(["lp_d5"], tuning["clips"]) == [v.DATA / "videos-extra/lp_d5.mp4"]
     assert v.resolve(None, heldout["photos"])[0] == v.DATA / "images/lp_s5.jpg"
+
+
+def test_series_are_per_frame_features():
+    driver = series(n=6)
+    result = driver.copy()
+    result[2] = np.nan
+    report = v.expression_report(driver, result, driver[0], series=True)
+    assert len(report["series"]["driver"]) == 6 and report["series"]["result"][2] == [None] * 3
+    assert report["series"]["result"][0] == report["series"]["driver"][0]
+    assert report["series"]["driver"][0][0] == pytest.approx(10 / EYE_DISTANCE, abs=1e-4)
