@@ -1,0 +1,83 @@
+"""Closing eyelids: the upper lid slides down over the eye, the lid skin above it following.
+
+A smooth warp cannot close an eye: pulling the upper lid onto the lower one squeezes the iris
+and folds the skin around it. An eyelid instead slides over the eyeball, so the closing is a
+column-wise map in the face's axes, within the eye: above the wanted lid line, a band of lid
+skin above the (warped) lid is stretched down to it; below it, the eye stays where it is (the
+part the lid has not yet covered). The face warp only ever opens eyes; this only closes them.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+BAND = 0.1  # lid skin above the lid that stretches down over the eye (eye distances)
+
+
+def _curve(u: np.ndarray, pu: np.ndarray, pv: np.ndarray) -> np.ndarray:
+    order = np.argsort(pu)
+    return np.interp(u, pu[order], pv[order])
+
+
+def close_lid(
+    image: np.ndarray,
+    lid: np.ndarray,
+    wanted: np.ndarray,
+    origin: np.ndarray,
+    axes: np.ndarray,
+    eye_distance: float,
+) -> np.ndarray:
+    """``image`` with one upper lid slid down from ``lid`` to ``wanted``.
+
+    Args:
+        image: uint8 (H, W, C), changed in place and returned.
+        lid: (k, 2) the upper lid as it is in ``image`` (pixels, corner to corner).
+        wanted: (k, 2) where it should be (the same points, lower or equal in the face).
+        origin: a point of the face (pixels), the origin of the face coordinates.
+        axes: (2, 2) the face's axes (columns: along the eyes, down the face).
+        eye_distance: pixels.
+    """
+    lid_f = (np.asarray(lid, dtype=np.float64) - origin) @ axes / eye_distance
+    want_f = (np.asarray(wanted, dtype=np.float64) - origin) @ axes / eye_distance
+    drop = want_f[:, 1] - lid_f[:, 1]
+    if drop.max() * eye_distance < 0.5:
+        return image
+    h, w = image.shape[:2]
+    band = BAND
+    pts = np.vstack([lid, wanted])
+    corners_box = np.array([lid_f[:, 1].min() - band, want_f[:, 1].max()])
+    top_left = origin + eye_distance * (axes @ np.array([lid_f[:, 0].min(), corners_box[0]]))
+    bottom_right = origin + eye_distance * (axes @ np.array([lid_f[:, 0].max(), corners_box[1]]))
+    box_pts = np.vstack([pts, top_left, bottom_right])
+    x0, y0 = np.floor(box_pts.min(0)).astype(int) - 2
+    x1, y1 = np.ceil(box_pts.max(0)).astype(int) + 3
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return image
+    xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
+    face = (np.stack([xs, ys], axis=-1) - origin) @ axes / eye_distance
+    u, v = face[..., 0], face[..., 1]
+    inside = (u > lid_f[:, 0].min()) & (u < lid_f[:, 0].max())
+    lid_v = _curve(u, lid_f[:, 0], lid_f[:, 1])  # the lid in the image
+    want_v = _curve(u, want_f[:, 0], want_f[:, 1])  # where it goes
+    want_v = np.maximum(want_v, lid_v)
+    top = lid_v - band
+    # the band [top, lid_v] of the image stretched over [top, want_v]
+    stretch = top + (v - top) * (lid_v - top) / np.maximum(want_v - top, 1e-6)
+    covered = inside & (v > top) & (v <= want_v)
+    v_src = np.where(covered, stretch, v)
+    src = origin + eye_distance * (np.stack([u, v_src], axis=-1) @ axes.T)
+    moved = cv2.remap(
+        image,
+        src[..., 0].astype(np.float32),
+        src[..., 1].astype(np.float32),
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    # a one-pixel soft edge along the lid line
+    alpha = np.clip((want_v - v) * eye_distance + 0.5, 0.0, 1.0) * inside
+    alpha = np.where(v > top, alpha, 0.0)[..., None]
+    box = image[y0:y1, x0:x1].astype(np.float32)
+    image[y0:y1, x0:x1] = np.clip(box + alpha * (moved - box) + 0.5, 0, 255).astype(np.uint8)
+    return image

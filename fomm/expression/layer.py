@@ -1,0 +1,255 @@
+"""ExpressionLayer: the driver's facial expression on each rendered frame, by design.
+
+Per face: the photo's landmarks once, the driving reference once, then one call a frame::
+
+    layer = ExpressionLayer(photo_crop, ExpressionOptions(region="all"))
+    for result, driving in zip(fomm_results, driving_crops):
+        frame = layer.apply(result, driving)
+
+Each frame: landmarks of the driving frame and of the result (FaceMesh, on a copy of at most
+``DETECT_SIZE`` pixels), the driver's expression since the reference (geometry.py), the target
+landmarks (the photo's face with the expression, in the result's head pose), a confined
+thin-plate warp of the result onto them (warp.py) and the mouth's interior where the target mouth
+opens wider than the result's (mouth.py). Landmarks are smoothed over time (One-Euro); a frame
+without landmarks holds the last good ones for ``HOLD`` frames, then the result passes unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from fomm.errors import NoFaceError
+from fomm.expression import eyes, geometry, mouth, warp
+from fomm.expression.options import ExpressionOptions
+from fomm.expression.smoothing import OneEuro
+
+if TYPE_CHECKING:
+    from fomm.faces.mesh import FaceLandmarks, FaceMesh
+
+DEFAULT_OPTIONS = ExpressionOptions()  # frozen: safe to share
+DETECT_SIZE = 256  # landmarks are found on a copy at most this large
+HOLD = 5  # frames a missed face keeps the last good landmarks
+# One-Euro settings (face units: eye distances a second); the expression is steadier at rest
+OFFSETS_FILTER = {"min_cutoff": 2.0, "beta": 1.0}
+RESULT_FILTER = {"min_cutoff": 3.0, "beta": 2.0}
+CONTROL_GROUPS = (
+    "face_oval",
+    "left_brow",
+    "right_brow",
+    "nose",
+    "stable",
+    *geometry.LIDS,
+    *geometry.LIPS,
+)
+
+
+class ExpressionLayer:
+    """Per face: the photo's landmarks once, the driving reference once, then one call a frame.
+
+    Args:
+        photo: the face crop of the source photo (uint8 RGB, square, any size; the same framing
+            as the crops later given to :meth:`apply`).
+        options: region, strength and sliders; ``options`` may be replaced between frames.
+        mesh: the landmark detector (default: a new :class:`fomm.faces.mesh.FaceMesh`).
+
+    Raises:
+        NoFaceError: no landmarks on the photo.
+    """
+
+    def __init__(
+        self,
+        photo: np.ndarray,
+        options: ExpressionOptions = DEFAULT_OPTIONS,
+        mesh: FaceMesh | None = None,
+    ) -> None:
+        if mesh is None:
+            from fomm.faces.mesh import FaceMesh
+
+            # one tracker per stream: one network pass a frame each
+            mesh, self._mesh_driving, self._mesh_result = (
+                FaceMesh(),
+                FaceMesh(track=True),
+                FaceMesh(track=True),
+            )
+        else:
+            self._mesh_driving = self._mesh_result = mesh
+        self.options = options
+        self._mesh = mesh
+        self._photo = np.ascontiguousarray(photo)
+        found = self._detect(self._photo)
+        if found is None:
+            raise NoFaceError("no face landmarks found on the photo for the expression layer")
+        self._groups = {name: np.asarray(idx) for name, idx in found.groups.items()}
+        self._photo_points = np.asarray(found.points, dtype=np.float64)
+        self._controls = np.unique(np.concatenate([self._groups[g] for g in CONTROL_GROUPS]))
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the reference, the smoothing and the held landmarks (live: retake)."""
+        self._reference: np.ndarray | None = None
+        self._offsets = OneEuro(**OFFSETS_FILTER)
+        self._result_filter = OneEuro(**RESULT_FILTER)
+        self._held_offsets: np.ndarray | None = None
+        self._held_driving: np.ndarray | None = None
+        self._held_image: np.ndarray | None = None
+        self._offset_misses = 0
+        self._held_result: np.ndarray | None = None
+        self._result_misses = 0
+        self._last_result: np.ndarray | None = self._photo
+        self._last_points: np.ndarray | None = self._photo_points
+
+    def _detect(self, image: np.ndarray, mesh: FaceMesh | None = None) -> FaceLandmarks | None:
+        mesh = self._mesh if mesh is None else mesh
+        h, w = image.shape[:2]
+        factor = min(1.0, DETECT_SIZE / max(h, w))
+        if factor < 1.0:
+            small = cv2.resize(
+                image,
+                (max(1, round(w * factor)), max(1, round(h * factor))),
+                interpolation=cv2.INTER_AREA,
+            )
+            found = mesh.detect(small)
+            return None if found is None else found.scaled(1.0 / factor)
+        return mesh.detect(image)
+
+    def _points(self, image: np.ndarray, mesh: FaceMesh | None = None) -> np.ndarray | None:
+        found = self._detect(image, mesh)
+        return None if found is None else np.asarray(found.points, dtype=np.float64)
+
+    def set_reference(self, driving: np.ndarray) -> bool:
+        """Take ``driving``'s expression as the photo's own; False if it has no face."""
+        points = self._points(np.ascontiguousarray(driving), self._mesh_driving)
+        if points is None:
+            return False
+        self._reference = points
+        self._offsets.reset()
+        self._held_offsets = None
+        return True
+
+    def _driver(self, driving: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The smoothed expression offsets (face units), the driving landmarks and image, or the
+        held ones after a miss; None when there are none."""
+        points = self._points(driving, self._mesh_driving)
+        if points is not None and self._reference is None:
+            self._reference = points
+        if points is None:
+            self._offset_misses += 1
+            if self._held_offsets is None or self._offset_misses > HOLD:
+                return None
+            return self._held_offsets, self._held_driving, self._held_image
+        self._offset_misses = 0
+        offsets = self._offsets(geometry.expression_offsets(points, self._reference, self._groups))
+        self._held_offsets, self._held_driving, self._held_image = offsets, points, driving.copy()
+        return offsets, points, self._held_image
+
+    def _result_points(self, result: np.ndarray) -> np.ndarray | None:
+        """Smoothed landmarks of ``result``; the known ones when it is the same image again."""
+        last = self._last_result
+        if last is not None and last.shape == result.shape and np.array_equal(last, result):
+            return self._last_points
+        points = self._points(result, self._mesh_result)
+        if points is None:
+            self._result_misses += 1
+            if self._held_result is None or self._result_misses > HOLD:
+                return None
+            return self._held_result
+        self._result_misses = 0
+        dist, _ = geometry.face_axes(points, self._groups)
+        dist = max(dist, 1e-6)
+        points = self._result_filter(points / dist) * dist
+        self._held_result = points
+        self._last_result, self._last_points = result.copy(), points
+        return points
+
+    def apply(self, result: np.ndarray, driving: np.ndarray) -> np.ndarray:
+        """The rendered crop: ``result`` with the expression the options ask for.
+
+        Args:
+            result: the frame to render on (uint8 RGB square crop, any size, the photo's
+                framing): the FOMM result for regions all/pose, the photo crop itself for
+                expression/eyes/lips.
+            driving: the driving frame (framed crop, uint8 RGB, any size).
+
+        Returns:
+            A new array shaped like ``result``; ``result``'s pixels where no face is found.
+        """
+        opts = self.options
+        result = np.ascontiguousarray(result)
+        drive = opts.region != "pose" and opts.scale > 0
+        driver = self._driver(np.ascontiguousarray(driving)) if drive else None
+        src = self._result_points(result)
+        if src is None or (drive and driver is None):
+            return result.copy()
+        groups = self._groups
+        photo = self._photo_points
+        face = geometry.slider_offsets(photo, groups, opts.eyes, opts.mouth, opts.smile)
+        if driver is not None:
+            face = face + opts.scale * driver[0]
+        moving = geometry.region_mask(groups, len(photo), opts.region)[:, None]
+        wanted = photo + moving * geometry.to_pixels(face, photo, groups)
+        wanted = np.where(moving > 0, geometry.clamp(wanted, groups, like=photo), photo)
+        stable = groups["stable"]
+        pose = geometry.similarity(photo[stable], src[stable])
+        if opts.region in ("eyes", "lips"):
+            target = src + (wanted - photo) @ pose[:, :2].T  # the rest pinned where it is
+        else:
+            target = geometry.transform(pose, wanted)
+        idx = self._controls
+        oval = groups["face_oval"]
+        warped = _lids_kept_open(src, target, groups)
+        if opts.region in ("eyes", "lips"):
+            outline = np.vstack([_padded(p, groups, opts.region) for p in (src, target)])
+        else:
+            outline = np.vstack([src[oval], target[oval]])
+        out = warp.warp(result, src[idx], warped[idx], outline)
+        dist, axes = geometry.face_axes(target, groups)
+        origin = np.mean(geometry.eye_centres(target, groups), axis=0)
+        for side in ("left", "right"):
+            upper = groups[f"{side}_eye_upper"]
+            out = eyes.close_lid(out, warped[upper], target[upper], origin, axes, dist)
+        if opts.region == "eyes":
+            return out
+        source, source_points = (self._photo, photo) if driver is None else (driver[2], driver[1])
+        inner = groups["lips_inner_upper"], groups["lips_inner_lower"]
+        strength = mouth.fill_strength(
+            geometry.gap(target, *inner, groups),
+            geometry.gap(src, *inner, groups),
+            geometry.gap(source_points, *inner, groups),
+        )
+        return mouth.fill_mouth(out, target, groups, source, source_points, strength, dist)
+
+
+def _lids_kept_open(src: np.ndarray, target: np.ndarray, groups: geometry.Groups) -> np.ndarray:
+    """``target`` with each upper lid no closer to its lower lid than in ``src``: the warp opens
+    eyes, :func:`fomm.expression.eyes.close_lid` closes them."""
+    s_dist, s_axes = geometry.face_axes(src, groups)
+    t_dist, t_axes = geometry.face_axes(target, groups)
+    s_face = (src - np.mean(geometry.eye_centres(src, groups), axis=0)) @ s_axes / s_dist
+    origin = np.mean(geometry.eye_centres(target, groups), axis=0)
+    t_face = (target - origin) @ t_axes / t_dist
+    out = t_face.copy()
+    for side in ("left", "right"):
+        upper = groups[f"{side}_eye_upper"][1:-1]
+        lower = groups[f"{side}_eye_lower"]
+        s_low = np.interp(s_face[upper, 0], *_sorted(s_face[lower]))
+        t_low = np.interp(t_face[upper, 0], *_sorted(t_face[lower]))
+        out[upper, 1] = np.minimum(t_face[upper, 1], t_low - (s_low - s_face[upper, 1]))
+    return out * t_dist @ t_axes.T + origin
+
+
+def _sorted(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(points[:, 0])
+    return points[order, 0], points[order, 1]
+
+
+def _padded(points: np.ndarray, groups: geometry.Groups, region: str) -> np.ndarray:
+    """The points of the eyes' (lips') groups and those points shifted a margin outward along
+    the face's axes: the outline of a warp confined to them."""
+    names = geometry.LIDS if region == "eyes" else geometry.LIPS
+    part = points[np.concatenate([groups[n] for n in names])]
+    dist, axes = geometry.face_axes(points, groups)
+    shifts = [(0, 0), (0.15, 0), (-0.15, 0), (0, 0.25), (0, -0.25)]
+    return np.vstack([part + dist * (axes @ np.asarray(v, dtype=float)) for v in shifts])

@@ -1,0 +1,131 @@
+"""The mouth's interior where a warp opens a mouth wider than the frame shows it.
+
+A warp can stretch a closed mouth open, but it has no teeth to show: it smears the lips. Where
+the target opening is wider than the frame's own, the area inside the target inner-lip contour is
+filled with the interior of another mouth (the driver's, or the photo's own when the photo's
+expression is kept): the region inside its inner-lip contour, mapped onto the target contour by a
+thin-plate spline, colour-matched to the frame's face and feathered into the lips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import cv2
+import numpy as np
+
+from fomm.expression.warp import thin_plate
+
+MIN_OPEN = 0.03  # no fill below this inner-lip opening (eye distances) ...
+FULL_OPEN = 0.06  # ... full fill from this one up
+FEATHER = 0.02  # edge softness of the filled area (eye distances)
+FILL_GRID = 24  # the spline is evaluated on at most this many points a side
+
+
+def inner_contour(points: np.ndarray, groups: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The closed inner-lip contour (M, 2): the upper inner lip, then the lower one back."""
+    upper = groups["lips_inner_upper"]
+    lower = groups["lips_inner_lower"]
+    return np.asarray(points, dtype=np.float64)[np.concatenate([upper, lower[::-1][1:-1]])]
+
+
+def fill_strength(target_gap: float, frame_gap: float, source_gap: float) -> float:
+    """How much of the other mouth's interior to show, 0..1.
+
+    Args:
+        target_gap: the target's mean inner-lip gap (eye distances).
+        frame_gap: the frame's own gap before the warp.
+        source_gap: the gap of the mouth the interior comes from.
+    """
+    if target_gap <= MIN_OPEN:
+        return 0.0
+    opened = min(1.0, (target_gap - MIN_OPEN) / (FULL_OPEN - MIN_OPEN))
+    wider = float(np.clip(2.0 * (1.0 - max(frame_gap, 0.0) / target_gap), 0.0, 1.0))
+    shown = float(np.clip(2.0 * source_gap / target_gap, 0.0, 1.0))  # a closed source shows lips
+    return opened * wider * shown
+
+
+def _mean_colour(
+    image: np.ndarray, points: np.ndarray, groups: Mapping[str, np.ndarray]
+) -> np.ndarray:
+    """Mean colour around the mouth (the outer lips' box, doubled): lips and skin."""
+    lips = np.asarray(points, dtype=np.float64)[
+        np.concatenate([groups["lips_outer_upper"], groups["lips_outer_lower"]])
+    ]
+    centre = (lips.min(0) + lips.max(0)) / 2
+    half = np.maximum(lips.max(0) - lips.min(0), 4.0)
+    h, w = image.shape[:2]
+    x0, y0 = np.clip(np.floor(centre - half).astype(int), 0, (w - 1, h - 1))
+    x1, y1 = np.clip(np.ceil(centre + half).astype(int), 1, (w, h))
+    patch = image[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)].reshape(-1, image.shape[2])
+    return patch.mean(0) + 1.0
+
+
+def fill_mouth(
+    frame: np.ndarray,
+    target: np.ndarray,
+    groups: Mapping[str, np.ndarray],
+    source: np.ndarray,
+    source_points: np.ndarray,
+    strength: float,
+    eye_distance: float,
+) -> np.ndarray:
+    """``frame`` with the area inside the target inner lips showing ``source``'s mouth interior.
+
+    Args:
+        frame: uint8 (H, W, 3), the warped frame (its inner lips at ``target``).
+        target: (N, 2) landmarks of the warped frame (pixels of ``frame``).
+        groups: the landmark groups.
+        source: uint8 (h, w, 3) the image whose mouth interior is shown.
+        source_points: (N, 2) its landmarks (pixels of ``source``).
+        strength: opacity of the fill, 0..1 (see :func:`fill_strength`).
+        eye_distance: the target face's eye distance in pixels (sets the feather).
+
+    Returns:
+        A new frame (``frame`` itself when there is nothing to fill).
+    """
+    if strength <= 0.0:
+        return frame
+    poly_t = inner_contour(target, groups)
+    poly_s = inner_contour(source_points, groups)
+    h, w = frame.shape[:2]
+    feather = max(0.7, FEATHER * eye_distance)
+    pad = int(np.ceil(3 * feather)) + 1
+    x0, y0 = np.floor(poly_t.min(0)).astype(int) - pad
+    x1, y1 = np.ceil(poly_t.max(0)).astype(int) + pad + 1
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return frame
+    bw, bh = x1 - x0, y1 - y0
+    side = float(max(bw, bh))
+    gw, gh = min(FILL_GRID, bw), min(FILL_GRID, bh)
+    gx = (np.arange(gw) + 0.5) * bw / gw - 0.5
+    gy = (np.arange(gh) + 0.5) * bh / gh - 0.5
+    grid = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2) / side
+    centres = (poly_t - (x0, y0)) / side
+    _, keep = np.unique(np.round(centres * 4096), axis=0, return_index=True)
+    mapped = thin_plate(centres[keep], poly_s[keep] / side, grid, smoothing=1e-4)
+    if mapped is None or not np.isfinite(mapped).all():
+        return frame
+    maps = cv2.resize((mapped * side).reshape(gh, gw, 2).astype(np.float32), (bw, bh))
+    interior = cv2.remap(source, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    gain = np.clip(
+        _mean_colour(frame, target, groups) / _mean_colour(source, source_points, groups),
+        0.6,
+        1.6,
+    )
+    interior = interior.astype(np.float32) * gain.astype(np.float32)
+    mask = np.zeros((bh, bw), np.float32)
+    cv2.fillPoly(
+        mask,
+        [np.round((poly_t - (x0, y0)) * 8).astype(np.int32)],
+        1.0,
+        lineType=cv2.LINE_AA,
+        shift=3,
+    )
+    mask = cv2.GaussianBlur(mask, (0, 0), feather) * float(strength)
+    region = frame[y0:y1, x0:x1].astype(np.float32)
+    blended = region + mask[..., None] * (interior - region)
+    out = frame.copy()
+    out[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    return out
