@@ -31,20 +31,38 @@ from fomm.app.jobs import FINISHED, Cancelled, Job, JobQueue, QueueFull, new_job
 from fomm.app.metrics import CONTENT_TYPE, Metrics
 from fomm.app.store import JobStore
 from fomm.app.uploads import MB, UploadError, check_image, check_video, read_form
-from fomm.config import CROP_DRIVING_CHOICES, AnimateOptions
+from fomm.config import (
+    ANIMATION_REGIONS,
+    CROP_DRIVING_CHOICES,
+    EXPRESSION_OFFSET_RANGE,
+    EXPRESSION_SCALE_RANGE,
+    AnimateOptions,
+)
 from fomm.errors import FommError
 
 if TYPE_CHECKING:  # torch is imported only where a model runs (not by a broker's API process)
     from fomm.inference.animator import Animator
 
 log = logging.getLogger("fomm.serve")
-BOOLEAN_OPTIONS = {"relative": True, "adapt_scale": False, "crop": True, "multi_person": False,
-                   "find_best_frame": False, "audio": True, "detail": True}
+# the form's fields and their defaults are AnimateOptions' own
+BOOLEAN_OPTIONS = {name: getattr(AnimateOptions(), name) for name in (
+    "relative", "adapt_scale", "crop", "multi_person", "find_best_frame", "audio", "detail",
+    "expression")}
 INDEX_OPTIONS = ("face_index", "best_frame")
+CHOICE_OPTIONS = {"crop_driving": CROP_DRIVING_CHOICES, "animation_region": ANIMATION_REGIONS}
+# the expression layer's numbers: field → (lowest, highest); defaults are AnimateOptions'
+NUMBER_OPTIONS = {"expression_scale": EXPRESSION_SCALE_RANGE, "eye_offset": EXPRESSION_OFFSET_RANGE,
+                  "mouth_offset": EXPRESSION_OFFSET_RANGE, "smile_offset": EXPRESSION_OFFSET_RANGE}
+EXPRESSION_FIELDS = ("expression", "animation_region", *NUMBER_OPTIONS)
 # CLI flags in core error messages → the form fields that do the same here
 _FLAG_NAMES = {"--no-crop": 'crop=false (on the page: untick "crop the face and paste it back")',
                "--face-index": "face_index",
-               "--best-frame": "best_frame"}
+               "--best-frame": "best_frame",
+               "--animation-region": "animation_region",
+               "--expression-scale": "expression_scale",
+               "--eye-openness": "eye_offset",
+               "--mouth-openness": "mouth_offset",
+               "--smile": "smile_offset"}
 
 
 @dataclass(frozen=True)
@@ -55,7 +73,8 @@ class Settings:
     config: str | None = None
     flavour: str | None = None
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"  # as fomm animate's (fomm.runtime.precision)
+    backend: str | None = None  # auto, torch, onnx, openvino; None: $FOMM_BACKEND, else auto
     batch_size: int = 8
     max_queue: int = 8  # waiting jobs besides the running ones
     workers: int = 1
@@ -109,31 +128,54 @@ def public_message(message: str, names: dict[str, str]) -> str:
     return message
 
 
+def parse_field(key: str, value: str | float | bool) -> Any:
+    """One form field's value (text, or a JSON value from the live socket) → the
+    :class:`AnimateOptions` value; an :class:`UploadError` for an unknown field (400), a
+    malformed value (400) or a number out of range or an unknown choice (422)."""
+    text = str(value).strip().lower()
+    if key in BOOLEAN_OPTIONS:
+        if text not in ("true", "false", "1", "0", "on", "off", "yes", "no"):
+            raise UploadError(400, "invalid_option", f"{key} must be true or false")
+        return text in ("true", "1", "on", "yes")
+    if key in INDEX_OPTIONS:
+        if text and not (text.isascii() and text.isdigit()):  # not "²" or "٣"
+            raise UploadError(400, "invalid_option", f"{key} must be a whole number >= 0")
+        return int(text) if text else None
+    if key in CHOICE_OPTIONS:
+        choices = CHOICE_OPTIONS[key]
+        if text not in choices:
+            status = 400 if key == "crop_driving" else 422
+            raise UploadError(status, "invalid_option",
+                              f"{key} must be one of {', '.join(choices)}, got {text!r}")
+        return text
+    if key in NUMBER_OPTIONS:
+        low, high = NUMBER_OPTIONS[key]
+        try:
+            number = float(text) if text.isascii() and not isinstance(value, bool) else None
+        except ValueError:
+            number = None
+        if number is None:
+            raise UploadError(400, "invalid_option", f"{key} must be a number")
+        if not low <= number <= high:  # NaN fails too
+            raise UploadError(422, "invalid_option",
+                              f"{key} must be between {low:g} and {high:g}, got {text}")
+        return number
+    raise UploadError(400, "unknown_field", f"unknown form field '{key}'")
+
+
 def parse_options(fields: dict[str, str], settings: Settings) -> AnimateOptions:
-    """Form fields → AnimateOptions; unknown or malformed fields are a 400."""
+    """Form fields → AnimateOptions; unknown or malformed fields are a 400, expression values
+    out of range a 422."""
     values: dict[str, Any] = dict(BOOLEAN_OPTIONS)
     for key, text in fields.items():
-        text = text.strip().lower()
-        if key in BOOLEAN_OPTIONS:
-            if text not in ("true", "false", "1", "0", "on", "off", "yes", "no"):
-                raise UploadError(400, "invalid_option", f"{key} must be true or false")
-            values[key] = text in ("true", "1", "on", "yes")
-        elif key in INDEX_OPTIONS:
-            if text and not (text.isascii() and text.isdigit()):  # not "²" or "٣"
-                raise UploadError(400, "invalid_option", f"{key} must be a whole number >= 0")
-            values[key] = int(text) if text else None
-        elif key == "crop_driving":
-            if text not in CROP_DRIVING_CHOICES:
-                raise UploadError(400, "invalid_option", "crop_driving must be auto, on or off")
-            values[key] = text
-        else:
-            raise UploadError(400, "unknown_field", f"unknown form field '{key}'")
+        values[key] = parse_field(key, text)
     if values.get("best_frame") is not None and values["find_best_frame"]:
         raise UploadError(400, "invalid_option", "give best_frame or find_best_frame, not both")
     if values.get("face_index") is not None and values["multi_person"]:
         raise UploadError(400, "invalid_option", "give face_index or multi_person, not both")
     return AnimateOptions(**values, batch_size=settings.batch_size, device=settings.device,
-                          precision=settings.precision, progress=False)
+                          precision=settings.precision, backend=settings.backend,
+                          progress=False)
 
 
 def run_job(animator: Animator, job: Job, on_progress) -> dict[str, Any]:
@@ -164,7 +206,7 @@ def _load_animator(settings: Settings) -> Animator:
 
     models, config = load_model(settings.checkpoint, config=settings.config,
                                 flavour=settings.flavour)
-    return Animator(models, config, settings.device, settings.precision)
+    return Animator(models, config, settings.device, settings.precision, settings.backend)
 
 
 class _Examples:
@@ -413,6 +455,39 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
             raise HTTPException(404, f"no example '{name}'")
         return FileResponse(paths[which])
 
+    previewer = None
+    if animator is not None:  # with a broker no model is loaded here: no previews
+        from fomm.app.preview import Previewer
+
+        previewer = Previewer(animator)
+    preview_limits = {name: limits["source"] for name in PREVIEW_FILES}
+
+    @app.post("/v1/preview", openapi_extra=_PREVIEW_SCHEMA, response_class=Response,
+              summary="One frame, fast: the photo animated by one driving frame (JPEG)")
+    async def preview(request: Request) -> Response:
+        if previewer is None:
+            raise HTTPException(404, "this server runs jobs on workers: no preview here")
+        with tempfile.TemporaryDirectory(dir=data_dir) as tmp:
+            form = await read_form(request.headers.get("content-type", ""),
+                                   request.headers.get("content-length"), request.stream(),
+                                   Path(tmp), preview_limits, settings.upload_idle_s)
+            options = parse_options(form.fields, settings)
+            if "source" not in form.files:
+                raise UploadError(400, "missing_file", "the form has no 'source' file")
+            async with checking:
+                for name, path in form.files.items():
+                    await run_in_threadpool(check_image, path, form.filenames[name],
+                                            settings.max_resolution)
+            files = form.files
+            try:
+                jpeg = await run_in_threadpool(previewer.render, files["source"],
+                                               files.get("driving_frame"),
+                                               files.get("reference_frame"), options)
+            except FommError as err:
+                names = {str(path): form.filenames[name] for name, path in files.items()}
+                raise UploadError(422, "cannot_preview", public_message(str(err), names)) from err
+        return Response(jpeg, media_type="image/jpeg")
+
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(static / "index.html", media_type="text/html")
@@ -445,6 +520,8 @@ def _broker_result(queue, storage, job_id: str, filename: str) -> Response:
                                       "content-disposition": f'inline; filename="{filename}"'})
 
 
+PREVIEW_FILES = ("source", "driving_frame", "reference_frame")
+
 _FORM_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["source", "driving"],
     "properties": {
@@ -466,4 +543,31 @@ _FORM_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/form-da
         "best_frame": {"type": "integer", "minimum": 0},
         "find_best_frame": {"type": "boolean", "default": False},
         "audio": {"type": "boolean", "default": True},
+        "expression": {"type": "boolean", "default": True,
+                       "description": "render the driver's eye, brow and mouth shapes on the "
+                                      "face (needs crop)"},
+        "animation_region": {"type": "string", "enum": list(ANIMATION_REGIONS), "default": "all",
+                             "description": "what moves: all (head and expression), pose (the "
+                                            "head only), expression, eyes or lips (that part of "
+                                            "the face on the still photo)"},
+        "expression_scale": {"type": "number", "minimum": EXPRESSION_SCALE_RANGE[0],
+                             "maximum": EXPRESSION_SCALE_RANGE[1], "default": 1.0,
+                             "description": "strength of the driver's expression"},
+        **{name: {"type": "number", "minimum": EXPRESSION_OFFSET_RANGE[0],
+                  "maximum": EXPRESSION_OFFSET_RANGE[1], "default": 0.0, "description": text}
+           for name, text in (("eye_offset", "eyes more open (+) or closed (-)"),
+                              ("mouth_offset", "mouth more open (+) or closed (-)"),
+                              ("smile_offset", "mouth corners up (+) or down (-)"))},
     }}}}}}
+_OPTION_SCHEMA = {name: value for name, value in _FORM_SCHEMA["requestBody"]["content"][
+    "multipart/form-data"]["schema"]["properties"].items() if name not in ("source", "driving")}
+_PREVIEW_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/form-data": {
+    "schema": {"type": "object", "required": ["source"], "properties": {
+        "source": {"type": "string", "format": "binary", "description": "the still image"},
+        "driving_frame": {"type": "string", "format": "binary",
+                          "description": "one driving frame (image); none: the photo itself "
+                                         "with the expression sliders"},
+        "reference_frame": {"type": "string", "format": "binary",
+                            "description": "the driving frame whose pose and expression count "
+                                           "as the photo's (default: driving_frame)"},
+        **_OPTION_SCHEMA}}}}}}

@@ -3,13 +3,18 @@
 Protocol on ``/v1/live``: the client sends the photo (image bytes) first and gets
 ``{"type": "ready", "width", "height"}`` and the still photo as JPEG bytes; then it sends camera
 frames as JPEG bytes and gets, for each one animated, ``{"type": "frame", "face", "latency_ms",
-"fps", "dropped"}`` followed by the result as JPEG bytes. ``{"type": "reference"}`` takes the
-reference pose again. Newest frame wins: frames that arrive while one is being animated replace
-it and are counted as dropped, never queued. One live session per model: another one is told
-``{"type": "error", "code": "busy"}``. The per-frame work is
-:class:`fomm.live.loop.LiveAnimator`, the step of ``fomm live``, with its defaults: ``--detail``
-off, ``--precision auto`` on a graph backend on a CPU (:func:`fomm.live.loop.live_animator`)
-and torch's own work on one thread beside the backend's (:func:`fomm.live.loop.glue_threads`).
+"fps", "dropped", "expression"}`` followed by the result as JPEG bytes. ``{"type": "reference"}``
+takes the reference pose again; ``{"type": "expression", "expression": true, "animation_region":
+"eyes", "expression_scale": 1.2, "eye_offset": 0, "mouth_offset": 0, "smile_offset": 0}`` (any
+of those fields, as the animate form takes them) changes the expression layer from the next
+frame; a bad value, or a layer that cannot run on the photo, is told in a
+``{"type": "notice", "message"}`` before the next frame. Newest frame wins: frames that arrive
+while one is being animated replace it and are counted as dropped, never queued. One live
+session per model: another one is told ``{"type": "error", "code": "busy"}``. The per-frame
+work is :class:`fomm.live.loop.LiveAnimator`, the step of ``fomm live``, with its defaults:
+``--detail`` off, ``--precision auto`` on a graph backend on a CPU
+(:func:`fomm.live.loop.live_animator`) and torch's own work on one thread beside the backend's
+(:func:`fomm.live.loop.glue_threads`).
 The page keeps two frames in flight (one animating, the next waiting in the slot) and sends a
 new camera frame when a result comes back, so the model never waits for the page's round trip.
 """
@@ -132,7 +137,8 @@ async def _session(ws: WebSocket, animator: Animator, options: AnimateOptions) -
     await ws.send_json({"type": "ready", "width": width, "height": height})
     await ws.send_bytes(encode_jpeg(step.still))
     latest = _Latest()
-    receiver = asyncio.create_task(_receive(ws, latest, step))
+    notices: list[str] = []
+    receiver = asyncio.create_task(_receive(ws, latest, step, options, notices))
     frames_out, start = 0, time.perf_counter()
     try:
         while (item := await latest.take()) is not None:
@@ -144,6 +150,8 @@ async def _session(ws: WebSocket, animator: Animator, options: AnimateOptions) -
             out = await run_in_threadpool(encode_jpeg, step.still if animated is None else animated)
             frames_out += 1
             now = time.perf_counter()
+            while notices:
+                await ws.send_json({"type": "notice", "message": notices.pop(0)})
             await ws.send_json(
                 {
                     "type": "frame",
@@ -151,6 +159,7 @@ async def _session(ws: WebSocket, animator: Animator, options: AnimateOptions) -
                     "latency_ms": round((now - arrived) * 1000, 1),
                     "fps": round(frames_out / max(now - start, 1e-6), 2),
                     "dropped": latest.dropped,
+                    "expression": expression_state(step),
                 }
             )
             await ws.send_bytes(out)
@@ -160,7 +169,44 @@ async def _session(ws: WebSocket, animator: Animator, options: AnimateOptions) -
             await receiver
 
 
-async def _receive(ws: WebSocket, latest: _Latest, step: LiveAnimator) -> None:
+def expression_state(step: LiveAnimator) -> dict | None:
+    """The expression layer's settings as the form names them; None when it is off."""
+    options = step.expression
+    if options is None:
+        return None
+    return {"animation_region": options.region, "expression_scale": options.scale,
+            "eye_offset": options.eyes, "mouth_offset": options.mouth,
+            "smile_offset": options.smile}
+
+
+def change_expression(step: LiveAnimator, options: AnimateOptions, fields: dict) -> str | None:
+    """Apply an ``{"type": "expression", ...}`` message's fields to ``step``, over its current
+    settings; what went wrong in a sentence, or None."""
+    from fomm.app.api import EXPRESSION_FIELDS, parse_field
+    from fomm.app.uploads import UploadError
+    from fomm.inference.pipeline import expression_options
+
+    current = expression_state(step) or {}
+    values: dict = {"expression": step.expression is not None, **current}
+    try:
+        for key, value in fields.items():
+            if key != "type":
+                if key not in EXPRESSION_FIELDS:
+                    return f"unknown expression field '{key}'"
+                values[key] = parse_field(key, value)
+        changed = dataclasses.replace(options, **values)
+    except (UploadError, FommError) as err:
+        return str(err)
+    if not changed.expression:
+        step.set_expression(None)
+        return None
+    if not step.set_expression(expression_options(changed)):
+        return f"the expression layer cannot run on this photo: {step.note}"
+    return None
+
+
+async def _receive(ws: WebSocket, latest: _Latest, step: LiveAnimator, options: AnimateOptions,
+                   notices: list[str]) -> None:
     """Read client messages: frames into the slot (newest wins), commands at once."""
     try:
         while True:
@@ -171,8 +217,14 @@ async def _receive(ws: WebSocket, latest: _Latest, step: LiveAnimator) -> None:
                 latest.put(message["bytes"])
             elif message.get("text"):
                 with contextlib.suppress(ValueError, AttributeError):
-                    if json.loads(message["text"]).get("type") == "reference":
+                    command = json.loads(message["text"])
+                    if command.get("type") == "reference":
                         step.retake()
+                    elif command.get("type") == "expression":
+                        problem = await run_in_threadpool(change_expression, step, options,
+                                                          command)
+                        if problem:
+                            notices.append(problem)
     finally:
         latest.closed = True
         latest.event.set()

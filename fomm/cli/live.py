@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "live",
         help="animate a photo live with the face seen by a camera",
         description="Animate PHOTO with the face a camera sees, in real time: show it in a "
-        "window (keys: r re-takes the reference pose, space pauses, q/Esc quits), "
+        "window (keys: r re-takes the reference pose, space pauses, q/Esc quits, e turns the "
+        "expression layer on or off, 1-5 pick its region, +/- change its strength), "
         "send it to a virtual camera and/or record it. A video file or URL given "
         "as --camera plays as a live stream at its own frame rate; frames that "
         "arrive while one is being animated are dropped, never queued.",

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +23,9 @@ from fomm.media.image import even_size, read_image, resize
 from fomm.media.video import VideoInfo, VideoWriter, iter_frames, probe, read_frame
 from fomm.models import Models
 from fomm.render.detail import detail_size, pixel_box
+
+if TYPE_CHECKING:
+    from fomm.expression import ExpressionLayer, ExpressionOptions
 
 ProgressFn = Callable[[int, int | None], None]
 
@@ -42,6 +47,9 @@ class _Target:
     paste: Callable[[list[np.ndarray]], np.ndarray]  # animated crops → output frame
     # the same crops at the output resolution, uint8 (R, R, 3) (--detail; None: model size)
     details: list[np.ndarray | None] | None = None
+    # turns the paste's colour matching (the generator's tint) on or off; off for crops that
+    # are the photo's own pixels (the expression regions), whose ring changes only by the warp
+    colour_match: Callable[[bool], None] = lambda on: None
 
 
 def _whole_image_target(source: np.ndarray, size: int, result_size: int | None,
@@ -78,12 +86,22 @@ def _face_target(source: np.ndarray, size: int, opts: AnimateOptions) -> _Target
     boxes = [square_box(face, source.shape, **kwargs) for face in chosen]
     if not opts.detail:
         paster = MultiPaster(source, boxes, size)
-        return _Target([crop(source, box, size) for box in boxes], paster.paste)
+        return _Target([crop(source, box, size) for box in boxes], paster.paste,
+                       colour_match=_colour_switch(paster))
     boxes = [pixel_box(box) for box in boxes]  # detail crops copy the photo's pixels
     sides = [detail_size(box[2] - box[0]) for box in boxes]
     paster = MultiPaster(source, boxes, sides)
     return _Target([crop(source, box, size) for box in boxes], paster.paste,
-                   [crop(source, box, side) for box, side in zip(boxes, sides, strict=True)])
+                   [crop(source, box, side) for box, side in zip(boxes, sides, strict=True)],
+                   _colour_switch(paster))
+
+
+def _colour_switch(paster) -> Callable[[bool], None]:
+    def switch(on: bool) -> None:
+        for one in paster.pasters:
+            one.colour_match = on
+
+    return switch
 
 
 def faces_note(found: int, opts: AnimateOptions) -> str:
@@ -109,6 +127,61 @@ def source_target(source: np.ndarray, size: int, opts: AnimateOptions) -> _Targe
     if opts.crop:
         return _face_target(source, size, opts)
     return _whole_image_target(source, size, opts.result_size, opts.detail)
+
+
+def expression_options(opts: AnimateOptions) -> ExpressionOptions:
+    """The expression layer's settings from the animation options (the one place they map)."""
+    from fomm.expression import ExpressionOptions
+
+    return ExpressionOptions(region=opts.animation_region, scale=opts.expression_scale,
+                             eyes=opts.eye_offset, mouth=opts.mouth_offset,
+                             smile=opts.smile_offset)
+
+
+def expression_layers(target: _Target, opts: AnimateOptions,
+                      note: Callable[[str], None] | None = None) -> list[ExpressionLayer] | None:
+    """One :class:`~fomm.expression.ExpressionLayer` per animated face of ``target``, built on
+    the crops its results come at (the detail crops with ``opts.detail``, else the model-size
+    ones); None when the layer is off: ``opts.expression`` off, no face crop (``opts.crop``
+    off), no face-mesh model installed, or no landmarks in a face (``note`` says which)."""
+    note = note or (lambda text: None)
+    if not opts.expression:
+        return None
+    if not opts.crop:
+        note("the expression layer needs a face crop: off with --no-crop")
+        return None
+    from fomm.faces import mesh
+
+    if not mesh.available():
+        note("the expression layer is off: its face-mesh model is not installed")
+        return None
+    from fomm.expression import ExpressionLayer
+
+    options = expression_options(opts)
+    photos = target.details or target.crops
+    try:
+        return [ExpressionLayer(photo, options) for photo in photos]
+    except NoFaceError:
+        note("the expression layer is off: no face landmarks found in the photo's face")
+        return None
+
+
+def uses_motion(opts: AnimateOptions, layers: list[ExpressionLayer] | None) -> bool:
+    """Whether frames need the motion networks: always without a layer; with one, for the
+    regions that move the head (``all``, ``pose``)."""
+    if layers is None:
+        return True
+    from fomm.expression import uses_networks
+
+    return uses_networks(opts.animation_region)
+
+
+def _remembered(frames: Iterable[np.ndarray], buffer: deque) -> Iterator[np.ndarray]:
+    """``frames``, each also appended to ``buffer`` as it is taken (the consumer pops them
+    as its results come: at most one batch is held)."""
+    for frame in frames:
+        buffer.append(frame)
+        yield frame
 
 
 def _driving_frames(driving: str | Path, info: VideoInfo, size: int,
@@ -171,6 +244,39 @@ def _progress_bar(total: int | None, enabled: bool):
                 desc="animating")
 
 
+def _noter(opts: AnimateOptions) -> Callable[[str], None]:
+    def note(text: str) -> None:
+        if opts.progress:
+            print(f"note: {text}", file=sys.stderr)
+
+    return note
+
+
+def _animated(animator: Animator, sources: list, frames: Iterator[np.ndarray], target: _Target,
+              layers: list[ExpressionLayer] | None, reference: np.ndarray | None,
+              opts: AnimateOptions) -> Iterator[list[np.ndarray]]:
+    """For each driving frame, one result crop per face: the motion networks' (without a
+    layer), those with the driving frame's expression rendered on them, or with a region that
+    keeps the head the photo's crops with the expression (no networks)."""
+    if layers is None:
+        yield from animator.animate_many(sources, frames, opts.relative, opts.adapt_scale,
+                                         reference, opts.batch_size)
+        return
+    if not sources:  # expression / eyes / lips: rendered on the still photo
+        target.colour_match(False)
+        photos = target.details or target.crops
+        for driving in frames:
+            yield [layer.apply(photo, driving) for layer, photo in zip(layers, photos,
+                                                                       strict=True)]
+        return
+    taken: deque[np.ndarray] = deque()  # the driving frames whose results are coming
+    for animated in animator.animate_many(sources, _remembered(frames, taken), opts.relative,
+                                          opts.adapt_scale, reference, opts.batch_size):
+        driving = taken.popleft()
+        yield [layer.apply(result, driving) for layer, result in zip(layers, animated,
+                                                                     strict=True)]
+
+
 def animate_file(source: str | Path, driving: str | Path, output: str | Path,
                  opts: AnimateOptions | None = None, *, models: Models | None = None,
                  config: ModelConfig | None = None, animator: Animator | None = None,
@@ -204,9 +310,15 @@ def animate_file(source: str | Path, driving: str | Path, output: str | Path,
         animator = Animator(models, config, opts.device, opts.precision)
     size = animator.size
     target = source_target(source_image, size, opts)
+    layers = expression_layers(target, opts, _noter(opts))
     details = target.details or [None] * len(target.crops)
-    sources = [animator.prepare_source(c, detail=d) for c, d in zip(target.crops, details)]
+    motion = uses_motion(opts, layers)
+    sources = [animator.prepare_source(c, detail=d) for c, d in zip(target.crops, details)
+               ] if motion else []
     reference = _reference_frame(driving, source_image, info, size, opts)
+    if layers is not None and reference is not None:
+        for layer in layers:  # the expression the photo has is the reference frame's
+            layer.set_reference(reference)
     total = info.num_frames
     if opts.max_frames is not None and total is not None:
         total = min(total, opts.max_frames)
@@ -216,8 +328,7 @@ def animate_file(source: str | Path, driving: str | Path, output: str | Path,
     with VideoWriter(output, fps=fps, audio_from=audio) as writer, \
             _progress_bar(total, opts.progress) as bar:
         frames = _driving_frames(driving, info, size, opts)
-        for animated in animator.animate_many(sources, frames, opts.relative, opts.adapt_scale,
-                                              reference, opts.batch_size):
+        for animated in _animated(animator, sources, frames, target, layers, reference, opts):
             frame = target.paste(animated)
             writer.write(frame)
             done += 1

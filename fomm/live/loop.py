@@ -16,14 +16,14 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from fomm.config import AnimateOptions
+from fomm.config import ANIMATION_REGIONS, EXPRESSION_SCALE_RANGE, AnimateOptions
 from fomm.errors import FommError, InputError
 from fomm.inference.animator import Animator, resolve_device
-from fomm.inference.pipeline import source_target
+from fomm.inference.pipeline import expression_layers, expression_options, source_target
 from fomm.live.capture import Capture, Frame
 from fomm.live.framing import LiveFramer
 from fomm.live.sinks import Recorder, VirtualCamera, Window
@@ -33,9 +33,19 @@ from fomm.models.motion import Keypoints
 from fomm.runtime.backends import GRAPH_BACKENDS, onnxruntime_available, torch_threads
 from fomm.runtime.openvino import openvino_available
 
+if TYPE_CHECKING:
+    from fomm.expression import ExpressionOptions
+
 KEY_QUIT = {ord("q"), 27}  # q, Esc
 KEY_REFERENCE = ord("r")
 KEY_PAUSE = ord(" ")
+# the expression layer: e on/off, 1-5 the region (fomm.config.ANIMATION_REGIONS), +/- strength
+KEY_EXPRESSION = ord("e")
+KEY_REGIONS = {ord(str(i + 1)): region for i, region in enumerate(ANIMATION_REGIONS)}
+KEY_STRONGER = {ord("+"), ord("=")}
+KEY_WEAKER = {ord("-"), ord("_")}
+SCALE_STEP = 0.25
+KEYS_HELP = "r reference, space pause, e expression, 1-5 region, +/- strength, q quit"
 
 
 @dataclass(frozen=True)
@@ -216,6 +226,8 @@ class Pose(NamedTuple):
 
     kp: Keypoints  # (1, K, ·) the frame's (smoothed) keypoints
     reference: Keypoints  # (1, K, ·) the reference pose's, as it was for this frame
+    crop: np.ndarray | None = None  # uint8 (S, S, 3) the framed face (the expression's driver)
+    reference_crop: np.ndarray | None = None  # the reference pose's framed face
 
 
 class LiveAnimator:
@@ -242,6 +254,12 @@ class LiveAnimator:
             animator.prepare_source(c, detail=d) for c, d in zip(target.crops, details)
         ]
         self.still = target.paste(list(target.crops))  # the photo as pasted, no motion
+        self._target, self._anim = target, anim
+        self._photos = target.details or list(target.crops)  # the expression is drawn on these
+        self._layers = expression_layers(target, anim, self._note)
+        self._expression = expression_options(anim) if self._layers is not None else None
+        self._layer_reference: np.ndarray | None = None  # the crop the layers' reference is
+        self._reference_crop: np.ndarray | None = None
         self._framer = LiveFramer(
             animator.size,
             detect_every=opts.detect_every,
@@ -251,6 +269,43 @@ class LiveAnimator:
         self._smoother = KeypointSmoother(opts.smoothing_cutoff) if opts.smoothing else None
         self.reference: Keypoints | None = None
         self._retake = False
+
+    def _note(self, text: str) -> None:
+        self.note = text
+
+    note = ""  # why the expression layer is off, when it is
+
+    @property
+    def expression(self) -> ExpressionOptions | None:
+        """The expression layer's settings; None when it is off."""
+        return self._expression
+
+    def set_expression(self, options: ExpressionOptions | None) -> bool:
+        """Turn the expression layer off (None) or on with ``options``, from the next frame;
+        False when it cannot run (no face crop, no face-mesh model, no landmarks: see
+        :attr:`note`)."""
+        if options is None:
+            self._expression = None
+            return True
+        if self._layers is None:
+            anim = dataclasses.replace(self._anim, expression=True)
+            layers = expression_layers(self._target, anim, self._note)
+            if layers is None:
+                return False
+            self._layers = layers
+        if self._expression is None:  # on again: a fresh reference and smoothing
+            self._layer_reference = None
+        for layer in self._layers:
+            layer.options = options
+        self._expression = options
+        return True
+
+    def expression_line(self) -> str:
+        """The layer's state in a few words, for the preview's overlay."""
+        options = self._expression
+        if options is None:
+            return "expression off (e)"
+        return f"expression: {options.region} x{options.scale:g} (e, 1-5, +/-)"
 
     @property
     def needs_reference(self) -> bool:
@@ -278,16 +333,65 @@ class LiveAnimator:
         if self._smoother is not None:
             kp = self._smoother(kp, t)
         if self.reference is None or self._retake:
-            self.reference, self._retake = kp, False
-        return Pose(kp, self.reference)
+            self.reference, self._retake, self._reference_crop = kp, False, crop
+        return Pose(kp, self.reference, crop, self._reference_crop)
 
     def render(self, pose: Pose) -> np.ndarray:
         """The second half: the generator and the paste-back, uint8 (H', W', 3) like
         :attr:`still`. Safe to run on another thread while :meth:`pose` takes the next frame."""
-        frames = self.animator.render(
-            self._sources, pose.kp, pose.reference, self.relative, self.adapt_scale
+        options, layers = self._expression, self._layers
+        if options is None or layers is None or pose.crop is None:
+            self._target.colour_match(True)
+            frames = self.animator.render(
+                self._sources, pose.kp, pose.reference, self.relative, self.adapt_scale
+            )
+            return self._paste(frames[0])
+        if pose.reference_crop is not self._layer_reference:  # a new reference pose
+            for layer in layers:
+                layer.reset()
+                layer.set_reference(pose.reference_crop)
+            self._layer_reference = pose.reference_crop
+        from fomm.expression import uses_networks
+
+        networks = uses_networks(options.region)
+        self._target.colour_match(networks)  # the photo's own pixels need no tint correction
+        if networks:
+            crops = self.animator.render(
+                self._sources, pose.kp, pose.reference, self.relative, self.adapt_scale
+            )[0]
+        else:  # the still photo's face with the expression: no networks
+            crops = self._photos
+        return self._paste(
+            [layer.apply(crop, pose.crop) for layer, crop in zip(layers, crops, strict=True)]
         )
-        return self._paste(frames[0])
+
+    def expression_key(self, key: int) -> str | None:
+        """Apply an expression key (e, 1-5, +/-); what changed in words, None for other keys."""
+        current = self._expression
+        if key == KEY_EXPRESSION:
+            if current is not None:
+                self.set_expression(None)
+                return "expression off"
+            if not self.set_expression(self._last_expression or expression_options(self._anim)):
+                return f"expression unavailable: {self.note}"
+            return self.expression_line()
+        if key not in KEY_REGIONS and key not in KEY_STRONGER | KEY_WEAKER:
+            return None
+        if current is None:
+            return "expression off: press e to turn it on"
+        low, high = EXPRESSION_SCALE_RANGE
+        if key in KEY_REGIONS:
+            changed = dataclasses.replace(current, region=KEY_REGIONS[key])
+        else:
+            step = SCALE_STEP if key in KEY_STRONGER else -SCALE_STEP
+            changed = dataclasses.replace(current, scale=min(high, max(low, current.scale + step)))
+        self.set_expression(changed)
+        return self.expression_line()
+
+    @property
+    def _last_expression(self) -> ExpressionOptions | None:
+        layers = self._layers
+        return layers[0].options if layers else None
 
     def __call__(self, frame: np.ndarray, t: float) -> np.ndarray | None:
         """The animated photo for a uint8 (H, W, 3) RGB camera frame taken at ``t`` seconds;
@@ -307,7 +411,9 @@ def run_live(
 ) -> LiveStats:
     """Animate ``photo`` live with the face seen by a camera until the stream ends or q/Esc.
 
-    Keys in the window: ``r`` takes the current pose as the reference, space pauses, q/Esc quits.
+    Keys in the window: ``r`` takes the current pose as the reference, space pauses, q/Esc quits;
+    ``e`` turns the expression layer on or off, 1-5 pick its region (all, pose, expression,
+    eyes, lips), +/- change its strength.
 
     Args:
         photo: the source image.
@@ -352,9 +458,11 @@ def run_live(
         stats.camera_fps = round(capture.fps, 2)
         sinks.open(still.shape[1], still.shape[0], capture.fps)
         if log:
+            if step.note:
+                print(f"live: note: {step.note}", file=sys.stderr)
             print(
                 f"live: camera {opts.camera} at {capture.fps:g} fps → "
-                f"{still.shape[1]}x{still.shape[0]}; keys: r reference, space pause, q quit",
+                f"{still.shape[1]}x{still.shape[0]}; {step.expression_line()}; keys: {KEYS_HELP}",
                 file=sys.stderr,
             )
         with capture, glue_threads(animator):
@@ -410,7 +518,11 @@ class _Shower:
         self.last_out = shown
         elapsed = max(shown - (self.first_in or shown), 1e-6)
         lat = self.latencies[-1] if self.latencies else 0.0
-        return self.sinks.send(out, [f"{stats.frames_out / elapsed:.1f} fps  {lat:.0f} ms", *lines])
+        return self.sinks.send(
+            out,
+            [f"{stats.frames_out / elapsed:.1f} fps  {lat:.0f} ms", self.step.expression_line(),
+             *lines],
+        )
 
 
 def _loop(
@@ -468,6 +580,10 @@ def _loop(
                 step.retake()
             if KEY_PAUSE in keys:
                 paused = not paused
+            for key in keys:
+                said = step.expression_key(key)
+                if said and log:
+                    print(f"live: {said}", file=sys.stderr)
             if opts.max_frames is not None and capture.frames_in >= opts.max_frames:
                 stats.ended = f"{opts.max_frames} frames"
                 break

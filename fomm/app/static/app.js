@@ -69,7 +69,12 @@ function preview(kind) {
   el.src = url;
   show(el, true);
   $(kind + "-hint").textContent = file.name;
-  if (kind === "driving") drivingUrl = url;
+  if (kind === "driving") {
+    drivingUrl = url;
+    loadDrivingFrames(url).catch((err) => {
+      $("preview-caption").textContent = "no preview: " + err.message;
+    });
+  } else schedulePreview();
 }
 
 function setFile(kind, file) {
@@ -120,10 +125,10 @@ async function loadExamples() {
 
 // ------------------------------------------------------------------ submit and follow
 
-function formData() {
-  const data = new FormData();
-  data.append("source", $("source").files[0]);
-  data.append("driving", $("driving").files[0]);
+const SLIDERS = ["expression_scale", "eye_offset", "mouth_offset", "smile_offset"];
+
+function appendOptions(data) {
+  // the options of the animate form (fomm.config.AnimateOptions' names)
   const motion = document.querySelector("input[name=motion]:checked").value;
   data.append("relative", String(motion === "relative"));
   for (const name of ["adapt_scale", "crop", "multi_person", "find_best_frame", "audio"]) {
@@ -133,8 +138,121 @@ function formData() {
   for (const name of ["face_index", "best_frame"]) {
     if ($(name).value !== "") data.append(name, $(name).value);
   }
+  data.append("expression", String($("expression").checked));
+  data.append("animation_region", $("animation_region").value);
+  for (const name of SLIDERS) data.append(name, $(name).value);
   return data;
 }
+
+function formData() {
+  const data = new FormData();
+  data.append("source", $("source").files[0]);
+  data.append("driving", $("driving").files[0]);
+  return appendOptions(data);
+}
+
+// ------------------------------------------------------------------ expression and its preview
+
+const PREVIEW_DEBOUNCE_MS = 150;
+const frameVideo = document.createElement("video");  // seeks for preview frames, unseen
+frameVideo.muted = true;
+frameVideo.preload = "auto";
+let previewTimer = null;
+let previewBusy = false;   // a preview request in flight
+let previewAgain = false;  // the controls changed meanwhile: one more when it returns
+let referenceFrame = null; // the driving clip's first frame (the motion's reference), a JPEG blob
+
+function showSliderValues() {
+  for (const name of SLIDERS) $(name + "-value").textContent = Number($(name).value).toFixed(2);
+  $("preview_time-value").textContent = Number($("preview_time").value).toFixed(1) + " s";
+}
+
+function frameAt(seconds) {
+  // one frame of the driving clip as a JPEG blob
+  return new Promise((resolve, reject) => {
+    const grab = () => {
+      const c = document.createElement("canvas");
+      c.width = frameVideo.videoWidth; c.height = frameVideo.videoHeight;
+      c.getContext("2d").drawImage(frameVideo, 0, 0);
+      c.toBlob(resolve, "image/jpeg", 0.9);
+    };
+    frameVideo.onerror = () => reject(new Error("this browser cannot decode the driving video"));
+    if (Math.abs(frameVideo.currentTime - seconds) < 1e-3 && frameVideo.readyState >= 2) grab();
+    else { frameVideo.onseeked = grab; frameVideo.currentTime = seconds; }
+  });
+}
+
+async function loadDrivingFrames(url) {
+  referenceFrame = null;
+  $("preview_time").disabled = true;
+  frameVideo.src = url;
+  await new Promise((resolve) => { frameVideo.onloadeddata = resolve; });
+  $("preview_time").max = String(Math.max(0, frameVideo.duration - 0.05) || 0);
+  $("preview_time").value = "0";
+  $("preview_time").disabled = false;
+  referenceFrame = await frameAt(0);
+  showSliderValues();
+  schedulePreview();
+}
+
+function schedulePreview() {
+  clearTimeout(previewTimer);
+  previewTimer = setTimeout(renderPreview, PREVIEW_DEBOUNCE_MS);
+}
+
+async function renderPreview() {
+  if (!$("source").files[0]) return;
+  if (previewBusy) { previewAgain = true; return; }
+  previewBusy = true;
+  $("preview").classList.add("stale");
+  const data = new FormData();
+  data.append("source", $("source").files[0]);
+  const seconds = Number($("preview_time").value);
+  try {
+    if (referenceFrame) {
+      data.append("driving_frame", await frameAt(seconds), "frame.jpg");
+      data.append("reference_frame", referenceFrame, "reference.jpg");
+    }
+    appendOptions(data);
+    const response = await api("/v1/preview", {method: "POST", body: data});
+    if (!response.ok) {
+      let body = null;
+      try { body = await response.json(); } catch (err) { body = null; }
+      throw new Error(errorText(body, response.status));
+    }
+    const img = $("preview");
+    if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+    img.src = URL.createObjectURL(await response.blob());
+    show(img, true);
+    $("preview-caption").textContent = referenceFrame
+      ? "preview: the driving frame at " + seconds.toFixed(1) + " s" : "preview: the photo";
+  } catch (err) {
+    $("preview-caption").textContent = "no preview: " + err.message;
+  } finally {
+    $("preview").classList.remove("stale");
+    previewBusy = false;
+    if (previewAgain) { previewAgain = false; schedulePreview(); }
+  }
+}
+
+for (const name of [...SLIDERS, "preview_time"]) {
+  $(name).addEventListener("input", () => { showSliderValues(); schedulePreview(); });
+}
+for (const name of ["expression", "animation_region", "crop", "adapt_scale", "face_index"]) {
+  $(name).addEventListener("change", schedulePreview);
+}
+for (const input of document.querySelectorAll("input[name=motion]")) {
+  input.addEventListener("change", schedulePreview);
+}
+$("reset-expression").addEventListener("click", () => {
+  $("expression").checked = true;
+  $("animation_region").value = "all";
+  $("expression_scale").value = "1";
+  for (const name of ["eye_offset", "mouth_offset", "smile_offset"]) $(name).value = "0";
+  showSliderValues();
+  schedulePreview();
+});
+showSliderValues();
 
 function errorText(body, status) {
   return (body && body.error && body.error.message) || ("request failed (HTTP " + status + ")");

@@ -73,8 +73,10 @@ $("start").addEventListener("click", async () => {
   socket.onopen = async () => { say("Connecting…"); socket.send(await photoBlob.arrayBuffer()); };
   socket.onmessage = async (event) => {
     if (typeof event.data === "string") {
+      const message = JSON.parse(event.data);
+      if (message.type === "notice") { say(message.message); return; }
       const previous = info;
-      info = JSON.parse(event.data);
+      info = message;
       if (info.type === "error") { say(info.message); socket.close(); }
       if (info.type === "frame") {  // frames the server dropped get no answer: send others
         const dropped = Math.max(0, info.dropped - ((previous && previous.dropped) || 0));
@@ -88,13 +90,16 @@ $("start").addEventListener("click", async () => {
       ready = true; frames = 0; started = performance.now(); sent = [];
       say("Live: look at the camera the way the photo does, or press Re-take.");
       $("reference").disabled = false; $("stop").disabled = false; $("start").disabled = true;
+      socket.send(expressionMessage());  // the controls as they are now
       for (let i = 1; i < IN_FLIGHT; i += 1) sendFrame();  // the last one is sent below
     } else {
       frames += 1;
       const fps = frames / ((performance.now() - started) / 1000);
       const roundTrip = performance.now() - (sent.shift() ?? performance.now());
       stats.textContent = `${fps.toFixed(1)} fps · ${roundTrip.toFixed(0)} ms` +
-        (info && !info.face ? " · no face" : "");
+        (info && !info.face ? " · no face" : "") +
+        (info && info.expression ? ` · ${info.expression.animation_region} ` +
+         `×${info.expression.expression_scale}` : " · expression off");
       document.body.dataset.frames = String(frames);
       document.body.dataset.latency = roundTrip.toFixed(0);
     }
@@ -105,6 +110,29 @@ $("start").addEventListener("click", async () => {
     if (ready) say("Stopped.");
   };
 });
+
+// the expression layer: its controls go over the socket as {"type": "expression", ...}
+const SLIDERS = ["expression_scale", "eye_offset", "mouth_offset", "smile_offset"];
+let expressionTimer = null;
+
+function expressionMessage() {
+  const message = { type: "expression", expression: $("expression").checked,
+                    animation_region: $("animation_region").value };
+  for (const name of SLIDERS) message[name] = Number($(name).value);
+  return JSON.stringify(message);
+}
+
+function sendExpression() {
+  for (const name of SLIDERS) $(name + "-value").textContent = Number($(name).value).toFixed(2);
+  clearTimeout(expressionTimer);
+  expressionTimer = setTimeout(() => {
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(expressionMessage());
+  }, 100);
+}
+
+for (const name of SLIDERS) $(name).addEventListener("input", sendExpression);
+for (const name of ["expression", "animation_region"]) $(name).addEventListener("change", sendExpression);
+sendExpression();
 
 $("reference").addEventListener("click", () => {
   if (socket) socket.send(JSON.stringify({ type: "reference" }));
