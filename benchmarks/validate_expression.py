@@ -471,6 +471,8 @@ def main() -> None:
     parser.add_argument("--max-frames", type=int, default=150)
     parser.add_argument("--aed-frames", type=int, default=25,
                         help="AED over this many evenly spread measured frames")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads of torch, OpenVINO and OpenCV (1 on a busy machine)")
     parser.add_argument("--checkpoint", "-c", default=None)
     parser.add_argument("--series", action="store_true",
                         help="store the per-frame mouth, width and eye features in the JSON")
@@ -487,6 +489,12 @@ def main() -> None:
         print(f"skipped: the {args.set} set's media are absent ({', '.join(map(str, missing))}); "
               f"they are expected under {DATA}")
         return
+    if args.threads:
+        import cv2
+        import torch
+
+        torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
     from fomm.checkpoints.loading import load_model
     from fomm.faces.landmarks import require
     from fomm.inference.animator import Animator
@@ -537,7 +545,8 @@ def main() -> None:
             "precision": animator.precision,
             "settings": {"expression": args.expression, "region": args.region,
                          "scale": args.scale, "stride": args.stride,
-                         "max_frames": args.max_frames, "aed_frames": args.aed_frames},
+                         "max_frames": args.max_frames, "aed_frames": args.aed_frames,
+                         "threads": args.threads, "protocols": args.protocols},
             "animate_options": options,
             "targets": {f"{p}/{r}": {k: [op, b] for k, (op, b) in t.items()}
                         for (p, r), t in TARGETS.items()},
