@@ -221,3 +221,24 @@ def test_thread_safe() -> None:
 def test_rejects_non_rgb() -> None:
     with pytest.raises(ValueError, match="RGB"):
         FaceMesh().detect(np.zeros((64, 64), np.uint8))
+
+
+def test_openvino_and_torch_agree() -> None:
+    """Both runtimes execute the same graph: the same landmarks to a hundredth of a pixel."""
+    pytest.importorskip("openvino")
+    from fomm.faces import mesh
+
+    image, _ = framed("astronaut")
+    roi = mesh._roi_full(image.shape)
+    patch = cv2.warpAffine(
+        image,
+        roi.to_image(0.5),
+        (mesh.INPUT, mesh.INPUT),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+    )
+    x = np.ascontiguousarray(patch.transpose(2, 0, 1)[None], dtype=np.float32) / 255
+    coords_ov, flag_ov = mesh._OpenVino()(x)
+    coords_pt, flag_pt = mesh._torch_run(x)
+    assert np.abs(coords_ov - coords_pt).max() < 0.01
+    assert abs(float(flag_ov.ravel()[0]) - float(flag_pt.ravel()[0])) < 1e-3
+    assert float(flag_pt.ravel()[0]) > 2  # a face: logit of a confident score
