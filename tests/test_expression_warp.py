@@ -100,11 +100,14 @@ def test_fill_mouth_shows_the_source_interior_inside_the_lips():
     cv2.fillPoly(source, [np.round(poly).astype(np.int32)], (255, 255, 255))
     gaps = [geometry.gap(p, groups["lips_inner_upper"], groups["lips_inner_lower"], groups)
             for p in (target, pts, source_pts)]  # fmt: skip
-    strength = mouth.fill_strength(*gaps)
-    assert strength == 1.0
+    strength = mouth.fill_strength(gaps[0], gaps[1])
+    assert strength == 1.0 and mouth.source_share(gaps[0], gaps[2]) == 1.0
     out = mouth.fill_mouth(frame, target, groups, source, source_pts, strength, 60.0)
     centre = np.round(poly.mean(0)).astype(int)
     assert out[centre[1], centre[0]].min() > 200
     assert (out[:60] == 150).all() and (out[200:] == 150).all()
-    assert mouth.fill_strength(0.01, 0.0, 0.3) == 0.0  # a closed target: nothing to fill
-    assert mouth.fill_strength(0.2, 0.2, 0.3) == 0.0  # the frame already shows it open
+    assert mouth.fill_strength(0.01, 0.0) == 0.0  # a closed target: nothing to fill
+    assert mouth.fill_strength(0.2, 0.2) == 0.0  # the frame already shows it open
+    assert mouth.source_share(0.2, 0.0) == 0.0  # a closed source: a dark cavity instead
+    dark = mouth.fill_mouth(frame, target, groups, source, source_pts, 1.0, 60.0, share=0.0)
+    assert dark[centre[1], centre[0]].max() < 100

@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 DEFAULT_OPTIONS = ExpressionOptions()  # frozen: safe to share
 DETECT_SIZE = 256  # landmarks are found on a copy at most this large
 HOLD = 5  # frames a missed face keeps the last good landmarks
-# One-Euro settings (face units: eye distances a second); the expression is steadier at rest
-OFFSETS_FILTER = {"min_cutoff": 2.0, "beta": 1.0}
+# One-Euro settings (face units: eye distances a second). The driver's offsets follow fast
+# motion almost at once (a blink lasts 3-4 frames: slower settings lose it), steady at rest.
+OFFSETS_FILTER = {"min_cutoff": 3.0, "beta": 30.0, "d_cutoff": 5.0}
 RESULT_FILTER = {"min_cutoff": 3.0, "beta": 2.0}
 CONTROL_GROUPS = (
     "face_oval",
@@ -214,12 +215,10 @@ class ExpressionLayer:
             return out
         source, source_points = (self._photo, photo) if driver is None else (driver[2], driver[1])
         inner = groups["lips_inner_upper"], groups["lips_inner_lower"]
-        strength = mouth.fill_strength(
-            geometry.gap(target, *inner, groups),
-            geometry.gap(src, *inner, groups),
-            geometry.gap(source_points, *inner, groups),
-        )
-        return mouth.fill_mouth(out, target, groups, source, source_points, strength, dist)
+        target_gap = geometry.gap(target, *inner, groups)
+        strength = mouth.fill_strength(target_gap, geometry.gap(src, *inner, groups))
+        share = mouth.source_share(target_gap, geometry.gap(source_points, *inner, groups))
+        return mouth.fill_mouth(out, target, groups, source, source_points, strength, dist, share)
 
 
 def _lids_kept_open(src: np.ndarray, target: np.ndarray, groups: geometry.Groups) -> np.ndarray:

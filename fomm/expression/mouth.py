@@ -20,6 +20,7 @@ MIN_OPEN = 0.03  # no fill below this inner-lip opening (eye distances) ...
 FULL_OPEN = 0.06  # ... full fill from this one up
 FEATHER = 0.02  # edge softness of the filled area (eye distances)
 FILL_GRID = 24  # the spline is evaluated on at most this many points a side
+CAVITY = 0.3  # a mouth's dark inside, as a share of its lips' colour
 
 
 def inner_contour(points: np.ndarray, groups: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -29,20 +30,27 @@ def inner_contour(points: np.ndarray, groups: Mapping[str, np.ndarray]) -> np.nd
     return np.asarray(points, dtype=np.float64)[np.concatenate([upper, lower[::-1][1:-1]])]
 
 
-def fill_strength(target_gap: float, frame_gap: float, source_gap: float) -> float:
-    """How much of the other mouth's interior to show, 0..1.
+def fill_strength(target_gap: float, frame_gap: float) -> float:
+    """How much to fill, 0..1: the target mouth is open and wider than the frame's own.
 
     Args:
         target_gap: the target's mean inner-lip gap (eye distances).
         frame_gap: the frame's own gap before the warp.
-        source_gap: the gap of the mouth the interior comes from.
     """
     if target_gap <= MIN_OPEN:
         return 0.0
     opened = min(1.0, (target_gap - MIN_OPEN) / (FULL_OPEN - MIN_OPEN))
     wider = float(np.clip(2.0 * (1.0 - max(frame_gap, 0.0) / target_gap), 0.0, 1.0))
-    shown = float(np.clip(2.0 * source_gap / target_gap, 0.0, 1.0))  # a closed source shows lips
-    return opened * wider * shown
+    return opened * wider
+
+
+def source_share(target_gap: float, source_gap: float) -> float:
+    """How much of the fill comes from the source mouth rather than a plain dark cavity, 0..1:
+    a source mouth much narrower than the target (a slider opening a closed mouth) would show
+    its lips, stretched."""
+    if target_gap <= 0.0:
+        return 1.0
+    return float(np.clip(2.0 * source_gap / target_gap - 0.5, 0.0, 1.0))
 
 
 def _mean_colour(
@@ -61,6 +69,26 @@ def _mean_colour(
     return patch.mean(0) + 1.0
 
 
+def _lip_colour(
+    image: np.ndarray, points: np.ndarray, groups: Mapping[str, np.ndarray]
+) -> np.ndarray:
+    """Mean colour of the lips (between the outer and the inner contour)."""
+    pts = np.asarray(points, dtype=np.float64)
+    outer = pts[np.concatenate([groups["lips_outer_upper"], groups["lips_outer_lower"][::-1]])]
+    x0, y0 = np.maximum(np.floor(outer.min(0)).astype(int), 0)
+    x1, y1 = np.ceil(outer.max(0)).astype(int) + 1
+    patch = image[y0:y1, x0:x1]
+    if patch.size == 0:
+        return np.full(image.shape[2], 80.0)
+    mask = np.zeros(patch.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(outer - (x0, y0)).astype(np.int32)], 1)
+    inner = inner_contour(pts, groups) - (x0, y0)
+    cv2.fillPoly(mask, [np.round(inner).astype(np.int32)], 0)
+    if not mask.any():
+        return patch.reshape(-1, image.shape[2]).mean(0)
+    return patch[mask > 0].mean(0)
+
+
 def fill_mouth(
     frame: np.ndarray,
     target: np.ndarray,
@@ -69,6 +97,7 @@ def fill_mouth(
     source_points: np.ndarray,
     strength: float,
     eye_distance: float,
+    share: float = 1.0,
 ) -> np.ndarray:
     """``frame`` with the area inside the target inner lips showing ``source``'s mouth interior.
 
@@ -80,6 +109,10 @@ def fill_mouth(
         source_points: (N, 2) its landmarks (pixels of ``source``).
         strength: opacity of the fill, 0..1 (see :func:`fill_strength`).
         eye_distance: the target face's eye distance in pixels (sets the feather).
+        share: how much of the fill is ``source``'s interior; the rest is a dark cavity in the
+            lips' colour (see :func:`source_share`).
+        share: how much of the fill is ``source``'s interior; the rest is a dark cavity in the
+            lips' colour (see :func:`source_share`).
 
     Returns:
         A new frame (``frame`` itself when there is nothing to fill).
@@ -115,6 +148,9 @@ def fill_mouth(
         1.6,
     )
     interior = interior.astype(np.float32) * gain.astype(np.float32)
+    if share < 1.0:
+        cavity = CAVITY * _lip_colour(frame, target, groups).astype(np.float32)
+        interior = share * interior + (1.0 - share) * cavity
     mask = np.zeros((bh, bw), np.float32)
     cv2.fillPoly(
         mask,
