@@ -137,7 +137,7 @@ async def _session(ws: WebSocket, animator: Animator, options: AnimateOptions) -
     await ws.send_json({"type": "ready", "width": width, "height": height})
     await ws.send_bytes(encode_jpeg(step.still))
     latest = _Latest()
-    notices: list[str] = []
+    notices: list[str] = [f"expression off: {step.note}"] if step.note else []
     receiver = asyncio.create_task(_receive(ws, latest, step, options, notices))
     frames_out, start = 0, time.perf_counter()
     try:
