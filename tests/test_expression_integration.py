@@ -344,6 +344,10 @@ def test_one_layer_per_face_with_multi_person():
     layers = expression_layers(target, opts)
     assert layers is not None and len(layers) == len(target.crops) >= 2
     assert expression_layers(target, AnimateOptions(multi_person=True, expression=False)) is None
+    notes: list[str] = []  # whole driving frames (--crop-driving off): the layer cannot follow
+    assert expression_layers(target, opts, notes.append, framed=False) is None
+    assert notes == ["the expression layer needs the driving face framed: off with "
+                     "--crop-driving off"]
 
 
 # live ---------------------------------------------------------------------------------------

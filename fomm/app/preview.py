@@ -127,13 +127,14 @@ class Previewer:
         return photo.target.paste(results)
 
     def _photo(self, path: Path, opts: AnimateOptions) -> _Photo:
-        key = (_digest(path), opts.crop, opts.face_index, opts.multi_person, opts.crop_margin)
+        key = (_digest(path), opts.crop, opts.face_index, opts.multi_person, opts.crop_margin,
+               opts.frames_driving)
         photo = self._photos.take(key)
         if photo is None:
             target = source_target(read_image(path), self.animator.size, opts)
             notes: list[str] = []
             layers = expression_layers(target, dataclasses.replace(opts, expression=True),
-                                       notes.append)
+                                       notes.append, framed=opts.frames_driving)
             photo = self._photos.put(key, _Photo(target, [], layers, "; ".join(notes)))
         return photo
 

@@ -139,16 +139,21 @@ def expression_options(opts: AnimateOptions) -> ExpressionOptions:
 
 
 def expression_layers(target: _Target, opts: AnimateOptions,
-                      note: Callable[[str], None] | None = None) -> list[ExpressionLayer] | None:
+                      note: Callable[[str], None] | None = None,
+                      framed: bool = True) -> list[ExpressionLayer] | None:
     """One :class:`~fomm.expression.ExpressionLayer` per animated face of ``target``, built on
     the crops its results come at (the detail crops with ``opts.detail``, else the model-size
     ones); None when the layer is off: ``opts.expression`` off, no face crop (``opts.crop``
-    off), no face-mesh model installed, or no landmarks in a face (``note`` says which)."""
+    off), driving frames not ``framed`` (``--crop-driving off``), no face-mesh model
+    installed, or no landmarks in a face (``note`` says which)."""
     note = note or (lambda text: None)
     if not opts.expression:
         return None
     if not opts.crop:
         note("the expression layer needs a face crop: off with --no-crop")
+        return None
+    if not framed:
+        note("the expression layer needs the driving face framed: off with --crop-driving off")
         return None
     from fomm.faces import mesh
 
@@ -310,7 +315,7 @@ def animate_file(source: str | Path, driving: str | Path, output: str | Path,
         animator = Animator(models, config, opts.device, opts.precision)
     size = animator.size
     target = source_target(source_image, size, opts)
-    layers = expression_layers(target, opts, _noter(opts))
+    layers = expression_layers(target, opts, _noter(opts), framed=opts.frames_driving)
     details = target.details or [None] * len(target.crops)
     motion = uses_motion(opts, layers)
     sources = [animator.prepare_source(c, detail=d) for c, d in zip(target.crops, details)
