@@ -224,21 +224,18 @@ def test_rejects_non_rgb() -> None:
 
 
 def test_openvino_and_torch_agree() -> None:
-    """Both runtimes execute the same graph: the same landmarks to a hundredth of a pixel."""
+    """Both runtimes execute the same graphs: the same outputs to a hundredth of a pixel."""
     pytest.importorskip("openvino")
     from fomm.faces import mesh
+    from fomm.faces.mesh_net import OpenVinoRunner, TorchRunner
 
     image, _ = framed("astronaut")
-    roi = mesh._roi_full(image.shape)
-    patch = cv2.warpAffine(
-        image,
-        roi.to_image(0.5),
-        (mesh.INPUT, mesh.INPUT),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-    )
-    x = np.ascontiguousarray(patch.transpose(2, 0, 1)[None], dtype=np.float32) / 255
-    coords_ov, flag_ov = mesh._OpenVino()(x)
-    coords_pt, flag_pt = mesh._torch_run(x)
+    x = mesh._sample(image, [mesh._roi_full(image.shape)], mesh.INPUT, [False])
+    coords_ov, flag_ov = OpenVinoRunner(mesh.WEIGHTS)(x)
+    coords_pt, flag_pt = TorchRunner(mesh.WEIGHTS)(x)
     assert np.abs(coords_ov - coords_pt).max() < 0.01
     assert abs(float(flag_ov.ravel()[0]) - float(flag_pt.ravel()[0])) < 1e-3
     assert float(flag_pt.ravel()[0]) > 2  # a face: logit of a confident score
+    eyes = np.concatenate([x[:, :, 60:124, 40:104], x[:, :, 60:124, 100:164]])  # a batch of 2
+    for a, b in zip(OpenVinoRunner(mesh.IRIS_WEIGHTS)(eyes), TorchRunner(mesh.IRIS_WEIGHTS)(eyes)):
+        assert a.shape == b.shape and a.shape[0] == 2 and np.abs(a - b).max() < 0.01

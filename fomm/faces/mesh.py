@@ -24,21 +24,22 @@ per instance); the network is shared and stateless, so separate instances run in
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 import cv2
 import numpy as np
-import torch
+
+from fomm.faces.mesh_net import Runner, runner
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "face-mesh-468.safetensors"
-INPUT = 192  # the network's input side
+IRIS_WEIGHTS = WEIGHTS.with_name("iris-landmark.safetensors")
+INPUT = 192  # the face network's input side
+EYE_INPUT = 64  # the iris network's input side
+EYE_ROI_SCALE = 2.3  # eye ROI side = this x the eye corners' distance (MediaPipe's)
 ROI_SCALE = 1.5  # ROI side = this x the landmarks' bounding box's longer side (MediaPipe's)
 MIN_SCORE = 0.5  # face-presence threshold (MediaPipe's default)
 
@@ -127,6 +128,163 @@ _EYES = (  # the points whose mean is an eye centre
     np.unique(np.r_[_GROUPS["right_eye_upper"], _GROUPS["right_eye_lower"]]),
 )
 _EYE_LINE = (33, 263)  # outer eye corners: the ROI's rotation (MediaPipe's choice)
+_EYE_CORNERS = ((33, 133), (362, 263))  # each eye's ROI: image-left corner to image-right one
+# Where the iris model's 71 points per eye go in the mesh (MediaPipe's
+# update_face_landmarks_calculator.cc): lower lid (corners included), upper lid, three halos
+# around the eye, then the brow's lower and upper contours. The second eye is seen mirrored, so
+# its list starts at the outer corner (263) as well.
+_EYE_REFINED = (
+    np.array(
+        [
+            33,
+            7,
+            163,
+            144,
+            145,
+            153,
+            154,
+            155,
+            133,
+            246,
+            161,
+            160,
+            159,
+            158,
+            157,
+            173,
+            130,
+            25,
+            110,
+            24,
+            23,
+            22,
+            26,
+            112,
+            243,
+            247,
+            30,
+            29,
+            27,
+            28,
+            56,
+            190,
+            226,
+            31,
+            228,
+            229,
+            230,
+            231,
+            232,
+            233,
+            244,
+            113,
+            225,
+            224,
+            223,
+            222,
+            221,
+            189,
+            35,
+            124,
+            46,
+            53,
+            52,
+            65,
+            143,
+            111,
+            117,
+            118,
+            119,
+            120,
+            121,
+            128,
+            245,
+            156,
+            70,
+            63,
+            105,
+            66,
+            107,
+            55,
+            193,
+        ]
+    ),
+    np.array(
+        [
+            263,
+            249,
+            390,
+            373,
+            374,
+            380,
+            381,
+            382,
+            362,
+            466,
+            388,
+            387,
+            386,
+            385,
+            384,
+            398,
+            359,
+            255,
+            339,
+            254,
+            253,
+            252,
+            256,
+            341,
+            463,
+            467,
+            260,
+            259,
+            257,
+            258,
+            286,
+            414,
+            446,
+            261,
+            448,
+            449,
+            450,
+            451,
+            452,
+            453,
+            464,
+            342,
+            445,
+            444,
+            443,
+            442,
+            441,
+            413,
+            265,
+            353,
+            276,
+            283,
+            282,
+            295,
+            372,
+            340,
+            346,
+            347,
+            348,
+            349,
+            350,
+            357,
+            465,
+            383,
+            300,
+            293,
+            334,
+            296,
+            336,
+            285,
+            417,
+        ]
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -165,13 +323,16 @@ class _Roi:
     side: float
     angle: float  # radians; the ROI's x axis is (cos, sin) in the image
 
-    def to_image(self, half_pixel: float) -> np.ndarray:
-        """2x3 affine from ROI pixels (input side INPUT) to image coordinates."""
-        k = self.side / INPUT
+    def to_image(self, half_pixel: float, size: int = INPUT, flip: bool = False) -> np.ndarray:
+        """2x3 affine from the pixels of the ROI sampled at ``size`` (mirrored left to right
+        where ``flip``) to image coordinates; ``half_pixel`` 0.5 for pixel centres (sampling),
+        0 for the networks' continuous coordinates."""
+        k = self.side / size
         c, s = math.cos(self.angle) * k, math.sin(self.angle) * k
-        u0 = half_pixel - INPUT / 2
+        f = -1.0 if flip else 1.0
+        u0 = half_pixel - size / 2
         return np.array(
-            [[c, -s, self.cx + c * u0 - s * u0], [s, c, self.cy + s * u0 + c * u0]],
+            [[f * c, -s, self.cx + f * c * u0 - s * u0], [f * s, c, self.cy + f * s * u0 + c * u0]],
             dtype=np.float64,
         )
 
@@ -202,90 +363,68 @@ def _roi_full(shape: tuple[int, ...]) -> _Roi:
     return _Roi((width - 1) / 2, (height - 1) / 2, float(max(height, width)), 0.0)
 
 
-@lru_cache(maxsize=1)
-def _network() -> torch.nn.Module:
-    """The PyTorch graph (channels-last: its depthwise convolutions run faster so)."""
-    from fomm.faces.mesh_net import GraphNet
-
-    return GraphNet.load(WEIGHTS).eval().to(memory_format=torch.channels_last)
-
-
-class _OpenVino:
-    """The graph compiled by OpenVINO on one CPU thread, an inference request per thread."""
-
-    def __init__(self) -> None:
-        import openvino as ov
-
-        from fomm.faces.mesh_net import load_graph, openvino_model
-
-        spec, weights = load_graph(WEIGHTS)
-        config = {
-            "INFERENCE_NUM_THREADS": "1",
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "f32",
-        }
-        self._compiled = ov.Core().compile_model(openvino_model(spec, weights), "CPU", config)
-        self._local = threading.local()
-
-    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        request = getattr(self._local, "request", None)
-        if request is None:
-            request = self._local.request = self._compiled.create_infer_request()
-        out = request.infer([x])
-        return out[0], out[1]
-
-
-_backend_lock = threading.Lock()
-_backend: list[Any] = []  # the chosen runner, once
-
-
-def _runner() -> Any:
-    """OpenVINO where it is installed (one thread, about 3 ms a pass), else PyTorch eager."""
-    with _backend_lock:
-        if not _backend:
-            runner: Any = None
-            if os.environ.get("FOMM_MESH_BACKEND", "auto") != "torch":
-                try:
-                    runner = _OpenVino()
-                except Exception:  # no OpenVINO, or no CPU plugin for it: PyTorch runs the graph
-                    runner = None
-            _backend.append(runner or _torch_run)
-        return _backend[0]
-
-
-def _torch_run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    tensor = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        coords, flag = _network()(tensor)
-    return coords.numpy(), flag.numpy()
+def _network() -> Runner:
+    return runner(WEIGHTS)
 
 
 def available() -> bool:
-    """Whether the face-mesh model can be loaded."""
+    """Whether the face-mesh models can be loaded."""
     try:
         _network()
+        runner(IRIS_WEIGHTS)
     except (OSError, ValueError, KeyError, RuntimeError):
         return False
     return True
 
 
-def _run(image: np.ndarray, roi: _Roi) -> tuple[np.ndarray, float]:
-    """One network pass: (468, 2) image points and the face-presence score."""
-    patch = cv2.warpAffine(
-        image,
-        roi.to_image(0.5),
-        (INPUT, INPUT),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
-    x = np.ascontiguousarray(patch.transpose(2, 0, 1)[None], dtype=np.float32)
+def _sample(image: np.ndarray, rois: list[_Roi], size: int, flips: list[bool]) -> np.ndarray:
+    """(n, 3, size, size) float32 [0, 1] patches of the ROIs (mirrored where ``flips``)."""
+    patches = [
+        cv2.warpAffine(
+            image,
+            roi.to_image(0.5, size, flip),
+            (size, size),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        for roi, flip in zip(rois, flips)
+    ]
+    x = np.ascontiguousarray(np.stack(patches).transpose(0, 3, 1, 2), dtype=np.float32)
     x *= 1.0 / 255.0
-    coords, flag = _runner()(x)
-    uv = coords.reshape(-1, 3)[:, :2].astype(np.float64)
-    affine = roi.to_image(0.0)
-    points = uv @ affine[:, :2].T + affine[:, 2]
+    return x
+
+
+def _project(uv: np.ndarray, roi: _Roi, size: int, flip: bool = False) -> np.ndarray:
+    affine = roi.to_image(0.0, size, flip)
+    return uv[:, :2].astype(np.float64) @ affine[:, :2].T + affine[:, 2]
+
+
+def _run(image: np.ndarray, roi: _Roi) -> tuple[np.ndarray, float]:
+    """One pass of the face network: (468, 2) float64 image points and the presence score."""
+    coords, flag = _network()(_sample(image, [roi], INPUT, [False]))[:2]
+    points = _project(coords.reshape(-1, 3), roi, INPUT)
     score = 1.0 / (1.0 + math.exp(-float(np.asarray(flag).reshape(()))))
-    return points.astype(np.float32), score
+    return points, score
+
+
+def _eye_roi(points: np.ndarray, start: int, end: int) -> _Roi:
+    a, b = points[start], points[end]
+    angle = math.atan2(float(b[1] - a[1]), float(b[0] - a[0]))
+    side = EYE_ROI_SCALE * float(max(abs(b - a)))
+    return _Roi(float(a[0] + b[0]) / 2, float(a[1] + b[1]) / 2, side, angle)
+
+
+def _refine_eyes(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The 468 points with the eyelids, eye surroundings and brows (142 points) replaced by the
+    iris model's, which follows closing lids much more closely than the face network."""
+    rois = [_eye_roi(points, *_EYE_CORNERS[0]), _eye_roi(points, *_EYE_CORNERS[1])]
+    flips = [False, True]  # the model sees the person's left eye; the other one is mirrored
+    contours = runner(IRIS_WEIGHTS)(_sample(image, rois, EYE_INPUT, flips))[0]
+    refined = points.copy()
+    for k in range(2):
+        uv = contours[k].reshape(-1, 3)
+        refined[_EYE_REFINED[k]] = _project(uv, rois[k], EYE_INPUT, flips[k])
+    return refined
 
 
 class FaceMesh:
@@ -345,4 +484,5 @@ class FaceMesh:
                     points, score = points2, score2
                     refined = _roi_from_points(points)
             self._roi = refined if self.track else None
-            return FaceLandmarks(points, _GROUPS, score)
+            points = _refine_eyes(image, points)
+            return FaceLandmarks(points.astype(np.float32), _GROUPS, score)

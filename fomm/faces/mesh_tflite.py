@@ -10,9 +10,13 @@ sha256 ``1055cb9d…c814``)::
     pip install tflite  # the flatbuffer schema (Apache-2.0)
     python -m fomm.faces.mesh_tflite /tmp/mp/mediapipe-0.10.14-*.whl \
         fomm/weights/face-mesh-468.safetensors
+    python -m fomm.faces.mesh_tflite --model iris-landmark /tmp/mp/mediapipe-0.10.14-*.whl \
+        fomm/weights/iris-landmark.safetensors
 
-Only what that model uses is supported: CONV_2D, DEPTHWISE_CONV_2D, PRELU, ADD, MAX_POOL_2D,
-PAD and DEQUANTIZE (float16 weights), float32 activations, one subgraph. Not needed at run time.
+The second file holds MediaPipe's ``iris_landmark.tflite`` (eyelid contours, brows and iris from
+a 64x64 eye crop; same wheel, same licence, sha256 ``d1744d2a…521f``). Only what these models
+use is supported: CONV_2D, DEPTHWISE_CONV_2D, PRELU, ADD, MAX_POOL_2D, PAD, RESHAPE and
+DEQUANTIZE (float16 weights), float32 activations, one subgraph. Not needed at run time.
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ from typing import Any
 
 import numpy as np
 
-MEMBER = "mediapipe/modules/face_landmark/face_landmark.tflite"
+MEMBERS = {
+    "face-mesh-468": "mediapipe/modules/face_landmark/face_landmark.tflite",
+    "iris-landmark": "mediapipe/modules/iris_landmark/iris_landmark.tflite",
+}
 _DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 4: np.int64}
 _ACTS = {0: "none", 1: "relu", 3: "relu6"}
 
@@ -158,6 +165,10 @@ def read_tflite(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
                     "pad": [left, right, top, bottom],
                 }
             )
+        elif code == Op.RESHAPE:
+            target = shape(out)
+            # NHWC semantics: the NCHW tensor goes back to NHWC before the reshape
+            ops.append({"op": "reshape", "x": ins[0], "y": out, "shape": [-1, *target[1:]]})
         elif code == Op.PAD:
             pads = weight(ins[1]).astype(int).tolist()  # NHWC [[before, after]] * 4
             if pads[0] != [0, 0]:
@@ -174,15 +185,16 @@ def read_tflite(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return {"inputs": inputs, "outputs": outputs, "ops": ops}, weights
 
 
-def convert(source: Path, target: Path) -> str:
-    """Write ``target`` (safetensors, float16 weights, spec in metadata) from a .tflite file or
-    a mediapipe wheel; returns the sha256 of the .tflite bytes."""
+def convert(source: Path, target: Path, member: str = MEMBERS["face-mesh-468"]) -> str:
+    """Write ``target`` (safetensors: the weights as stored, float16 or float32; the spec in
+    the metadata) from a .tflite file or the ``member`` of a mediapipe wheel; returns the sha256
+    of the .tflite bytes."""
     from safetensors.numpy import save_file
 
     if source.suffix == ".whl":
         with zipfile.ZipFile(source) as wheel:
-            data = wheel.read(MEMBER)
-        origin = f"{source.name}:{MEMBER}"
+            data = wheel.read(member)
+        origin = f"{source.name}:{member}"
     else:
         data = source.read_bytes()
         origin = source.name
@@ -196,7 +208,7 @@ def convert(source: Path, target: Path) -> str:
         "graph": json.dumps(spec, separators=(",", ":")),
         "source": origin,
         "source_sha256": digest,
-        "license": "Apache-2.0 (MediaPipe face_landmark.tflite, Copyright Google LLC)",
+        "license": f"Apache-2.0 (MediaPipe {Path(member).name}, Copyright Google LLC)",
     }
     save_file(tensors, str(target), metadata=metadata)
     return digest
@@ -206,8 +218,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("source", type=Path, help="face_landmark.tflite or a mediapipe wheel")
     parser.add_argument("target", type=Path, help="output .safetensors")
+    parser.add_argument(
+        "--model", choices=sorted(MEMBERS), default="face-mesh-468", help="which model of the wheel"
+    )
     args = parser.parse_args()
-    print(convert(args.source, args.target))
+    print(convert(args.source, args.target, MEMBERS[args.model]))
 
 
 if __name__ == "__main__":
