@@ -481,6 +481,7 @@ def _read_config_text(path_or_name: str | Path) -> tuple[str, str]:
 
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]  # auto: fomm.runtime.precision
+Backend = Literal["auto", "torch", "onnx", "openvino"]  # auto: fomm.runtime.backends
 CropDriving = Literal["auto", "on", "off"]
 CROP_DRIVING_CHOICES: tuple[str, ...] = ("auto", "on", "off")
 # the expression layer's regions (fomm.expression.REGIONS): all = FOMM motion + expression,
@@ -525,6 +526,7 @@ class AnimateOptions:
     batch_size: int = 8
     device: str = "auto"
     precision: Precision = "auto"
+    backend: Backend | None = None  # None: $FOMM_BACKEND, else auto
     audio: bool = True
     crop: bool = True
     crop_driving: CropDriving = "auto"

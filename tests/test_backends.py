@@ -30,36 +30,53 @@ def no_openvino(monkeypatch):
 GRAPH_BACKENDS = ["onnx"] + (["openvino"] if backends.openvino_available() else [])
 
 
-def test_resolve_backend(monkeypatch):
+def _choice(backend, precision, device=CPU, **kwargs) -> tuple[str, str]:
+    runtime = backends.choose_runtime(backend, precision, device, **kwargs)
+    return runtime.backend, runtime.precision
+
+
+def test_choose_runtime(monkeypatch):
+    from fomm.runtime import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     monkeypatch.setattr(backends, "openvino_available", lambda: False)
-    assert backends.resolve_backend("auto", CPU, "fp32") == "onnx"
-    assert backends.resolve_backend("auto", CPU, "bf16") == "torch"  # islands are torch's
-    assert backends.resolve_backend("auto", torch.device("cuda"), "fp32") == "torch"
-    assert backends.resolve_backend("torch", CPU, "fp32") == "torch"
+    assert _choice("auto", "fp32") == ("onnx", "fp32")
+    assert _choice("auto", "auto") == ("onnx", "fp32")
+    assert _choice("auto", "bf16") == ("torch", "bf16")  # islands are torch's
+    assert _choice("auto", "fp32", torch.device("cuda")) == ("torch", "fp32")
+    assert _choice("torch", "fp32") == ("torch", "fp32")
+    assert _choice("auto", "fp32", flavour="paddle") == ("torch", "fp32")
     monkeypatch.setenv(backends.ENV, "torch")
-    assert backends.resolve_backend(None, CPU, "fp32") == "torch"  # the override
+    assert _choice(None, "fp32") == ("torch", "fp32")  # the environment's default
+    assert _choice("onnx", "fp32") == ("onnx", "fp32")  # a named one wins over it
     monkeypatch.delenv(backends.ENV)
     with pytest.raises(FommError, match="unknown backend"):
-        backends.resolve_backend("tvm", CPU, "fp32")
+        _choice("tvm", "fp32")
     with pytest.raises(FommError, match="CPU at fp32"):
-        backends.resolve_backend("onnx", CPU, "bf16")
+        _choice("onnx", "bf16")
     with pytest.raises(FommError, match="needs openvino"):
-        backends.resolve_backend("openvino", CPU, "fp32")
+        _choice("openvino", "fp32")
+    with pytest.raises(FommError, match="PaddleGAN's flavour"):
+        _choice("onnx", "fp32", flavour="paddle")
     monkeypatch.setattr(backends, "onnxruntime_available", lambda: False)
-    assert backends.resolve_backend("auto", CPU, "fp32") == "torch"
+    assert _choice("auto", "fp32") == ("torch", "fp32")
     with pytest.raises(FommError, match=r"fomm\[fast\]"):
-        backends.resolve_backend("onnx", CPU, "fp32")
+        _choice("onnx", "fp32")
     monkeypatch.setattr(backends, "openvino_available", lambda: True)  # installed: first choice
-    assert backends.resolve_backend("auto", CPU, "fp32") == "openvino"
-    assert backends.resolve_backend("auto", CPU, "bf16") == "openvino"
-    assert backends.resolve_backend("auto", CPU, "fp16") == "torch"
-    assert backends.resolve_backend("auto", torch.device("cuda"), "fp32") == "torch"
-    assert backends.resolve_backend("openvino", CPU, "bf16") == "openvino"
+    assert _choice("auto", "fp32") == ("openvino", "fp32")
+    assert _choice("auto", "bf16") == ("openvino", "bf16")
+    assert _choice("auto", "fp16", torch.device("cuda")) == ("torch", "fp16")
+    assert _choice("auto", "fp32", torch.device("cuda")) == ("torch", "fp32")
+    assert _choice("openvino", "bf16") == ("openvino", "bf16")
+    assert _choice("auto", "fp32", flavour="paddle") == ("torch", "fp32")
     with pytest.raises(FommError, match="CPU at fp32 or bf16"):
-        backends.resolve_backend("openvino", torch.device("cuda"), "fp32")
-    assert backends.auto_backend(CPU) == "openvino"
-    assert backends.auto_backend(CPU, "paddle") == "torch"
-    assert backends.auto_backend(torch.device("cuda")) == "torch"
+        _choice("openvino", "fp32", torch.device("cuda"))
+    monkeypatch.setattr(backends, "onnxruntime_available", lambda: True)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert _choice("auto", "auto") == ("openvino", "bf16")
+    assert _choice("onnx", "auto") == ("onnx", "fp32")  # ONNX Runtime runs fp32 only
+    assert backends.choose_runtime("auto", "auto", CPU).explicit is False
+    assert backends.choose_runtime("openvino", "auto", CPU).explicit is True
 
 
 @pytest.mark.parametrize("backend", GRAPH_BACKENDS)
@@ -118,7 +135,7 @@ def test_graphs_are_cached(tmp_path, monkeypatch, no_openvino):
         models.kp_detector, models.generator)
 
 
-def test_export_failure_falls_back_unless_asked(monkeypatch, capsys, no_openvino):
+def test_export_failure_falls_back_unless_asked(monkeypatch, caplog, no_openvino):
     models, cfg = tiny_models()
 
     def broken(*args, **kwargs):
@@ -126,7 +143,7 @@ def test_export_failure_falls_back_unless_asked(monkeypatch, capsys, no_openvino
 
     monkeypatch.setattr(backends, "_export", broken)
     assert Animator(models, cfg, device="cpu").backend == "torch"
-    assert "running torch eager" in capsys.readouterr().err
+    assert "running torch eager" in caplog.text
     with pytest.raises(FommError, match="did not convert"):
         Animator(models, cfg, device="cpu", backend="onnx")
 

@@ -65,7 +65,13 @@ def picked(**kwargs) -> tuple[str, str]:
     return animator.precision, animator.backend
 
 
-def test_animator_auto_precision_and_backend(monkeypatch, tmp_path):
+@pytest.fixture
+def checked_ok(monkeypatch):
+    """auto's check of a checkpoint in reduced precision passes (tested on its own below)."""
+    monkeypatch.setattr(Animator, "_reduced_holds", lambda self: True)
+
+
+def test_animator_auto_precision_and_backend(monkeypatch, tmp_path, checked_ok):
     """The Animator passes the backend asked for and the networks' size to the decision."""
     pytest.importorskip("onnxruntime", reason="auto's fp32 path runs on ONNX Runtime")
     from fomm.runtime import backends
@@ -88,7 +94,7 @@ def test_animator_auto_precision_and_backend(monkeypatch, tmp_path):
     assert picked() == ("fp32", "onnx")
 
 
-def test_animator_auto_precision_with_openvino(monkeypatch, tmp_path):
+def test_animator_auto_precision_with_openvino(monkeypatch, tmp_path, checked_ok):
     """With OpenVINO installed it is auto's first choice, bf16 at any size on a native-bf16 CPU."""
     pytest.importorskip("openvino", reason="the OpenVINO backend needs openvino")
     from fomm.runtime.backends import ENV
@@ -119,9 +125,80 @@ def test_resolve_precision_checks(monkeypatch):
         precision.resolve_precision("int8", CPU)
 
 
-def test_defaults_keep_parity_in_fp32():
+def test_one_precision_default_everywhere():
+    import inspect
+
     assert AnimateOptions().precision == "auto"  # the CLI's and the pipeline's default
-    assert Animator(*tiny_models(image_size=64), device="cpu").precision == "fp32"  # the API's
+    assert inspect.signature(Animator).parameters["precision"].default == "auto"  # the API's
+    api = pytest.importorskip("fomm.app.api", reason="the serve extra is not installed")
+    assert api.Settings().precision == "auto"  # fomm serve's and fomm worker's model
+
+
+def _amplifying_models():
+    """Seeded random networks whose batch norms amplify tenfold (running variance 0.01): bf16's
+    rounding grows through them far past auto's bound."""
+    models, cfg = tiny_models(image_size=64)
+    for net in models[:2]:
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_var.fill_(0.01)
+    return models, cfg
+
+
+@pytest.mark.parametrize("backend", ["torch", "openvino"])
+def test_safe_auto_falls_back_to_fp32_for_a_checkpoint_beyond_the_bound(
+        monkeypatch, tmp_path, caplog, backend):
+    if backend == "openvino" and not _openvino():
+        pytest.skip("openvino not installed")
+    monkeypatch.setenv("FOMM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)  # as on AMX / AVX512-BF16
+    models, cfg = _amplifying_models()
+    measured = Animator(models, cfg, device="cpu", precision="bf16", backend=backend)._probe()
+    assert measured["mean"] > precision.AUTO_MEAN_BOUND  # the checkpoint does fail the bound
+    with caplog.at_level("WARNING", logger="fomm.inference.animator"):
+        animator = Animator(*_amplifying_models(), device="cpu", precision="auto",
+                            backend=backend)
+    assert (animator.precision, animator.backend) == ("fp32", backend)
+    notes = [r.getMessage() for r in caplog.records if "precision auto" in r.getMessage()]
+    assert len(notes) == 1 and "running fp32" in notes[0] and "\n" not in notes[0]
+    verdicts = list((tmp_path / "cache" / "precision").glob("*.json"))
+    assert len(verdicts) == 1  # cached with the graphs
+
+    def no_probe(self):
+        raise AssertionError("the cached verdict was not used")
+
+    monkeypatch.setattr(Animator, "_probe", no_probe)
+    again = Animator(*_amplifying_models(), device="cpu", precision="auto", backend=backend)
+    assert again.precision == "fp32"
+    # asked for by name, bf16 is what it says (no check)
+    assert Animator(*_amplifying_models(), device="cpu", precision="bf16",
+                    backend=backend).precision == "bf16"
+
+
+def test_safe_auto_keeps_bf16_for_a_checkpoint_within_the_bound(monkeypatch, tmp_path, caplog):
+    from fomm.checkpoints.loading import load_model
+
+    monkeypatch.setenv("FOMM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    models, cfg = load_model(None)  # the bundled model: its islands stay close to fp32
+    with caplog.at_level("WARNING", logger="fomm.inference.animator"):
+        animator = Animator(models, cfg, device="cpu", precision="auto", backend="torch")
+    assert (animator.precision, animator.backend) == ("bf16", "torch")
+    assert not [r for r in caplog.records if "precision auto" in r.getMessage()]
+    verdict = precision.cached_verdict(
+        next((tmp_path / "cache" / "precision").glob("*.json")).stem, lambda: {})
+    assert precision.within_bound(verdict) and verdict["mean"] > 0  # measured, not assumed
+
+
+def test_within_bound_is_the_projects_bound():
+    assert precision.within_bound({"mean": 1 / 255, "p99": 8 / 255})
+    assert not precision.within_bound({"mean": 1.01 / 255, "p99": 0.0})
+    assert not precision.within_bound({"mean": 0.0, "p99": 8.5 / 255})
+    a = torch.zeros(1, 3, 10, 10)
+    b = a.clone()
+    b[0, 0, 0, :] = 1.0  # 10 of 300 values differ by 1
+    got = precision.difference(b, a)
+    assert got["mean"] == pytest.approx(10 / 300) and got["p99"] == pytest.approx(1.0)
 
 
 def test_islands_change_nothing_outside_bf16():

@@ -74,6 +74,7 @@ class Settings:
     flavour: str | None = None
     device: str = "auto"
     precision: str = "auto"  # as fomm animate's (fomm.runtime.precision)
+    backend: str | None = None  # auto, torch, onnx, openvino; None: $FOMM_BACKEND, else auto
     batch_size: int = 8
     max_queue: int = 8  # waiting jobs besides the running ones
     workers: int = 1
@@ -173,7 +174,8 @@ def parse_options(fields: dict[str, str], settings: Settings) -> AnimateOptions:
     if values.get("face_index") is not None and values["multi_person"]:
         raise UploadError(400, "invalid_option", "give face_index or multi_person, not both")
     return AnimateOptions(**values, batch_size=settings.batch_size, device=settings.device,
-                          precision=settings.precision, progress=False)
+                          precision=settings.precision, backend=settings.backend,
+                          progress=False)
 
 
 def run_job(animator: Animator, job: Job, on_progress) -> dict[str, Any]:
@@ -204,7 +206,7 @@ def _load_animator(settings: Settings) -> Animator:
 
     models, config = load_model(settings.checkpoint, config=settings.config,
                                 flavour=settings.flavour)
-    return Animator(models, config, settings.device, settings.precision)
+    return Animator(models, config, settings.device, settings.precision, settings.backend)
 
 
 class _Examples:

@@ -263,7 +263,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
     client = connect(args.broker)
     storage = open_storage(args.storage, args.data_dir)
     settings = Settings(checkpoint=args.checkpoint, config=args.config, flavour=args.flavour,
-                        device=args.device, precision=args.precision, batch_size=args.batch_size,
+                        device=args.device, precision=args.precision, backend=args.backend,
+                        batch_size=args.batch_size,
                         data_dir=args.data_dir)
     animator = _load_animator(settings)
     name = args.name or f"{socket.gethostname()}:{os.getpid()}"

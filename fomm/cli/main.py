@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,6 +73,10 @@ def add_animate_arguments(parser: argparse.ArgumentParser) -> None:
                      help="auto (default): on a CPU with native bf16 (AVX512-BF16/AMX) the "
                           "convolution stacks in bf16 on OpenVINO (sensitive steps kept in fp32), "
                           "else fp32; fp16/bf16 autocast on a GPU")
+    run.add_argument("--backend", choices=["auto", "torch", "onnx", "openvino"],
+                     help="where the networks run: auto (default: $FOMM_BACKEND, else OpenVINO "
+                          "on a CPU where installed, then ONNX Runtime, else torch), torch "
+                          "(eager; parity with the original code), onnx or openvino (CPU)")
     add_expression_arguments(parser)
     out = parser.add_argument_group("output")
     out.add_argument("--no-audio", dest="audio", action="store_false",
@@ -121,7 +126,7 @@ def options_from_args(args: argparse.Namespace):
     return AnimateOptions(
         relative=args.relative, adapt_scale=args.adapt_scale, best_frame=args.best_frame,
         find_best_frame=args.find_best_frame, batch_size=args.batch_size, device=args.device,
-        precision=args.precision, audio=args.audio, crop=args.crop,
+        precision=args.precision, backend=args.backend, audio=args.audio, crop=args.crop,
         crop_driving=args.crop_driving, face_index=args.face_index,
         multi_person=args.multi_person, crop_margin=args.crop_margin,
         result_size=args.result_size, detail=args.detail == "on",
@@ -207,7 +212,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "keypoints": ("fomm.cli.train", "draw a checkpoint's keypoints on a video"),
     "crop": ("fomm.cli.faces", "cut face tracks out of videos into square clips"),
     "live": ("fomm.cli.live", "animate a photo live with the face seen by a camera"),
-    "export": ("fomm.cli.export", "export a model to ONNX (kp detector + generator)"),
+    "export": ("fomm.cli.export", "export the ONNX graphs fomm runs, for other apps"),
     "serve": ("fomm.cli.serve", "web page and HTTP API: upload a photo and a clip"),
     "worker": ("fomm.cli.worker", "run the jobs of 'fomm serve --broker' (Redis)"),
     "weights": ("fomm.cli.weights", "official checkpoints: list them, download PaddleGAN's"),
@@ -315,6 +320,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def show_notes() -> None:
+    """The library's notes (``logging`` warnings of ``fomm.*``) on stderr as ``note: ...``."""
+    logger = logging.getLogger("fomm")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("note: %(message)s"))
+        logger.addHandler(handler)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``fomm`` and ``python -m fomm``; user errors exit 2 with one line."""
     parser = build_parser()
@@ -324,6 +338,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.parse_known_args(argv)  # its own errors (e.g. --help, a missing argument) first
         hint[0].error(hint[1])
     args = parser.parse_args(argv)
+    if args.command not in ("serve", "worker"):  # the servers configure logging themselves
+        show_notes()
     try:
         args.func(args)
     except FommError as exc:

@@ -75,13 +75,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    """The "run" group shared by ``fomm serve`` and ``fomm worker``: device, precision, batch."""
+    """The "run" group shared by ``fomm serve`` and ``fomm worker``: device, precision, backend,
+    batch."""
     run = p.add_argument_group("run")
     run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     run.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
                      help="as for fomm animate: auto (default) is bf16 islands on OpenVINO on a "
                           "CPU with native bf16 (AVX512-BF16/AMX), else fp32; fp16/bf16 autocast "
                           "on a GPU")
+    run.add_argument("--backend", choices=["auto", "torch", "onnx", "openvino"],
+                     help="as for fomm animate: where the networks run (default: $FOMM_BACKEND, "
+                          "else auto)")
     run.add_argument("--batch-size", type=positive_int, default=8,
                      help="driving frames per network call (default 8)")
     return run
@@ -115,7 +119,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
                         "(or FOMM_TOKEN), or --insecure to serve without one")
     settings = Settings(
         checkpoint=args.checkpoint, config=args.config, flavour=args.flavour, device=args.device,
-        precision=args.precision, batch_size=args.batch_size, max_queue=args.max_queue,
+        precision=args.precision, backend=args.backend, batch_size=args.batch_size,
+        max_queue=args.max_queue,
         workers=args.workers, data_dir=args.data_dir, max_image_mb=args.max_image_mb,
         max_video_mb=args.max_video_mb, max_duration_s=args.max_duration_s,
         max_resolution=args.max_resolution, job_ttl_s=args.job_ttl_s,

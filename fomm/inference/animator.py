@@ -7,7 +7,7 @@ adapt-scale, a chosen reference frame) on streams of frames, with device and pre
 from __future__ import annotations
 
 import contextlib
-import os
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -22,16 +22,19 @@ from fomm.media.image import resize, to_frames, to_tensor
 from fomm.models import Models, motion
 from fomm.models.generator import GeneratorOutput, SourceEncoding
 from fomm.models.motion import Keypoints
-from fomm.runtime.backends import (
-    ENV,
-    GRAPH_BACKENDS,
-    auto_backend,
-    build_networks,
-    resolve_backend,
-)
-from fomm.runtime.graphs import GraphNetworks
+from fomm.runtime.backends import GRAPH_BACKENDS, Runtime, build_networks, choose_runtime
+from fomm.runtime.graphs import GraphNetworks, model_key
 from fomm.runtime.precision import DTYPES as _DTYPES
-from fomm.runtime.precision import islands_enabled, mark_islands, resolve_precision
+from fomm.runtime.precision import (
+    cached_verdict,
+    difference,
+    islands_enabled,
+    mark_islands,
+    within_bound,
+)
+
+logger = logging.getLogger(__name__)
+PROBE_VERSION = 2  # bump when probe_frames or the comparison changes (part of the cache key)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -59,6 +62,21 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
+def probe_frames(size: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """What ``auto`` checks a checkpoint's reduced precision on: the face of scikit-image's
+    astronaut portrait framed as the face models' training data (a 172-pixel square) at
+    ``size``, and four driving frames of small head motion made from it (itself, the frame moved
+    right, moved down and zoomed in)."""
+    from skimage.data import astronaut
+
+    photo = astronaut()  # (512, 512, 3)
+    x, y, side = 140, 24, 172  # (fomm.faces.crop.square_box of its detected face)
+    windows = [(x, y, side), (x - 10, y, side), (x, y - 10, side), (x + 8, y + 8, side - 16)]
+    frames = [resize(np.ascontiguousarray(photo[top:top + s, left:left + s]), size)
+              for left, top, s in windows]
+    return frames[0], frames
+
+
 @dataclass
 class Source:
     """A source image prepared for animation: its tensor, keypoints and generator encoding."""
@@ -80,22 +98,22 @@ class Animator:
     """
 
     def __init__(self, models: Models, config: ModelConfig, device: str = "auto",
-                 precision: str = "fp32", backend: str | None = None) -> None:
+                 precision: str = "auto", backend: str | None = None) -> None:
+        """Put the networks on ``device`` and decide once how they run.
+
+        Args:
+            models, config: from :func:`fomm.load_model`.
+            device: ``auto`` (cuda, then mps, then cpu), ``cpu``, ``cuda[:N]`` or ``mps``.
+            precision: ``auto`` (fp32, or bf16 islands on a CPU with native bf16 where a probe
+                of this checkpoint stays within 1/255 of fp32 on average), ``fp32``, ``bf16``
+                or ``fp16`` (GPU).
+            backend: ``auto``, ``torch``, ``onnx`` or ``openvino``; None reads
+                ``$FOMM_BACKEND`` (default ``auto``). See
+                :func:`fomm.runtime.backends.choose_runtime`.
+        """
         self.device = resolve_device(device)
-        # "auto": fp32, or on a CPU with native bf16: bf16 on OpenVINO where installed, else the
-        # faster of bf16 eager and fp32 on ONNX Runtime for these networks (fomm.runtime.precision);
-        # auto's graph backends skip PaddleGAN's flavour
-        asked = backend or os.environ.get(ENV, "auto") or "auto"
-        requested = asked
-        if asked == "auto":
-            requested = auto_backend(self.device, config.flavour)
-            requested = "auto" if requested == "onnx" else requested
-        parameters = sum(p.numel() for m in models[:2] for p in m.parameters())
-        self.precision = resolve_precision(precision, self.device, backend=requested,
-                                           parameters=parameters)
         self.config = config
         self.size = config.image_size
-        self.dtype = _DTYPES[self.precision]
         # channels-last convolutions are ~25 % faster on CPUs (oneDNN) and on tensor cores
         self.memory_format = torch.channels_last
         self.kp_detector = models.kp_detector.to(self.device, memory_format=self.memory_format)
@@ -105,27 +123,61 @@ class Animator:
         # several faces of a photo in one generator call (multi-person): on a GPU, where a call's
         # fixed cost is large; on a CPU one call per face measured faster (benchmarks/multi_person)
         self.batch_faces = self.device.type != "cpu"
+        parameters = sum(p.numel() for m in models[:2] for p in m.parameters())
+
+        def choose(asked_precision: str) -> Runtime:
+            return choose_runtime(backend, asked_precision, self.device, flavour=config.flavour,
+                                  parameters=parameters)
+
+        self._run_on(choose(precision))
+        if precision == "auto" and self.dtype is not torch.float32 and not self._reduced_holds():
+            self._run_on(choose("fp32"))
+
+    def _run_on(self, runtime: Runtime) -> None:
+        """Set up the networks to run as ``runtime`` says (backend graphs, precision islands)."""
+        self.runtime = runtime
+        self.precision = runtime.precision
+        self.dtype = _DTYPES[self.precision]
         # on the CPU only the convolution stacks run in bf16; sensitive steps stay fp32
         self._islands = self.device.type == "cpu" and self.dtype is not torch.float32
         if self._islands:  # (the graph backends convert plain copies: fomm.runtime.graphs)
             mark_islands(self.kp_detector, self.generator)
-        # per-frame networks on OpenVINO or ONNX Runtime (CPU) or torch eager
-        # (fomm.runtime.backends);
-        # None reads $FOMM_BACKEND, default auto
         self._graphs: GraphNetworks | None = None
-        wanted = resolve_backend(backend, self.device, self.precision)
-        explicit = asked in GRAPH_BACKENDS
-        if wanted in GRAPH_BACKENDS and config.flavour == "paddle":
-            # PaddleGAN's predictor (align_corners, border blend, occlusion border) exported
-            # differs from eager by far more than rounding on some inputs: it stays eager
-            if explicit:
-                raise FommError(f"--backend {asked} does not run PaddleGAN's flavour (its "
-                                "export differs from eager); use --backend torch")
-            wanted = "torch"
-        if wanted in GRAPH_BACKENDS:
-            self._graphs = build_networks(wanted, self.kp_detector, self.generator, self.size,
-                                          self.precision, explicit)
-        self.backend = "torch" if self._graphs is None else wanted
+        if runtime.backend in GRAPH_BACKENDS:  # None: the model did not convert (a note)
+            self._graphs = build_networks(runtime.backend, self.kp_detector, self.generator,
+                                          self.size, self.precision, runtime.explicit)
+        self.backend = "torch" if self._graphs is None else runtime.backend
+
+    def _reduced_holds(self) -> bool:
+        """Whether this checkpoint, run in reduced precision as set up, stays within ``auto``'s
+        bound of fp32 on a probe (:func:`probe_frames`); the verdict is cached with the graphs.
+        Logs a one-line note when it does not."""
+        key = model_key(self.kp_detector, self.generator, extra=(
+            f"auto-check{PROBE_VERSION} {self.backend} {self.precision} size{self.size}"))
+        verdict = cached_verdict(key, self._probe)
+        if within_bound(verdict):
+            return True
+        logger.warning("precision auto: this model in %s differs from fp32 by %.1f/255 on "
+                       "average, %.1f/255 at p99 (bound 1/255, 8/255): running fp32",
+                       self.precision, verdict["mean"] * 255, verdict["p99"] * 255)
+        return False
+
+    def _probe(self) -> dict[str, float]:
+        """:func:`fomm.runtime.precision.difference` of this animator's frames and fp32 torch
+        eager's on :func:`probe_frames`."""
+        from fomm.models import Models
+
+        reference = Animator(Models(self.kp_detector, self.generator), self.config,
+                             str(self.device), "fp32", "torch")
+        source_image, driving = probe_frames(self.size)
+        results = []
+        for animator in (self, reference):
+            source = animator.prepare_source(source_image)
+            kp_driving = animator.keypoints(animator.to_model_input(driving))
+            kp_norm = motion.normalize_kp(source.kp, kp_driving, kp_driving.select(slice(0, 1)),
+                                          relative=True)[0]
+            results.append(animator.generate(source, kp_norm))
+        return difference(*results)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is torch.float32:

@@ -312,7 +312,7 @@ def animate_file(source: str | Path, driving: str | Path, output: str | Path,
             from fomm.checkpoints.loading import load_model
 
             models, config = load_model(checkpoint, config=model_config, flavour=opts.flavour)
-        animator = Animator(models, config, opts.device, opts.precision)
+        animator = Animator(models, config, opts.device, opts.precision, opts.backend)
     size = animator.size
     target = source_target(source_image, size, opts)
     layers = expression_layers(target, opts, _noter(opts), framed=opts.frames_driving)

@@ -214,6 +214,7 @@ def live_animator(animator: Animator, opts: AnimateOptions, size: int | None = N
         dataclasses.replace(animator.config, image_size=size),
         str(animator.device),
         precision,
+        animator.runtime.asked,
     )
 
 
@@ -450,7 +451,8 @@ def run_live(
             if opts.network_size is not None:
                 config = dataclasses.replace(config, image_size=opts.network_size)
             animator = Animator(
-                models, config, anim.device, live_precision(anim.precision, anim.device)
+                models, config, anim.device, live_precision(anim.precision, anim.device),
+                anim.backend,
             )
         animator = live_animator(animator, anim, opts.network_size)
         step = LiveAnimator(animator, source_image, opts)

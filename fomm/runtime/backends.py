@@ -4,24 +4,26 @@ The per-frame work of animation is the keypoint detector on a driving frame and 
 with the source's cached encoding (:class:`fomm.models.generator.SourceEncoding`). On a CPU the
 graph backends run both faster than torch eager: they fuse batch norm and ReLU into the
 convolutions and plan memory once (``benchmarks/animate.py``). The graphs are made from the same
-modules when an :class:`fomm.inference.animator.Animator` is built (:mod:`fomm.runtime.graphs`; no
-files shipped),
-so any checkpoint fomm loads runs on them; a model that does not convert falls back to torch
-eager with a note. ``auto`` (the default) picks, on a CPU, OpenVINO (fp32, or bf16 islands:
+modules when an :class:`fomm.inference.animator.Animator` is built (:mod:`fomm.runtime.graphs`;
+no files shipped), so any checkpoint fomm loads runs on them; a model that does not convert
+falls back to torch eager with a note. :func:`choose_runtime` decides the backend and precision:
+``auto`` (the default) picks, on a CPU, OpenVINO (fp32, or bf16 islands:
 :mod:`fomm.runtime.openvino`) when ``openvino`` is installed, else ONNX Runtime at fp32 when
-``onnxruntime`` is, else torch eager; torch eager on GPUs. The environment variable
-``FOMM_BACKEND`` (``torch``, ``onnx``, ``openvino``, ``auto``) overrides the default. Parity
-with the original code is defined on the torch eager path (``--backend torch``).
+``onnxruntime`` is, else torch eager; torch eager on GPUs. ``--backend``
+(``AnimateOptions.backend``, the server's ``--backend``) names one; the environment variable
+``FOMM_BACKEND`` is the default where none is named. Parity with the original code is defined on
+the torch eager path (``--backend torch``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
-import sys
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -40,6 +42,9 @@ from fomm.runtime.graphs import (
     to_array,
 )
 from fomm.runtime.openvino import OpenVinoNetworks, openvino_available
+from fomm.runtime.precision import resolve_precision
+
+logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "onnx", "openvino")
 GRAPH_BACKENDS = ("onnx", "openvino")  # the backends that run exported graphs
@@ -67,54 +72,80 @@ def onnxruntime_available() -> bool:
     return True
 
 
-def auto_backend(device: torch.device, flavour: str = "original") -> str:
-    """What ``auto`` asks for before the precision is known: ``openvino`` or ``onnx`` on a CPU
-    where installed, ``torch`` on GPUs, for PaddleGAN's flavour (see :class:`Animator`) and
-    where neither is installed."""
-    if device.type != "cpu" or flavour == "paddle":
-        return "torch"
-    if openvino_available():
-        return "openvino"
-    return "onnx" if onnxruntime_available() else "torch"
+@dataclass(frozen=True)
+class Runtime:
+    """Where the per-frame networks run, as :func:`choose_runtime` decided it."""
+
+    backend: str  # torch, onnx or openvino
+    precision: str  # fp32, bf16 or fp16
+    asked: str  # the backend asked for: auto, or the one named (its failures are errors)
+
+    @property
+    def explicit(self) -> bool:
+        """Whether a graph backend was named (a model it cannot convert is an error then)."""
+        return self.asked in GRAPH_BACKENDS
 
 
-def resolve_backend(name: str | None, device: torch.device, precision: str) -> str:
-    """The backend to run on: ``auto`` → ``openvino`` on a CPU at fp32 or bf16 with openvino
-    installed, else ``onnx`` on a CPU at fp32 with onnxruntime installed, else ``torch``.
+def choose_runtime(backend: str | None, precision: str, device: torch.device, *,
+                   flavour: str = "original", parameters: int | None = None) -> Runtime:
+    """The one place that decides the backend and the precision of the per-frame networks.
 
-    ``name`` None reads ``$FOMM_BACKEND`` (default ``auto``).
+    ``auto`` is, on a CPU, OpenVINO (fp32, or bf16 islands on a CPU with native bf16) where
+    ``openvino`` is installed, else ONNX Runtime at fp32 where ``onnxruntime`` is and the
+    precision is fp32, else torch eager; torch eager on GPUs and for PaddleGAN's flavour (its
+    exported graph differs from eager by more than rounding on some inputs). The precision
+    ``auto`` is decided with the backend (:func:`fomm.runtime.precision.resolve_precision`).
 
+    Args:
+        backend: ``auto``, ``torch``, ``onnx``, ``openvino``, or None for ``$FOMM_BACKEND``
+            (default ``auto``).
+        precision: ``auto``, ``fp32``, ``fp16`` or ``bf16``.
+        device: where the networks run.
+        flavour: the model's numerics, ``original`` or ``paddle``.
+        parameters: the keypoint detector's and generator's parameter count (auto's precision
+            on ONNX Runtime depends on it).
     Raises:
-        FommError: an unknown name, or a graph backend where it cannot run (GPU, a precision
-            it does not run, the package missing).
+        FommError: an unknown name, or a backend named where it cannot run (GPU, a precision
+            it does not run, PaddleGAN's flavour, the package missing).
     """
-    name = name or os.environ.get(ENV, "auto") or "auto"
-    if name not in BACKENDS:
-        raise FommError(f"unknown backend '{name}' ({', '.join(BACKENDS)})")
+    asked = backend or os.environ.get(ENV) or "auto"
+    if asked not in BACKENDS:
+        raise FommError(f"unknown backend '{asked}' ({', '.join(BACKENDS)})")
+    graphs = device.type == "cpu" and flavour != "paddle"
+    openvino, onnx = graphs and openvino_available(), graphs and onnxruntime_available()
+    if asked == "auto":
+        # auto's precision depends on what can run it: OpenVINO runs fp32 and bf16, ONNX
+        # Runtime fp32 only (then the faster of the two is picked by the networks' size)
+        for_precision = "openvino" if openvino else "auto" if onnx else "torch"
+        chosen = resolve_precision(precision, device, backend=for_precision,
+                                   parameters=parameters)
+        if openvino and chosen in ("fp32", "bf16"):
+            return Runtime("openvino", chosen, asked)
+        return Runtime("onnx" if onnx and chosen == "fp32" else "torch", chosen, asked)
+    chosen = resolve_precision(precision, device, backend=asked, parameters=parameters)
+    if asked in GRAPH_BACKENDS and flavour == "paddle":
+        raise FommError(f"--backend {asked} does not run PaddleGAN's flavour (its export "
+                        "differs from eager); use --backend torch")
     cpu = device.type == "cpu"
-    if name == "auto":
-        if cpu and precision in ("fp32", "bf16") and openvino_available():
-            return "openvino"
-        return "onnx" if cpu and precision == "fp32" and onnxruntime_available() else "torch"
-    if name == "onnx":
-        if not (cpu and precision == "fp32"):
+    if asked == "onnx":
+        if not (cpu and chosen == "fp32"):
             raise FommError(f"--backend onnx runs on the CPU at fp32 (got {device.type}, "
-                            f"{precision}); use --backend openvino or torch")
+                            f"{chosen}); use --backend openvino or torch")
         if not onnxruntime_available():
             raise FommError("--backend onnx needs onnxruntime: pip install 'fomm[fast]' "
                             "(or use --backend torch)")
-    if name == "openvino":
-        if not (cpu and precision in ("fp32", "bf16")):
+    if asked == "openvino":
+        if not (cpu and chosen in ("fp32", "bf16")):
             raise FommError(f"--backend openvino runs on the CPU at fp32 or bf16 (got "
-                            f"{device.type}, {precision}); use --backend torch")
+                            f"{device.type}, {chosen}); use --backend torch")
         if not openvino_available():
             raise FommError("--backend openvino needs openvino: pip install openvino "
                             "(or use --backend torch)")
-    return name
+    return Runtime(asked, chosen, asked)
 
 
 def _export(module: nn.Module, inputs: tuple[Tensor, ...], names: list[str],
-            outputs: list[str]) -> bytes:
+            outputs: list[str], opset: int = OPSET) -> bytes:
     """``module`` as an ONNX graph with a dynamic batch axis, in memory."""
     buffer = io.BytesIO()
     # the source's inputs are one image broadcast over the frames: a batch axis of their own
@@ -122,7 +153,7 @@ def _export(module: nn.Module, inputs: tuple[Tensor, ...], names: list[str],
             for n in names + outputs}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, inputs, buffer, dynamo=False, opset_version=OPSET,
+        torch.onnx.export(module, inputs, buffer, dynamo=False, opset_version=opset,
                           input_names=names, output_names=outputs, dynamic_axes=axes)
     return buffer.getvalue()
 
@@ -193,6 +224,6 @@ def build_networks(backend: str, kp_detector: nn.Module, generator: nn.Module, s
         if explicit:
             raise FommError(f"--backend {backend}: this model did not convert ({exc}); "
                             "use --backend torch") from exc
-        print(f"note: {backend} conversion failed ({type(exc).__name__}); running torch eager",
-              file=sys.stderr)
+        logger.warning("%s conversion failed (%s); running torch eager", backend,
+                       type(exc).__name__)
         return None

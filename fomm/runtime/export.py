@@ -1,18 +1,27 @@
-"""ONNX export of the keypoint detector and generator, with an onnxruntime parity check.
+"""``fomm export``: the ONNX graphs fomm's runtime runs, as files for other apps.
 
-Two graphs, so that apps can encode the source once and run the generator per driving frame:
+The graphs are those of the ONNX Runtime backend (:mod:`fomm.runtime.graphs`: the generator's
+paired output heads merged, downsampling strided, the source encoded once), plus the source
+encoder that the runtime runs in torch:
 
-* ``kp_detector.onnx``: ``image`` (B, 3, S, S) in [0, 1] → ``value`` (B, K, 2), ``jacobian``
-  (B, K, 2, 2);
-* ``generator.onnx``: ``source`` (B, 3, S, S), ``kp_source_value``/``_jacobian``,
-  ``kp_driving_value``/``_jacobian`` → ``prediction`` (B, 3, S, S). Motion normalisation
-  (relative / adapt-scale) is plain arithmetic on keypoints, done by the caller
-  (see :func:`fomm.models.motion.normalize_kp`).
+* ``source_encoder.onnx``: ``source`` (1, 3, S, S) in [0, 1] → ``features``, ``small`` (once
+  per source image);
+* ``kp_detector.onnx``: ``image`` (B, 3, S, S) in [0, 1] → ``value`` (B, K, 2) and, for models
+  with jacobians, ``jacobian`` (B, K, 2, 2);
+* ``generator.onnx``: ``source``, ``features``, ``small`` (batch 1, broadcast over the frames),
+  ``kp_source_value`` / ``_jacobian`` and ``kp_driving_value`` / ``_jacobian`` (B) →
+  ``prediction`` (B, 3, S, S) in [0, 1], and the dense motion (``deformation``,
+  ``occlusion_map``, ``blend_mask`` where the model has them). Motion normalisation (relative /
+  adapt-scale) is plain arithmetic on keypoints, done by the caller
+  (:func:`fomm.models.motion.normalize_kp`).
+
+Each graph is checked against torch eager on ONNX Runtime (:func:`check_graphs`).
 """
 
 from __future__ import annotations
 
-import warnings
+import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,92 +29,129 @@ import torch
 from torch import Tensor, nn
 
 from fomm.errors import FommError
-from fomm.models.motion import Keypoints
+from fomm.runtime.backends import OPSET, _export
+from fomm.runtime.graphs import LazyGraphs, example, export_generator
+
+# largest |onnxruntime - torch| accepted, on keypoints (in [-1, 1]) and frames (in [0, 1]);
+# the graphs equal eager to float rounding (about 1e-6 to 1e-5 on the official presets)
+TOLERANCE = 1e-3
 
 
-class _KPDetector(nn.Module):
-    def __init__(self, kp_detector: nn.Module) -> None:
-        super().__init__()
-        self.kp_detector = kp_detector
+@dataclass(frozen=True)
+class ExportResult:
+    """The files ``fomm export`` wrote and how far ONNX Runtime is from torch on them."""
 
-    def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
-        kp = self.kp_detector(image)
-        return kp.value, kp.jacobian
+    source_encoder: Path
+    kp_detector: Path
+    generator: Path
+    max_abs_diff: float | None  # None: not checked
 
 
-class _Generator(nn.Module):
+class SourceEncoderGraph(nn.Module):
+    """The generator's source-only work with tensors out: features, small."""
+
     def __init__(self, generator: nn.Module) -> None:
         super().__init__()
         self.generator = generator
 
-    def forward(self, source: Tensor, kp_source_value: Tensor, kp_source_jacobian: Tensor,
-                kp_driving_value: Tensor, kp_driving_jacobian: Tensor) -> Tensor:
-        out = self.generator(source, Keypoints(kp_driving_value, kp_driving_jacobian),
-                             Keypoints(kp_source_value, kp_source_jacobian), with_deformed=False)
-        return out.prediction
+    def forward(self, source: Tensor) -> tuple[Tensor, Tensor]:
+        encoding = self.generator.encode_source(source)
+        return encoding.features, encoding.small
 
 
 def export_onnx(checkpoint: str | Path | None, out_dir: str | Path,
-                config: str | Path | None = None, opset: int = 17,
-                check: bool = True) -> dict[str, object]:
-    """Export a checkpoint's networks to ONNX and (optionally) compare with onnxruntime.
+                config: str | Path | None = None, opset: int = OPSET, check: bool = True,
+                tolerance: float = TOLERANCE) -> ExportResult:
+    """Write a checkpoint's runtime graphs to ``out_dir`` and check them against torch.
 
-    Returns:
-        ``{"kp_detector": path, "generator": path, "max_abs_diff": float | None}``.
+    Args:
+        checkpoint: as for :func:`fomm.load_model` (None: the bundled model).
+        out_dir: the folder for the three ``.onnx`` files (made if missing).
+        config: a config for checkpoints without one.
+        opset: the ONNX opset.
+        check: run the graphs on ONNX Runtime and compare with torch eager.
+        tolerance: the largest difference :func:`check_graphs` accepts.
+    Raises:
+        FommError: the check needs onnxruntime, or the graphs differ from torch by more than
+            ``tolerance``.
     """
     from fomm.checkpoints.loading import load_model
 
     models, cfg = load_model(checkpoint, config=config)
-    if not cfg.kp_detector.estimate_jacobian:
-        raise FommError("ONNX export needs a model with jacobians (estimate_jacobian: true)")
+    kp_detector, generator = models.kp_detector.eval(), models.generator.eval()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    size, k = cfg.image_size, cfg.num_kp
-    torch.manual_seed(0)
-    image = torch.rand(2, 3, size, size)
-    kp_model, gen_model = _KPDetector(models.kp_detector).eval(), _Generator(
-        models.generator).eval()
-    with torch.no_grad():
-        kp_value, kp_jac = kp_model(image)
-    batch = {0: "batch"}
-    kp_path, gen_path = out / "kp_detector.onnx", out / "generator.onnx"
-    gen_inputs = (image, kp_value.flip(0), kp_jac.flip(0), kp_value, kp_jac)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(kp_model, (image,), str(kp_path), dynamo=False, opset_version=opset,
-                          input_names=["image"], output_names=["value", "jacobian"],
-                          dynamic_axes={"image": batch, "value": batch, "jacobian": batch})
-        names = ["source", "kp_source_value", "kp_source_jacobian", "kp_driving_value",
-                 "kp_driving_jacobian"]
-        torch.onnx.export(gen_model, gen_inputs, str(gen_path), dynamo=False,
-                          opset_version=opset, input_names=names, output_names=["prediction"],
-                          dynamic_axes={**{n: batch for n in names}, "prediction": batch})
-    diff = None
-    if check:
-        diff = _check(kp_model, gen_model, kp_path, gen_path, image, gen_inputs)
-    assert kp_value.shape[1] == k
-    return {"kp_detector": kp_path, "generator": gen_path, "max_abs_diff": diff}
+    convert = functools.partial(_export, opset=opset)
+    graphs = LazyGraphs(kp_detector, generator, cfg.image_size, convert)
+    paths = {name: out / f"{name}.onnx" for name in ("source_encoder", "kp_detector",
+                                                      "generator")}
+    paths["kp_detector"].write_bytes(graphs("kp"))
+    paths["generator"].write_bytes(graphs("generator"))
+    source = example(kp_detector, generator, cfg.image_size).image[:1]
+    encoder = SourceEncoderGraph(export_generator(generator)).eval()
+    paths["source_encoder"].write_bytes(convert(encoder, (source,), ["source"],
+                                                ["features", "small"]))
+    diff = check_graphs(paths, kp_detector, generator, cfg.image_size, tolerance) if check \
+        else None
+    return ExportResult(paths["source_encoder"], paths["kp_detector"], paths["generator"], diff)
 
 
-def _check(kp_model: nn.Module, gen_model: nn.Module, kp_path: Path, gen_path: Path,
-           image: Tensor, gen_inputs: tuple[Tensor, ...]) -> float:
+def check_graphs(paths: dict[str, Path], kp_detector: nn.Module, generator: nn.Module,
+                 size: int, tolerance: float = TOLERANCE) -> float:
+    """Run the exported graphs on ONNX Runtime and torch eager on the same random inputs.
+
+    Args:
+        paths: ``source_encoder``, ``kp_detector``, ``generator`` → the ``.onnx`` files.
+        kp_detector, generator: the fp32 modules they were exported from.
+        size: the model's image size S.
+    Returns:
+        The largest absolute difference over every output.
+    Raises:
+        FommError: onnxruntime is missing, or a difference is above ``tolerance`` (naming the
+            graph and output).
+    """
     try:
         import onnxruntime as ort
     except ImportError:
-        raise FommError("the parity check needs onnxruntime: pip install 'fomm[export]' "
+        raise FommError("the export check needs onnxruntime: pip install 'fomm[export]' "
                         "(or pass --no-check)") from None
-    kp_sess = ort.InferenceSession(str(kp_path), providers=["CPUExecutionProvider"])
-    gen_sess = ort.InferenceSession(str(gen_path), providers=["CPUExecutionProvider"])
+
+    def run(name: str, feeds: dict[str, Tensor]) -> dict[str, np.ndarray]:
+        session = ort.InferenceSession(str(paths[name]), providers=["CPUExecutionProvider"])
+        wanted = {i.name for i in session.get_inputs()}  # unused inputs are pruned
+        outputs = [o.name for o in session.get_outputs()]
+        got = session.run(outputs, {k: v.numpy() for k, v in feeds.items() if k in wanted})
+        return dict(zip(outputs, got))
+
+    rng = torch.Generator().manual_seed(1)
+    images = torch.rand(3, 3, size, size, generator=rng)
+    worst, where = 0.0, ""
+
+    def compare(graph: str, got: dict[str, np.ndarray], expected: dict[str, Tensor]) -> None:
+        nonlocal worst, where
+        for name, array in got.items():
+            diff = float(np.abs(array - expected[name].numpy()).max())
+            if diff > worst or np.isnan(diff):
+                worst, where = diff, f"{graph}.onnx output '{name}'"
+
     with torch.no_grad():
-        expected_kp = kp_model(image)
-        expected = gen_model(*gen_inputs)
-    got_kp = kp_sess.run(None, {"image": image.numpy()})
-    feeds = {i.name: t.numpy() for i, t in zip(gen_sess.get_inputs(), gen_inputs)}
-    got = gen_sess.run(None, feeds)[0]
-    diffs = [np.abs(a.numpy() - b).max() for a, b in zip(expected_kp, got_kp)]
-    diffs.append(np.abs(expected.numpy() - got).max())
-    return float(max(diffs))
-
-
-
+        kp = kp_detector(images)
+        encoding = generator.encode_source(images[:1])
+        kp_source = kp.select(slice(0, 1)).expand(3)
+        eager = generator(images[:1], kp, kp_source, encoded=encoding, with_deformed=False)
+    compare("source_encoder", run("source_encoder", {"source": images[:1]}),
+            {"features": encoding.features, "small": encoding.small})
+    compare("kp_detector", run("kp_detector", {"image": images}),
+            {"value": kp.value, **({} if kp.jacobian is None else {"jacobian": kp.jacobian})})
+    feeds = {"source": images[:1], "features": encoding.features, "small": encoding.small,
+             "kp_source_value": kp_source.value, "kp_driving_value": kp.value}
+    if kp.jacobian is not None:
+        feeds |= {"kp_source_jacobian": kp_source.jacobian, "kp_driving_jacobian": kp.jacobian}
+    compare("generator", run("generator", feeds),
+            {n: getattr(eager, n) for n in eager._fields if getattr(eager, n) is not None})
+    if not worst <= tolerance:
+        raise FommError(f"the exported {where} differs from torch by {worst:.2e} (more than "
+                        f"{tolerance:g}); this model does not export faithfully to ONNX opset "
+                        "graphs (fomm animate --backend torch runs it)")
+    return worst
 

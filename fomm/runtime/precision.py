@@ -13,6 +13,12 @@ sparse motions, the dense-motion mask softmax and occlusion head, grid sampling,
 layer — stays fp32. A plain bf16 autocast of the whole model drifts by up to 104/255 on some
 pixels of the bundled model (mostly through the jacobians and the warp); the islands keep the
 result within 1/255 on average of fp32.
+
+Islands are not safe for every checkpoint (large batch-norm gains amplify bf16's rounding), so
+``auto`` checks a checkpoint before it runs it in reduced precision: the
+:class:`fomm.inference.animator.Animator` runs a probe both ways and keeps bf16 only within
+:data:`AUTO_MEAN_BOUND` and :data:`AUTO_P99_BOUND` of fp32 (:func:`within_bound`); the verdict
+is cached beside the exported graphs (:func:`cached_verdict`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +35,7 @@ import torch
 from torch import nn
 
 from fomm.errors import FommError
+from fomm.runtime.graphs import cache_folder, cached
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -55,6 +63,12 @@ ISLANDS = {
 # small convolutions are bound by memory traffic and per-operator costs, which ONNX Runtime's fused
 # graph saves and bf16 does not.
 BF16_MIN_PARAMETERS = 10_000_000
+
+# ``auto`` keeps reduced precision for a checkpoint only when a probe run both ways differs from
+# fp32 by at most this much per pixel and channel, on the 0..1 scale of the frames: a mean of
+# 1/255 and a 99th percentile of 8/255
+AUTO_MEAN_BOUND = 1 / 255
+AUTO_P99_BOUND = 8 / 255
 
 _island_dtype: contextvars.ContextVar[torch.dtype | None] = contextvars.ContextVar(
     "fomm_island_dtype", default=None
@@ -177,3 +191,23 @@ def islands_enabled(dtype: torch.dtype) -> Iterator[None]:
         yield
     finally:
         _island_dtype.reset(token)
+
+
+def difference(reduced: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
+    """The mean and 99th percentile of the absolute per-pixel difference of two batches of frames
+    in [0, 1] (both clamped to it first, as frames are written)."""
+    diff = (reduced.float().clamp(0, 1) - reference.float().clamp(0, 1)).abs().flatten()
+    return {"mean": float(diff.mean()), "p99": float(torch.quantile(diff, 0.99))}
+
+
+def within_bound(verdict: dict[str, float]) -> bool:
+    """Whether a :func:`difference` is within ``auto``'s bound (mean <= 1/255, p99 <= 8/255)."""
+    return verdict["mean"] <= AUTO_MEAN_BOUND and verdict["p99"] <= AUTO_P99_BOUND
+
+
+def cached_verdict(key: str, probe: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """``probe()``'s :func:`difference`, kept in the graph cache (``cache_folder("precision")``)
+    under ``key`` (:func:`fomm.runtime.graphs.model_key` of the networks and how they run)."""
+    return cached(cache_folder("precision") / f"{key}.json", probe,
+                  load=lambda path: json.loads(path.read_text()),
+                  save=lambda verdict, to: to.write_text(json.dumps(verdict)))
