@@ -155,3 +155,19 @@ def test_options_validate():
             ExpressionOptions(**bad)
     assert uses_networks("all") and uses_networks("pose")
     assert not any(uses_networks(r) for r in ("expression", "eyes", "lips"))
+
+
+def test_one_euro_steadies_jitter_and_follows_jumps():
+    from fomm.expression.smoothing import OneEuro
+
+    rng = np.random.default_rng(0)
+    still = OneEuro(min_cutoff=3.0, beta=2.0)
+    noisy = 0.5 + 0.01 * rng.normal(size=(100, 4))
+    out = np.array([still(x) for x in noisy])
+    assert out[20:].std() < 0.6 * noisy[20:].std()
+    jump = OneEuro(min_cutoff=3.0, beta=30.0, d_cutoff=5.0)
+    values = [jump(np.array([0.0]))[0] for _ in range(5)]
+    values += [jump(np.array([0.3]))[0] for _ in range(3)]
+    assert values[-1] > 0.25  # a blink-sized jump is followed within 3 frames
+    jump.reset()
+    np.testing.assert_array_equal(jump(np.array([7.0])), [7.0])

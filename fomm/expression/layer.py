@@ -36,6 +36,7 @@ HOLD = 5  # frames a missed face keeps the last good landmarks
 # motion almost at once (a blink lasts 3-4 frames: slower settings lose it), steady at rest.
 OFFSETS_FILTER = {"min_cutoff": 3.0, "beta": 30.0, "d_cutoff": 5.0}
 RESULT_FILTER = {"min_cutoff": 3.0, "beta": 2.0}
+OPENING = 0.01  # a driver's upper lid this far above its reference (eye distances) opens the eye
 CONTROL_GROUPS = (
     "face_oval",
     "left_brow",
@@ -198,6 +199,8 @@ class ExpressionLayer:
             target = src + (wanted - photo) @ pose[:, :2].T  # the rest pinned where it is
         else:
             target = geometry.transform(pose, wanted)
+        if opts.region == "all" and driver is not None:
+            target = _blinks_kept(src, target, groups, driver[0])
         idx = self._controls
         oval = groups["face_oval"]
         warped = _lids_kept_open(src, target, groups)
@@ -236,6 +239,29 @@ def _lids_kept_open(src: np.ndarray, target: np.ndarray, groups: geometry.Groups
         s_low = np.interp(s_face[upper, 0], *_sorted(s_face[lower]))
         t_low = np.interp(t_face[upper, 0], *_sorted(t_face[lower]))
         out[upper, 1] = np.minimum(t_face[upper, 1], t_low - (s_low - s_face[upper, 1]))
+    return out * t_dist @ t_axes.T + origin
+
+
+def _blinks_kept(
+    src: np.ndarray, target: np.ndarray, groups: geometry.Groups, offsets: np.ndarray
+) -> np.ndarray:
+    """``target`` with each upper lid at least as closed as in ``src`` (the FOMM result) unless
+    the driver opens that lid wider: a blink the result shows stays, though the landmarks
+    under-report it."""
+    s_dist, s_axes = geometry.face_axes(src, groups)
+    t_dist, t_axes = geometry.face_axes(target, groups)
+    s_face = (src - np.mean(geometry.eye_centres(src, groups), axis=0)) @ s_axes / s_dist
+    origin = np.mean(geometry.eye_centres(target, groups), axis=0)
+    t_face = (target - origin) @ t_axes / t_dist
+    out = t_face.copy()
+    for side in ("left", "right"):
+        upper = groups[f"{side}_eye_upper"][1:-1]
+        lower = groups[f"{side}_eye_lower"]
+        s_gap = np.interp(s_face[upper, 0], *_sorted(s_face[lower])) - s_face[upper, 1]
+        t_low = np.interp(t_face[upper, 0], *_sorted(t_face[lower]))
+        closer = np.maximum(t_face[upper, 1], t_low - np.maximum(s_gap, 0.0))
+        opening = offsets[upper, 1] < -OPENING
+        out[upper, 1] = np.where(opening, t_face[upper, 1], closer)
     return out * t_dist @ t_axes.T + origin
 
 
