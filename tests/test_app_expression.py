@@ -142,7 +142,7 @@ def test_preview_sliders_change_the_face_only(client):
     assert change.max() > 30  # the mouth and eyes opened
     rows, cols = np.nonzero(change > 30)
     # the change stays inside the face (astronaut's face box ≈ x 86..172, y 60..174 here)
-    assert 60 <= cols.min() and cols.max() <= 200 and 50 <= rows.min() and rows.max() <= 200
+    assert 60 <= cols.min() <= cols.max() <= 200 and 50 <= rows.min() <= rows.max() <= 200
 
 
 def camera_frames(n: int) -> list[np.ndarray]:

@@ -182,7 +182,7 @@ def expression_state(step: LiveAnimator) -> dict | None:
 def change_expression(step: LiveAnimator, options: AnimateOptions, fields: dict) -> str | None:
     """Apply an ``{"type": "expression", ...}`` message's fields to ``step``, over its current
     settings; what went wrong in a sentence, or None."""
-    from fomm.app.api import EXPRESSION_FIELDS, parse_field
+    from fomm.app.fields import EXPRESSION_FIELDS, parse_field
     from fomm.app.uploads import UploadError
     from fomm.inference.pipeline import expression_options
 
