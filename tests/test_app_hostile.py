@@ -17,7 +17,7 @@ pytest.importorskip("fastapi", reason="fomm serve needs the web extras: pip inst
 import test_app as base  # noqa: E402
 from test_app import make_client, nothing_queued, submit  # noqa: E402
 
-from fomm.app.uploads import UploadError, check_video_header  # noqa: E402
+from fomm.app.uploads import Pace, UploadError, check_video_header, read_form  # noqa: E402
 from fomm.media.image import read_image  # noqa: E402
 
 animator, media = base.animator, base.media  # the fixtures of test_app
@@ -205,3 +205,56 @@ def test_small_frames_then_huge_ones_are_refused(client, media, tmp_path):
     assert err.value.code == "resolution_too_large"
     check_video_header(both, "both.h264", max_resolution=400, max_duration_s=300)
     check_video_header(small, "small.h264", max_resolution=128, max_duration_s=300)
+
+
+def _drip(every_s: float, chunk: bytes = b"\0", head: bytes | None = None):
+    """A body that sends ``head``, then ``chunk`` every ``every_s`` seconds, forever."""
+    head = head if head is not None else (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="driving"; filename="x.mp4"\r\n'
+        "\r\n").encode()
+
+    async def body():
+        yield head
+        while True:
+            await asyncio.sleep(every_s)
+            yield chunk
+
+    return body()
+
+
+def _read(tmp_path: Path, body, pace: Pace) -> UploadError:
+    content_type = f"multipart/form-data; boundary={BOUNDARY}"
+    with pytest.raises(UploadError) as err:
+        asyncio.run(asyncio.wait_for(
+            read_form(content_type, None, body, tmp_path, {"driving": 2**30}, pace=pace), 30))
+    return err.value
+
+
+def test_a_dripping_upload_is_cut_by_the_minimum_rate(tmp_path):
+    # one byte every 50 ms never trips the idle bound, but stays under 1 KiB/s
+    err = _read(tmp_path, _drip(0.05), Pace(idle_s=5, min_rate=1024, grace_s=0.5))
+    assert err.status == 408 and "slower than 1 KiB/s" in err.message
+
+
+def test_an_upload_past_its_deadline_is_cut(tmp_path):
+    # fast enough for the minimum rate, but never ending
+    err = _read(tmp_path, _drip(0.01, b"\0" * 4096),
+                Pace(idle_s=5, min_rate=1024, grace_s=0.1, deadline_s=0.5))
+    assert err.status == 408 and "longer than 0.5 s" in err.message
+
+
+def test_an_upload_at_a_good_pace_is_read(tmp_path):
+    head = (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="driving"; '
+            'filename="x.mp4"\r\n\r\n').encode()
+
+    async def body():
+        yield head
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            yield b"\1" * 1024
+        yield f"\r\n--{BOUNDARY}--\r\n".encode()
+
+    form = asyncio.run(read_form(f"multipart/form-data; boundary={BOUNDARY}", None, body(),
+                                 tmp_path, {"driving": 2**20},
+                                 pace=Pace(idle_s=5, min_rate=1024, grace_s=0.1, deadline_s=30)))
+    assert form.files["driving"].read_bytes() == b"\1" * 20 * 1024

@@ -116,3 +116,43 @@ def test_ordinary_requests_are_unaffected(address, media):
         sock.sendall(body)
         answer = read_response(sock)
     assert answer.startswith(b"HTTP/1.1 400") and b"missing_file" in answer, answer
+
+
+def exchange(address, data: bytes, pieces: int = 1) -> bytes:
+    """Send ``data`` in ``pieces`` writes; everything the server answers until it closes."""
+    with socket.create_connection(address) as sock:
+        sock.settimeout(10)
+        step = -(-len(data) // pieces)
+        try:
+            for i in range(0, len(data), step):
+                sock.sendall(data[i:i + step])
+                time.sleep(0.01 if pieces > 1 else 0)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before the end: the answer is still there to read
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+                if b"\r\n\r\n" in answer and b"connection: keep-alive" not in answer.lower() \
+                        and answer.startswith(b"HTTP/1.1 200"):
+                    break
+        except (ConnectionResetError, TimeoutError):
+            pass
+    return answer
+
+
+@pytest.mark.parametrize("pieces", [1, 40])
+def test_a_big_request_head_gets_431_however_it_arrives(address, pieces):
+    head = (b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n"
+            + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"a" * 1000) for i in range(100)) + b"\r\n")
+    assert len(head) > 100_000
+    answer = exchange(address, head, pieces)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    assert b"headers_too_large" in answer
+
+
+def test_a_head_under_the_limit_is_served(address):
+    head = (b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n"
+            + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"a" * 1000) for i in range(20)) + b"\r\n")
+    answer = exchange(address, head)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]

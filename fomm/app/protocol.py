@@ -5,8 +5,13 @@ the headers, but nothing bounds how long they take: every byte resets the keep-a
 client that sends its headers one byte a second holds a connection for as long as it likes.
 :func:`bounded_h11` adds that bound: from the moment a connection opens, or a response on it
 ends, the next request's headers must be complete within ``header_timeout_s``, else the
-connection is closed. Bodies are bounded where they are read (``--upload-idle-s`` in
-:func:`fomm.app.uploads.read_form`) and idle connections by ``timeout_keep_alive``.
+connection is closed. Bodies are bounded where they are read (idle time, minimum rate and
+total time in :func:`fomm.app.uploads.read_form`) and idle connections by ``timeout_keep_alive``.
+
+It also bounds the size of a request head however it arrives: h11's own bound
+(``h11_max_incomplete_event_size``) applies only while the head is unfinished, so a 100 KB head
+sent in one write would pass it; here every request head over :data:`MAX_HEADER_BYTES`, whole or
+not, is answered ``431`` and the connection closed.
 """
 
 from __future__ import annotations
@@ -22,6 +27,42 @@ MAX_HEADER_BYTES = 32 * 1024  # h11's bound on an unfinished request head (its d
 _BODY = b'{"error":{"code":"header_timeout","message":"the request headers came too slowly"}}'
 TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
                     b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_BODY), _BODY))
+_BIG = (b'{"error":{"code":"headers_too_large","message":"the request headers are larger than '
+        b'%d KiB"}}' % (MAX_HEADER_BYTES // 1024))
+TOO_LARGE_RESPONSE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                      b"content-type: application/json\r\ncontent-length: %d\r\n"
+                      b"connection: close\r\n\r\n%s" % (len(_BIG), _BIG))
+
+
+def head_size(event: h11.Request) -> int:
+    """The bytes of a request head as sent: request line, header lines, blank line."""
+    size = len(event.method) + len(event.target) + 13  # " ", " HTTP/1.1\r\n"
+    return size + sum(len(name) + len(value) + 4 for name, value in event.headers.raw_items()) + 2
+
+
+class _HeadLimit:
+    """An ``h11.Connection`` whose request heads are bounded in size, whole or in pieces: one
+    over ``limit`` calls ``refuse`` and reads as ``NEED_DATA`` (the protocol then waits for a
+    connection that ``refuse`` has closed)."""
+
+    def __init__(self, conn: h11.Connection, limit: int, refuse) -> None:
+        self._conn, self._limit, self._refuse = conn, limit, refuse
+
+    def next_event(self):
+        try:
+            event = self._conn.next_event()
+        except h11.RemoteProtocolError as err:
+            if err.error_status_hint != 431:  # malformed: uvicorn answers 400
+                raise
+            self._refuse()
+            return h11.NEED_DATA
+        if isinstance(event, h11.Request) and head_size(event) > self._limit:
+            self._refuse()
+            return h11.NEED_DATA
+        return event
+
+    def __getattr__(self, name: str):
+        return getattr(self._conn, name)
 
 
 def bounded_h11(header_timeout_s: float) -> type[H11Protocol]:
@@ -29,6 +70,10 @@ def bounded_h11(header_timeout_s: float) -> type[H11Protocol]:
 
     class BoundedH11Protocol(H11Protocol):
         _header_deadline: asyncio.TimerHandle | None = None
+
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.conn = _HeadLimit(self.conn, MAX_HEADER_BYTES, self._too_large)
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -56,6 +101,14 @@ def bounded_h11(header_timeout_s: float) -> type[H11Protocol]:
             if self._header_deadline is not None:
                 self._header_deadline.cancel()
                 self._header_deadline = None
+
+        def _too_large(self) -> None:
+            self._disarm()
+            if not self.transport.is_closing():
+                log.info("connection from %s cut: request headers over %d bytes",
+                         self.client[0] if self.client else "?", MAX_HEADER_BYTES)
+                self.transport.write(TOO_LARGE_RESPONSE)
+                self.transport.close()
 
         def _too_slow(self) -> None:
             self._header_deadline = None

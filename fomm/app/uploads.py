@@ -7,6 +7,8 @@ fixed set of field names, and client file names are used only in messages (sanit
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -134,13 +136,48 @@ class _Parser:
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):  # a full disk: the caller deletes the folder
+                self._file.close()
             self._file = None
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How fast an upload must come: a slow sender frees its slot (408) instead of holding it.
+
+    Attributes:
+        idle_s: the longest wait for the next chunk (None: no limit).
+        min_rate: bytes a second, on average since the body began, once ``grace_s`` has passed
+            (0: no minimum).
+        grace_s: how long a body may take before the minimum rate counts.
+        deadline_s: the longest a whole body may take (None: no limit).
+    """
+
+    idle_s: float | None = 30
+    min_rate: float = 0
+    grace_s: float = 10
+    deadline_s: float | None = None
+
+    def wait_s(self, started: float, received: int, now: float) -> tuple[float | None, str]:
+        """How long the next chunk may take from ``now``, and the reason it would be too late."""
+        limits: list[tuple[float, str]] = []
+        if self.idle_s is not None:
+            limits.append((self.idle_s, f"the upload stalled for more than {self.idle_s:g} s"))
+        if self.min_rate > 0:
+            due = started + self.grace_s + received / self.min_rate
+            limits.append((due - now, f"the upload is slower than {self.min_rate / 1024:g} KiB/s"))
+        if self.deadline_s is not None:
+            limits.append((started + self.deadline_s - now,
+                           f"the upload took longer than {self.deadline_s:g} s"))
+        if not limits:
+            return None, ""
+        wait, reason = min(limits, key=lambda limit: limit[0])
+        return max(wait, 0.0), reason
 
 
 async def read_form(content_type: str, content_length: str | None, body: AsyncIterator[bytes],
                     folder: Path, limits: dict[str, int],
-                    idle_timeout_s: float | None = None) -> Form:
+                    idle_timeout_s: float | None = None, pace: Pace | None = None) -> Form:
     """Stream a ``multipart/form-data`` body: file fields (the keys of ``limits``) to disk.
 
     Args:
@@ -148,13 +185,16 @@ async def read_form(content_type: str, content_length: str | None, body: AsyncIt
         body: the request body's chunks.
         folder: an existing folder for the files (``<field>.upload``).
         limits: file field name → the most bytes it may have.
-        idle_timeout_s: the longest wait for the next chunk (None: no limit).
+        idle_timeout_s: the longest wait for the next chunk (None: no limit); ignored with
+            ``pace``.
+        pace: idle time, minimum rate and total time allowed (default: ``idle_timeout_s`` only).
     Returns:
         The files written and the other fields' values.
     Raises:
         UploadError: not multipart (415), too large (413), malformed or repeated fields (400),
-            the client stalled (408).
+            the client stalled or sent too slowly (408).
     """
+    pace = pace or Pace(idle_s=idle_timeout_s)
     kind, params = parse_options_header(content_type or "")
     boundary = params.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
@@ -166,20 +206,28 @@ async def read_form(content_type: str, content_length: str | None, body: AsyncIt
     state = _Parser(folder, limits)
     parser = MultipartParser(boundary, state.callbacks())
     chunks = body.__aiter__()
+    loop = asyncio.get_running_loop()
+    started, received = loop.time(), 0
     try:
         while True:
+            wait, reason = pace.wait_s(started, received, loop.time())
             try:
-                chunk = await asyncio.wait_for(chunks.__anext__(), idle_timeout_s)
+                chunk = await asyncio.wait_for(chunks.__anext__(), wait)
             except StopAsyncIteration:
                 break
             except asyncio.TimeoutError as err:
-                raise UploadError(408, "upload_timeout", f"the upload stalled for more than "
-                                  f"{idle_timeout_s:g} s") from err
+                raise UploadError(408, "upload_timeout", reason) from err
             if chunk:
+                received += len(chunk)
                 parser.write(chunk)
         parser.finalize()
     except MultipartParseError as err:
         raise UploadError(400, "bad_form", f"malformed multipart body ({err})") from err
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UploadError(507, "insufficient_storage", "the server is out of disk space; "
+                              "try again later") from err
+        raise
     finally:
         state.close()
     if not state.finished:
