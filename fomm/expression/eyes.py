@@ -2,9 +2,10 @@
 
 A smooth warp cannot close an eye: pulling the upper lid onto the lower one squeezes the iris
 and folds the skin around it. An eyelid instead slides over the eyeball, so the closing is a
-column-wise map in the face's axes, within the eye: above the wanted lid line, a band of lid
-skin above the (warped) lid is stretched down to it; below it, the eye stays where it is (the
-part the lid has not yet covered). The face warp only ever opens eyes; this only closes them.
+column-wise map in the face's axes, within the eye: the lid's edge (its lashes) moves down to
+the wanted lid line whole, and a band of lid skin above it stretches down after it; below the
+line the eye stays where it is (the part the lid has not yet covered). The face warp only ever
+opens eyes; this only closes them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-BAND = 0.1  # lid skin above the lid that stretches down over the eye (eye distances)
+BAND = 0.11  # lid skin above the lid that stretches down over the eye (eye distances)
+LASH = 0.025  # the lid's edge (lashes): moved down whole, not stretched
+INSET = 0.012  # the lid landmarks lie this far inside the lash line (eye distances)
 
 
 def _curve(u: np.ndarray, pu: np.ndarray, pv: np.ndarray) -> np.ndarray:
@@ -60,11 +63,16 @@ def close_lid(
     u, v = face[..., 0], face[..., 1]
     inside = (u > lid_f[:, 0].min()) & (u < lid_f[:, 0].max())
     lid_v = _curve(u, lid_f[:, 0], lid_f[:, 1])  # the lid in the image
-    want_v = _curve(u, want_f[:, 0], want_f[:, 1])  # where it goes
-    want_v = np.maximum(want_v, lid_v)
+    want_v = np.maximum(_curve(u, want_f[:, 0], want_f[:, 1]), lid_v)  # where it goes
+    lid_v = lid_v - np.minimum(INSET, want_v - lid_v)  # its edge (none where it stays)
     top = lid_v - band
-    # the band [top, lid_v] of the image stretched over [top, want_v]
-    stretch = top + (v - top) * (lid_v - top) / np.maximum(want_v - top, 1e-6)
+    # the lid's edge [lid_v - LASH, lid_v] moved down to end at want_v; the skin above it,
+    # [top, lid_v - LASH], stretched over [top, want_v - LASH]
+    edge = want_v - LASH
+    # (squared: most of the closed lid shows the smooth skin at the band's top, not the fold)
+    t = np.clip((v - top) / np.maximum(edge - top, 1e-6), 0.0, 1.0)
+    skin = top + t * t * (band - LASH)
+    stretch = np.where(v > edge, v - (want_v - lid_v), skin)
     covered = inside & (v > top) & (v <= want_v)
     v_src = np.where(covered, stretch, v)
     src = origin + eye_distance * (np.stack([u, v_src], axis=-1) @ axes.T)

@@ -36,6 +36,7 @@ HOLD = 5  # frames a missed face keeps the last good landmarks
 # motion almost at once (a blink lasts 3-4 frames: slower settings lose it), steady at rest.
 OFFSETS_FILTER = {"min_cutoff": 3.0, "beta": 30.0, "d_cutoff": 5.0}
 RESULT_FILTER = {"min_cutoff": 3.0, "beta": 2.0}
+SHUT_OVERLAP = 0.015  # a shut upper lid covers the lower lid's edge by this (eye distances)
 OPENING = 0.01  # a driver's upper lid this far above its reference (eye distances) opens the eye
 CONTROL_GROUPS = (
     "face_oval",
@@ -211,9 +212,10 @@ class ExpressionLayer:
         out = warp.warp(result, src[idx], warped[idx], outline)
         dist, axes = geometry.face_axes(target, groups)
         origin = np.mean(geometry.eye_centres(target, groups), axis=0)
+        shut = _shut(target, groups)
         for side in ("left", "right"):
             upper = groups[f"{side}_eye_upper"]
-            out = eyes.close_lid(out, warped[upper], target[upper], origin, axes, dist)
+            out = eyes.close_lid(out, warped[upper], shut[upper], origin, axes, dist)
         if opts.region == "eyes":
             return out
         source, source_points = (self._photo, photo) if driver is None else (driver[2], driver[1])
@@ -263,6 +265,20 @@ def _blinks_kept(
         opening = offsets[upper, 1] < -OPENING
         out[upper, 1] = np.where(opening, t_face[upper, 1], closer)
     return out * t_dist @ t_axes.T + origin
+
+
+def _shut(target: np.ndarray, groups: geometry.Groups) -> np.ndarray:
+    """``target`` with each upper lid that (nearly) meets its lower lid slid just past it, so
+    that no white of the eye shows under a closed lid."""
+    dist, axes = geometry.face_axes(target, groups)
+    origin = np.mean(geometry.eye_centres(target, groups), axis=0)
+    face = (target - origin) @ axes / dist
+    for side in ("left", "right"):
+        upper = groups[f"{side}_eye_upper"][1:-1]
+        low = np.interp(face[upper, 0], *_sorted(face[groups[f"{side}_eye_lower"]]))
+        closed = low - face[upper, 1] < 2 * geometry.MIN_GAP
+        face[upper, 1] = np.where(closed, low + SHUT_OVERLAP, face[upper, 1])
+    return face * dist @ axes.T + origin
 
 
 def _sorted(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
