@@ -309,6 +309,23 @@ def test_expression_on_opens_the_mouth_when_the_driver_does(tmp_path, bundled_an
 
 
 @needs_mesh
+def test_each_result_gets_its_own_driving_frame_whatever_the_batch(tmp_path, tiny_ckpt):
+    from fomm.checkpoints.loading import load_model
+    from fomm.inference.animator import Animator
+
+    animator = Animator(*load_model(tiny_ckpt), device="cpu")
+    photo = save(tmp_path / "photo.png", astronaut())
+    clip = _two_frame_clip(tmp_path / "clip", (0, 59))
+    runs = []
+    for batch in (1, 2):  # results one by one, or both after one network call
+        out = tmp_path / f"out-{batch}/"
+        animate_file(photo, clip, out, AnimateOptions(batch_size=batch, detail=False,
+                                                      progress=False), animator=animator)
+        runs.append(_frames(out))
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+@needs_mesh
 def test_region_expression_keeps_the_photos_head(tmp_path, bundled_animator):
     image = astronaut()
     photo = save(tmp_path / "photo.png", image)
