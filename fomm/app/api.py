@@ -30,8 +30,9 @@ from fomm.app.fields import BOOLEAN_OPTIONS, parse_field
 from fomm.app.guard import AUTHORIZED, Guard
 from fomm.app.jobs import FINISHED, Cancelled, Job, JobQueue, QueueFull, new_job_id
 from fomm.app.metrics import CONTENT_TYPE, Metrics
+from fomm.app.storage import DiskSpace
 from fomm.app.store import JobStore
-from fomm.app.uploads import MB, UploadError, check_image, check_video, read_form
+from fomm.app.uploads import MB, Pace, UploadError, check_image, check_video, read_form
 from fomm.config import (
     ANIMATION_REGIONS,
     CROP_DRIVING_CHOICES,
@@ -86,6 +87,13 @@ class Settings:
     storage: str | None = None  # with a broker: s3://BUCKET/PREFIX (None: <data_dir>/jobs)
     job_timeout_s: float = 3600  # with a broker: a run taking longer fails
     header_timeout_s: float = 10  # a connection must send its request headers within this
+    upload_min_rate_kib: float = 16  # an upload slower than this on average (after 10 s) is cut
+    upload_deadline_s: float | None = 1800  # the longest an upload's body may take
+    min_free_mb: float = 512  # disk kept free for results: less, and uploads get 507
+    live_photo_s: float = 30  # a live session must send its photo within this
+    live_idle_s: float = 30  # a live session that sends nothing for this long is closed
+    live_session_s: float | None = None  # the longest a live session may last (None: no limit)
+    live_max_fps: float = 30  # camera frames a live session may send a second
 
 
 @dataclass(frozen=True)
@@ -231,6 +239,9 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
 
         queue.on_finish = observe
     examples = _Examples(data_dir / "examples")
+    disk = DiskSpace(data_dir, int(settings.min_free_mb * MB))
+    pace = Pace(idle_s=settings.upload_idle_s, min_rate=settings.upload_min_rate_kib * 1024,
+                deadline_s=settings.upload_deadline_s)
     limits = {"source": int(settings.max_image_mb * MB), "driving": int(settings.max_video_mb * MB)}
     static = Path(str(resources.files("fomm.app") / "static"))
 
@@ -266,7 +277,7 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
 
     @app.exception_handler(QueueFull)
     async def queue_full(request: Request, err: QueueFull) -> JSONResponse:
-        return _error(503, "busy", f"{err}; retry in {err.retry_after} s",
+        return _error(503, err.code, f"{err}; retry in {err.retry_after} s",
                       {"Retry-After": str(err.retry_after)})
 
     @app.exception_handler(HTTPException)
@@ -299,6 +310,8 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
               summary="Upload a source image and a driving video; queue an animation")
     async def create_animation(request: Request) -> JSONResponse:
         await run_in_threadpool(queue.check_room)  # refuse before reading a large body when full
+        length = request.headers.get("content-length", "")
+        await run_in_threadpool(disk.check, int(length) if length.isdigit() else 0)
         if uploads["in_flight"] >= settings.max_queue + settings.workers:
             raise QueueFull(5, "too many uploads in progress")
         uploads["in_flight"] += 1
@@ -318,7 +331,7 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
         try:
             form = await read_form(request.headers.get("content-type", ""),
                                    request.headers.get("content-length"), request.stream(),
-                                   folder, limits, settings.upload_idle_s)
+                                   folder, limits, pace=pace)
             options = parse_options(form.fields, settings)
             for name in limits:
                 if name not in form.files:
@@ -375,10 +388,13 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
         checks: dict[str, dict[str, Any]] = {}
         if broker:
             checks["broker"] = {"kind": "redis", "ok": queue.ping()}
-            checks["storage"] = {"kind": storage.kind, "ok": storage.ping()}
+            checks["storage"] = {"kind": storage.kind, "ok": storage.ping() and disk.ok()}
         else:
             checks["storage"] = {"kind": "directory",
-                                 "ok": store.ping() and jobs_dir.is_dir()}
+                                 "ok": store.ping() and jobs_dir.is_dir() and disk.ok()}
+        free = disk.free()
+        checks["storage"]["free_mb"] = None if free is None else round(free / MB)
+        checks["storage"]["min_free_mb"] = settings.min_free_mb
         ok = all(check["ok"] for check in checks.values())
         body: dict[str, Any] = {"status": "ok" if ok else "degraded"}
         if not request.scope.get(AUTHORIZED, True):  # no token given: up or not, nothing more
@@ -426,7 +442,7 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
         with tempfile.TemporaryDirectory(dir=data_dir) as tmp:
             form = await read_form(request.headers.get("content-type", ""),
                                    request.headers.get("content-length"), request.stream(),
-                                   Path(tmp), preview_limits, settings.upload_idle_s)
+                                   Path(tmp), preview_limits, pace=pace)
             options = parse_options(form.fields, settings)
             if "source" not in form.files:
                 raise UploadError(400, "missing_file", "the form has no 'source' file")

@@ -10,9 +10,11 @@ server stopped (or died) is queued again once, then failed with :data:`RESTART_E
 
 from __future__ import annotations
 
+import errno
 import logging
 import secrets
 import shutil
+import sqlite3
 import statistics
 import threading
 import time
@@ -32,6 +34,8 @@ SHUTDOWN_ERROR = "the server shut down before the job finished"
 RESTART_ERROR = ("the server stopped twice while this job was running; it was not tried a third "
                  "time (submit it again, perhaps with a shorter clip)")
 RESTORE_ERROR = "the job could not be restored after a restart of the server"
+DISK_FULL_ERROR = ("the server ran out of disk space while making the result; nothing was kept "
+                   "(submit it again later)")
 MAX_RESTARTS = 1  # a job interrupted by a stop of the server is queued again this many times
 
 log = logging.getLogger("fomm.serve")
@@ -39,6 +43,8 @@ log = logging.getLogger("fomm.serve")
 
 class QueueFull(Exception):
     """No room for another job; ``retry_after`` is a guess of the seconds until there is."""
+
+    code = "busy"  # the error code the API answers with (503)
 
     def __init__(self, retry_after: int, message: str = "the job queue is full") -> None:
         super().__init__(message)
@@ -83,6 +89,16 @@ class Job:
                 "error": self.error, "result": self.result if self.status == "succeeded" else None,
                 "created_at": self.created_at,
                 "started_at": self.started_at, "finished_at": self.finished_at}
+
+
+def disk_full(err: BaseException | None) -> bool:
+    """Whether ``err``, or an exception it was raised from, is "no space left" (or over quota)."""
+    seen = 0
+    while err is not None and seen < 16:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return False
 
 
 RunFn = Callable[[Job, Callable[[int, int | None], None]], Any]
@@ -265,6 +281,12 @@ class JobQueue:
         """Write the job's row (under the lock); nothing without a store."""
         if self.store is None:
             return
+        try:
+            self._put(job)
+        except (sqlite3.Error, OSError) as err:  # a full disk: the job lives on in memory
+            log.warning("job %s: its state could not be saved (%s)", job.id, err)
+
+    def _put(self, job: Job) -> None:
         self.store.put({"id": job.id, "folder": str(job.folder), "status": job.status,
                         "payload": self._dump(job.payload), "total": job.total, "done": job.done,
                         "error": job.error, "result": job.result, "created_at": job.created_at,
@@ -343,11 +365,17 @@ class JobQueue:
             status = "succeeded"
         except Cancelled:
             status, error = "failed", SHUTDOWN_ERROR  # a user's cancel has set its own status
-        except FommError as err:
-            status, error = "failed", str(err)
-        except Exception:
-            log.exception("job %s failed", job.id)
-            status, error = "failed", GENERIC_ERROR
+        except Exception as err:
+            status = "failed"
+            if disk_full(err):  # nothing half-written stays: the folder goes
+                log.error("job %s failed: out of disk space in %s", job.id, job.folder)
+                error = DISK_FULL_ERROR
+                shutil.rmtree(job.folder, ignore_errors=True)
+            elif isinstance(err, FommError):
+                error = str(err)
+            else:
+                log.exception("job %s failed", job.id)
+                error = GENERIC_ERROR
         with self._lock:
             if job.status == "cancelled":  # deleted by the client while running
                 shutil.rmtree(job.folder, ignore_errors=True)

@@ -225,3 +225,42 @@ def open_storage(spec: str | None, data_dir: str | Path) -> Storage:
     if spec and "://" in spec:
         raise FommError(f"--storage {spec}: give a folder or s3://BUCKET/PREFIX")
     return DirectoryStorage(spec or Path(data_dir) / "jobs")
+
+
+class DiskSpace:
+    """Free space on the filesystem of a folder, against a margin kept for results.
+
+    An upload is accepted only when its size and the margin fit in the free space (else
+    :meth:`check` raises a ``507``), and the storage reads as degraded (``/healthz``) while less
+    than the margin is free.
+
+    Args:
+        folder: a folder on the filesystem that receives uploads and results.
+        margin_bytes: what must stay free besides an incoming upload (room for its result).
+    """
+
+    def __init__(self, folder: str | Path, margin_bytes: int) -> None:
+        self.folder, self.margin = Path(folder), max(0, int(margin_bytes))
+
+    def free(self) -> int | None:
+        """Bytes free to this process, or None when the folder cannot be measured."""
+        try:
+            return shutil.disk_usage(self.folder).free
+        except OSError:
+            return None
+
+    def ok(self) -> bool:
+        """At least the margin is free (or the folder cannot be measured)."""
+        free = self.free()
+        return free is None or free >= self.margin
+
+    def check(self, incoming: int = 0) -> None:
+        """Raise ``UploadError(507)`` unless ``incoming`` bytes and the margin fit."""
+        from fomm.app.uploads import MB, UploadError
+
+        free = self.free()
+        if free is not None and free < incoming + self.margin:
+            raise UploadError(507, "insufficient_storage",
+                              f"the server is short of disk space ({free / MB:.0f} MB free, "
+                              f"{(incoming + self.margin) / MB:.0f} MB needed for this upload "
+                              "and its result); try again later")

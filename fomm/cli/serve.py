@@ -58,6 +58,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     limits.add_argument("--header-timeout-s", type=positive_float, default=10,
                         help="a connection must send its request headers within this "
                              "(default 10; slower clients are cut off)")
+    limits.add_argument("--upload-min-rate-kib", type=float, default=16, metavar="KIB_S",
+                        help="an upload slower than this many KiB/s on average, after its "
+                             "first 10 s, is cut with 408 (default 16; 0: no minimum)")
+    limits.add_argument("--upload-deadline-s", type=positive_float, default=1800,
+                        help="the longest an upload's body may take (default 1800)")
+    limits.add_argument("--min-free-mb", type=float, default=512,
+                        help="disk space kept free in --data-dir for results: an upload that "
+                             "would leave less gets 507, and /healthz says degraded "
+                             "(default 512)")
+    live = p.add_argument_group("live page")
+    live.add_argument("--live-photo-s", type=positive_float, default=30,
+                      help="a live session must send its photo within this (default 30)")
+    live.add_argument("--live-idle-s", type=positive_float, default=30,
+                      help="a live session that sends nothing for this long is closed, "
+                           "freeing the model for the next (default 30)")
+    live.add_argument("--live-session-s", type=positive_float,
+                      help="the longest a live session may last (default: no limit)")
+    live.add_argument("--live-max-fps", type=positive_float, default=30,
+                      help="camera frames a live session may send a second; more are "
+                           "answered 'skipped' (default 30)")
     scale = p.add_argument_group("several machines")
     scale.add_argument("--broker", metavar="URL", default=os.environ.get("FOMM_BROKER"),
                        help="Redis URL (redis://HOST:PORT/DB): queue jobs there for 'fomm "
@@ -103,6 +123,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     if args.max_queue < 0:
         raise FommError("--max-queue must be 0 or more")
+    if args.upload_min_rate_kib < 0 or args.min_free_mb < 0:
+        raise FommError("--upload-min-rate-kib and --min-free-mb must be 0 or more")
     if args.broker and not args.data_dir:
         raise FommError("--broker needs --data-dir: uploads are kept there (with the default "
                         "storage, a folder the workers see too)")
@@ -127,7 +149,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         shutdown_grace_s=args.shutdown_grace_s, host=args.host,
         allowed_hosts=tuple(args.allowed_host), token=args.token or None, docs=args.docs,
         broker=args.broker or None, storage=args.storage, job_timeout_s=args.job_timeout_s,
-        header_timeout_s=args.header_timeout_s)
+        header_timeout_s=args.header_timeout_s, upload_min_rate_kib=args.upload_min_rate_kib,
+        upload_deadline_s=args.upload_deadline_s, min_free_mb=args.min_free_mb,
+        live_photo_s=args.live_photo_s, live_idle_s=args.live_idle_s,
+        live_session_s=args.live_session_s, live_max_fps=args.live_max_fps)
     app = create_app(settings)
     if args.host not in LOOPBACK and not args.token:
         print(f"warning: listening on {args.host} without a token (--insecure)")
