@@ -322,3 +322,87 @@ def test_a_stalled_run_that_lost_its_job_cannot_write_a_result(redis):
     assert state[b"completions"] == b"1" and state[b"attempts"] == b"2"
     assert claim("c") == b"succeeded"  # a late duplicate delivery runs nothing
     assert redis.zcard(ACTIVE) == 0 and redis.zscore(FINISHED_SET, "j") is not None
+
+
+def _start_redis(port: int, folder: Path) -> subprocess.Popen:
+    """redis-server on ``port`` with an append-only file in ``folder`` (kept across restarts)."""
+    proc = subprocess.Popen([REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "yes", "--appendfsync", "always",
+                             "--dir", str(folder)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            connect(f"redis://127.0.0.1:{port}/0")
+            return proc
+        except Exception:
+            assert proc.poll() is None and time.monotonic() < deadline, "redis did not start"
+            time.sleep(0.05)
+
+
+def _status(http: httpx.Client, job_id: str) -> str | None:
+    r = http.get(f"/v1/animations/{job_id}")
+    return r.json()["status"] if r.status_code == 200 else None
+
+
+def test_a_broker_restart_loses_no_job(tmp_path, media):
+    """Redis restarted (append-only) while a worker runs a job and others wait: the worker and
+    the API ride it out; the API answers 503 + Retry-After meanwhile; every job succeeds."""
+    if not Path(REDIS).is_file():
+        pytest.skip("redis-server is not installed")
+    port, folder = free_port(), tmp_path / "redis"
+    folder.mkdir()
+    url = f"redis://127.0.0.1:{port}/0"
+    server = _start_redis(port, folder)
+    models, cfg = tiny_models(image_size=64)
+    save_checkpoint(tmp_path / "tiny.safetensors", models, cfg)
+    clip = write_clip(tmp_path / "long.mp4", frames=base.moving_square(15) * 4, fps=25)
+    shared, logs = tmp_path / "shared", tmp_path / "logs"
+    logs.mkdir()
+    api_port = free_port()
+    api = start(["serve", "--broker", url, "--data-dir", str(shared), "--port", str(api_port),
+                 "--log-level", "warning"], logs / "api.log")
+    worker = start(["worker", "--broker", url, "--data-dir", str(shared), "--checkpoint",
+                    str(tmp_path / "tiny.safetensors"), "--device", "cpu", "--heartbeat-s", "2",
+                    "--name", "w0", "--log-level", "warning"], logs / "w0.log")
+    api_url = f"http://127.0.0.1:{api_port}"
+    try:
+        wait_ready(api_url, [api, worker])
+        with httpx.Client(base_url=api_url, timeout=30) as http:
+            ids = [submit(http, media["source"], clip).json()["id"] for _ in range(3)]
+            deadline = time.monotonic() + 180  # the worker loads torch and the model first
+            while _status(http, ids[0]) != "running":
+                assert time.monotonic() < deadline and worker.poll() is None, _logs(logs)
+                time.sleep(0.05)
+            server.send_signal(signal.SIGTERM)  # the broker goes away mid-job
+            server.wait(timeout=20)
+            away = submit(http, media["source"], media["short"])
+            assert away.status_code == 503, away.text
+            assert away.json()["error"]["code"] == "broker_unavailable"
+            assert int(away.headers["retry-after"]) >= 1
+            assert http.get(f"/v1/animations/{ids[1]}").status_code == 503
+            assert http.get("/healthz").status_code == 503
+            time.sleep(5)
+            server = _start_redis(port, folder)  # back, with what it had
+            for job_id in ids:
+                deadline = time.monotonic() + 240
+                while (status := _status(http, job_id)) not in ("succeeded", "failed",
+                                                                "cancelled"):
+                    assert time.monotonic() < deadline, (job_id, status, _logs(logs))
+                    assert worker.poll() is None, _logs(logs)
+                    time.sleep(0.1)
+                assert status == "succeeded", (job_id, status, _logs(logs))
+            assert submit(http, media["source"], media["short"]).status_code == 202
+        assert worker.poll() is None and api.poll() is None
+    finally:
+        for proc in (api, worker):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT if proc is api else signal.SIGTERM)
+        for proc in (api, worker, server):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if server.poll() is None:
+            server.terminate()

@@ -17,13 +17,14 @@ it still owns it, so a job retried after a stalled (not dead) worker still ends 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from fomm.app.jobs import FINISHED, Job, QueueFull
 from fomm.app.storage import Storage
@@ -44,6 +45,36 @@ GENERIC_ERROR = "internal error while animating; the worker log has the details"
 CANCEL_ERROR = "cancelled by the client"
 TEXT_FIELDS = ("status", "error", "attempt", "worker", "result_key")
 FLOAT_FIELDS = ("created_at", "started_at", "finished_at")
+BROKER_RETRY_AFTER_S = 5  # Retry-After while the broker does not answer
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class BrokerAway(QueueFull):
+    """The broker does not answer (restarting, unreachable): try again in ``retry_after`` s."""
+
+    code = "broker_unavailable"
+
+
+def broker_errors() -> tuple[type[Exception], ...]:
+    """Redis's "not reachable now" errors (connection refused or lost, timeouts, loading)."""
+    import redis
+
+    return (redis.ConnectionError, redis.TimeoutError)
+
+
+def _needs_broker(method: _F) -> _F:
+    """Turn Redis's "not reachable" errors raised by ``method`` into :class:`BrokerAway`."""
+
+    @functools.wraps(method)
+    def wrapped(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except broker_errors() as err:
+            log.warning("the broker does not answer (%s)", err)
+            raise BrokerAway(BROKER_RETRY_AFTER_S, "the job broker is not reachable just now "
+                             "(jobs already submitted are kept)") from err
+
+    return wrapped  # type: ignore[return-value]
 
 
 def job_key(job_id: str) -> str:
@@ -132,7 +163,15 @@ def connect(url: str):
         raise FommError("--broker needs the Redis extras: pip install 'fomm[redis]'") from err
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise FommError(f"--broker {url}: expected redis://HOST:PORT/DB")
-    client = redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    # a dropped connection is made again on the next command, a few times over ~2 s; longer
+    # outages are ridden out by the callers (BrokerAway here, a reconnect loop in the worker)
+    client = redis.Redis.from_url(url, socket_connect_timeout=5,
+                                  health_check_interval=30,
+                                  retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 4),
+                                  retry_on_error=[redis.ConnectionError, redis.TimeoutError])
     try:
         client.ping()
     except redis.RedisError as err:
@@ -269,6 +308,7 @@ class BrokerJobs:
     def _limit(self) -> int:
         return self.max_queue + max(1, self.workers())
 
+    @_needs_broker
     def check_room(self) -> None:
         if not self._accepting:
             raise QueueFull(30, "the server is not accepting jobs (starting or shutting down)")
@@ -281,6 +321,7 @@ class BrokerJobs:
         typical = seconds[len(seconds) // 2] if seconds else 10.0
         return max(1, round(typical * (self.max_queue + 1) / max(1, self.workers())))
 
+    @_needs_broker
     def submit(self, job: Job) -> None:
         """Put the job's inputs in storage, take a place in the queue, enqueue it (or QueueFull).
 
@@ -322,6 +363,7 @@ class BrokerJobs:
             if self.storage.local(keys["source"]) is None:  # sent on: the local copies go
                 shutil.rmtree(job.folder, ignore_errors=True)
 
+    @_needs_broker
     def state(self, job_id: str) -> dict[str, Any] | None:
         raw = self.client.hgetall(job_key(job_id))
         return decode_state(raw) if raw else None
@@ -330,6 +372,7 @@ class BrokerJobs:
         state = self.state(job_id)
         return None if state is None else public_snapshot(job_id, state)
 
+    @_needs_broker
     def delete(self, job_id: str) -> dict[str, Any] | None:
         """Cancel an unfinished job or forget a finished one; None if unknown."""
         before = stop_job(self.client, self.scripts, job_id, error=CANCEL_ERROR,
@@ -347,11 +390,13 @@ class BrokerJobs:
             self.storage.delete(job_id)
         return {**public_snapshot(job_id, state), "deleted": True}
 
+    @_needs_broker
     def stats(self) -> dict[str, int]:
         counts = self.counts(active_only=True)
         return {"queued": counts.get("queued", 0), "running": counts.get("running", 0),
                 "max_queue": self.max_queue, "workers": self.workers()}
 
+    @_needs_broker
     def counts(self, active_only: bool = False) -> dict[str, int]:
         """Jobs known now, by status."""
         ids = [i.decode() for i in self.client.zrange(ACTIVE, 0, -1)]
@@ -410,5 +455,7 @@ class BrokerJobs:
                 self.observe()
                 if self.client.set(JANITOR_LOCK, 1, nx=True, ex=max(1, int(self.janitor_s))):
                     self.remove_expired()
-            except Exception:  # Redis away for a moment: try again at the next round
+            except broker_errors() as err:  # Redis away for a while: the next round tries
+                log.warning("broker upkeep skipped: the broker does not answer (%s)", err)
+            except Exception:
                 log.exception("broker upkeep failed")

@@ -10,14 +10,17 @@ for another worker (:mod:`fomm.app.broker`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import random
 import secrets
 import shutil
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,12 +108,17 @@ class _Run:
         self._thread.join(timeout=10)
 
     def on_progress(self, done: int, total: int | None) -> None:
+        from fomm.app.broker import broker_errors
         from fomm.app.jobs import Cancelled
 
         now = time.monotonic()
         if now - self._last_write >= PROGRESS_EVERY_S:
             self._last_write = now
-            self.beat((done, total))
+            try:
+                self.beat((done, total))
+            except broker_errors():  # the broker is away: the job goes on, the lease says how long
+                log.warning("job %s: progress not written (the broker does not answer)",
+                            self.job_id)
         self._progress = (done, total)
         if self.cancel.is_set():
             raise Cancelled
@@ -120,7 +128,7 @@ class _Run:
 
         from fomm.app.api import JobInput, parse_options, public_message
         from fomm.app.broker import GENERIC_ERROR, Scripts, decode_state
-        from fomm.app.jobs import Cancelled
+        from fomm.app.jobs import DISK_FULL_ERROR, Cancelled, disk_full
         from fomm.inference.pipeline import animate_file
 
         runner, storage = self.runner, self.runner.storage
@@ -155,9 +163,13 @@ class _Run:
             error = public_message(str(err), names)
         except JobTimeoutException:
             error = "the job took longer than the server's limit"
-        except Exception:
-            log.exception("job %s failed", self.job_id)
-            error = GENERIC_ERROR
+        except Exception as err:
+            if disk_full(err):  # the half-written result goes with the job's files below
+                log.error("job %s failed: out of disk space", self.job_id)
+                error = DISK_FULL_ERROR
+            else:
+                log.exception("job %s failed", self.job_id)
+                error = GENERIC_ERROR
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         self.stop()
@@ -165,11 +177,11 @@ class _Run:
             return self._abandon(result_key, local)
         frames = result["frames"] if result else (self._progress or (0, None))[0]
         observation = {"status": status, "seconds": time.time() - started, "frames": frames}
-        written = Scripts(runner.client).finish(
+        written = _while_broker_away(lambda: Scripts(runner.client).finish(
             [*self.keys, *_finish_keys()],
             [self.token, self.job_id, time.time(), status, error or "",
              json.dumps(result) if result else "", result_key if result else "", frames,
-             json.dumps(observation)], client=runner.client)
+             json.dumps(observation)], client=runner.client), f"job {self.job_id}: result")
         if not written:
             return self._abandon(result_key, local)
         try:  # the result stays until the TTL; the inputs (and a dead run's leftovers) go now
@@ -190,6 +202,49 @@ class _Run:
             storage.delete(self.job_id)  # a cancelled job keeps no files
         log.info("job %s: stopped (%s)", self.job_id, self.now_status)
         return self.now_status
+
+
+def backoff(first_s: float = 1.0, most_s: float = 30.0) -> Iterator[float]:
+    """Waits for retries: ``first_s``, doubling, at most ``most_s``, with 20 % jitter."""
+    wait = first_s
+    while True:
+        yield wait * random.uniform(0.8, 1.2)
+        wait = min(wait * 2, most_s)
+
+
+def _while_broker_away(call: Callable[[], Any], what: str, give_up_s: float = 600.0) -> Any:
+    """``call()``, retried with :func:`backoff` while the broker does not answer (at most
+    ``give_up_s``; then its error is raised)."""
+    from fomm.app.broker import broker_errors
+
+    deadline = time.monotonic() + give_up_s
+    for wait in backoff():
+        try:
+            return call()
+        except broker_errors() as err:
+            if time.monotonic() + wait > deadline:
+                raise
+            log.warning("%s: the broker does not answer (%s); again in %.0f s", what, err, wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def wait_for_broker(client, stop: threading.Event | None = None) -> bool:
+    """Block until Redis answers a ping (retrying with :func:`backoff`); False if ``stop`` is set
+    meanwhile."""
+    from fomm.app.broker import broker_errors
+
+    for wait in backoff():
+        try:
+            client.ping()
+            return True
+        except broker_errors() as err:
+            log.warning("the broker does not answer (%s); again in %.0f s", err, wait)
+        if stop is not None and stop.wait(wait):
+            return False
+        if stop is None:
+            time.sleep(wait)
+    return False
 
 
 def _finish_keys() -> list[str]:
@@ -270,10 +325,35 @@ def cmd_worker(args: argparse.Namespace) -> None:
     name = args.name or f"{socket.gethostname()}:{os.getpid()}"
     scratch = Path(args.data_dir) / "scratch" / secrets.token_hex(4)
     _RUNNER = Runner(client, storage, animator, settings, scratch, name, 3 * args.heartbeat_s)
-    worker = make_worker(client, name, args.heartbeat_s)
     print(f"fomm worker {name}: {_safe_url(args.broker)}, storage {storage.kind}, "
           f"device {animator.device}", flush=True)
     try:
-        worker.work(with_scheduler=False, logging_level=args.log_level.upper())
+        work(client, name, args.heartbeat_s, args.log_level.upper())
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def work(client, name: str, heartbeat_s: float, log_level: str = "INFO") -> None:
+    """Run RQ's worker loop until it is asked to stop; when the loop ends because the broker
+    went away (RQ's worker quits on a lost connection), wait for the broker and start it again.
+
+    A job running meanwhile goes on (its progress and lease wait for the broker), and a job RQ
+    lost is retried by the registry cleanup as when a worker dies.
+    """
+    from fomm.app.broker import broker_errors
+
+    while True:
+        worker = make_worker(client, name, heartbeat_s)
+        try:
+            worker.work(with_scheduler=False, logging_level=log_level)
+        except broker_errors() as err:  # while starting up
+            log.warning("worker %s: the broker does not answer (%s)", name, err)
+        except ValueError as err:  # "an active worker named ... already": ours, from before
+            log.info("worker %s: %s; registering again", name, err)
+        if getattr(worker, "_stop_requested", False):
+            return
+        log.warning("worker %s: the job loop ended; waiting for the broker", name)
+        wait_for_broker(client)
+        with contextlib.suppress(Exception):  # the old registration would block the new one
+            worker.register_death()
+        time.sleep(1.0)  # a loop that ends at once for another reason does not spin
