@@ -15,6 +15,9 @@ import numpy as np
 
 BAND = 0.11  # lid skin above the lid that stretches down over the eye (eye distances)
 LASH = 0.025  # the lid's edge (lashes): moved down whole, not stretched
+BROW_SHARE = 0.5  # the skin stretched over a closing eye lies in this share of the lid-brow space
+PLAIN_SHARE = 0.8  # ... and its plain colour from below this share of it (above the fold)
+LIT = 75  # percentile of brightness above which the lid's skin gives its plain colour
 INSET = 0.012  # the lid landmarks lie this far inside the lash line (eye distances)
 
 
@@ -30,6 +33,7 @@ def close_lid(
     origin: np.ndarray,
     axes: np.ndarray,
     eye_distance: float,
+    brow: np.ndarray | None = None,
 ) -> np.ndarray:
     """``image`` with one upper lid slid down from ``lid`` to ``wanted``.
 
@@ -40,6 +44,8 @@ def close_lid(
         origin: a point of the face (pixels), the origin of the face coordinates.
         axes: (2, 2) the face's axes (columns: along the eyes, down the face).
         eye_distance: pixels.
+        brow: (m, 2) the brow above it (pixels), if known: the stretched skin stays in the lower
+            ``BROW_SHARE`` of the space between lid and brow.
     """
     lid_f = (np.asarray(lid, dtype=np.float64) - origin) @ axes / eye_distance
     want_f = (np.asarray(wanted, dtype=np.float64) - origin) @ axes / eye_distance
@@ -66,6 +72,14 @@ def close_lid(
     want_v = np.maximum(_curve(u, want_f[:, 0], want_f[:, 1]), lid_v)  # where it goes
     lid_v = lid_v - np.minimum(INSET, want_v - lid_v)  # its edge (none where it stays)
     top = lid_v - band
+    plain = lid_v - 1.5 * band  # the lid's skin lies below this
+    if brow is not None:
+        brow_f = (np.asarray(brow, dtype=np.float64) - origin) @ axes / eye_distance
+        brow_v = _curve(u, brow_f[:, 0], brow_f[:, 1])
+        top = np.maximum(top, lid_v - BROW_SHARE * np.maximum(lid_v - brow_v, 0.0))
+        top = np.minimum(top, lid_v - 2 * LASH)
+        band = lid_v - top
+        plain = lid_v - PLAIN_SHARE * np.maximum(lid_v - brow_v, 2 * LASH)
     # the lid's edge [lid_v - LASH, lid_v] moved down to end at want_v; the skin above it,
     # [top, lid_v - LASH], stretched over [top, want_v - LASH]
     edge = want_v - LASH
@@ -83,9 +97,22 @@ def close_lid(
         cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REPLICATE,
     )
+    # where the skin is stretched much, its folds would smear: show its plain colour instead
+    # (the lid's skin below the brow, its lighter part), the more it stretches
+    box = image[y0:y1, x0:x1].astype(np.float32)
+    lid_skin = inside & (v > plain) & (v < lid_v - 0.3 * (lid_v - plain))
+    if not lid_skin.any():
+        return image
+    skin = box[lid_skin]
+    light = skin.sum(1)
+    flat = skin[light >= np.percentile(light, LIT)].mean(
+        0
+    )  # the lit part: a shut lid faces the light
+    texture = np.clip(2.0 * (band - LASH) / np.maximum(edge - top, 1e-6), 0.5, 1.0)
+    texture = np.where(v > edge, 1.0, texture)[..., None]
+    moved = texture * moved.astype(np.float32) + (1.0 - texture) * flat
     # a one-pixel soft edge along the lid line
     alpha = np.clip((want_v - v) * eye_distance + 0.5, 0.0, 1.0) * inside
     alpha = np.where(v > top, alpha, 0.0)[..., None]
-    box = image[y0:y1, x0:x1].astype(np.float32)
     image[y0:y1, x0:x1] = np.clip(box + alpha * (moved - box) + 0.5, 0, 255).astype(np.uint8)
     return image

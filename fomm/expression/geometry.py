@@ -28,7 +28,7 @@ LIDS = ("left_eye_upper", "left_eye_lower", "right_eye_upper", "right_eye_lower"
 LIPS = ("lips_outer_upper", "lips_outer_lower", "lips_inner_upper", "lips_inner_lower")
 EYE_OPEN = 0.07  # eyes=+1 lifts the upper lid's middle by this (eye distances)
 EYE_CLOSE = 0.25  # eyes=-1 lowers it by this: more than any lid gap, so the eye shuts
-MOUTH_OPEN = 0.3  # mouth=+1 lowers the lower lip's (and the chin's) middle by this
+MOUTH_OPEN = 0.22  # mouth=+1 lowers the lower lip's (and the chin's) middle by this
 SMILE_OUT = 0.07  # smile=+1 moves each mouth corner outward by this
 SMILE_UP = 0.07  # ... and up by this
 # FaceMesh under-reports eyelid motion (its centre lid gap moves 0.6-0.8x as much as dlib's

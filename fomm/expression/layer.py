@@ -38,6 +38,7 @@ OFFSETS_FILTER = {"min_cutoff": 3.0, "beta": 30.0, "d_cutoff": 5.0}
 RESULT_FILTER = {"min_cutoff": 3.0, "beta": 2.0}
 SHUT_OVERLAP = 0.015  # a shut upper lid covers the lower lid's edge by this (eye distances)
 OPENING = 0.01  # a driver's upper lid this far above its reference (eye distances) opens the eye
+SPARSE = ("face_oval", "left_brow", "right_brow", "nose")
 CONTROL_GROUPS = (
     "face_oval",
     "left_brow",
@@ -87,7 +88,10 @@ class ExpressionLayer:
             raise NoFaceError("no face landmarks found on the photo for the expression layer")
         self._groups = {name: np.asarray(idx) for name, idx in found.groups.items()}
         self._photo_points = np.asarray(found.points, dtype=np.float64)
-        self._controls = np.unique(np.concatenate([self._groups[g] for g in CONTROL_GROUPS]))
+        # every other point of the long outlines is enough for a smooth warp (and cheaper)
+        self._controls = np.unique(
+            np.concatenate([self._groups[g][:: 2 if g in SPARSE else 1] for g in CONTROL_GROUPS])
+        )
         self.reset()
 
     def reset(self) -> None:
@@ -215,7 +219,11 @@ class ExpressionLayer:
         shut = _shut(target, groups)
         for side in ("left", "right"):
             upper = groups[f"{side}_eye_upper"]
-            out = eyes.close_lid(out, warped[upper], shut[upper], origin, axes, dist)
+            brow = groups[f"{side}_brow"]
+            brow = brow[len(brow) // 2 :] if len(brow) >= 10 else brow  # its lower edge
+            out = eyes.close_lid(
+                out, warped[upper], shut[upper], origin, axes, dist, brow=target[brow]
+            )
         if opts.region == "eyes":
             return out
         source, source_points = (self._photo, photo) if driver is None else (driver[2], driver[1])
@@ -227,20 +235,22 @@ class ExpressionLayer:
 
 
 def _lids_kept_open(src: np.ndarray, target: np.ndarray, groups: geometry.Groups) -> np.ndarray:
-    """``target`` with each upper lid no closer to its lower lid than in ``src``: the warp opens
-    eyes, :func:`fomm.expression.eyes.close_lid` closes them."""
-    s_dist, s_axes = geometry.face_axes(src, groups)
+    """``target`` with each closing upper lid left where it is in ``src`` (unless it goes up):
+    the warp opens eyes, :func:`fomm.expression.eyes.close_lid` closes them."""
+    stable = groups["stable"]
     t_dist, t_axes = geometry.face_axes(target, groups)
-    s_face = (src - np.mean(geometry.eye_centres(src, groups), axis=0)) @ s_axes / s_dist
     origin = np.mean(geometry.eye_centres(target, groups), axis=0)
     t_face = (target - origin) @ t_axes / t_dist
+    moved = geometry.transform(geometry.similarity(src[stable], target[stable]), src)
+    s_face = (moved - origin) @ t_axes / t_dist  # src in the target's face coordinates
     out = t_face.copy()
     for side in ("left", "right"):
         upper = groups[f"{side}_eye_upper"][1:-1]
         lower = groups[f"{side}_eye_lower"]
-        s_low = np.interp(s_face[upper, 0], *_sorted(s_face[lower]))
-        t_low = np.interp(t_face[upper, 0], *_sorted(t_face[lower]))
-        out[upper, 1] = np.minimum(t_face[upper, 1], t_low - (s_low - s_face[upper, 1]))
+        s_gap = np.interp(s_face[upper, 0], *_sorted(s_face[lower])) - s_face[upper, 1]
+        t_gap = np.interp(t_face[upper, 0], *_sorted(t_face[lower])) - t_face[upper, 1]
+        stay = np.minimum(s_face[upper, 1], t_face[upper, 1])
+        out[upper, 1] = np.where(t_gap < s_gap, stay, t_face[upper, 1])
     return out * t_dist @ t_axes.T + origin
 
 

@@ -19,7 +19,7 @@ from fomm.expression.warp import thin_plate
 MIN_OPEN = 0.03  # no fill below this inner-lip opening (eye distances) ...
 FULL_OPEN = 0.06  # ... full fill from this one up
 FEATHER = 0.02  # edge softness of the filled area (eye distances)
-FILL_GRID = 24  # the spline is evaluated on at most this many points a side
+FILL_GRID = 16  # the spline is evaluated on at most this many points a side
 CAVITY = 0.3  # a mouth's dark inside, as a share of its lips' colour
 
 
@@ -111,8 +111,6 @@ def fill_mouth(
         eye_distance: the target face's eye distance in pixels (sets the feather).
         share: how much of the fill is ``source``'s interior; the rest is a dark cavity in the
             lips' colour (see :func:`source_share`).
-        share: how much of the fill is ``source``'s interior; the rest is a dark cavity in the
-            lips' colour (see :func:`source_share`).
 
     Returns:
         A new frame (``frame`` itself when there is nothing to fill).
@@ -148,18 +146,21 @@ def fill_mouth(
         1.6,
     )
     interior = interior.astype(np.float32) * gain.astype(np.float32)
-    if share < 1.0:
-        cavity = CAVITY * _lip_colour(frame, target, groups).astype(np.float32)
-        interior = share * interior + (1.0 - share) * cavity
-    mask = np.zeros((bh, bw), np.float32)
+    shape = np.zeros((bh, bw), np.float32)
     cv2.fillPoly(
-        mask,
+        shape,
         [np.round((poly_t - (x0, y0)) * 8).astype(np.int32)],
         1.0,
         lineType=cv2.LINE_AA,
         shift=3,
     )
-    mask = cv2.GaussianBlur(mask, (0, 0), feather) * float(strength)
+    if share < 1.0:
+        # darker deep inside, lighter towards the lips
+        depth = cv2.GaussianBlur(shape, (0, 0), 4 * feather)[..., None]
+        colour = _lip_colour(frame, target, groups).astype(np.float32)
+        cavity = CAVITY * colour * (1.4 - 0.8 * depth)
+        interior = share * interior + (1.0 - share) * cavity
+    mask = cv2.GaussianBlur(shape, (0, 0), feather) * float(strength)
     region = frame[y0:y1, x0:x1].astype(np.float32)
     blended = region + mask[..., None] * (interior - region)
     out = frame.copy()

@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 import scipy.linalg
 
-GRID = 40  # the spline is evaluated on at most GRID x GRID points over the face's box
+GRID = 32  # the spline is evaluated on at most GRID x GRID points over the face's box
 EXPAND = 1.3  # the warp fades to zero on the face outline scaled by this about its centre
-ANCHORS = 32  # points on the expanded outline pinned to zero motion
+ANCHORS = 24  # points on the expanded outline pinned to zero motion
 SMOOTHING = 1e-5  # spline regularisation (box units): near-coincident controls stay stable
 
 
