@@ -168,8 +168,12 @@ def test_safe_auto_falls_back_to_fp32_for_a_checkpoint_beyond_the_bound(
         raise AssertionError("the cached verdict was not used")
 
     monkeypatch.setattr(Animator, "_probe", no_probe)
+    set_up = []
+    run_on = Animator._run_on
+    monkeypatch.setattr(Animator, "_run_on", lambda self, rt: (set_up.append(rt), run_on(self, rt)))
     again = Animator(*_amplifying_models(), device="cpu", precision="auto", backend=backend)
     assert again.precision == "fp32"
+    assert [rt.precision for rt in set_up] == ["fp32"]  # no bf16 networks made on a known verdict
     # asked for by name, bf16 is what it says (no check)
     assert Animator(*_amplifying_models(), device="cpu", precision="bf16",
                     backend=backend).precision == "bf16"

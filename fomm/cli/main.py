@@ -320,11 +320,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Notes(logging.StreamHandler):
+    """``note: ...`` lines on whatever ``sys.stderr`` is when a note comes (it may be swapped)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def show_notes() -> None:
     """The library's notes (``logging`` warnings of ``fomm.*``) on stderr as ``note: ...``."""
     logger = logging.getLogger("fomm")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
+    if not any(isinstance(h, _Notes) for h in logger.handlers):
+        handler = _Notes()
         handler.setFormatter(logging.Formatter("note: %(message)s"))
         logger.addHandler(handler)
 

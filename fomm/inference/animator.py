@@ -30,6 +30,7 @@ from fomm.runtime.precision import (
     difference,
     islands_enabled,
     mark_islands,
+    read_verdict,
     within_bound,
 )
 
@@ -129,9 +130,23 @@ class Animator:
             return choose_runtime(backend, asked_precision, self.device, flavour=config.flavour,
                                   parameters=parameters)
 
-        self._run_on(choose(precision))
-        if precision == "auto" and self.dtype is not torch.float32 and not self._reduced_holds():
-            self._run_on(choose("fp32"))
+        runtime = choose(precision)
+        if precision == "auto" and runtime.precision != "fp32":
+            # checked before it is used: a verdict cached earlier decides before any graph is made
+            key = model_key(self.kp_detector, self.generator, extra=(
+                f"auto-check{PROBE_VERSION} {runtime.backend} {runtime.precision} "
+                f"size{self.size}"))
+            verdict = read_verdict(key)
+            if verdict is None:
+                self._run_on(runtime)
+                verdict = cached_verdict(key, self._probe)
+            if not within_bound(verdict):
+                logger.warning("precision auto: this model in %s differs from fp32 by %.1f/255 "
+                               "on average, %.1f/255 at p99 (bound 1/255, 8/255): running fp32",
+                               runtime.precision, verdict["mean"] * 255, verdict["p99"] * 255)
+                runtime = choose("fp32")
+        if getattr(self, "runtime", None) != runtime:
+            self._run_on(runtime)
 
     def _run_on(self, runtime: Runtime) -> None:
         """Set up the networks to run as ``runtime`` says (backend graphs, precision islands)."""
@@ -147,20 +162,6 @@ class Animator:
             self._graphs = build_networks(runtime.backend, self.kp_detector, self.generator,
                                           self.size, self.precision, runtime.explicit)
         self.backend = "torch" if self._graphs is None else runtime.backend
-
-    def _reduced_holds(self) -> bool:
-        """Whether this checkpoint, run in reduced precision as set up, stays within ``auto``'s
-        bound of fp32 on a probe (:func:`probe_frames`); the verdict is cached with the graphs.
-        Logs a one-line note when it does not."""
-        key = model_key(self.kp_detector, self.generator, extra=(
-            f"auto-check{PROBE_VERSION} {self.backend} {self.precision} size{self.size}"))
-        verdict = cached_verdict(key, self._probe)
-        if within_bound(verdict):
-            return True
-        logger.warning("precision auto: this model in %s differs from fp32 by %.1f/255 on "
-                       "average, %.1f/255 at p99 (bound 1/255, 8/255): running fp32",
-                       self.precision, verdict["mean"] * 255, verdict["p99"] * 255)
-        return False
 
     def _probe(self) -> dict[str, float]:
         """:func:`fomm.runtime.precision.difference` of this animator's frames and fp32 torch

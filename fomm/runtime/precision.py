@@ -205,9 +205,21 @@ def within_bound(verdict: dict[str, float]) -> bool:
     return verdict["mean"] <= AUTO_MEAN_BOUND and verdict["p99"] <= AUTO_P99_BOUND
 
 
+def _verdict_path(key: str) -> Path:
+    return cache_folder("precision") / f"{key}.json"
+
+
+def read_verdict(key: str) -> dict[str, float] | None:
+    """The :func:`difference` cached under ``key``, or None."""
+    try:
+        verdict = json.loads(_verdict_path(key).read_text())
+        return {"mean": float(verdict["mean"]), "p99": float(verdict["p99"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def cached_verdict(key: str, probe: Callable[[], dict[str, float]]) -> dict[str, float]:
     """``probe()``'s :func:`difference`, kept in the graph cache (``cache_folder("precision")``)
     under ``key`` (:func:`fomm.runtime.graphs.model_key` of the networks and how they run)."""
-    return cached(cache_folder("precision") / f"{key}.json", probe,
-                  load=lambda path: json.loads(path.read_text()),
+    return cached(_verdict_path(key), probe, load=lambda path: json.loads(path.read_text()),
                   save=lambda verdict, to: to.write_text(json.dumps(verdict)))
