@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from functools import cache
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -239,3 +240,45 @@ def test_openvino_and_torch_agree() -> None:
     eyes = np.concatenate([x[:, :, 60:124, 40:104], x[:, :, 60:124, 100:164]])  # a batch of 2
     for a, b in zip(OpenVinoRunner(mesh.IRIS_WEIGHTS)(eyes), TorchRunner(mesh.IRIS_WEIGHTS)(eyes)):
         assert a.shape == b.shape and a.shape[0] == 2 and np.abs(a - b).max() < 0.01
+
+
+def test_refined_eyes_replace_only_the_lids() -> None:
+    image, _ = framed("astronaut")
+    refined = mesh_of("astronaut")
+    plain = FaceMesh(refine_eyes=False).detect(image)
+    assert plain is not None
+    moved = np.flatnonzero(np.abs(refined.points - plain.points).max(axis=1) > 1e-4)
+    lids = np.unique(
+        np.concatenate(
+            [refined.groups[g] for g, _ in PAIRS[:2]] + [refined.groups[g] for _, g in PAIRS[:2]]
+        )
+    )
+    assert set(moved.tolist()) <= set(lids.tolist()) and len(moved) > 20
+    # the same eyes, each point near where the face network put it (a mirrored or swapped eye
+    # would land a corner on the other side)
+    gap = np.linalg.norm(refined.points[lids] - plain.points[lids], axis=1)
+    assert gap.max() < 0.2 * refined.eye_distance()
+
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos-extra"
+
+
+@pytest.mark.slow
+def test_a_wink_closes_the_lid() -> None:
+    """lp_d7 (a tuning clip, ../shared): at its wink the closed lid's gap is a small fraction
+    of the open eye's."""
+    clip = SHARED / "lp_d7.mp4"
+    if not clip.exists():
+        pytest.skip("../shared media absent")
+    from fomm.faces.track import frame_driving
+    from fomm.media.video import iter_frames
+
+    crops = list(frame_driving(iter_frames(clip, max_frames=120), 256))
+    mesh = FaceMesh(track=True)
+    gaps = []
+    for frame in crops:
+        lm = mesh.detect(frame)
+        assert lm is not None
+        up, down = lm.group("left_eye_upper")[1:-1], lm.group("left_eye_lower")[1:-1]
+        gaps.append(np.linalg.norm(up - down, axis=1).mean() / lm.eye_distance())
+    assert min(gaps) < 0.3 * np.median(gaps)

@@ -1,24 +1,34 @@
-"""Dense facial landmarks: MediaPipe's 468-point face mesh, run by PyTorch.
+"""Dense facial landmarks: MediaPipe's 468-point face mesh with refined eyelids.
 
-The model is MediaPipe's ``face_landmark.tflite`` (Apache-2.0, Copyright Google LLC, shipped in
-the ``mediapipe`` 0.10.x wheels on PyPI): its float16 weights and op list are stored in
-``fomm/weights/face-mesh-468.safetensors`` (1.2 MB, made by :mod:`fomm.faces.mesh_tflite`) and
-executed by :class:`fomm.faces.mesh_net.GraphNet`, so nothing beyond torch is needed and nothing
-is downloaded. Its outputs match TensorFlow Lite's to 1e-4 px.
+Models: MediaPipe's ``face_landmark.tflite`` (468 points) and ``iris_landmark.tflite`` (eyelid
+contours from a 64x64 eye crop), both Apache-2.0 (Copyright Google LLC) and shipped in the
+``mediapipe`` 0.10.x wheels on PyPI. Their weights and op lists are stored in
+``fomm/weights/face-mesh-468.safetensors`` (1.2 MB, float16 as in the .tflite) and
+``fomm/weights/iris-landmark.safetensors`` (2.6 MB, float32), made by
+:mod:`fomm.faces.mesh_tflite`, and run by OpenVINO on one CPU thread where it is installed (the
+default install), else by PyTorch (:mod:`fomm.faces.mesh_net`): nothing is downloaded and no
+MediaPipe is needed. Both runtimes match TensorFlow Lite's outputs to 1e-4 px.
 
-The network sees a 192x192 region of interest (ROI) around the face, rotated so the eyes are
+The face network sees a 192x192 region of interest (ROI) around the face, rotated so the eyes are
 level, and returns 468 points and a face-presence score. Like MediaPipe, the ROI is the
 landmarks' bounding box enlarged 1.5x (square) and rotated by the eye line; without landmarks
 it comes from the given face box or, for ``box=None``, from the whole image (fomm's framed crops
 have the face centred with that margin), followed by one refining pass when that first ROI was
-far from the landmarks' own.
+far from the landmarks' own. Then, as MediaPipe's iris pipeline does, each eye is cropped
+(2.3x the corner distance, level, the second eye mirrored) and the iris network's lid contours
+replace the mesh's 2 x 16 eyelid points: the face network alone leaves a closed eye about half
+open.
 
-Cost: see ``benchmarks/results/face-mesh-cpu.json`` (``benchmarks/face_mesh.py``): on a 256x256
-framed crop, one network pass is about 2.5 ms on this project's 2-core x86 CPU (torch eager,
-inference mode); ``detect`` with ``track=True`` runs one pass a frame, a first call two.
+Cost (``benchmarks/face_mesh.py``, ``benchmarks/results/face-mesh-cpu.json``; 256x256 framed
+crop, steady state, OpenVINO, Intel Xeon with AVX2, 2 cores shared with other jobs): the face
+network 2.6 ms CPU a pass, the two-eye pass 4.8 ms, ``detect`` with ``track=True`` 9 ms CPU
+(one face pass and the eyes), a first or untracked call up to one face pass more;
+``refine_eyes=False`` saves the eye pass. The PyTorch fallback is 2 to 3 times slower and runs
+on torch's threads.
 
 Thread safety: one :class:`FaceMesh` serialises its calls with a lock (its tracking state is
-per instance); the network is shared and stateless, so separate instances run in parallel.
+per instance); the networks are shared and stateless (OpenVINO: one inference request per
+thread), so separate instances run in parallel.
 """
 
 from __future__ import annotations
@@ -132,7 +142,10 @@ _EYE_CORNERS = ((33, 133), (362, 263))  # each eye's ROI: image-left corner to i
 # Where the iris model's 71 points per eye go in the mesh (MediaPipe's
 # update_face_landmarks_calculator.cc): lower lid (corners included), upper lid, three halos
 # around the eye, then the brow's lower and upper contours. The second eye is seen mirrored, so
-# its list starts at the outer corner (263) as well.
+# its list starts at the outer corner (263) as well. Only the lids (the first 16) are used: the
+# model's halos and brows stay close to the eye (raised brows came out 0.15 eye distances
+# below dlib's on the tuning clips, against 0.07 from the face network).
+_LIDS = 16
 _EYE_REFINED = (
     np.array(
         [
@@ -415,15 +428,15 @@ def _eye_roi(points: np.ndarray, start: int, end: int) -> _Roi:
 
 
 def _refine_eyes(image: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """The 468 points with the eyelids, eye surroundings and brows (142 points) replaced by the
-    iris model's, which follows closing lids much more closely than the face network."""
+    """The 468 points with the eyelids (2 x 16 points) replaced by the iris model's, which
+    follows closing lids much more closely than the face network."""
     rois = [_eye_roi(points, *_EYE_CORNERS[0]), _eye_roi(points, *_EYE_CORNERS[1])]
     flips = [False, True]  # the model sees the person's left eye; the other one is mirrored
     contours = runner(IRIS_WEIGHTS)(_sample(image, rois, EYE_INPUT, flips))[0]
     refined = points.copy()
     for k in range(2):
-        uv = contours[k].reshape(-1, 3)
-        refined[_EYE_REFINED[k]] = _project(uv, rois[k], EYE_INPUT, flips[k])
+        uv = contours[k].reshape(-1, 3)[:_LIDS]
+        refined[_EYE_REFINED[k][:_LIDS]] = _project(uv, rois[k], EYE_INPUT, flips[k])
     return refined
 
 
@@ -433,12 +446,15 @@ class FaceMesh:
     Args:
         track: reuse the previous call's landmarks as the next ROI (one network pass a frame
             for video); a frame where that finds no face retries from the whole image.
+        refine_eyes: replace the eyelids by the iris network's (closed eyes close; the
+            costlier half of a call).
 
     Thread-safe: calls on one instance are serialised by a lock.
     """
 
-    def __init__(self, *, track: bool = False) -> None:
+    def __init__(self, *, track: bool = False, refine_eyes: bool = True) -> None:
         self.track = track
+        self.refine_eyes = refine_eyes
         self._lock = threading.Lock()
         self._roi: _Roi | None = None
 
@@ -484,5 +500,6 @@ class FaceMesh:
                     points, score = points2, score2
                     refined = _roi_from_points(points)
             self._roi = refined if self.track else None
-            points = _refine_eyes(image, points)
+            if self.refine_eyes:
+                points = _refine_eyes(image, points)
             return FaceLandmarks(points.astype(np.float32), _GROUPS, score)
