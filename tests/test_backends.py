@@ -128,7 +128,7 @@ def test_graphs_are_cached(tmp_path, monkeypatch, no_openvino):
     Animator(models, cfg, device="cpu", backend="onnx")
     cached = sorted((tmp_path / "cache" / "onnx").glob("*.onnx"))
     assert [p.name.split("-", 1)[1] for p in cached] == ["generator.onnx", "kp.onnx"]
-    monkeypatch.setattr(backends, "_export", lambda *a, **k: pytest.fail("exported again"))
+    monkeypatch.setattr(backends, "onnx_graph", lambda *a, **k: pytest.fail("exported again"))
     assert Animator(models, cfg, device="cpu").backend == "onnx"
     other, _ = tiny_models(seed=1)  # other weights: another key
     assert graphs.model_key(other.kp_detector, other.generator) != graphs.model_key(
@@ -141,7 +141,7 @@ def test_export_failure_falls_back_unless_asked(monkeypatch, caplog, no_openvino
     def broken(*args, **kwargs):
         raise RuntimeError("no symbolic for this op")
 
-    monkeypatch.setattr(backends, "_export", broken)
+    monkeypatch.setattr(backends, "onnx_graph", broken)
     assert Animator(models, cfg, device="cpu").backend == "torch"
     assert "running torch eager" in caplog.text
     with pytest.raises(FommError, match="did not convert"):

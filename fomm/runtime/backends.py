@@ -144,7 +144,7 @@ def choose_runtime(backend: str | None, precision: str, device: torch.device, *,
     return Runtime(asked, chosen, asked)
 
 
-def _export(module: nn.Module, inputs: tuple[Tensor, ...], names: list[str],
+def onnx_graph(module: nn.Module, inputs: tuple[Tensor, ...], names: list[str],
             outputs: list[str], opset: int = OPSET) -> bytes:
     """``module`` as an ONNX graph with a dynamic batch axis, in memory."""
     buffer = io.BytesIO()
@@ -177,7 +177,7 @@ class OnnxNetworks(GraphNetworks):
 
         key = model_key(kp_detector, generator, extra=f"opset{OPSET} size{size}") if cache else ""
         folder = cache_folder("onnx")
-        graph = LazyGraphs(kp_detector, generator, size, _export)
+        graph = LazyGraphs(kp_detector, generator, size, onnx_graph)
         if cache:
             kp_bytes = cached(folder / f"{key}-kp.onnx", lambda: graph("kp"))
             gen_bytes = cached(folder / f"{key}-generator.onnx", lambda: graph("generator"))

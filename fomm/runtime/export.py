@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from fomm.errors import FommError
-from fomm.runtime.backends import OPSET, _export
+from fomm.runtime.backends import OPSET, onnx_graph
 from fomm.runtime.graphs import LazyGraphs, example, export_generator
 
 # largest |onnxruntime - torch| accepted, on keypoints (in [-1, 1]) and frames (in [0, 1]);
@@ -81,7 +81,7 @@ def export_onnx(checkpoint: str | Path | None, out_dir: str | Path,
     kp_detector, generator = models.kp_detector.eval(), models.generator.eval()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    convert = functools.partial(_export, opset=opset)
+    convert = functools.partial(onnx_graph, opset=opset)
     graphs = LazyGraphs(kp_detector, generator, cfg.image_size, convert)
     paths = {name: out / f"{name}.onnx" for name in ("source_encoder", "kp_detector",
                                                       "generator")}
