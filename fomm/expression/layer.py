@@ -32,10 +32,11 @@ if TYPE_CHECKING:
 DEFAULT_OPTIONS = ExpressionOptions()  # frozen: safe to share
 DETECT_SIZE = 256  # landmarks are found on a copy at most this large
 HOLD = 5  # frames a missed face keeps the last good landmarks
-# One-Euro settings (face units: eye distances a second). The driver's offsets follow fast
-# motion almost at once (a blink lasts 3-4 frames: slower settings lose it), steady at rest.
+# One-Euro settings (face units: eye distances a second), steady at rest. The driver's offsets
+# follow fast motion almost at once (a blink lasts 3-4 frames: slower settings lose it); the
+# result's landmarks with little lag too (the warp must sit on the features of the frame).
 OFFSETS_FILTER = {"min_cutoff": 3.0, "beta": 30.0, "d_cutoff": 5.0}
-RESULT_FILTER = {"min_cutoff": 3.0, "beta": 2.0}
+RESULT_FILTER = {"min_cutoff": 3.0, "beta": 10.0, "d_cutoff": 5.0}
 SHUT_OVERLAP = 0.015  # a shut upper lid covers the lower lid's edge by this (eye distances)
 OPENING = 0.01  # a driver's upper lid this far above its reference (eye distances) opens the eye
 SPARSE = ("face_oval", "left_brow", "right_brow", "nose")
