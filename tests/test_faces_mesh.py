@@ -282,3 +282,28 @@ def test_a_wink_closes_the_lid() -> None:
         up, down = lm.group("left_eye_upper")[1:-1], lm.group("left_eye_lower")[1:-1]
         gaps.append(np.linalg.norm(up - down, axis=1).mean() / lm.eye_distance())
     assert min(gaps) < 0.3 * np.median(gaps)
+
+
+def test_graph_exports_to_onnx() -> None:
+    """The PyTorch graph is a plain module: it exports to ONNX, and ONNX Runtime agrees."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    import io
+
+    import torch
+
+    from fomm.faces import mesh
+    from fomm.faces.mesh_net import GraphNet
+
+    net = GraphNet.load(mesh.IRIS_WEIGHTS).eval()
+    x = torch.rand(2, 3, mesh.EYE_INPUT, mesh.EYE_INPUT)
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        net, (x,), buffer, dynamo=False, input_names=["eyes"], dynamic_axes={"eyes": {0: "batch"}}
+    )
+    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"eyes": x.numpy()})
+    with torch.inference_mode():
+        expected = net(x)
+    for a, b in zip(got, expected):
+        assert a.shape == tuple(b.shape) and np.abs(a - b.numpy()).max() < 1e-3

@@ -23,8 +23,8 @@ Cost (``benchmarks/face_mesh.py``, ``benchmarks/results/face-mesh-cpu.json``; 25
 crop, steady state, OpenVINO, Intel Xeon with AVX2, 2 cores shared with other jobs): the face
 network 2.6 ms CPU a pass, the two-eye pass 4.8 ms, ``detect`` with ``track=True`` 9 ms CPU
 (one face pass and the eyes), a first or untracked call up to one face pass more;
-``refine_eyes=False`` saves the eye pass. The PyTorch fallback is 2 to 3 times slower and runs
-on torch's threads.
+``refine_eyes=False`` saves the eye pass. The PyTorch fallback (its own worker thread, one
+intra-op thread) takes about 21 ms CPU a tracked call.
 
 Thread safety: one :class:`FaceMesh` serialises its calls with a lock (its tracking state is
 per instance); the networks are shared and stateless (OpenVINO: one inference request per
