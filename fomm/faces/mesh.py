@@ -52,6 +52,7 @@ EYE_INPUT = 64  # the iris network's input side
 EYE_ROI_SCALE = 2.3  # eye ROI side = this x the eye corners' distance (MediaPipe's)
 ROI_SCALE = 1.5  # ROI side = this x the landmarks' bounding box's longer side (MediaPipe's)
 MIN_SCORE = 0.5  # face-presence threshold (MediaPipe's default)
+MAX_BILINEAR_SCALE = 1.5  # ROI pixels per network pixel beyond which the ROI is area-averaged
 
 GROUPS = (
     "face_oval",
@@ -390,18 +391,39 @@ def available() -> bool:
     return True
 
 
+def _patch(image: np.ndarray, roi: _Roi, size: int, flip: bool) -> np.ndarray:
+    """The ROI resampled to size x size: area-averaged first where it is much larger (a
+    1024-pixel photo crop), so that bilinear sampling does not alias."""
+    scale = roi.side / size
+    if scale > MAX_BILINEAR_SCALE:
+        half = roi.side * 0.7072  # half the diagonal: the rotated square's reach
+        height, width = image.shape[:2]
+        x0, y0 = max(int(roi.cx - half), 0), max(int(roi.cy - half), 0)
+        x1, y1 = min(int(roi.cx + half) + 2, width), min(int(roi.cy + half) + 2, height)
+        if x1 - x0 >= 2 and y1 - y0 >= 2:
+            new_w = max(round((x1 - x0) / scale), 1)
+            new_h = max(round((y1 - y0) / scale), 1)
+            small = cv2.resize(image[y0:y1, x0:x1], (new_w, new_h), interpolation=cv2.INTER_AREA)
+            fx, fy = (x1 - x0) / new_w, (y1 - y0) / new_h
+            roi = _Roi(
+                (roi.cx - x0 + 0.5) / fx - 0.5,
+                (roi.cy - y0 + 0.5) / fy - 0.5,
+                roi.side / math.sqrt(fx * fy),
+                roi.angle,
+            )
+            image = small
+    return cv2.warpAffine(
+        image,
+        roi.to_image(0.5, size, flip),
+        (size, size),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+
+
 def _sample(image: np.ndarray, rois: list[_Roi], size: int, flips: list[bool]) -> np.ndarray:
     """(n, 3, size, size) float32 [0, 1] patches of the ROIs (mirrored where ``flips``)."""
-    patches = [
-        cv2.warpAffine(
-            image,
-            roi.to_image(0.5, size, flip),
-            (size, size),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
-        for roi, flip in zip(rois, flips)
-    ]
+    patches = [_patch(image, roi, size, flip) for roi, flip in zip(rois, flips)]
     x = np.ascontiguousarray(np.stack(patches).transpose(0, 3, 1, 2), dtype=np.float32)
     x *= 1.0 / 255.0
     return x
