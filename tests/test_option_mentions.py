@@ -44,14 +44,18 @@ def known_options() -> set[str]:
     return found | _parser_options(seed.build_parser())
 
 
-def _docstrings(tree: ast.AST) -> set[int]:
-    """ids of the docstring nodes (they document code, not what a user sees)."""
+def _not_messages(tree: ast.AST) -> set[int]:
+    """ids of the string nodes that are not messages: docstrings (they document code) and the
+    option names an ``add_argument`` call defines (a parser of its own, e.g. a module's
+    ``python -m`` tool, defines what it names)."""
     ids = set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
             if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
                 ids.add(id(body[0].value))
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument":
+            ids.update(id(arg) for arg in node.args)
     return ids
 
 
@@ -61,7 +65,7 @@ def mentioned_options() -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for path in sorted((ROOT / "fomm").rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        skip = _docstrings(tree)
+        skip = _not_messages(tree)
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
                     id(node) not in skip:
