@@ -71,8 +71,9 @@ def add_animate_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     run.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
                      help="auto (default): on a CPU with native bf16 (AVX512-BF16/AMX) the "
-                          "convolution stacks in bf16 on OpenVINO (sensitive steps kept in fp32), "
-                          "else fp32; fp16/bf16 autocast on a GPU")
+                          "convolution stacks in bf16 on OpenVINO (sensitive steps kept in fp32) "
+                          "where a probe of the model stays within 1/255 of fp32, else fp32; "
+                          "fp16/bf16 autocast on a GPU")
     run.add_argument("--backend", choices=["auto", "torch", "onnx", "openvino"],
                      help="where the networks run: auto (default: $FOMM_BACKEND, else OpenVINO "
                           "on a CPU where installed, then ONNX Runtime, else torch), torch "

@@ -101,8 +101,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     run.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
                      help="as for fomm animate: auto (default) is bf16 islands on OpenVINO on a "
-                          "CPU with native bf16 (AVX512-BF16/AMX), else fp32; fp16/bf16 autocast "
-                          "on a GPU")
+                          "CPU with native bf16 (AVX512-BF16/AMX) where a probe of the model "
+                          "stays within 1/255 of fp32, else fp32; fp16/bf16 autocast on a GPU")
     run.add_argument("--backend", choices=["auto", "torch", "onnx", "openvino"],
                      help="as for fomm animate: where the networks run (default: $FOMM_BACKEND, "
                           "else auto)")
