@@ -94,7 +94,7 @@ def test_auto_picks_openvino_on_the_cpu(monkeypatch):
     models, cfg = tiny_models()
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     # the decision alone (auto's check of the checkpoint: tests/test_precision.py)
-    monkeypatch.setattr(Animator, "_reduced_holds", lambda self: True)
+    monkeypatch.setattr(Animator, "_probe", lambda self: {"mean": 0.0, "p99": 0.0})
     animator = Animator(models, cfg, device="cpu", precision="auto")
     assert (animator.backend, animator.precision) == ("openvino", "bf16")
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)

@@ -68,7 +68,7 @@ def picked(**kwargs) -> tuple[str, str]:
 @pytest.fixture
 def checked_ok(monkeypatch):
     """auto's check of a checkpoint in reduced precision passes (tested on its own below)."""
-    monkeypatch.setattr(Animator, "_reduced_holds", lambda self: True)
+    monkeypatch.setattr(Animator, "_probe", lambda self: {"mean": 0.0, "p99": 0.0})
 
 
 def test_animator_auto_precision_and_backend(monkeypatch, tmp_path, checked_ok):
