@@ -465,11 +465,14 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
         return FileResponse(static / "index.html", media_type="text/html")
 
     if animator is not None:  # with a broker no model is loaded here: no live page
-        from fomm.app.live import add_live_routes
+        from fomm.app.live import LiveLimits, add_live_routes
 
         add_live_routes(app, animator, AnimateOptions(device=settings.device,
                                                       precision=settings.precision,
-                                                      progress=False))
+                                                      progress=False),
+                        LiveLimits(settings.max_resolution, settings.live_photo_s,
+                                   settings.live_idle_s, settings.live_session_s,
+                                   settings.live_max_fps))
     app.mount("/static", StaticFiles(directory=static), name="static")
     return app
 

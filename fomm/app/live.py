@@ -17,6 +17,18 @@ work is :class:`fomm.live.loop.LiveAnimator`, the step of ``fomm live``, with it
 (:func:`fomm.live.loop.glue_threads`).
 The page keeps two frames in flight (one animating, the next waiting in the slot) and sends a
 new camera frame when a result comes back, so the model never waits for the page's round trip.
+
+Limits (:class:`LiveLimits`, from ``fomm serve``'s options): images are decoded in a worker
+thread after the checks of the upload path (format, then the size from the header against
+``--max-resolution``, before any pixel is decoded); the photo must come within
+``--live-photo-s``, and a session that sends nothing for ``--live-idle-s`` is closed (as is one
+older than ``--live-session-s``), freeing the model; messages are read at most ``--live-max-fps``
+a second (faster senders wait). Every camera frame is answered: animated (``frame``), replaced
+by a newer one (counted in ``dropped``), or ``{"type": "skipped", "code", "message"}`` when it
+cannot be decoded or animated. A malformed message ends the session with
+``{"type": "error", "code", "message"}`` and a close code: ``1003`` text where the photo was
+due, ``1007`` an image or JSON that cannot be read, ``1008`` a limit or an unknown message; the
+close reason is ``{"code": ...}`` as JSON.
 """
 
 from __future__ import annotations
@@ -25,29 +37,64 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
+import re
 import threading
 import time
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
+from fomm.app.uploads import UploadError, decode_image_bytes
 from fomm.config import AnimateOptions
 from fomm.errors import FommError
 from fomm.inference.animator import Animator
 from fomm.live.loop import LiveAnimator, LiveOptions, glue_threads, live_animator
 
 MAX_MESSAGE = 8 * 2**20  # bytes: a photo or a camera frame
+MAX_TEXT = 4096  # bytes: a command
 JPEG_QUALITY = 85
+CLOSE_UNSUPPORTED, CLOSE_INVALID, CLOSE_POLICY = 1003, 1007, 1008
+log = logging.getLogger("fomm.serve")
 
 
-def decode_image(data: bytes) -> np.ndarray | None:
-    """Image bytes (JPEG, PNG, WebP, ...) → uint8 (H, W, 3) RGB; None when not an image."""
-    if not data or len(data) > MAX_MESSAGE:
+@dataclass(frozen=True)
+class LiveLimits:
+    """What one live session may take (``fomm serve --max-resolution`` and ``--live-*``)."""
+
+    max_resolution: int | None = 4096  # the largest side of the photo and of a camera frame
+    photo_s: float = 30  # the photo must come within this
+    idle_s: float = 30  # a session that sends nothing for this long is closed
+    session_s: float | None = None  # the longest a session may last (None: no limit)
+    max_fps: float = 30  # messages read a second (faster senders wait)
+
+
+class _Refused(Exception):
+    """End the session: tell the client ``code`` and ``message``, close with ``close``."""
+
+    def __init__(self, code: str, message: str, close: int = CLOSE_POLICY) -> None:
+        super().__init__(message)
+        self.code, self.message, self.close = code, message, close
+
+
+def decode_image(data: bytes, max_resolution: int | None = 4096) -> np.ndarray | None:
+    """Image bytes (JPEG, PNG, WebP, ...) → uint8 (H, W, 3) RGB; None when not an image, over
+    :data:`MAX_MESSAGE` or larger than ``max_resolution`` on a side (checked from the header)."""
+    try:
+        return decode_image_bytes(data, "image", max_resolution, MAX_MESSAGE)
+    except UploadError:
         return None
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def page_message(message: str) -> str:
+    """A core message for the live page: what names command-line options is left out."""
+    kept = [part.strip() for part in message.split(";") if "--" not in part]
+    if kept:
+        return "; ".join(kept)
+    return re.sub(r"\s*\b(?:with|use|drop|add|give)?\s*--[a-z-]+", "", message).strip(" :,")
 
 
 def encode_jpeg(frame: np.ndarray) -> bytes:
@@ -82,13 +129,16 @@ class _Latest:
         return frame
 
 
-def add_live_routes(app: FastAPI, animator: Animator, options: AnimateOptions) -> None:
+def add_live_routes(app: FastAPI, animator: Animator, options: AnimateOptions,
+                    limits: LiveLimits | None = None) -> None:
     """Add the ``/v1/live`` WebSocket to ``app``; one session at a time per ``animator``.
 
     ``options`` are the server's; live runs them with ``fomm live``'s defaults: ``detail`` off
     and the live precision (the server's model is used when it already runs that way, else a
-    second animator on the same networks is made at the first session).
+    second animator on the same networks is made at the first session). ``limits`` bound each
+    session (default: :class:`LiveLimits`'s).
     """
+    limits = limits or LiveLimits()
     busy = threading.Lock()
     options = dataclasses.replace(options, detail=False, progress=False)
     made: list[Animator] = []  # the live animator, made at the first session
@@ -114,39 +164,103 @@ def add_live_routes(app: FastAPI, animator: Animator, options: AnimateOptions) -
         try:
             model = await run_in_threadpool(live_model)
             with glue_threads(model):  # as fomm live: torch's glue on one thread
-                await _session(ws, model, options)
+                await _session(ws, model, options, limits)
+        except _Refused as refused:
+            with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
+                await _fail(ws, refused.code, refused.message, refused.close)
         except (WebSocketDisconnect, OSError):  # the page went away mid-frame: nothing to tell
             pass
         finally:
             busy.release()
 
 
-async def _session(ws: WebSocket, animator: Animator, options: AnimateOptions) -> None:
-    photo = decode_image(await ws.receive_bytes())
-    if photo is None:
-        await _fail(ws, "bad_photo", "the first message must be the photo (JPEG, PNG or WebP)")
+class _Clock:
+    """A session's deadlines: the session's end, and the next message's."""
+
+    def __init__(self, limits: LiveLimits) -> None:
+        self.limits = limits
+        now = time.monotonic()
+        self.end = None if limits.session_s is None else now + limits.session_s
+        self.tokens, self.refilled = max(1.0, limits.max_fps), now
+
+    async def receive(self, ws: WebSocket, wait_s: float, code: str, message: str) -> dict:
+        """The next message, after the frame-rate limit; ``_Refused`` when none comes within
+        ``wait_s`` or the session's end comes first."""
+        await self._pace()
+        now = time.monotonic()
+        session_left = None if self.end is None else self.end - now
+        if session_left is not None and session_left < wait_s:
+            wait_s, code, message = max(session_left, 0.0), "session_limit", (
+                f"live sessions last at most {self.limits.session_s:g} s; start again")
+        try:
+            return await asyncio.wait_for(ws.receive(), wait_s)
+        except asyncio.TimeoutError:
+            raise _Refused(code, message) from None
+
+    async def _pace(self) -> None:
+        """A token bucket of ``max_fps`` a second (one second's worth of burst)."""
+        rate = self.limits.max_fps
+        now = time.monotonic()
+        self.tokens = min(max(1.0, rate), self.tokens + (now - self.refilled) * rate)
+        self.refilled = now
+        if self.tokens < 1:
+            await asyncio.sleep((1 - self.tokens) / rate)
+            self.tokens, self.refilled = 1.0, time.monotonic()
+        self.tokens -= 1
+
+
+async def _read_image(data: bytes, name: str, limits: LiveLimits) -> np.ndarray:
+    """Decode in a worker thread, header first (see :func:`decode_image_bytes`)."""
+    return await run_in_threadpool(decode_image_bytes, data, name, limits.max_resolution,
+                                   MAX_MESSAGE)
+
+
+async def _session(ws: WebSocket, animator: Animator, options: AnimateOptions,
+                   limits: LiveLimits | None = None) -> None:
+    limits = limits or LiveLimits()
+    clock = _Clock(limits)
+    first = await clock.receive(ws, limits.photo_s, "photo_timeout",
+                                f"no photo came within {limits.photo_s:g} s")
+    if first["type"] == "websocket.disconnect":
         return
+    if first.get("bytes") is None:
+        raise _Refused("bad_message", "the first message must be the photo, as image bytes "
+                       "(JPEG, PNG or WebP)", CLOSE_UNSUPPORTED)
+    try:
+        photo = await _read_image(first["bytes"], "the photo", limits)
+    except UploadError as err:
+        raise _Refused("bad_photo", err.message,
+                       CLOSE_INVALID if err.status == 415 else CLOSE_POLICY) from err
     try:
         step = await run_in_threadpool(
             LiveAnimator, animator, photo, LiveOptions(window=False, animate=options)
         )
     except FommError as err:
-        await _fail(ws, "bad_photo", str(err))
-        return
+        raise _Refused("bad_photo", page_message(str(err))) from err
     height, width = step.still.shape[:2]
     await ws.send_json({"type": "ready", "width": width, "height": height})
     await ws.send_bytes(encode_jpeg(step.still))
     latest = _Latest()
-    notices: list[str] = [f"expression off: {step.note}"] if step.note else []
-    receiver = asyncio.create_task(_receive(ws, latest, step, options, notices))
-    frames_out, start = 0, time.perf_counter()
+    notices: list[str] = [f"expression off: {page_message(step.note)}"] if step.note else []
+    refused: list[_Refused] = []
+    receiver = asyncio.create_task(_receive(ws, latest, step, options, notices, clock, refused))
+    frames_out, start, failures = 0, time.perf_counter(), 0
     try:
         while (item := await latest.take()) is not None:
             data, arrived = item
-            image = decode_image(data)
-            if image is None:
+            try:
+                image = await _read_image(data, "the camera frame", limits)
+                animated = await run_in_threadpool(step, image, arrived)
+            except UploadError as err:
+                await ws.send_json({"type": "skipped", "code": err.code, "message": err.message})
                 continue
-            animated = await run_in_threadpool(step, image, arrived)
+            except Exception as err:  # one bad frame must not end the session
+                failures += 1
+                log.warning("live: a frame could not be animated (%s)", err,
+                            exc_info=failures == 1)
+                await ws.send_json({"type": "skipped", "code": "cannot_animate",
+                                    "message": "this camera frame could not be animated"})
+                continue
             out = await run_in_threadpool(encode_jpeg, step.still if animated is None else animated)
             frames_out += 1
             now = time.perf_counter()
@@ -167,6 +281,8 @@ async def _session(ws: WebSocket, animator: Animator, options: AnimateOptions) -
         receiver.cancel()
         with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
             await receiver
+    if refused:
+        raise refused[0]
 
 
 def expression_state(step: LiveAnimator) -> dict | None:
@@ -206,30 +322,51 @@ def change_expression(step: LiveAnimator, options: AnimateOptions, fields: dict)
 
 
 async def _receive(ws: WebSocket, latest: _Latest, step: LiveAnimator, options: AnimateOptions,
-                   notices: list[str]) -> None:
-    """Read client messages: frames into the slot (newest wins), commands at once."""
+                   notices: list[str], clock: _Clock, refused: list[_Refused]) -> None:
+    """Read client messages: frames into the slot (newest wins), commands at once; a malformed
+    message, or silence past the idle limit, ends the session (put in ``refused``)."""
+    limits = clock.limits
     try:
         while True:
-            message = await ws.receive()
+            message = await clock.receive(ws, limits.idle_s, "idle", "the live session was "
+                                          f"closed after {limits.idle_s:g} s without a frame")
             if message["type"] == "websocket.disconnect":
                 break
             if message.get("bytes") is not None:
                 latest.put(message["bytes"])
-            elif message.get("text"):
-                with contextlib.suppress(ValueError, AttributeError):
-                    command = json.loads(message["text"])
-                    if command.get("type") == "reference":
-                        step.retake()
-                    elif command.get("type") == "expression":
-                        problem = await run_in_threadpool(change_expression, step, options,
-                                                          command)
-                        if problem:
-                            notices.append(problem)
+                continue
+            command = _command(message.get("text") or "")
+            if command.get("type") == "reference":
+                step.retake()
+            elif command.get("type") == "expression":
+                problem = await run_in_threadpool(change_expression, step, options, command)
+                if problem:
+                    notices.append(page_message(problem))
+            else:
+                raise _Refused("bad_message", "unknown message type; this server takes "
+                               "'reference' and 'expression'")
+    except _Refused as err:
+        refused.append(err)
     finally:
         latest.closed = True
         latest.event.set()
 
 
-async def _fail(ws: WebSocket, code: str, message: str) -> None:
+def _command(text: str) -> dict:
+    """A text message → its JSON object; ``_Refused`` when too long, not JSON or not an object."""
+    if len(text) > MAX_TEXT:
+        raise _Refused("bad_message", f"text messages are at most {MAX_TEXT} bytes")
+    try:
+        command = json.loads(text)
+    except (ValueError, RecursionError):
+        raise _Refused("bad_message", "a text message must be a JSON object",
+                       CLOSE_INVALID) from None
+    if not isinstance(command, dict) or not isinstance(command.get("type"), str):
+        raise _Refused("bad_message", 'a text message must be a JSON object with a "type"',
+                       CLOSE_INVALID)
+    return command
+
+
+async def _fail(ws: WebSocket, code: str, message: str, close: int = CLOSE_POLICY) -> None:
     await ws.send_json({"type": "error", "code": code, "message": message})
-    await ws.close(code=1008)
+    await ws.close(code=close, reason=json.dumps({"code": code}))

@@ -24,6 +24,10 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("fomm.serve")
 MAX_HEADER_BYTES = 32 * 1024  # h11's bound on an unfinished request head (its default: 16 KiB)
+# WebSocket: the largest message (the live page's images: fomm.app.live.MAX_MESSAGE, 8 MiB) and
+# how many may wait unread per connection (uvicorn's defaults: 16 MiB and 32, i.e. 512 MiB)
+WS_MAX_MESSAGE = 8 * 2**20 + 4096
+WS_MAX_QUEUE = 2
 _BODY = b'{"error":{"code":"header_timeout","message":"the request headers came too slowly"}}'
 TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
                     b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_BODY), _BODY))

@@ -10,11 +10,13 @@ from collections.abc import Iterator
 
 
 def server_options(settings) -> dict:
-    """uvicorn options that bound slow clients: header deadline, header size, keep-alive."""
-    from fomm.app.protocol import MAX_HEADER_BYTES, bounded_h11
+    """uvicorn options that bound slow clients: header deadline, header size, keep-alive, and
+    WebSocket message size and backlog."""
+    from fomm.app.protocol import MAX_HEADER_BYTES, WS_MAX_MESSAGE, WS_MAX_QUEUE, bounded_h11
 
     return {"http": bounded_h11(settings.header_timeout_s), "timeout_keep_alive": 5,
-            "h11_max_incomplete_event_size": MAX_HEADER_BYTES}
+            "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
+            "ws_max_size": WS_MAX_MESSAGE, "ws_max_queue": WS_MAX_QUEUE}
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -263,6 +264,50 @@ def check_image(path: Path, name: str, max_resolution: int | None) -> tuple[int,
         raise UploadError(415, "invalid_image", f"{name} is not a readable PNG, JPEG, WebP, BMP, "
                           "GIF or TIFF image") from err
     return width, height
+
+
+def decode_image_bytes(data: bytes, name: str, max_resolution: int | None,
+                       max_bytes: int | None = None) -> np.ndarray:
+    """Image bytes (PNG, JPEG, WebP, BMP, GIF, TIFF) → uint8 (H, W, 3) RGB, with the checks of
+    :func:`check_image`: format, then the size from the header, before any pixel is decoded.
+
+    For images that arrive whole (the live page's photo and camera frames). 16-bit images come
+    as 8-bit and alpha is dropped.
+
+    Raises:
+        UploadError: empty, over ``max_bytes`` (413), not a readable image (415), a side over
+            ``max_resolution`` (422).
+    """
+    import io
+
+    from PIL import Image
+
+    if not data:
+        raise UploadError(415, "invalid_image", f"{name} is empty")
+    if max_bytes is not None and len(data) > max_bytes:
+        raise UploadError(413, "file_too_large",
+                          f"{name} is larger than the {max_bytes / MB:g} MB limit")
+    try:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
+            width, height = img.size
+            if max_resolution and max(width, height) > max_resolution:
+                raise UploadError(422, "resolution_too_large", f"{name} is {width}x{height}; "
+                                  f"the largest side may be {max_resolution} px")
+            if width < 1 or height < 1:
+                raise ValueError("no pixels")
+            if img.mode.startswith("I;16"):  # 16-bit grey: PIL's convert would clip it
+                grey = (np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8)
+                return np.repeat(grey[..., None], 3, axis=2)
+            rgb = img.convert("RGB")  # 16-bit colour, palette, grey, CMYK, alpha → 8-bit RGB
+            return np.asarray(rgb, dtype=np.uint8)
+    except UploadError:
+        raise
+    except Image.DecompressionBombError as err:  # PIL's own bound (~179 MP) came first
+        raise UploadError(422, "resolution_too_large", f"{name} is too large; the largest side "
+                          f"may be {max_resolution or 'about 13000'} px") from err
+    except Exception as err:  # PIL raises many types
+        raise UploadError(415, "invalid_image", f"{name} is not a readable PNG, JPEG, WebP, BMP, "
+                          "GIF or TIFF image") from err
 
 
 def check_video_header(path: Path, name: str, max_resolution: int | None,

@@ -75,6 +75,9 @@ $("start").addEventListener("click", async () => {
     if (typeof event.data === "string") {
       const message = JSON.parse(event.data);
       if (message.type === "notice") { say(message.message); return; }
+      if (message.type === "skipped") {  // a frame the server could not use: send another
+        say(message.message); sent.shift(); sendFrame(); return;
+      }
       const previous = info;
       info = message;
       if (info.type === "error") { say(info.message); socket.close(); }
