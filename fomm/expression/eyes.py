@@ -5,7 +5,8 @@ and folds the skin around it. An eyelid instead slides over the eyeball, so the 
 column-wise map in the face's axes, within the eye: the lid's edge (its lashes) moves down to
 the wanted lid line whole, and a band of lid skin above it stretches down after it; below the
 line the eye stays where it is (the part the lid has not yet covered). The face warp only ever
-opens eyes; this only closes them.
+opens eyes (:func:`kept_open` gives it its lid targets); this only closes them, a shut lid just
+past the lower one (:func:`shut`). :func:`blinks_kept` keeps a blink the FOMM result shows.
 """
 
 from __future__ import annotations
@@ -13,6 +14,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from fomm.expression.geometry import (
+    MIN_GAP,
+    Groups,
+    eye_centres,
+    face_axes,
+    similarity,
+    transform,
+)
+
+OPENING = 0.01  # a driver's upper lid this far above its reference (eye distances) opens the eye
+SHUT_OVERLAP = 0.015  # a shut upper lid covers the lower lid's edge by this (eye distances)
 BAND = 0.11  # lid skin above the lid that stretches down over the eye (eye distances)
 LASH = 0.025  # the lid's edge (lashes): moved down whole, not stretched
 BROW_SHARE = 0.5  # the skin stretched over a closing eye lies in this share of the lid-brow space
@@ -116,3 +128,65 @@ def close_lid(
     alpha = np.where(v > top, alpha, 0.0)[..., None]
     image[y0:y1, x0:x1] = np.clip(box + alpha * (moved - box) + 0.5, 0, 255).astype(np.uint8)
     return image
+
+
+def kept_open(src: np.ndarray, target: np.ndarray, groups: Groups) -> np.ndarray:
+    """``target`` with each closing upper lid left where it is in ``src`` (unless it goes up):
+    the warp opens eyes, :func:`close_lid` closes them."""
+    stable = groups["stable"]
+    t_dist, t_axes = face_axes(target, groups)
+    origin = np.mean(eye_centres(target, groups), axis=0)
+    t_face = (target - origin) @ t_axes / t_dist
+    moved = transform(similarity(src[stable], target[stable]), src)
+    s_face = (moved - origin) @ t_axes / t_dist  # src in the target's face coordinates
+    out = t_face.copy()
+    for side in ("left", "right"):
+        upper = groups[f"{side}_eye_upper"][1:-1]
+        lower = groups[f"{side}_eye_lower"]
+        s_gap = np.interp(s_face[upper, 0], *_sorted(s_face[lower])) - s_face[upper, 1]
+        t_gap = np.interp(t_face[upper, 0], *_sorted(t_face[lower])) - t_face[upper, 1]
+        stay = np.minimum(s_face[upper, 1], t_face[upper, 1])
+        out[upper, 1] = np.where(t_gap < s_gap, stay, t_face[upper, 1])
+    return out * t_dist @ t_axes.T + origin
+
+
+def blinks_kept(
+    src: np.ndarray, target: np.ndarray, groups: Groups, offsets: np.ndarray
+) -> np.ndarray:
+    """``target`` with each upper lid at least as closed as in ``src`` (the FOMM result) unless
+    the driver opens that lid wider: a blink the result shows stays, though the landmarks
+    under-report it."""
+    s_dist, s_axes = face_axes(src, groups)
+    t_dist, t_axes = face_axes(target, groups)
+    s_face = (src - np.mean(eye_centres(src, groups), axis=0)) @ s_axes / s_dist
+    origin = np.mean(eye_centres(target, groups), axis=0)
+    t_face = (target - origin) @ t_axes / t_dist
+    out = t_face.copy()
+    for side in ("left", "right"):
+        upper = groups[f"{side}_eye_upper"][1:-1]
+        lower = groups[f"{side}_eye_lower"]
+        s_gap = np.interp(s_face[upper, 0], *_sorted(s_face[lower])) - s_face[upper, 1]
+        t_low = np.interp(t_face[upper, 0], *_sorted(t_face[lower]))
+        closer = np.maximum(t_face[upper, 1], t_low - np.maximum(s_gap, 0.0))
+        opening = offsets[upper, 1] < -OPENING
+        out[upper, 1] = np.where(opening, t_face[upper, 1], closer)
+    return out * t_dist @ t_axes.T + origin
+
+
+def shut(target: np.ndarray, groups: Groups) -> np.ndarray:
+    """``target`` with each upper lid that (nearly) meets its lower lid slid just past it, so
+    that no white of the eye shows under a closed lid."""
+    dist, axes = face_axes(target, groups)
+    origin = np.mean(eye_centres(target, groups), axis=0)
+    face = (target - origin) @ axes / dist
+    for side in ("left", "right"):
+        upper = groups[f"{side}_eye_upper"][1:-1]
+        low = np.interp(face[upper, 0], *_sorted(face[groups[f"{side}_eye_lower"]]))
+        closed = low - face[upper, 1] < 2 * MIN_GAP
+        face[upper, 1] = np.where(closed, low + SHUT_OVERLAP, face[upper, 1])
+    return face * dist @ axes.T + origin
+
+
+def _sorted(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(points[:, 0])
+    return points[order, 0], points[order, 1]

@@ -37,8 +37,6 @@ HOLD = 5  # frames a missed face keeps the last good landmarks
 # result's landmarks with little lag too (the warp must sit on the features of the frame).
 OFFSETS_FILTER = {"min_cutoff": 3.0, "beta": 30.0, "d_cutoff": 5.0}
 RESULT_FILTER = {"min_cutoff": 3.0, "beta": 10.0, "d_cutoff": 5.0}
-SHUT_OVERLAP = 0.015  # a shut upper lid covers the lower lid's edge by this (eye distances)
-OPENING = 0.01  # a driver's upper lid this far above its reference (eye distances) opens the eye
 SPARSE = ("face_oval", "left_brow", "right_brow", "nose")
 CONTROL_GROUPS = (
     "face_oval",
@@ -206,10 +204,10 @@ class ExpressionLayer:
         else:
             target = geometry.transform(pose, wanted)
         if opts.region == "all" and driver is not None:
-            target = _blinks_kept(src, target, groups, driver[0])
+            target = eyes.blinks_kept(src, target, groups, driver[0])
         idx = self._controls
         oval = groups["face_oval"]
-        warped = _lids_kept_open(src, target, groups)
+        warped = eyes.kept_open(src, target, groups)
         if opts.region in ("eyes", "lips"):
             outline = np.vstack([_padded(p, groups, opts.region) for p in (src, target)])
         else:
@@ -217,7 +215,7 @@ class ExpressionLayer:
         out = warp.warp(result, src[idx], warped[idx], outline)
         dist, axes = geometry.face_axes(target, groups)
         origin = np.mean(geometry.eye_centres(target, groups), axis=0)
-        shut = _shut(target, groups)
+        shut = eyes.shut(target, groups)
         for side in ("left", "right"):
             upper = groups[f"{side}_eye_upper"]
             brow = groups[f"{side}_brow"]
@@ -233,68 +231,6 @@ class ExpressionLayer:
         strength = mouth.fill_strength(target_gap, geometry.gap(src, *inner, groups))
         share = mouth.source_share(target_gap, geometry.gap(source_points, *inner, groups))
         return mouth.fill_mouth(out, target, groups, source, source_points, strength, dist, share)
-
-
-def _lids_kept_open(src: np.ndarray, target: np.ndarray, groups: geometry.Groups) -> np.ndarray:
-    """``target`` with each closing upper lid left where it is in ``src`` (unless it goes up):
-    the warp opens eyes, :func:`fomm.expression.eyes.close_lid` closes them."""
-    stable = groups["stable"]
-    t_dist, t_axes = geometry.face_axes(target, groups)
-    origin = np.mean(geometry.eye_centres(target, groups), axis=0)
-    t_face = (target - origin) @ t_axes / t_dist
-    moved = geometry.transform(geometry.similarity(src[stable], target[stable]), src)
-    s_face = (moved - origin) @ t_axes / t_dist  # src in the target's face coordinates
-    out = t_face.copy()
-    for side in ("left", "right"):
-        upper = groups[f"{side}_eye_upper"][1:-1]
-        lower = groups[f"{side}_eye_lower"]
-        s_gap = np.interp(s_face[upper, 0], *_sorted(s_face[lower])) - s_face[upper, 1]
-        t_gap = np.interp(t_face[upper, 0], *_sorted(t_face[lower])) - t_face[upper, 1]
-        stay = np.minimum(s_face[upper, 1], t_face[upper, 1])
-        out[upper, 1] = np.where(t_gap < s_gap, stay, t_face[upper, 1])
-    return out * t_dist @ t_axes.T + origin
-
-
-def _blinks_kept(
-    src: np.ndarray, target: np.ndarray, groups: geometry.Groups, offsets: np.ndarray
-) -> np.ndarray:
-    """``target`` with each upper lid at least as closed as in ``src`` (the FOMM result) unless
-    the driver opens that lid wider: a blink the result shows stays, though the landmarks
-    under-report it."""
-    s_dist, s_axes = geometry.face_axes(src, groups)
-    t_dist, t_axes = geometry.face_axes(target, groups)
-    s_face = (src - np.mean(geometry.eye_centres(src, groups), axis=0)) @ s_axes / s_dist
-    origin = np.mean(geometry.eye_centres(target, groups), axis=0)
-    t_face = (target - origin) @ t_axes / t_dist
-    out = t_face.copy()
-    for side in ("left", "right"):
-        upper = groups[f"{side}_eye_upper"][1:-1]
-        lower = groups[f"{side}_eye_lower"]
-        s_gap = np.interp(s_face[upper, 0], *_sorted(s_face[lower])) - s_face[upper, 1]
-        t_low = np.interp(t_face[upper, 0], *_sorted(t_face[lower]))
-        closer = np.maximum(t_face[upper, 1], t_low - np.maximum(s_gap, 0.0))
-        opening = offsets[upper, 1] < -OPENING
-        out[upper, 1] = np.where(opening, t_face[upper, 1], closer)
-    return out * t_dist @ t_axes.T + origin
-
-
-def _shut(target: np.ndarray, groups: geometry.Groups) -> np.ndarray:
-    """``target`` with each upper lid that (nearly) meets its lower lid slid just past it, so
-    that no white of the eye shows under a closed lid."""
-    dist, axes = geometry.face_axes(target, groups)
-    origin = np.mean(geometry.eye_centres(target, groups), axis=0)
-    face = (target - origin) @ axes / dist
-    for side in ("left", "right"):
-        upper = groups[f"{side}_eye_upper"][1:-1]
-        low = np.interp(face[upper, 0], *_sorted(face[groups[f"{side}_eye_lower"]]))
-        closed = low - face[upper, 1] < 2 * geometry.MIN_GAP
-        face[upper, 1] = np.where(closed, low + SHUT_OVERLAP, face[upper, 1])
-    return face * dist @ axes.T + origin
-
-
-def _sorted(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(points[:, 0])
-    return points[order, 0], points[order, 1]
 
 
 def _padded(points: np.ndarray, groups: geometry.Groups, region: str) -> np.ndarray:
