@@ -307,3 +307,24 @@ def test_graph_exports_to_onnx() -> None:
         expected = net(x)
     for a, b in zip(got, expected):
         assert a.shape == tuple(b.shape) and np.abs(a - b.numpy()).max() < 1e-3
+
+
+def test_off_centre_face_settles() -> None:
+    """A face framed well off the centre (the face high in the crop): the first pass from the
+    whole image comes out squashed with a confident score; the passes from the landmarks' own
+    ROI fix it (0.19 eye distances off with no such pass, measured)."""
+    image = astronaut()
+    box = square_box(detect_faces(image)[0], image.shape)
+    side = box[2] - box[0]
+    shift = np.array([0.1, 0.2])
+    moved = (
+        box[0] + shift[0] * side,
+        box[1] + shift[1] * side,
+        box[2] + shift[0] * side,
+        box[3] + shift[1] * side,
+    )
+    lm = FaceMesh().detect(crop(image, moved, 256))
+    assert lm is not None
+    expected = mesh_of("astronaut").points - shift * 256
+    error = np.linalg.norm(lm.points - expected, axis=1)
+    assert np.median(error) < 0.04 * lm.eye_distance()

@@ -13,8 +13,8 @@ The face network sees a 192x192 region of interest (ROI) around the face, rotate
 level, and returns 468 points and a face-presence score. Like MediaPipe, the ROI is the
 landmarks' bounding box enlarged 1.5x (square) and rotated by the eye line; without landmarks
 it comes from the given face box or, for ``box=None``, from the whole image (fomm's framed crops
-have the face centred with that margin), followed by one refining pass when that first ROI was
-far from the landmarks' own. Then, as MediaPipe's iris pipeline does, each eye is cropped
+have the face centred with that margin), followed by up to two passes from the landmarks' own
+ROI until it settles. Then, as MediaPipe's iris pipeline does, each eye is cropped
 (2.3x the corner distance, level, the second eye mirrored) and the iris network's lid contours
 replace the mesh's 2 x 16 eyelid points: the face network alone leaves a closed eye about half
 open.
@@ -22,7 +22,7 @@ open.
 Cost (``benchmarks/face_mesh.py``, ``benchmarks/results/face-mesh-cpu.json``; 256x256 framed
 crop, steady state, OpenVINO, Intel Xeon with AVX2, 2 cores shared with other jobs): the face
 network 2.6 ms CPU a pass, the two-eye pass 4.8 ms, ``detect`` with ``track=True`` 9 ms CPU
-(one face pass and the eyes), a first or untracked call up to one face pass more;
+(one face pass and the eyes), a first or untracked call up to two face passes more;
 ``refine_eyes=False`` saves the eye pass. The PyTorch fallback (its own worker thread, one
 intra-op thread) takes about 21 ms CPU a tracked call.
 
@@ -52,6 +52,7 @@ EYE_INPUT = 64  # the iris network's input side
 EYE_ROI_SCALE = 2.3  # eye ROI side = this x the eye corners' distance (MediaPipe's)
 ROI_SCALE = 1.5  # ROI side = this x the landmarks' bounding box's longer side (MediaPipe's)
 MIN_SCORE = 0.5  # face-presence threshold (MediaPipe's default)
+MAX_REFINE_PASSES = 2  # face passes after the first one from a guessed ROI, at most
 MAX_BILINEAR_SCALE = 1.5  # ROI pixels per network pixel beyond which the ROI is area-averaged
 
 GROUPS = (
@@ -355,7 +356,7 @@ class _Roi:
         shift = math.hypot(self.cx - other.cx, self.cy - other.cy) / self.side
         ratio = other.side / self.side
         turn = abs((other.angle - self.angle + math.pi) % (2 * math.pi) - math.pi)
-        return shift < 0.08 and 0.85 < ratio < 1.18 and turn < math.radians(8)
+        return shift < 0.03 and 0.93 < ratio < 1.07 and turn < math.radians(4)
 
 
 def _roi_from_points(points: np.ndarray) -> _Roi:
@@ -516,11 +517,16 @@ class FaceMesh:
                 self._roi = None
                 return None
             refined = _roi_from_points(points)
-            if not tracked and not roi.close_to(refined):
+            # a guessed ROI: pass again from the landmarks' own ROI until it settles (a face
+            # framed higher than the guess can come out squashed, with a confident score)
+            for _ in range(0 if tracked else MAX_REFINE_PASSES):
+                if roi.close_to(refined):
+                    break
                 points2, score2 = _run(image, refined)
-                if score2 >= MIN_SCORE:
-                    points, score = points2, score2
-                    refined = _roi_from_points(points)
+                if score2 < MIN_SCORE:
+                    break
+                roi, points, score = refined, points2, score2
+                refined = _roi_from_points(points)
             self._roi = refined if self.track else None
             if self.refine_eyes:
                 points = _refine_eyes(image, points)
