@@ -302,7 +302,7 @@ _EYE_REFINED = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays inside: equal only to itself
 class FaceLandmarks:
     """468 landmarks of one face.
 
