@@ -156,3 +156,56 @@ def test_a_head_under_the_limit_is_served(address):
             + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"a" * 1000) for i in range(20)) + b"\r\n")
     answer = exchange(address, head)
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+
+
+def drip(address, stop) -> None:
+    """An upload that sends its headers, then one body byte every 2 s until cut or stopped."""
+    body_head = b'--B\r\nContent-Disposition: form-data; name="driving"; filename="a.mp4"\r\n\r\n'
+    with socket.create_connection(address) as sock:
+        sock.sendall(b"POST /v1/animations HTTP/1.1\r\nHost: localhost\r\n"
+                     b"Content-Type: multipart/form-data; boundary=B\r\n"
+                     b"Content-Length: 100000\r\n\r\n" + body_head)
+        sock.settimeout(2)
+        try:
+            while not stop.is_set():
+                try:
+                    if sock.recv(4096):
+                        return  # answered (cut): the slot is free
+                except TimeoutError:
+                    sock.sendall(b"\0")
+        except OSError:
+            return
+
+
+def test_dripping_uploads_free_their_slots(tmp_path, animator, media):
+    """Every upload slot held by a client sending a byte every 2 s: they are cut by the minimum
+    rate, and a normal upload gets in."""
+    import threading
+
+    app = create_app(Settings(data_dir=str(tmp_path / "data"), max_queue=1, workers=1,
+                              upload_min_rate_kib=1), animator=animator)
+    stop = threading.Event()
+    with serve_in_thread(app) as url:
+        parts = urlsplit(url)
+        address = parts.hostname, parts.port
+        drippers = [threading.Thread(target=drip, args=(address, stop)) for _ in range(2)]
+        for thread in drippers:
+            thread.start()
+        time.sleep(1)  # their headers are in
+        try:
+            import httpx
+
+            with httpx.Client(base_url=url, timeout=30) as http:
+                statuses = []
+                for _ in range(60):  # one try a second: busy while the drippers hold the slots
+                    r = base.submit(http, media["source"], media["clip"])
+                    statuses.append(r.status_code)
+                    if r.status_code != 503:
+                        break
+                    time.sleep(1)
+                assert statuses[0] == 503  # the drippers held every slot
+                assert statuses[-1] == 202, statuses
+        finally:
+            stop.set()
+            for thread in drippers:
+                thread.join()
