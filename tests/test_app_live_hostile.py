@@ -286,3 +286,100 @@ def test_bombs_cost_no_memory_under_uvicorn(tmp_path, animator):
         after = me.memory_info().rss
     assert peak[0] - before < 500 * 2**20, (peak[0] - before) / 2**20
     assert after - before < 200 * 2**20, (after - before) / 2**20
+
+
+# ---------------------------------------------------------------- fuzz: generated and mutated
+
+
+def _seeds() -> list[bytes]:
+    """Small valid images of every format the server takes, to mutate."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    seeds = []
+    for fmt in ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"):
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, fmt)
+        seeds.append(buf.getvalue())
+    return seeds
+
+
+SEEDS = _seeds()
+
+
+def _mutated(draw) -> bytes:
+    from hypothesis import strategies as st
+
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(1, 8))):
+        kind = draw(st.sampled_from(["flip", "cut", "insert", "size"]))
+        at = draw(st.integers(0, len(data) - 1))
+        if kind == "flip":
+            data[at] = draw(st.integers(0, 255))
+        elif kind == "cut":
+            del data[at:at + draw(st.integers(1, 64))]
+        elif kind == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=64))
+        else:  # a header field set to a huge value
+            data[at:at + 4] = struct.pack(">I", draw(st.integers(2**12, 2**32 - 1)))
+        if not data:
+            data = bytearray(b"\0")
+    return bytes(data)
+
+
+def _fuzz_images(examples: int) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=examples, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(st.one_of(st.composite(lambda draw: _mutated(draw))(), st.binary(max_size=512)))
+    def run(data: bytes) -> None:
+        try:
+            rgb = decode_image_bytes(data, "the photo", 512, live_module.MAX_MESSAGE)
+        except UploadError as err:
+            assert err.status in (413, 415, 422)
+        else:
+            assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
+            assert max(rgb.shape[:2]) <= 512
+
+    run()
+
+
+def _fuzz_commands(examples: int) -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from fomm.app.live import _command, _Refused
+
+    leaves = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+    values = st.recursive(leaves, lambda inner: st.lists(inner, max_size=4)
+                          | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                          max_leaves=30)
+    texts = st.one_of(st.text(max_size=300), values.map(json.dumps),
+                      st.integers(1, 5000).map(lambda n: "[" * n + "]" * n),
+                      st.integers(1, 5000).map(lambda n: '{"a":' * n + "1" + "}" * n))
+
+    @settings(max_examples=examples, deadline=None, derandomize=True)
+    @given(texts)
+    def run(text: str) -> None:
+        try:
+            command = _command(text)
+        except _Refused as err:
+            assert err.close in (1007, 1008) and err.code == "bad_message"
+        else:
+            assert isinstance(command, dict) and isinstance(command["type"], str)
+
+    run()
+
+
+def test_fuzz_live_images_and_commands():
+    pytest.importorskip("hypothesis")
+    _fuzz_images(200)
+    _fuzz_commands(200)
+
+
+@pytest.mark.slow
+def test_fuzz_live_images_and_commands_long():
+    pytest.importorskip("hypothesis")
+    _fuzz_images(5000)
+    _fuzz_commands(5000)
