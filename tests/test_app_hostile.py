@@ -258,3 +258,123 @@ def test_an_upload_at_a_good_pace_is_read(tmp_path):
                                  tmp_path, {"driving": 2**20},
                                  pace=Pace(idle_s=5, min_rate=1024, grace_s=0.1, deadline_s=30)))
     assert form.files["driving"].read_bytes() == b"\1" * 20 * 1024
+
+
+# ---------------------------------------------------------------- fuzz: generated and mutated
+
+
+def _mutate(draw, data: bytes) -> bytes:
+    from hypothesis import strategies as st
+
+    data = bytearray(data)
+    for _ in range(draw(st.integers(1, 8))):
+        at = draw(st.integers(0, max(0, len(data) - 1)))
+        kind = draw(st.sampled_from(["flip", "cut", "insert", "big"]))
+        if kind == "flip" and data:
+            data[at] = draw(st.integers(0, 255))
+        elif kind == "cut":
+            del data[at:at + draw(st.integers(1, 256))]
+        elif kind == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=64))
+        else:  # a length or size field set to a huge value
+            data[at:at + 4] = draw(st.integers(2**12, 2**32 - 1)).to_bytes(4, "big")
+    return bytes(data)
+
+
+def _fuzz_forms(examples: int) -> None:
+    import tempfile
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    names = st.sampled_from(["source", "driving", "relative", "crop", "face_index", "x", "",
+                             "source\"; filename=\"../../etc/passwd", "a" * 2000])
+    part = st.tuples(names, st.booleans(), st.binary(max_size=300))
+
+    @st.composite
+    def bodies(draw) -> tuple[bytes, list[int]]:
+        parts = draw(st.lists(part, max_size=6))
+        body = b""
+        for name, is_file, value in parts:
+            filename = b'; filename="a.png"' if is_file else b""
+            body += (f"--{BOUNDARY}\r\n".encode() + b'Content-Disposition: form-data; name="'
+                     + name.encode() + b'"' + filename + b"\r\n\r\n" + value + b"\r\n")
+        body += f"--{BOUNDARY}--\r\n".encode()
+        if draw(st.booleans()):
+            body = _mutate(draw, body)
+        cuts = sorted(draw(st.lists(st.integers(0, len(body)), max_size=5)))
+        return body, cuts
+
+    @settings(max_examples=examples, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(bodies())
+    def run(case: tuple[bytes, list[int]]) -> None:
+        body, cuts = case
+
+        async def chunks():
+            start = 0
+            for cut in [*cuts, len(body)]:
+                yield body[start:cut]
+                start = cut
+
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                form = asyncio.run(read_form(f"multipart/form-data; boundary={BOUNDARY}", None,
+                                             chunks(), Path(folder), {"source": 1000,
+                                                                      "driving": 1000}))
+            except UploadError as err:
+                assert err.status in (400, 413), err
+            else:
+                assert set(form.files) <= {"source", "driving"}
+                assert all(p.parent == Path(folder) for p in form.files.values())
+                assert len(form.fields) <= 32
+
+    run()
+
+
+def _fuzz_media(examples: int, tmp_path: Path) -> None:
+    import io
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from PIL import Image
+
+    from fomm.app.uploads import check_image
+
+    clip = encode(tmp_path / "seed.mp4", frames=4, fps=25, size=32).read_bytes()
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8) + 7).save(buf, "PNG")
+    image = buf.getvalue()
+
+    @settings(max_examples=examples, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                     HealthCheck.function_scoped_fixture])
+    @given(st.data())
+    def run(data) -> None:
+        path = tmp_path / "case.upload"
+        path.write_bytes(_mutate(data.draw, image))
+        try:
+            width, height = check_image(path, "a.png", 512)
+            assert max(width, height) <= 512
+        except UploadError as err:
+            assert err.status in (415, 422)
+        path.write_bytes(_mutate(data.draw, clip))
+        try:
+            check_video_header(path, "a.mp4", 256, 60)
+        except UploadError as err:
+            assert err.status in (415, 422)
+
+    run()
+
+
+def test_fuzz_forms_images_and_videos(tmp_path):
+    pytest.importorskip("hypothesis")
+    _fuzz_forms(200)
+    _fuzz_media(100, tmp_path)
+
+
+@pytest.mark.slow
+def test_fuzz_forms_images_and_videos_long(tmp_path):
+    pytest.importorskip("hypothesis")
+    _fuzz_forms(5000)
+    _fuzz_media(3000, tmp_path)
