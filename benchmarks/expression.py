@@ -110,7 +110,7 @@ def measure(
     )
     field = warp.displacement(pts[idx], moved[idx], oval, photo.shape[:2])
     row["warp_field_cpu_ms"] = CPU_MS[-1]
-    row["warp_remap_ms"] = median_ms(partial(warp.remap, photo, *field), frames)
+    row["warp_remap_ms"] = median_ms(partial(warp.remap, photo, field), frames)
     row["warp_remap_cpu_ms"] = CPU_MS[-1]
     dist, _ = geometry.face_axes(moved, groups)
     row["mouth_fill_ms"] = median_ms(

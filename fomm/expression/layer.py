@@ -37,6 +37,7 @@ HOLD = 5  # frames a missed face keeps the last good landmarks
 # result's landmarks with little lag too (the warp must sit on the features of the frame).
 OFFSETS_FILTER = {"min_cutoff": 3.0, "beta": 30.0, "d_cutoff": 5.0}
 RESULT_FILTER = {"min_cutoff": 3.0, "beta": 10.0, "d_cutoff": 5.0}
+FOCUS_MARGIN = 0.2  # the warp is finer over the lips' box grown by this (eye distances)
 SPARSE = ("face_oval", "left_brow", "right_brow", "nose")
 CONTROL_GROUPS = (
     "face_oval",
@@ -212,8 +213,12 @@ class ExpressionLayer:
             outline = np.vstack([_padded(p, groups, opts.region) for p in (src, target)])
         else:
             outline = np.vstack([src[oval], target[oval]])
-        out = warp.warp(result, src[idx], warped[idx], outline)
         dist, axes = geometry.face_axes(target, groups)
+        focus = None
+        if opts.region != "eyes":  # a mouth opens and closes faster than a coarse grid follows
+            lips = np.vstack([p[groups[g]] for p in (src, target) for g in geometry.LIPS])
+            focus = (*(lips.min(0) - FOCUS_MARGIN * dist), *(lips.max(0) + FOCUS_MARGIN * dist))
+        out = warp.warp(result, src[idx], warped[idx], outline, focus=focus)
         origin = np.mean(geometry.eye_centres(target, groups), axis=0)
         shut = eyes.shut(target, groups)
         for side in ("left", "right"):

@@ -11,6 +11,8 @@ face's box only (``GRID`` points a side), resized to the box with ``cv2.resize``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 import scipy.linalg
@@ -75,14 +77,34 @@ def _resample(poly: np.ndarray, n: int) -> np.ndarray:
     return np.stack([np.interp(t, s, closed[:, 0]), np.interp(t, s, closed[:, 1])], axis=1)
 
 
+@dataclass(frozen=True)
+class Field:
+    """A backward displacement (sample the input at ``p + d(p)``), cell-centred on coarse grids
+    (as ``cv2.resize`` expects): over ``box`` (x0, y0, x1, y1) and, finer, over ``focus``."""
+
+    box: tuple[int, int, int, int]
+    coarse: np.ndarray  # (g_h, g_w, 2) float32
+    focus: tuple[int, int, int, int] | None = None
+    fine: np.ndarray | None = None
+
+
+def _grid(box: tuple[int, int, int, int], grid: int) -> tuple[int, int, np.ndarray]:
+    x0, y0, x1, y1 = box
+    gw, gh = min(grid, x1 - x0), min(grid, y1 - y0)
+    gx = x0 + (np.arange(gw) + 0.5) * (x1 - x0) / gw - 0.5
+    gy = y0 + (np.arange(gh) + 0.5) * (y1 - y0) / gh - 0.5
+    return gw, gh, np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2)
+
+
 def displacement(
     src: np.ndarray,
     dst: np.ndarray,
     outline: np.ndarray,
     shape: tuple[int, int],
     grid: int = GRID,
-) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
-    """The backward displacement (sample at ``p + d(p)``) that moves ``src`` onto ``dst``.
+    focus: tuple[float, float, float, float] | None = None,
+) -> Field | None:
+    """The backward displacement that moves ``src`` onto ``dst``.
 
     Args:
         src: (K, 2) control points where they are in the input (pixels).
@@ -91,11 +113,11 @@ def displacement(
             (controls outside it are pinned).
         shape: (H, W) of the image.
         grid: spline samples a side over the face's box.
+        focus: a box well inside the face (x0, y0, x1, y1) where the spline is also sampled on
+            a finer grid (``grid`` a side): where the motion changes fast (a closing mouth).
 
     Returns:
-        ``(x0, y0, x1, y1)``, the box where the displacement may be non-zero, and the coarse
-        field (g_h, g_w, 2) over it (cell-centred, as ``cv2.resize`` expects); None when there is
-        nothing to warp.
+        The field; None when there is nothing to warp.
     """
     h, w = shape
     src = np.asarray(src, dtype=np.float64)
@@ -108,6 +130,7 @@ def displacement(
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
     if x1 - x0 < 2 or y1 - y0 < 2 or np.abs(dst - src).max() < 1e-3:
         return None
+    box = (int(x0), int(y0), int(x1), int(y1))
     side = float(max(x1 - x0, y1 - y0))
     anchors = _resample(outer, ANCHORS)
     centres = np.vstack([dst, anchors])
@@ -116,15 +139,20 @@ def displacement(
     _, keep = np.unique(np.round(centres / side * 4096), axis=0, return_index=True)
     keep = np.sort(keep)
     centres = (centres[keep] - (x0, y0)) / side
-    gw = min(grid, x1 - x0)
-    gh = min(grid, y1 - y0)
-    gx = (np.arange(gw) + 0.5) * (x1 - x0) / gw - 0.5
-    gy = (np.arange(gh) + 0.5) * (y1 - y0) / gh - 0.5
-    pts = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2) / side
-    field = thin_plate(centres, values[keep] / side, pts)
-    if field is None:
+    gw, gh, pts = _grid(box, grid)
+    fine_box = None
+    if focus is not None:
+        fx0, fy0 = max(int(np.floor(focus[0])), x0), max(int(np.floor(focus[1])), y0)
+        fx1, fy1 = min(int(np.ceil(focus[2])), x1), min(int(np.ceil(focus[3])), y1)
+        if fx1 - fx0 >= 4 and fy1 - fy0 >= 4:
+            fine_box = (fx0, fy0, fx1, fy1)
+            fw, fh, fine_pts = _grid(fine_box, grid)
+            pts = np.vstack([pts, fine_pts])
+    values_at = thin_plate(centres, values[keep] / side, (pts - (x0, y0)) / side)
+    if values_at is None or not np.isfinite(values_at).all():
         return None
-    field = field.reshape(gh, gw, 2) * side
+    values_at = values_at * side
+    field = values_at[: gw * gh].reshape(gh, gw, 2)
     # fade to exactly zero at the expanded outline
     scale = np.array([gw / (x1 - x0), gh / (y1 - y0)])
     poly = np.round(((outer - (x0, y0) + 0.5) * scale - 0.5) * 8).astype(np.int32)
@@ -136,16 +164,28 @@ def displacement(
     weight = np.clip((inside - 1.0) / ramp, 0.0, 1.0)
     weight = weight * weight * (3 - 2 * weight)
     field *= weight[..., None]
-    if not np.isfinite(field).all():
-        return None
-    return (x0, y0, x1, y1), field.astype(np.float32)
+    fine = None if fine_box is None else values_at[gw * gh :].reshape(fh, fw, 2)
+    return Field(box, field.astype(np.float32), fine_box,
+                 None if fine is None else fine.astype(np.float32))  # fmt: skip
 
 
-def remap(image: np.ndarray, box: tuple[int, int, int, int], field: np.ndarray) -> np.ndarray:
-    """``image`` with the coarse displacement ``field`` over ``box`` applied (bicubic)."""
-    x0, y0, x1, y1 = box
+def _window(n: int) -> np.ndarray:
+    """1 in the middle, falling to 0 over the outer quarter at each end."""
+    t = (np.arange(n) + 0.5) / n
+    return np.clip(np.minimum(t, 1 - t) * 4, 0.0, 1.0).astype(np.float32)
+
+
+def remap(image: np.ndarray, field: Field) -> np.ndarray:
+    """``image`` with ``field`` applied (bicubic)."""
+    x0, y0, x1, y1 = field.box
     bw, bh = x1 - x0, y1 - y0
-    full = cv2.resize(field, (bw, bh), interpolation=cv2.INTER_LINEAR)
+    full = cv2.resize(field.coarse, (bw, bh), interpolation=cv2.INTER_LINEAR)
+    if field.focus is not None and field.fine is not None:
+        fx0, fy0, fx1, fy1 = field.focus
+        fine = cv2.resize(field.fine, (fx1 - fx0, fy1 - fy0), interpolation=cv2.INTER_LINEAR)
+        blend = np.outer(_window(fy1 - fy0), _window(fx1 - fx0))[..., None]
+        part = full[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0]
+        part += blend * (fine - part)
     xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
     full[..., 0] += xs
     full[..., 1] += ys
@@ -159,11 +199,17 @@ def remap(image: np.ndarray, box: tuple[int, int, int, int], field: np.ndarray) 
 
 
 def warp(
-    image: np.ndarray, src: np.ndarray, dst: np.ndarray, outline: np.ndarray, grid: int = GRID
+    image: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
+    outline: np.ndarray,
+    grid: int = GRID,
+    focus: tuple[float, float, float, float] | None = None,
 ) -> np.ndarray:
     """``image`` (H, W, C) warped so that the points ``src`` move to ``dst``, confined to the
-    face ``outline`` expanded by ``EXPAND``; a copy of ``image`` when nothing moves."""
-    found = displacement(src, dst, outline, image.shape[:2], grid)
+    face ``outline`` expanded by ``EXPAND`` (finer in ``focus``, see :func:`displacement`); a
+    copy of ``image`` when nothing moves."""
+    found = displacement(src, dst, outline, image.shape[:2], grid, focus)
     if found is None:
         return image.copy()
-    return remap(image, *found)
+    return remap(image, found)
