@@ -76,8 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     live.add_argument("--live-session-s", type=positive_float,
                       help="the longest a live session may last (default: no limit)")
     live.add_argument("--live-max-fps", type=positive_float, default=30,
-                      help="camera frames a live session may send a second; more are "
-                           "answered 'skipped' (default 30)")
+                      help="messages a live session may send a second; a faster sender "
+                           "is read no faster (default 30)")
     scale = p.add_argument_group("several machines")
     scale.add_argument("--broker", metavar="URL", default=os.environ.get("FOMM_BROKER"),
                        help="Redis URL (redis://HOST:PORT/DB): queue jobs there for 'fomm "
