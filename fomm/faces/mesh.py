@@ -20,11 +20,13 @@ replace the mesh's 2 x 16 eyelid points: the face network alone leaves a closed 
 open.
 
 Cost (``benchmarks/face_mesh.py``, ``benchmarks/results/face-mesh-cpu.json``; 256x256 framed
-crop, steady state, OpenVINO, Intel Xeon with AVX2, 2 cores shared with other jobs): the face
-network 2.6 ms CPU a pass, the two-eye pass 4.8 ms, ``detect`` with ``track=True`` 9 ms CPU
-(one face pass and the eyes), a first or untracked call up to two face passes more;
-``refine_eyes=False`` saves the eye pass. The PyTorch fallback (its own worker thread, one
-intra-op thread) takes about 21 ms CPU a tracked call.
+crop, steady state, OpenVINO on one thread, AMD EPYC with AVX2, 2 cores shared with other jobs,
+load average 12): the face network 2.4 ms CPU a pass, the two-eye pass 4.5 ms; ``detect`` with
+``track=True`` 8.3 ms CPU (one face pass and the eyes; 22 ms wall under that load), an untracked
+call 12.3 ms (two face passes, three at most); ``refine_eyes=False`` saves the eye pass. The
+PyTorch fallback (a worker thread of its own, one intra-op thread) takes 19 ms CPU a tracked
+call. :func:`available` loads and compiles the networks (about a second): call it at start-up
+to keep that out of the first frame.
 
 Thread safety: one :class:`FaceMesh` serialises its calls with a lock (its tracking state is
 per instance); the networks are shared and stateless (OpenVINO: one inference request per
