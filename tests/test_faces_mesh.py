@@ -222,6 +222,8 @@ def test_thread_safe() -> None:
 def test_rejects_non_rgb() -> None:
     with pytest.raises(ValueError, match="RGB"):
         FaceMesh().detect(np.zeros((64, 64), np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        FaceMesh().detect(np.zeros((64, 64, 3), np.float32))
 
 
 def test_openvino_and_torch_agree() -> None:

@@ -499,9 +499,11 @@ class FaceMesh:
                 chin). None: the face is centred, filling about the middle 60 % of the image
                 (fomm's framed crops), or, with ``track=True``, where the last call found it.
         """
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
-        image = np.ascontiguousarray(image, dtype=np.uint8)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(
+                f"expected a uint8 RGB image (H, W, 3), got {image.dtype} of shape {image.shape}"
+            )
+        image = np.ascontiguousarray(image)
         with self._lock:
             tracked = box is None and self.track and self._roi is not None
             if box is not None:
