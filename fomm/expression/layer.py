@@ -57,7 +57,9 @@ class ExpressionLayer:
         photo: the face crop of the source photo (uint8 RGB, square, any size; the same framing
             as the crops later given to :meth:`apply`).
         options: region, strength and sliders; ``options`` may be replaced between frames.
-        mesh: the landmark detector (default: a new :class:`fomm.faces.mesh.FaceMesh`).
+        mesh: the landmark detector for the photo, the driving frames and the results (an
+            untracked one: they alternate). Default: new :class:`fomm.faces.mesh.FaceMesh`
+            instances, a tracked one each for the driving frames and the results.
 
     Raises:
         NoFaceError: no landmarks on the photo.
