@@ -344,6 +344,8 @@ def check_video_header(path: Path, name: str, max_resolution: int | None,
         if not container.streams.video:
             raise refuse("has no video stream")
         stream = container.streams.video[0]
+        if stream.codec_context is None:  # a stream FFmpeg has no decoder for
+            raise refuse("uses a codec this server does not read")
         codec = stream.codec_context.name
         if codec not in VIDEO_CODECS:
             raise refuse(f"uses the {codec} codec; allowed: {', '.join(sorted(VIDEO_CODECS))}")
