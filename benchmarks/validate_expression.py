@@ -5,11 +5,11 @@ Every measurement uses dlib's 68 landmarks (``fomm[metrics]``), independent of t
 the expression layer uses. Per clip (the first ``--max-frames`` frames, framed exactly as
 ``fomm animate`` frames a driving video: :func:`fomm.faces.track.frame_driving` at 256):
 
-* **self** (self-reenactment): the clip's first framed frame (a 256 PNG) animated by the framed
-  clip (a PNG folder) through :func:`fomm.inference.pipeline.animate_file`: relative motion, the
-  driving frames whole (``crop_driving="off"``: they are framed already), the source's face crop
-  (which on a framed frame is about the whole frame; the expression layer works on face crops)
-  pasted back into the 256 frame; lossless PNG output.
+* **self** (self-reenactment): the clip's first framed frame (a 256 PNG) animated by the clip
+  through :func:`fomm.inference.pipeline.animate_file` with the defaults: relative motion, the
+  driving video framed by the pipeline (the same crops as measured here), the source's face crop
+  (on a framed frame about the whole frame; the expression layer works on face crops and framed
+  driving faces) pasted back into the 256 frame; lossless PNG output.
 * **cross** (cross-reenactment): a photo of another person animated by the raw clip through
   :func:`~fomm.inference.pipeline.animate_file` with :class:`~fomm.config.AnimateOptions`
   defaults (face crop, driving framing, paste-back, detail) to an MP4, which is decoded and cut at
@@ -325,20 +325,17 @@ def framed_clip(clip: Path, max_frames: int) -> list[np.ndarray]:
     return list(frame_driving(iter_frames(clip, max_frames=max_frames), SIZE))
 
 
-def run_self(animator, framed: list[np.ndarray], driver: np.ndarray, args: argparse.Namespace,
-             work: Path) -> tuple[dict, dict, list[np.ndarray]]:
-    """Self-reenactment through animate_file on PNGs; (report, options, measured results)."""
+def run_self(animator, clip: Path, framed: list[np.ndarray], driver: np.ndarray,
+             args: argparse.Namespace, work: Path) -> tuple[dict, dict, list[np.ndarray]]:
+    """Self-reenactment through animate_file to PNGs; (report, options, measured results)."""
     from fomm.inference.pipeline import animate_file
     from fomm.media.image import resize, write_image
     from fomm.media.video import iter_frames
 
-    source, frames_dir, out_dir = work / "source.png", work / "driving", work / "self-out"
+    source, out_dir = work / "source.png", work / "self-out"
     write_image(source, framed[0])
-    frames_dir.mkdir()
-    for i, frame in enumerate(framed):
-        write_image(frames_dir / f"{i:06d}.png", frame)
-    opts = animate_options(args, crop_driving="off")
-    animate_file(source, frames_dir, f"{out_dir}/", opts, animator=animator)
+    opts = animate_options(args, max_frames=args.max_frames)
+    animate_file(source, clip, f"{out_dir}/", opts, animator=animator)
     results = [f if f.shape[0] == SIZE else resize(f, SIZE)
                for f in list(iter_frames(out_dir))[::args.stride]]
     points = np.stack([landmarks(f) for f in results])
@@ -520,7 +517,7 @@ def main() -> None:
             if "self" in args.protocols:
                 t1 = time.perf_counter()
                 row["self"], options["self"], kept["self"] = run_self(
-                    animator, framed, driver, args, Path(tmp))
+                    animator, clip, framed, driver, args, Path(tmp))
                 row["self"]["seconds"] = round(time.perf_counter() - t1, 1)
                 row["self_pass"] = judge(row["self"], "self", args.region)
             if "cross" in args.protocols:
