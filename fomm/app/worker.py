@@ -53,8 +53,9 @@ class Runner:
         scripts = Scripts(self.client)
         token = secrets.token_hex(8)
         lease_ms = int(self.lease_s * 1000)
-        claim = scripts.claim([job_key(job_id), lease_key(job_id)],
-                              [token, lease_ms, self.name, time.time()], client=self.client)
+        claim = _while_broker_away(lambda: scripts.claim(
+            [job_key(job_id), lease_key(job_id)], [token, lease_ms, self.name, time.time()],
+            client=self.client), f"job {job_id}: claim")
         claim = claim.decode() if isinstance(claim, bytes) else claim
         if claim != "ok":
             log.info("job %s: not run (%s)", job_id, claim)
@@ -100,8 +101,9 @@ class _Run:
         while not self._stop.wait(period):
             try:
                 self.beat()
-            except Exception:  # Redis away: the next beat may work; the lease says how long
-                log.warning("job %s: lease renewal failed", self.job_id, exc_info=True)
+            except Exception as err:  # Redis away: the next beat may work; the lease says how long
+                log.warning("job %s: lease renewal failed (%s)", self.job_id, err,
+                            exc_info=not isinstance(err, _broker_errors()))
 
     def stop(self) -> None:
         self._stop.set()
@@ -132,7 +134,8 @@ class _Run:
         from fomm.inference.pipeline import animate_file
 
         runner, storage = self.runner, self.runner.storage
-        state = decode_state(runner.client.hgetall(self.keys[0]))
+        state = decode_state(_while_broker_away(lambda: runner.client.hgetall(self.keys[0]),
+                                                f"job {self.job_id}: state"))
         payload = state["payload"]
         scratch = runner.scratch / f"{self.job_id}-{self.token}"
         result_key = f"{self.job_id}/result-{self.token}.mp4"
@@ -247,6 +250,12 @@ def wait_for_broker(client, stop: threading.Event | None = None) -> bool:
     return False
 
 
+def _broker_errors() -> tuple[type[Exception], ...]:
+    from fomm.app.broker import broker_errors
+
+    return broker_errors()
+
+
 def _finish_keys() -> list[str]:
     from fomm.app.broker import ACTIVE, FINISHED_SET, OBSERVED, RECENT
 
@@ -287,8 +296,9 @@ def make_worker(client, name: str, heartbeat_s: float):
                 while not stop.wait(heartbeat_s):
                     try:
                         self.maintain_heartbeats(job, execution)
-                    except Exception:
-                        self.log.warning("heartbeat failed", exc_info=True)
+                    except Exception as err:
+                        self.log.warning("heartbeat failed (%s)", err,
+                                         exc_info=not isinstance(err, _broker_errors()))
 
             thread = threading.Thread(target=beat, daemon=True, name="fomm-rq-heartbeat")
             thread.start()
