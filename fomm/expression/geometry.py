@@ -65,9 +65,13 @@ def transform(m: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 def eye_centres(points: np.ndarray, groups: Groups) -> tuple[np.ndarray, np.ndarray]:
     """The image-left and image-right eye centres (means of each eye's lid points)."""
-    left = np.concatenate([groups["left_eye_upper"], groups["left_eye_lower"]])
-    right = np.concatenate([groups["right_eye_upper"], groups["right_eye_lower"]])
-    return points[left].mean(0), points[right].mean(0)
+
+    def centre(side: str) -> np.ndarray:
+        upper, lower = groups[f"{side}_eye_upper"], groups[f"{side}_eye_lower"]
+        total = points[upper].sum(0) + points[lower].sum(0)
+        return total / (len(upper) + len(lower))
+
+    return centre("left"), centre("right")
 
 
 def face_axes(points: np.ndarray, groups: Groups) -> tuple[float, np.ndarray]:

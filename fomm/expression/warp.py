@@ -17,8 +17,9 @@ import cv2
 import numpy as np
 import scipy.linalg
 
-GRID = 32  # the spline is evaluated on at most GRID x GRID points over the face's box
+GRID = 28  # the spline is evaluated on at most GRID x GRID points over the face's box
 EXPAND = 1.3  # the warp fades to zero on the face outline scaled by this about its centre
+FOCUS_GRID = 16  # ... and on at most FOCUS_GRID x FOCUS_GRID points over a focus box
 ANCHORS = 24  # points on the expanded outline pinned to zero motion
 SMOOTHING = 1e-5  # spline regularisation (box units): near-coincident controls stay stable
 
@@ -59,10 +60,10 @@ def thin_plate(
         return None
     coef = coef.astype(np.float32)
     p32 = points.astype(np.float32)
-    kern = _kernel(_squared_distances(p32, centres.astype(np.float32)))
-    # einsum, not a BLAS product: skinny products gain nothing from BLAS threads on a busy CPU
-    out = np.einsum("pk,kc->pc", kern, coef[:k]) + coef[k]
-    return out + np.einsum("pd,dc->pc", p32, coef[k + 1 :])
+    c32 = centres.astype(np.float32)
+    d2 = (p32**2).sum(1)[:, None] + (c32**2).sum(1)[None] - 2 * (p32 @ c32.T)
+    out = _kernel(np.maximum(d2, 0.0)) @ coef[:k] + coef[k]
+    return out + p32 @ coef[k + 1 :]
 
 
 def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -114,7 +115,7 @@ def displacement(
         shape: (H, W) of the image.
         grid: spline samples a side over the face's box.
         focus: a box well inside the face (x0, y0, x1, y1) where the spline is also sampled on
-            a finer grid (``grid`` a side): where the motion changes fast (a closing mouth).
+            a finer grid (``FOCUS_GRID`` a side): where the motion changes fast (a closing mouth).
 
     Returns:
         The field; None when there is nothing to warp.
@@ -146,7 +147,7 @@ def displacement(
         fx1, fy1 = min(int(np.ceil(focus[2])), x1), min(int(np.ceil(focus[3])), y1)
         if fx1 - fx0 >= 4 and fy1 - fy0 >= 4:
             fine_box = (fx0, fy0, fx1, fy1)
-            fw, fh, fine_pts = _grid(fine_box, grid)
+            fw, fh, fine_pts = _grid(fine_box, FOCUS_GRID)
             pts = np.vstack([pts, fine_pts])
     values_at = thin_plate(centres, values[keep] / side, (pts - (x0, y0)) / side)
     if values_at is None or not np.isfinite(values_at).all():
