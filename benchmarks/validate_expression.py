@@ -505,7 +505,7 @@ def main() -> None:
     print(f"set {args.set}: {len(clips)} clips; backend {animator.backend}, precision "
           f"{animator.precision}; expression fields: {sorted(expression_fields()) or 'none'}")
     rows, options = [], {}
-    started = time.perf_counter()
+    started, revision = time.perf_counter(), git_revision()  # the tree may change while running
     for i, clip in enumerate(clips):
         t0 = time.perf_counter()
         framed = framed_clip(clip, args.max_frames)
@@ -537,7 +537,7 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         result = {
-            "set": args.set, "machine": machine(), "git": git_revision(),
+            "set": args.set, "machine": machine(), "git": revision,
             "checkpoint": str(args.checkpoint or "bundled"), "backend": animator.backend,
             "precision": animator.precision,
             "settings": {"expression": args.expression, "region": args.region,
