@@ -135,16 +135,21 @@ def inner_gap(points: np.ndarray, groups: dict) -> float:
     return geometry.gap(points, groups["lips_inner_upper"], groups["lips_inner_lower"], groups)
 
 
+def jaw_dropped(crop: np.ndarray, pts: np.ndarray, groups: dict) -> tuple[np.ndarray, np.ndarray]:
+    """``crop`` with everything below the mouth dropped (an opened mouth), and its landmarks."""
+    dist, axes = geometry.face_axes(pts, groups)
+    idx = np.unique(np.concatenate(list(groups.values())))
+    down = (pts - pts[groups["lips_inner_upper"]].mean(0)) @ axes[:, 1] > 0
+    opened = pts + np.outer(down * 0.12 * dist, axes[:, 1])
+    oval = groups["face_oval"]
+    return warp.warp(crop, pts[idx], opened[idx], np.vstack([pts[oval], opened[oval]])), opened
+
+
 def test_real_portrait_follows_an_opened_mouth(portrait):
     """Self-reenactment: driven by itself with its jaw dropped, the photo should become that
     driving frame around the mouth (and stay itself with region eyes)."""
     crop, pts, groups, mesh_module = portrait
-    dist, axes = geometry.face_axes(pts, groups)
-    idx = np.unique(np.concatenate(list(groups.values())))
-    down = (pts - pts[groups["lips_inner_upper"]].mean(0)) @ axes[:, 1] > 0
-    opened = pts + np.outer(down * 0.12 * dist, axes[:, 1])  # everything below the mouth drops
-    oval = groups["face_oval"]
-    driving = warp.warp(crop, pts[idx], opened[idx], np.vstack([pts[oval], opened[oval]]))
+    driving, opened = jaw_dropped(crop, pts, groups)
     lips = np.r_[groups["lips_outer_upper"], groups["lips_outer_lower"]]
     (x0, y0), (x1, y1) = opened[lips].min(0).astype(int) - 4, opened[lips].max(0).astype(int) + 4
 
@@ -169,3 +174,17 @@ def test_real_portrait_follows_an_opened_mouth(portrait):
     assert out.shape == big.shape
     small = cv2.resize(out, (256, 256), interpolation=cv2.INTER_AREA)
     assert error(small) < 0.8 * error(crop)
+
+
+def test_real_portrait_pose_keeps_the_photos_mouth(portrait):
+    """Region pose: a result whose mouth opened (the driver's) gets the photo's mouth back."""
+    crop, pts, groups, mesh_module = portrait
+    result, opened = jaw_dropped(crop, pts, groups)
+    layer = ExpressionLayer(crop, ExpressionOptions(region="pose"), mesh=mesh_module.FaceMesh())
+    out = layer.apply(result, crop)
+    found = mesh_module.FaceMesh().detect(out)
+    assert found is not None
+    gap_out = inner_gap(np.asarray(found.points, dtype=np.float64), groups)
+    opening = inner_gap(opened, groups) - inner_gap(pts, groups)
+    assert opening > 0.05
+    assert abs(gap_out - inner_gap(pts, groups)) < 0.15 * opening

@@ -233,9 +233,14 @@ class ExpressionLayer:
         if opts.region == "eyes":
             return out
         source, source_points = (self._photo, photo) if driver is None else (driver[2], driver[1])
+        shown = src  # the frame's own mouth, before any fill
+        if driver is None and opts.region in ("all", "pose"):
+            # the photo's expression kept: its own mouth, not the result's squeezed shut
+            out = mouth.paste_mouth(out, target, groups, self._photo, photo, dist)
+            shown = photo
         inner = groups["lips_inner_upper"], groups["lips_inner_lower"]
         target_gap = geometry.gap(target, *inner, groups)
-        strength = mouth.fill_strength(target_gap, geometry.gap(src, *inner, groups))
+        strength = mouth.fill_strength(target_gap, geometry.gap(shown, *inner, groups))
         share = mouth.source_share(target_gap, geometry.gap(source_points, *inner, groups))
         return mouth.fill_mouth(out, target, groups, source, source_points, strength, dist, share)
 

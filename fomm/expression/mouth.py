@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import cv2
 import numpy as np
 
+from fomm.expression.geometry import face_axes
 from fomm.expression.warp import thin_plate
 
 MIN_OPEN = 0.03  # no fill below this inner-lip opening (eye distances) ...
@@ -21,6 +22,8 @@ FULL_OPEN = 0.06  # ... full fill from this one up
 FEATHER = 0.02  # edge softness of the filled area (eye distances)
 FILL_GRID = 16  # the spline is evaluated on at most this many points a side
 CAVITY = 0.3  # a mouth's dark inside, as a share of its lips' colour
+PASTE_MARGIN = 0.12  # a pasted mouth covers the outer lips grown by this (eye distances)
+PASTE_RINGS = (0.12, 0.3)  # ... mapped through the outer lips grown by these
 
 
 def inner_contour(points: np.ndarray, groups: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -163,6 +166,96 @@ def fill_mouth(
     mask = cv2.GaussianBlur(shape, (0, 0), feather) * float(strength)
     region = frame[y0:y1, x0:x1].astype(np.float32)
     blended = region + mask[..., None] * (interior - region)
+    out = frame.copy()
+    out[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+def _ring(points: np.ndarray, centre: np.ndarray, margin: float) -> np.ndarray:
+    """``points`` moved ``margin`` pixels farther from ``centre``."""
+    away = points - centre
+    norm = np.maximum(np.hypot(away[:, 0], away[:, 1]), 1e-6)[:, None]
+    return centre + away * (1.0 + margin / norm)
+
+
+def paste_mouth(
+    frame: np.ndarray,
+    target: np.ndarray,
+    groups: Mapping[str, np.ndarray],
+    source: np.ndarray,
+    source_points: np.ndarray,
+    eye_distance: float,
+) -> np.ndarray:
+    """``frame`` with ``source``'s lips and mouth (and a margin of skin) laid on the target lips:
+    a warp squeezing an open mouth shut leaves the lips smeared over a dark line, while the
+    source's own mouth (the photo's, whose expression is kept) shows them as they are.
+
+    The lips' area of ``source`` is mapped onto the target's lips by a thin-plate spline through
+    the lip contours and two rings around them, colour-matched to the frame around the mouth and
+    feathered into it.
+
+    Args:
+        frame: uint8 (H, W, 3), the warped frame (its lips at ``target``).
+        target: (N, 2) landmarks of the warped frame (pixels of ``frame``).
+        groups: the landmark groups.
+        source: uint8 (h, w, 3) the image whose mouth is shown.
+        source_points: (N, 2) its landmarks (pixels of ``source``).
+        eye_distance: the target face's eye distance in pixels.
+
+    Returns:
+        A new frame (``frame`` itself when the mouth is out of the picture).
+    """
+    names = ("lips_outer_upper", "lips_outer_lower", "lips_inner_upper", "lips_inner_lower")
+    lips = np.unique(np.concatenate([groups[n] for n in names]))
+    outer = np.concatenate([groups["lips_outer_upper"], groups["lips_outer_lower"][::-1][1:-1]])
+    pts_t = np.asarray(target, dtype=np.float64)
+    pts_s = np.asarray(source_points, dtype=np.float64)
+    centre_t, centre_s = pts_t[lips].mean(0), pts_s[lips].mean(0)
+    ratio = face_axes(pts_s, groups)[0] / max(eye_distance, 1e-6)  # source px per target px
+    controls_t, controls_s = [pts_t[lips]], [pts_s[lips]]
+    for margin in PASTE_RINGS:
+        m = margin * eye_distance
+        controls_t.append(_ring(pts_t[outer], centre_t, m))
+        controls_s.append(_ring(pts_s[outer], centre_s, m * ratio))
+    edge = _ring(pts_t[outer], centre_t, PASTE_MARGIN * eye_distance)
+    feather = max(0.7, FEATHER * eye_distance)
+    h, w = frame.shape[:2]
+    reach = np.vstack([edge, controls_t[-1]])
+    x0, y0 = np.floor(reach.min(0)).astype(int) - 1
+    x1, y1 = np.ceil(reach.max(0)).astype(int) + 2
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return frame
+    bw, bh = x1 - x0, y1 - y0
+    side = float(max(bw, bh))
+    gw, gh = min(FILL_GRID, bw), min(FILL_GRID, bh)
+    gx = (np.arange(gw) + 0.5) * bw / gw - 0.5
+    gy = (np.arange(gh) + 0.5) * bh / gh - 0.5
+    grid = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2) / side
+    centres = (np.vstack(controls_t) - (x0, y0)) / side
+    _, keep = np.unique(np.round(centres * 4096), axis=0, return_index=True)
+    mapped = thin_plate(centres[keep], np.vstack(controls_s)[keep] / side, grid, smoothing=1e-4)
+    if mapped is None or not np.isfinite(mapped).all():
+        return frame
+    maps = cv2.resize((mapped * side).reshape(gh, gw, 2).astype(np.float32), (bw, bh))
+    pasted = cv2.remap(source, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    gain = np.clip(
+        _mean_colour(frame, target, groups) / _mean_colour(source, source_points, groups),
+        0.6,
+        1.6,
+    )
+    shape = np.zeros((bh, bw), np.float32)
+    inner_edge = _ring(pts_t[outer], centre_t, 0.5 * PASTE_MARGIN * eye_distance)
+    cv2.fillPoly(
+        shape,
+        [np.round((inner_edge - (x0, y0)) * 8).astype(np.int32)],
+        1.0,
+        lineType=cv2.LINE_AA,
+        shift=3,
+    )
+    mask = cv2.GaussianBlur(shape, (0, 0), max(feather, 0.25 * PASTE_MARGIN * eye_distance))
+    region = frame[y0:y1, x0:x1].astype(np.float32)
+    blended = region + mask[..., None] * (pasted.astype(np.float32) * gain - region)
     out = frame.copy()
     out[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
     return out
