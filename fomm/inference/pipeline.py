@@ -242,6 +242,21 @@ def _reference_frame(driving: str | Path, source: np.ndarray, info: VideoInfo, s
     return read_frame(driving, index)
 
 
+def _expression_reference(driving: str | Path, info: VideoInfo, size: int, target: _Target,
+                          opts: AnimateOptions) -> np.ndarray | None:
+    """The framed driving frame whose expression matches the (first) photo face's, from the first
+    frames (:mod:`fomm.expression.reference`); None when no face is found there."""
+    from fomm.expression.reference import matching_frame
+    from fomm.faces.mesh import FaceMesh
+
+    mesh = FaceMesh()
+    photo = mesh.detect(target.crops[0])
+    if photo is None:
+        return None
+    found = matching_frame(photo, _driving_frames(driving, info, size, opts), mesh)
+    return None if found is None else found[1]
+
+
 def _progress_bar(total: int | None, enabled: bool):
     from tqdm import tqdm
 
@@ -321,9 +336,14 @@ def animate_file(source: str | Path, driving: str | Path, output: str | Path,
     sources = [animator.prepare_source(c, detail=d) for c, d in zip(target.crops, details)
                ] if motion else []
     reference = _reference_frame(driving, source_image, info, size, opts)
-    if layers is not None and reference is not None:
-        for layer in layers:  # the expression the photo has is the reference frame's
-            layer.set_reference(reference)
+    if layers is not None:
+        # the expression the photo has is the reference frame's: the chosen motion reference,
+        # else the driving frame whose expression matches the photo's
+        expression_reference = reference if reference is not None else _expression_reference(
+            driving, info, size, target, opts)
+        if expression_reference is not None:
+            for layer in layers:
+                layer.set_reference(expression_reference)
     total = info.num_frames
     if opts.max_frames is not None and total is not None:
         total = min(total, opts.max_frames)
