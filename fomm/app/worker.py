@@ -360,8 +360,9 @@ def work(client, name: str, heartbeat_s: float, log_level: str = "INFO") -> None
             log.warning("worker %s: the broker does not answer (%s)", name, err)
         except ValueError as err:  # "an active worker named ... already": ours, from before
             log.info("worker %s: %s; registering again", name, err)
-        if getattr(worker, "_stop_requested", False):
-            return
+        if getattr(worker, "_stop_requested", False) or \
+                getattr(worker, "_shutdown_requested_date", None) is not None:
+            return  # SIGTERM or SIGINT: RQ's warm shutdown, while busy or idle
         log.warning("worker %s: the job loop ended; waiting for the broker", name)
         wait_for_broker(client)
         with contextlib.suppress(Exception):  # the old registration would block the new one
