@@ -36,3 +36,14 @@ def test_a_neutral_photo_is_matched_with_the_drivers_most_neutral_frame():
     assert matching_frame(Marks(photo_points, groups), frames, mesh, step=2)[0] == 6
     assert matching_frame(Marks(photo_points, groups), frames, mesh, limit=3, step=1)[0] == 2
     assert matching_frame(Marks(photo_points, groups), [frame(99)], mesh) is None
+
+
+def test_a_frame_in_another_head_pose_is_passed_over():
+    mesh = ScriptedMesh()
+    photo_points, groups = synthetic_face(mouth_gap=0.02)
+    keys = np.concatenate([groups["stable"], groups["nose"]])
+    turned = synthetic_face(mouth_gap=0.02)[0]
+    turned[keys, 0] += np.linspace(-6.0, 12.0, len(keys))  # out of plane: no similarity fits
+    neutral_elsewhere = synthetic_face(mouth_gap=0.06)[0]
+    frames = [mesh.add(frame(20), turned, groups), mesh.add(frame(21), neutral_elsewhere, groups)]
+    assert matching_frame(Marks(photo_points, groups), frames, mesh, step=1)[0] == 1

@@ -23,9 +23,16 @@ if TYPE_CHECKING:
 
 SCAN_FRAMES = 300  # driving frames looked at (the first ones), every SCAN_STEP-th of them
 SCAN_STEP = 3
-# weight of each feature in the match: the mouth's opening leads (the most visible), then the
-# lids (a blink in the reference would open the photo's eyes wide afterwards), then the width
+# weight of each feature in the match. The mouth's opening is matched with the photo's; its width
+# and the lids with the driver's own typical (median) ones, since mouth and eye shapes differ
+# between people: a reference with the driver's eyes wide open (or blinking) would half-close (or
+# widen) the photo's eyes for the whole clip.
 WEIGHTS = np.array([2.0, 1.0, 1.0, 1.0])
+# ... and the head's pose: a turned or tilted head (out of the image plane, which a similarity
+# fit does not take out) would pass for an expression in every frame of another pose, so the
+# reference keeps the photo's pose: the stable points' misfit after a similarity fit onto the
+# photo's, in eye distances, weighs this much
+POSE_WEIGHT = 10.0
 
 
 def expression_features(points: np.ndarray, groups: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -40,10 +47,23 @@ def expression_features(points: np.ndarray, groups: Mapping[str, np.ndarray]) ->
     return np.array([mouth, width, *lids])
 
 
+def pose_misfit(points: np.ndarray, photo: np.ndarray, groups: Mapping[str, np.ndarray]
+                ) -> float:
+    """RMS distance (eye distances) between the photo's stable and nose points and a frame's,
+    after the similarity fit that takes the frame's in-plane motion out: out-of-plane pose."""
+    keys = np.concatenate([groups["stable"], groups["nose"]])
+    points, photo = np.asarray(points, np.float64), np.asarray(photo, np.float64)
+    fitted = geometry.transform(geometry.similarity(points[keys], photo[keys]), points[keys])
+    dist, _ = geometry.face_axes(photo, groups)
+    return float(np.sqrt(np.mean(np.sum((fitted - photo[keys]) ** 2, axis=1)))) / max(dist, 1e-6)
+
+
 def matching_frame(photo: FaceLandmarks, frames: Iterable[np.ndarray], mesh: FaceMesh,
                    limit: int = SCAN_FRAMES, step: int = SCAN_STEP
                    ) -> tuple[int, np.ndarray] | None:
-    """The driving frame (index, image) whose expression is closest to the photo's.
+    """The driving frame (index, image) whose expression is closest to the photo's: the mouth
+    as open as the photo's, the mouth's width and the lids as the driver's usual ones, the head
+    in the photo's pose.
 
     Args:
         photo: the photo face's landmarks.
@@ -53,15 +73,19 @@ def matching_frame(photo: FaceLandmarks, frames: Iterable[np.ndarray], mesh: Fac
         ``(index, frame)``, or None when no scanned frame shows a face.
     """
     want = expression_features(photo.points, photo.groups)
-    best: tuple[float, int, np.ndarray] | None = None
+    seen: list[tuple[int, np.ndarray, np.ndarray, float]] = []
     for index, frame in enumerate(islice(frames, limit)):
         if index % step:
             continue
         found = mesh.detect(frame)
-        if found is None:
-            continue
-        distance = float(np.sum(WEIGHTS * (expression_features(found.points, found.groups)
-                                           - want) ** 2))
-        if best is None or distance < best[0]:
-            best = (distance, index, frame)
-    return None if best is None else (best[1], best[2])
+        if found is not None:
+            seen.append((index, frame, expression_features(found.points, found.groups),
+                         pose_misfit(found.points, photo.points, photo.groups)))
+    if not seen:
+        return None
+    features = np.stack([f for _, _, f, _ in seen])
+    want = np.concatenate([want[:1], np.median(features[:, 1:], axis=0)])
+    distances = ((features - want) ** 2 * WEIGHTS).sum(axis=1)
+    distances += POSE_WEIGHT * np.array([misfit for *_, misfit in seen]) ** 2
+    index, frame, _, _ = seen[int(np.argmin(distances))]
+    return index, frame
