@@ -469,6 +469,7 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
 
         add_live_routes(app, animator, AnimateOptions(device=settings.device,
                                                       precision=settings.precision,
+                                                      backend=settings.backend,
                                                       progress=False),
                         LiveLimits(settings.max_resolution, settings.live_photo_s,
                                    settings.live_idle_s, settings.live_session_s,
