@@ -188,3 +188,28 @@ def test_real_portrait_pose_keeps_the_photos_mouth(portrait):
     opening = inner_gap(opened, groups) - inner_gap(pts, groups)
     assert opening > 0.05
     assert abs(gap_out - inner_gap(pts, groups)) < 0.15 * opening
+
+
+def test_result_eyelids_refined_where_it_matters(portrait):
+    """The result's eyelids: the iris network's on a closing eye, close to them on open ones."""
+    from fomm.expression import eyes
+
+    crop, pts, groups, mesh_module = portrait
+    dist, axes = geometry.face_axes(pts, groups)
+    origin = np.mean(geometry.eye_centres(pts, groups), axis=0)
+    lowered = pts + geometry.to_pixels(geometry.slider_offsets(pts, groups, eyes=-1.0), pts, groups)
+    shut = eyes.shut(geometry.clamp(lowered, groups), groups)
+    closed = crop.copy()
+    for side in ("left", "right"):
+        upper = groups[f"{side}_eye_upper"]
+        closed = eyes.close_lid(closed, pts[upper], shut[upper], origin, axes, dist)
+    lids = np.unique(np.concatenate([groups[g] for g in geometry.LIDS]))
+    layer = ExpressionLayer(crop)
+    full = mesh_module.FaceMesh(track=True)
+    for k, image in enumerate([np.roll(crop, s, axis=1) for s in (0, 1, 2, 1, 0, 1)] + [closed]):
+        got = layer._result_landmarks(image)
+        want = np.asarray(full.detect(image).points, dtype=np.float64)
+        assert got is not None
+        assert np.abs(got[lids] - want[lids]).max() < (1e-3 if k == 6 else 1.0)
+    left = groups["left_eye_upper"], groups["left_eye_lower"]
+    assert geometry.gap(want, *left, groups) < 0.6 * geometry.gap(pts, *left, groups)  # closing

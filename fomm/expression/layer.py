@@ -37,6 +37,12 @@ HOLD = 5  # frames a missed face keeps the last good landmarks
 # result's landmarks with little lag too (the warp must sit on the features of the frame).
 OFFSETS_FILTER = {"min_cutoff": 3.0, "beta": 30.0, "d_cutoff": 5.0}
 RESULT_FILTER = {"min_cutoff": 3.0, "beta": 10.0, "d_cutoff": 5.0}
+# The result's eyelids: the iris network's (FaceMesh.refined) on a frame where an eye's lid gap
+# (face network) falls below LID_CLOSING times its open gap, and at least every LID_REFRESH
+# frames; in between, the face network's lids moved by the last refined frame's correction (in
+# each eye's corner frame). An open eye's correction hardly changes; a closing one is refined.
+LID_REFRESH = 4
+LID_CLOSING = 0.9
 FOCUS_MARGIN = 0.2  # the warp is finer over the lips' box grown by this (eye distances)
 SPARSE = ("face_oval", "left_brow", "right_brow", "nose")
 CONTROL_GROUPS = (
@@ -59,7 +65,8 @@ class ExpressionLayer:
         options: region, strength and sliders; ``options`` may be replaced between frames.
         mesh: the landmark detector for the photo, the driving frames and the results (an
             untracked one: they alternate). Default: new :class:`fomm.faces.mesh.FaceMesh`
-            instances, a tracked one each for the driving frames and the results.
+            instances, a tracked one each for the driving frames and the results (the
+            results' eyelids refined where it matters: ``LID_CLOSING``).
 
     Raises:
         NoFaceError: no landmarks on the photo.
@@ -78,10 +85,12 @@ class ExpressionLayer:
             mesh, self._mesh_driving, self._mesh_result = (
                 FaceMesh(),
                 FaceMesh(track=True),
-                FaceMesh(track=True),
+                FaceMesh(track=True, refine_eyes=False),  # refined where it matters
             )
+            self._some_lids_refined = True
         else:
             self._mesh_driving = self._mesh_result = mesh
+            self._some_lids_refined = False
         self.options = options
         self._mesh = mesh
         self._photo = np.ascontiguousarray(photo)
@@ -109,6 +118,9 @@ class ExpressionLayer:
         self._result_misses = 0
         self._last_result: np.ndarray | None = self._photo
         self._last_points: np.ndarray | None = self._photo_points
+        self._lid_fix: list[np.ndarray] | None = None
+        self._open_gaps: np.ndarray | None = None
+        self._since_refined = 0
 
     def _detect(self, image: np.ndarray, mesh: FaceMesh | None = None) -> FaceLandmarks | None:
         mesh = self._mesh if mesh is None else mesh
@@ -159,7 +171,7 @@ class ExpressionLayer:
         last = self._last_result
         if last is not None and last.shape == result.shape and np.array_equal(last, result):
             return self._last_points
-        points = self._points(result, self._mesh_result)
+        points = self._result_landmarks(result)
         if points is None:
             self._result_misses += 1
             if self._held_result is None or self._result_misses > HOLD:
@@ -172,6 +184,45 @@ class ExpressionLayer:
         self._held_result = points
         self._last_result, self._last_points = result.copy(), points
         return points
+
+    def _result_landmarks(self, result: np.ndarray) -> np.ndarray | None:
+        """Landmarks of ``result``, their eyelids refined where it matters (``LID_CLOSING``)."""
+        if not self._some_lids_refined:
+            return self._points(result, self._mesh_result)
+        h, w = result.shape[:2]
+        factor = min(1.0, DETECT_SIZE / max(h, w))
+        small = result
+        if factor < 1.0:
+            size = (max(1, round(w * factor)), max(1, round(h * factor)))
+            small = cv2.resize(result, size, interpolation=cv2.INTER_AREA)
+        found = self._mesh_result.detect(small)
+        if found is None:
+            return None
+        raw = np.asarray(found.points, dtype=np.float64)
+        gaps = _lid_gaps(raw, self._groups)
+        self._since_refined += 1
+        closing = self._open_gaps is not None and bool(np.any(gaps < LID_CLOSING * self._open_gaps))
+        if self._lid_fix is None or closing or self._since_refined >= LID_REFRESH:
+            refined = self._mesh_result.refined(small, found)
+            points = np.asarray(refined.points, dtype=np.float64)
+            self._lid_fix = [_in_eye(points, raw, lids, ends) for lids, ends in self._eyes()]
+            self._since_refined = 0
+            if not closing:
+                self._open_gaps = gaps
+        else:
+            points = raw.copy()
+            for fix, (lids, ends) in zip(self._lid_fix, self._eyes()):
+                a, b = _complex(raw[ends])
+                points[lids] = _points(a + (b - a) * (_in_eye(raw, raw, lids, ends) + fix))
+        return points / factor
+
+    def _eyes(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per eye: its lid points (both lids, corners once) and its two corners."""
+        out = []
+        for side in ("left", "right"):
+            upper, lower = self._groups[f"{side}_eye_upper"], self._groups[f"{side}_eye_lower"]
+            out.append((np.unique(np.r_[upper, lower]), np.array([upper[0], upper[-1]])))
+        return out
 
     def apply(self, result: np.ndarray, driving: np.ndarray) -> np.ndarray:
         """The rendered crop: ``result`` with the expression the options ask for.
@@ -243,6 +294,37 @@ class ExpressionLayer:
         strength = mouth.fill_strength(target_gap, geometry.gap(shown, *inner, groups))
         share = mouth.source_share(target_gap, geometry.gap(source_points, *inner, groups))
         return mouth.fill_mouth(out, target, groups, source, source_points, strength, dist, share)
+
+
+def _complex(points: np.ndarray) -> np.ndarray:
+    return points[..., 0] + 1j * points[..., 1]
+
+
+def _points(z: np.ndarray) -> np.ndarray:
+    return np.stack([z.real, z.imag], axis=-1)
+
+
+def _in_eye(
+    points: np.ndarray, frame: np.ndarray, lids: np.ndarray, ends: np.ndarray
+) -> np.ndarray:
+    """``points[lids]`` in the eye frame of ``frame``'s corners ``ends`` (complex: 0 and 1 at
+    the corners), minus the same for ``frame`` when ``points`` is not ``frame``."""
+    a, b = _complex(frame[ends])
+    span = b - a if abs(b - a) > 1e-9 else 1.0
+    local = (_complex(points[lids]) - a) / span
+    if points is frame:
+        return local
+    return local - (_complex(frame[lids]) - a) / span
+
+
+def _lid_gaps(points: np.ndarray, groups: geometry.Groups) -> np.ndarray:
+    """Each eye's mean distance between its upper and lower lid points, in eye distances."""
+    dist = max(geometry.face_axes(points, groups)[0], 1e-6)
+    gaps = []
+    for side in ("left", "right"):
+        upper, lower = groups[f"{side}_eye_upper"][1:-1], groups[f"{side}_eye_lower"][1:-1]
+        gaps.append(np.linalg.norm(points[upper] - points[lower], axis=1).mean() / dist)
+    return np.asarray(gaps)
 
 
 def _padded(points: np.ndarray, groups: geometry.Groups, region: str) -> np.ndarray:

@@ -488,6 +488,14 @@ class FaceMesh:
         with self._lock:
             self._roi = None
 
+    def refined(self, image: np.ndarray, found: FaceLandmarks) -> FaceLandmarks:
+        """``found`` (landmarks of ``image``, e.g. from a ``refine_eyes=False`` call) with the
+        eyelids of the iris network: the eye pass of :meth:`detect` alone, for a caller that
+        needs it on some frames only."""
+        image = np.ascontiguousarray(image)
+        points = _refine_eyes(image, np.asarray(found.points, dtype=np.float64))
+        return FaceLandmarks(points.astype(np.float32), found.groups, found.score)
+
     def detect(
         self, image: np.ndarray, box: tuple[float, float, float, float] | None = None
     ) -> FaceLandmarks | None:
