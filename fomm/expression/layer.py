@@ -99,6 +99,7 @@ class ExpressionLayer:
             raise NoFaceError("no face landmarks found on the photo for the expression layer")
         self._groups = {name: np.asarray(idx) for name, idx in found.groups.items()}
         self._photo_points = np.asarray(found.points, dtype=np.float64)
+        self._photo_small: tuple[np.ndarray, np.ndarray] | None = None
         # every other point of the long outlines is enough for a smooth warp (and cheaper)
         self._controls = np.unique(
             np.concatenate([self._groups[g][:: 2 if g in SPARSE else 1] for g in CONTROL_GROUPS])
@@ -216,6 +217,18 @@ class ExpressionLayer:
                 points[lids] = _points(a + (b - a) * (_in_eye(raw, raw, lids, ends) + fix))
         return points / factor
 
+    def _photo_at(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The photo crop and its landmarks at a result's size (area-averaged once: a much larger
+        photo would alias where it is sampled)."""
+        h, w = self._photo.shape[:2]
+        if shape[0] * 1.5 >= h:
+            return self._photo, self._photo_points
+        if self._photo_small is None or self._photo_small[0].shape[:2] != shape[:2]:
+            small = cv2.resize(self._photo, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+            factor = np.array([shape[1] / w, shape[0] / h])
+            self._photo_small = small, self._photo_points * factor
+        return self._photo_small
+
     def _eyes(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per eye: its lid points (both lids, corners once) and its two corners."""
         out = []
@@ -287,7 +300,7 @@ class ExpressionLayer:
         shown = src  # the frame's own mouth, before any fill
         if driver is None and opts.region in ("all", "pose"):
             # the photo's expression kept: its own mouth, not the result's squeezed shut
-            out = mouth.paste_mouth(out, target, groups, self._photo, photo, dist)
+            out = mouth.paste_mouth(out, target, groups, *self._photo_at(result.shape[:2]), dist)
             shown = photo
         inner = groups["lips_inner_upper"], groups["lips_inner_lower"]
         target_gap = geometry.gap(target, *inner, groups)
