@@ -10,8 +10,11 @@ Each frame: landmarks of the driving frame and of the result (FaceMesh, on a cop
 ``DETECT_SIZE`` pixels), the driver's expression since the reference (geometry.py), the target
 landmarks (the photo's face with the expression, in the result's head pose), a confined
 thin-plate warp of the result onto them (warp.py) and the mouth's interior where the target mouth
-opens wider than the result's (mouth.py). Landmarks are smoothed over time (One-Euro); a frame
-without landmarks holds the last good ones for ``HOLD`` frames, then the result passes unchanged.
+opens wider than the result's (mouth.py); where the photo's expression is kept on the FOMM result
+(region ``pose``), the photo's own mouth is laid on it (:func:`mouth.paste_mouth`). Landmarks are
+smoothed over time (One-Euro); a frame without landmarks holds the last good ones for ``HOLD``
+frames, then the result passes unchanged. The result's eyelids come from the iris network on
+closing eyes and every ``LID_REFRESH`` frames only (the driver's on every frame: its blinks).
 """
 
 from __future__ import annotations

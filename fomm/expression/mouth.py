@@ -5,6 +5,8 @@ the target opening is wider than the frame's own, the area inside the target inn
 filled with the interior of another mouth (the driver's, or the photo's own when the photo's
 expression is kept): the region inside its inner-lip contour, mapped onto the target contour by a
 thin-plate spline, colour-matched to the frame's face and feathered into the lips.
+:func:`paste_mouth` lays a whole mouth (lips and interior) of another image on a frame the same
+way: the photo's own where its expression is kept on a FOMM result that opened its mouth.
 """
 
 from __future__ import annotations
