@@ -1,0 +1,85 @@
+#!/usr/bin/env python
+"""`fomm live` with the expression layer off and on, interleaved in one run.
+
+The bundled model at the live defaults animates the astronaut photo, driven by a 640x480 30 fps
+clip of the astronaut's moving face played as a camera (``benchmarks/live.py``'s clip), once per
+setting and repeat: ``--expression off``, then the layer on with each region asked. Reported per
+run: frames out per second, latency p50/p95 from camera frame to shown result, the face share,
+CPU ms per frame out and the share of the CPUs other processes took.
+
+    python benchmarks/live_expression.py --seconds 10 --repeats 2 \
+        --out benchmarks/results/live-expression-cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from live import moving_face_clip  # noqa: E402  (benchmarks/live.py)
+from machine import cpu_ticks, machine  # noqa: E402  (benchmarks/machine.py)
+
+
+def run(photo: Path, clip: Path, region: str, record: Path) -> dict:
+    """One live run; ``region`` "off" turns the layer off."""
+    from fomm.checkpoints.loading import load_model
+    from fomm.config import AnimateOptions
+    from fomm.inference.animator import Animator
+    from fomm.live import LiveOptions, run_live
+    from fomm.live.loop import live_animator
+
+    models, config = load_model(None)
+    animate = AnimateOptions(detail=False, progress=False, expression=region != "off",
+                             animation_region="all" if region == "off" else region)
+    animator = live_animator(Animator(models, config, device="cpu"), animate)
+    opts = LiveOptions(camera=str(clip), window=False, record=record, animate=animate)
+    ticks, cpu = cpu_ticks(), os.times()
+    stats = run_live(photo, opts, animator=animator, log=False)
+    ticks_end, cpu_end = cpu_ticks(), os.times()
+    mine = cpu_end.user + cpu_end.system - cpu.user - cpu.system
+    busy = (ticks_end[0] - ticks[0]) - (ticks_end[1] - ticks[1])
+    others = max(0.0, busy - mine * os.sysconf("SC_CLK_TCK")) / max(ticks_end[0] - ticks[0], 1)
+    return {"expression": region, "fps_out": round(stats.fps_out, 2),
+            "latency_ms_p50": round(stats.latency_ms_p50, 1),
+            "latency_ms_p95": round(stats.latency_ms_p95, 1),
+            "face_percent": stats.face_percent, "frames_in": stats.frames_in,
+            "cpu_ms_per_frame_out": round(mine / max(stats.frames_out, 1) * 1000, 1),
+            "others_cpu_share": round(others, 2), "backend": animator.backend,
+            "precision": animator.precision}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--regions", default="off,all,expression",
+                        help="comma-separated: off, all, pose, expression, eyes, lips")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    from skimage import data
+
+    from fomm.media.image import write_image
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = moving_face_clip(Path(tmp) / "camera.mp4", args.seconds)
+        photo = Path(tmp) / "photo.png"
+        write_image(photo, data.astronaut())
+        for _ in range(args.repeats):
+            for region in args.regions.split(","):
+                row = run(photo, clip, region, Path(tmp) / "out.mp4")
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"machine": machine(), "seconds": args.seconds,
+                                        "runs": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
