@@ -192,8 +192,10 @@ def test_wrong_checkpoint_kind_and_malicious(tmp_path, media):
 
 def test_no_checkpoint_without_bundled_model_says_how(monkeypatch):
     import fomm.checkpoints.loading
+    import fomm.checkpoints.names
 
-    monkeypatch.setattr(fomm.checkpoints.loading, "bundled_model_path", lambda name=None: None)
+    # the one place a checkpoint name becomes a file: an install without the bundled weights
+    monkeypatch.setattr(fomm.checkpoints.names, "bundled_model_path", lambda name=None: None)
     with pytest.raises(FommError, match="--checkpoint"):
         fomm.checkpoints.loading.load_model(None)
 
