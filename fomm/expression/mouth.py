@@ -94,6 +94,42 @@ def _lip_colour(
     return patch[mask > 0].mean(0)
 
 
+def _mapped_box(
+    source: np.ndarray,
+    controls_t: np.ndarray,
+    controls_s: np.ndarray,
+    box: tuple[int, int, int, int],
+) -> np.ndarray | None:
+    """``source`` warped onto the target ``box`` (x0, y0, x1, y1) by the thin-plate spline that
+    takes the target control points to the source ones (computed on a coarse grid, resized), or
+    None when the box is too small or the spline fails."""
+    x0, y0, x1, y1 = box
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return None
+    bw, bh = x1 - x0, y1 - y0
+    side = float(max(bw, bh))
+    gw, gh = min(FILL_GRID, bw), min(FILL_GRID, bh)
+    gx = (np.arange(gw) + 0.5) * bw / gw - 0.5
+    gy = (np.arange(gh) + 0.5) * bh / gh - 0.5
+    grid = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2) / side
+    centres = (controls_t - (x0, y0)) / side
+    _, keep = np.unique(np.round(centres * 4096), axis=0, return_index=True)
+    mapped = thin_plate(centres[keep], controls_s[keep] / side, grid, smoothing=1e-4)
+    if mapped is None or not np.isfinite(mapped).all():
+        return None
+    maps = cv2.resize((mapped * side).reshape(gh, gw, 2).astype(np.float32), (bw, bh))
+    return cv2.remap(source, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _polygon(poly: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """A float mask of ``box``'s size, 1 inside ``poly`` (antialiased edge)."""
+    x0, y0, x1, y1 = box
+    shape = np.zeros((y1 - y0, x1 - x0), np.float32)
+    cv2.fillPoly(shape, [np.round((poly - (x0, y0)) * 8).astype(np.int32)], 1.0,
+                 lineType=cv2.LINE_AA, shift=3)
+    return shape
+
+
 def fill_mouth(
     frame: np.ndarray,
     target: np.ndarray,
@@ -129,36 +165,18 @@ def fill_mouth(
     pad = int(np.ceil(3 * feather)) + 1
     x0, y0 = np.floor(poly_t.min(0)).astype(int) - pad
     x1, y1 = np.ceil(poly_t.max(0)).astype(int) + pad + 1
-    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-    if x1 - x0 < 3 or y1 - y0 < 3:
+    box = (max(x0, 0), max(y0, 0), min(x1, w), min(y1, h))
+    interior = _mapped_box(source, poly_t, poly_s, box)
+    if interior is None:
         return frame
-    bw, bh = x1 - x0, y1 - y0
-    side = float(max(bw, bh))
-    gw, gh = min(FILL_GRID, bw), min(FILL_GRID, bh)
-    gx = (np.arange(gw) + 0.5) * bw / gw - 0.5
-    gy = (np.arange(gh) + 0.5) * bh / gh - 0.5
-    grid = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2) / side
-    centres = (poly_t - (x0, y0)) / side
-    _, keep = np.unique(np.round(centres * 4096), axis=0, return_index=True)
-    mapped = thin_plate(centres[keep], poly_s[keep] / side, grid, smoothing=1e-4)
-    if mapped is None or not np.isfinite(mapped).all():
-        return frame
-    maps = cv2.resize((mapped * side).reshape(gh, gw, 2).astype(np.float32), (bw, bh))
-    interior = cv2.remap(source, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    x0, y0, x1, y1 = box
     gain = np.clip(
         _mean_colour(frame, target, groups) / _mean_colour(source, source_points, groups),
         0.6,
         1.6,
     )
     interior = interior.astype(np.float32) * gain.astype(np.float32)
-    shape = np.zeros((bh, bw), np.float32)
-    cv2.fillPoly(
-        shape,
-        [np.round((poly_t - (x0, y0)) * 8).astype(np.int32)],
-        1.0,
-        lineType=cv2.LINE_AA,
-        shift=3,
-    )
+    shape = _polygon(poly_t, box)
     if share < 1.0:
         # darker deep inside, lighter towards the lips
         depth = cv2.GaussianBlur(shape, (0, 0), 4 * feather)[..., None]
@@ -225,36 +243,17 @@ def paste_mouth(
     reach = np.vstack([edge, controls_t[-1]])
     x0, y0 = np.floor(reach.min(0)).astype(int) - 1
     x1, y1 = np.ceil(reach.max(0)).astype(int) + 2
-    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-    if x1 - x0 < 3 or y1 - y0 < 3:
+    box = (max(x0, 0), max(y0, 0), min(x1, w), min(y1, h))
+    pasted = _mapped_box(source, np.vstack(controls_t), np.vstack(controls_s), box)
+    if pasted is None:
         return frame
-    bw, bh = x1 - x0, y1 - y0
-    side = float(max(bw, bh))
-    gw, gh = min(FILL_GRID, bw), min(FILL_GRID, bh)
-    gx = (np.arange(gw) + 0.5) * bw / gw - 0.5
-    gy = (np.arange(gh) + 0.5) * bh / gh - 0.5
-    grid = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2) / side
-    centres = (np.vstack(controls_t) - (x0, y0)) / side
-    _, keep = np.unique(np.round(centres * 4096), axis=0, return_index=True)
-    mapped = thin_plate(centres[keep], np.vstack(controls_s)[keep] / side, grid, smoothing=1e-4)
-    if mapped is None or not np.isfinite(mapped).all():
-        return frame
-    maps = cv2.resize((mapped * side).reshape(gh, gw, 2).astype(np.float32), (bw, bh))
-    pasted = cv2.remap(source, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    x0, y0, x1, y1 = box
     gain = np.clip(
         _mean_colour(frame, target, groups) / _mean_colour(source, source_points, groups),
         0.6,
         1.6,
     )
-    shape = np.zeros((bh, bw), np.float32)
-    inner_edge = _ring(pts_t[outer], centre_t, 0.5 * PASTE_MARGIN * eye_distance)
-    cv2.fillPoly(
-        shape,
-        [np.round((inner_edge - (x0, y0)) * 8).astype(np.int32)],
-        1.0,
-        lineType=cv2.LINE_AA,
-        shift=3,
-    )
+    shape = _polygon(_ring(pts_t[outer], centre_t, 0.5 * PASTE_MARGIN * eye_distance), box)
     mask = cv2.GaussianBlur(shape, (0, 0), max(feather, 0.25 * PASTE_MARGIN * eye_distance))
     region = frame[y0:y1, x0:x1].astype(np.float32)
     blended = region + mask[..., None] * (pasted.astype(np.float32) * gain - region)
