@@ -130,6 +130,27 @@ def _polygon(poly: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return shape
 
 
+def _colour_gain(frame: np.ndarray, target: np.ndarray, source: np.ndarray,
+                 source_points: np.ndarray, groups: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Per-channel gain that brings the source's face colour to the frame's (0.6 to 1.6)."""
+    return np.clip(
+        _mean_colour(frame, target, groups) / _mean_colour(source, source_points, groups),
+        0.6,
+        1.6,
+    )
+
+
+def _blend(frame: np.ndarray, box: tuple[int, int, int, int], mask: np.ndarray,
+           image: np.ndarray) -> np.ndarray:
+    """A copy of ``frame`` with ``image`` (float, ``box``'s size) blended in by ``mask``."""
+    x0, y0, x1, y1 = box
+    region = frame[y0:y1, x0:x1].astype(np.float32)
+    blended = region + mask[..., None] * (image - region)
+    out = frame.copy()
+    out[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
 def fill_mouth(
     frame: np.ndarray,
     target: np.ndarray,
@@ -169,12 +190,7 @@ def fill_mouth(
     interior = _mapped_box(source, poly_t, poly_s, box)
     if interior is None:
         return frame
-    x0, y0, x1, y1 = box
-    gain = np.clip(
-        _mean_colour(frame, target, groups) / _mean_colour(source, source_points, groups),
-        0.6,
-        1.6,
-    )
+    gain = _colour_gain(frame, target, source, source_points, groups)
     interior = interior.astype(np.float32) * gain.astype(np.float32)
     shape = _polygon(poly_t, box)
     if share < 1.0:
@@ -184,11 +200,7 @@ def fill_mouth(
         cavity = CAVITY * colour * (1.4 - 0.8 * depth)
         interior = share * interior + (1.0 - share) * cavity
     mask = cv2.GaussianBlur(shape, (0, 0), feather) * float(strength)
-    region = frame[y0:y1, x0:x1].astype(np.float32)
-    blended = region + mask[..., None] * (interior - region)
-    out = frame.copy()
-    out[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
-    return out
+    return _blend(frame, box, mask, interior)
 
 
 def _ring(points: np.ndarray, centre: np.ndarray, margin: float) -> np.ndarray:
@@ -247,16 +259,7 @@ def paste_mouth(
     pasted = _mapped_box(source, np.vstack(controls_t), np.vstack(controls_s), box)
     if pasted is None:
         return frame
-    x0, y0, x1, y1 = box
-    gain = np.clip(
-        _mean_colour(frame, target, groups) / _mean_colour(source, source_points, groups),
-        0.6,
-        1.6,
-    )
+    gain = _colour_gain(frame, target, source, source_points, groups)
     shape = _polygon(_ring(pts_t[outer], centre_t, 0.5 * PASTE_MARGIN * eye_distance), box)
     mask = cv2.GaussianBlur(shape, (0, 0), max(feather, 0.25 * PASTE_MARGIN * eye_distance))
-    region = frame[y0:y1, x0:x1].astype(np.float32)
-    blended = region + mask[..., None] * (pasted.astype(np.float32) * gain - region)
-    out = frame.copy()
-    out[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
-    return out
+    return _blend(frame, box, mask, pasted.astype(np.float32) * gain)
