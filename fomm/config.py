@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
 
@@ -487,7 +487,7 @@ CROP_DRIVING_CHOICES: tuple[str, ...] = ("auto", "on", "off")
 # the expression layer's regions (fomm.expression.REGIONS): all = FOMM motion + expression,
 # pose = head motion only, expression / eyes / lips = the photo's head with the driver's expression
 Region = Literal["all", "pose", "expression", "eyes", "lips"]
-ANIMATION_REGIONS: tuple[str, ...] = ("all", "pose", "expression", "eyes", "lips")
+ANIMATION_REGIONS: tuple[str, ...] = get_args(Region)
 EXPRESSION_SCALE_RANGE = (0.0, 2.0)
 EXPRESSION_OFFSET_RANGE = (-1.0, 1.0)
 # AnimateOptions field → what the command line calls it, for one-line errors

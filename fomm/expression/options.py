@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
 
+from fomm.config import ANIMATION_REGIONS as REGIONS
+from fomm.config import EXPRESSION_OFFSET_RANGE, EXPRESSION_SCALE_RANGE, Region
 from fomm.errors import ConfigError
 
-Region = Literal["all", "pose", "expression", "eyes", "lips"]
-REGIONS: tuple[str, ...] = get_args(Region)
+__all__ = ["REGIONS", "ExpressionOptions", "Region", "uses_networks"]
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,14 @@ class ExpressionOptions:
             raise ConfigError(
                 f"expression region {self.region!r} is not one of {', '.join(REGIONS)}"
             )
-        if not 0.0 <= float(self.scale) <= 2.0:
-            raise ConfigError(f"expression scale {self.scale} is outside 0..2")
+        low, high = EXPRESSION_SCALE_RANGE
+        if not low <= float(self.scale) <= high:
+            raise ConfigError(f"expression scale {self.scale} is outside {low:g}..{high:g}")
+        low, high = EXPRESSION_OFFSET_RANGE
         for name in ("eyes", "mouth", "smile"):
             value = float(getattr(self, name))
-            if not -1.0 <= value <= 1.0:
-                raise ConfigError(f"expression {name} offset {value} is outside -1..1")
+            if not low <= value <= high:
+                raise ConfigError(f"expression {name} offset {value} is outside {low:g}..{high:g}")
 
 
 def uses_networks(region: Region) -> bool:
