@@ -1,0 +1,255 @@
+// Closing eyelids (fomm/expression/eyes.py): the upper lid slides down over the eye, the lid
+// skin above it following; the face warp only opens eyes (keptOpen), closeLid only closes them.
+
+import {
+  MIN_GAP,
+  eyeMid,
+  faceAxes,
+  fromFace,
+  interp,
+  similarity,
+  sortedCurve,
+  take,
+  toFace,
+  transform,
+} from './geometry.js';
+import { sampleLinear } from './imaging.js';
+
+export const OPENING = 0.01;
+export const SHUT_OVERLAP = 0.015;
+export const BAND = 0.11;
+export const LASH = 0.025;
+export const BROW_SHARE = 0.5;
+export const PLAIN_SHARE = 0.8;
+export const LIT = 75;
+export const INSET = 0.012;
+
+function curveOf(face) {
+  return sortedCurve(face, Int32Array.from({ length: face.length / 2 }, (_, i) => i));
+}
+
+function percentile(values, q) {
+  const sorted = Float64Array.from(values).sort();
+  const pos = (q / 100) * (sorted.length - 1);
+  const lo = Math.floor(pos);
+  const hi = Math.min(lo + 1, sorted.length - 1);
+  return sorted[lo] + (pos - lo) * (sorted[hi] - sorted[lo]);
+}
+
+/**
+ * `image` (RGBA, changed in place and returned) with one upper lid slid down from `lid` to
+ * `wanted` (flat xy, corner to corner); origin [x, y], axes from faceAxes, brow flat xy or null.
+ */
+export function closeLid(image, lid, wanted, origin, axes, eyeDistance, brow = null) {
+  const lidF = toFace(lid, origin, axes, eyeDistance);
+  const wantF = toFace(wanted, origin, axes, eyeDistance);
+  const k = lidF.length / 2;
+  let drop = -Infinity;
+  let uMin = Infinity;
+  let uMax = -Infinity;
+  let lidTop = Infinity;
+  let wantLow = -Infinity;
+  for (let i = 0; i < k; i++) {
+    drop = Math.max(drop, wantF[2 * i + 1] - lidF[2 * i + 1]);
+    uMin = Math.min(uMin, lidF[2 * i]);
+    uMax = Math.max(uMax, lidF[2 * i]);
+    lidTop = Math.min(lidTop, lidF[2 * i + 1]);
+    wantLow = Math.max(wantLow, wantF[2 * i + 1]);
+  }
+  if (drop * eyeDistance < 0.5) return image;
+  const { width: w, height: h } = image;
+  const corners = fromFace(
+    Float64Array.of(uMin, lidTop - BAND, uMax, wantLow),
+    origin,
+    axes,
+    eyeDistance,
+  );
+  let bx0 = Infinity;
+  let by0 = Infinity;
+  let bx1 = -Infinity;
+  let by1 = -Infinity;
+  for (const arr of [lid, wanted, corners]) {
+    for (let i = 0; i < arr.length; i += 2) {
+      bx0 = Math.min(bx0, arr[i]);
+      bx1 = Math.max(bx1, arr[i]);
+      by0 = Math.min(by0, arr[i + 1]);
+      by1 = Math.max(by1, arr[i + 1]);
+    }
+  }
+  const x0 = Math.max(Math.floor(bx0) - 2, 0);
+  const y0 = Math.max(Math.floor(by0) - 2, 0);
+  const x1 = Math.min(Math.ceil(bx1) + 3, w);
+  const y1 = Math.min(Math.ceil(by1) + 3, h);
+  if (x1 - x0 < 2 || y1 - y0 < 2) return image;
+  const [lu, lv] = curveOf(lidF);
+  const [wu, wv] = curveOf(wantF);
+  let bu = null;
+  let bv = null;
+  if (brow) [bu, bv] = curveOf(toFace(brow, origin, axes, eyeDistance));
+  const bw = x1 - x0;
+  const n = bw * (y1 - y0);
+  const map = new Float32Array(n * 2);
+  const V = new Float64Array(n);
+  const inside = new Uint8Array(n);
+  const lidV = new Float64Array(n);
+  const wantV = new Float64Array(n);
+  const topV = new Float64Array(n);
+  const bandV = new Float64Array(n);
+  const plainV = new Float64Array(n);
+  const [ax0, ax1] = axes.ax;
+  const [ay0, ay1] = axes.ay;
+  let anySkin = false;
+  const skinMask = new Uint8Array(n);
+  for (let y = y0; y < y1; y++) {
+    for (let x = x0; x < x1; x++) {
+      const q = (y - y0) * bw + (x - x0);
+      const dx = x - origin[0];
+      const dy = y - origin[1];
+      const u = (dx * ax0 + dy * ax1) / eyeDistance;
+      const v = (dx * ay0 + dy * ay1) / eyeDistance;
+      const ins = u > uMin && u < uMax;
+      let lv0 = interp(u, lu, lv);
+      const want = Math.max(interp(u, wu, wv), lv0);
+      lv0 -= Math.min(INSET, want - lv0);
+      let top = lv0 - BAND;
+      let band = BAND;
+      let plain = lv0 - 1.5 * BAND;
+      if (bu) {
+        const browV = interp(u, bu, bv);
+        top = Math.max(top, lv0 - BROW_SHARE * Math.max(lv0 - browV, 0));
+        top = Math.min(top, lv0 - 2 * LASH);
+        band = lv0 - top;
+        plain = lv0 - PLAIN_SHARE * Math.max(lv0 - browV, 2 * LASH);
+      }
+      const edge = want - LASH;
+      const t = Math.min(Math.max((v - top) / Math.max(edge - top, 1e-6), 0), 1);
+      const skin = top + t * t * (band - LASH);
+      const stretch = v > edge ? v - (want - lv0) : skin;
+      const covered = ins && v > top && v <= want;
+      const vSrc = covered ? stretch : v;
+      map[2 * q] = origin[0] + eyeDistance * (u * ax0 + vSrc * ay0);
+      map[2 * q + 1] = origin[1] + eyeDistance * (u * ax1 + vSrc * ay1);
+      V[q] = v;
+      inside[q] = ins ? 1 : 0;
+      lidV[q] = lv0;
+      wantV[q] = want;
+      topV[q] = top;
+      bandV[q] = band;
+      plainV[q] = plain;
+      if (ins && v > plain && v < lv0 - 0.3 * (lv0 - plain)) {
+        skinMask[q] = 1;
+        anySkin = true;
+      }
+    }
+  }
+  if (!anySkin) return image;
+  const moved = sampleLinear(image, map, n);
+  const data = image.data;
+  const light = [];
+  const skinRgb = [];
+  for (let q = 0; q < n; q++) {
+    if (!skinMask[q]) continue;
+    const i = ((Math.floor(q / bw) + y0) * w + (q % bw) + x0) * 4;
+    light.push(data[i] + data[i + 1] + data[i + 2]);
+    skinRgb.push(i);
+  }
+  const lit = percentile(light, LIT);
+  const flat = [0, 0, 0];
+  let count = 0;
+  for (let s = 0; s < light.length; s++) {
+    if (light[s] < lit) continue;
+    for (let c = 0; c < 3; c++) flat[c] += data[skinRgb[s] + c];
+    count++;
+  }
+  for (let c = 0; c < 3; c++) flat[c] /= count;
+  const out = new Uint8ClampedArray((y1 - y0) * bw * 3);
+  for (let q = 0; q < n; q++) {
+    const i = ((Math.floor(q / bw) + y0) * w + (q % bw) + x0) * 4;
+    const v = V[q];
+    const edge = wantV[q] - LASH;
+    let texture = Math.min(
+      Math.max((2.0 * (bandV[q] - LASH)) / Math.max(edge - topV[q], 1e-6), 0.5),
+      1.0,
+    );
+    if (v > edge) texture = 1.0;
+    let alpha = Math.min(Math.max((wantV[q] - v) * eyeDistance + 0.5, 0), 1) * inside[q];
+    if (!(v > topV[q])) alpha = 0;
+    for (let c = 0; c < 3; c++) {
+      const m = texture * moved[3 * q + c] + (1 - texture) * flat[c];
+      const b = data[i + c];
+      out[3 * q + c] = Math.floor(Math.min(Math.max(b + alpha * (m - b) + 0.5, 0), 255));
+    }
+  }
+  for (let q = 0; q < n; q++) {
+    const i = ((Math.floor(q / bw) + y0) * w + (q % bw) + x0) * 4;
+    data[i] = out[3 * q];
+    data[i + 1] = out[3 * q + 1];
+    data[i + 2] = out[3 * q + 2];
+  }
+  return image;
+}
+
+function interior(groups, name) {
+  const idx = groups[name];
+  return idx.subarray(1, idx.length - 1);
+}
+
+/** `target` with each closing upper lid left where it is in `src` (unless it goes up). */
+export function keptOpen(src, target, groups) {
+  const stable = groups.stable;
+  const axes = faceAxes(target, groups);
+  const origin = eyeMid(target, groups);
+  const tFace = toFace(target, origin, axes, axes.dist);
+  const moved = transform(similarity(take(src, stable), take(target, stable)), src);
+  const sFace = toFace(moved, origin, axes, axes.dist);
+  const out = Float64Array.from(tFace);
+  for (const side of ['left', 'right']) {
+    const lower = groups[`${side}_eye_lower`];
+    const [sx, sy] = sortedCurve(sFace, lower);
+    const [tx, ty] = sortedCurve(tFace, lower);
+    for (const i of interior(groups, `${side}_eye_upper`)) {
+      const sGap = interp(sFace[2 * i], sx, sy) - sFace[2 * i + 1];
+      const tGap = interp(tFace[2 * i], tx, ty) - tFace[2 * i + 1];
+      if (tGap < sGap) out[2 * i + 1] = Math.min(sFace[2 * i + 1], tFace[2 * i + 1]);
+    }
+  }
+  return fromFace(out, origin, axes, axes.dist);
+}
+
+/** `target` with each upper lid at least as closed as in `src` unless the driver opens it. */
+export function blinksKept(src, target, groups, offsets) {
+  const sAxes = faceAxes(src, groups);
+  const tAxes = faceAxes(target, groups);
+  const sFace = toFace(src, eyeMid(src, groups), sAxes, sAxes.dist);
+  const origin = eyeMid(target, groups);
+  const tFace = toFace(target, origin, tAxes, tAxes.dist);
+  const out = Float64Array.from(tFace);
+  for (const side of ['left', 'right']) {
+    const lower = groups[`${side}_eye_lower`];
+    const [sx, sy] = sortedCurve(sFace, lower);
+    const [tx, ty] = sortedCurve(tFace, lower);
+    for (const i of interior(groups, `${side}_eye_upper`)) {
+      const sGap = interp(sFace[2 * i], sx, sy) - sFace[2 * i + 1];
+      const tLow = interp(tFace[2 * i], tx, ty);
+      const closer = Math.max(tFace[2 * i + 1], tLow - Math.max(sGap, 0));
+      if (!(offsets[2 * i + 1] < -OPENING)) out[2 * i + 1] = closer;
+    }
+  }
+  return fromFace(out, origin, tAxes, tAxes.dist);
+}
+
+/** `target` with each upper lid that (nearly) meets its lower lid slid just past it. */
+export function shut(target, groups) {
+  const axes = faceAxes(target, groups);
+  const origin = eyeMid(target, groups);
+  const face = toFace(target, origin, axes, axes.dist);
+  for (const side of ['left', 'right']) {
+    const [lx, ly] = sortedCurve(face, groups[`${side}_eye_lower`]);
+    const upper = interior(groups, `${side}_eye_upper`);
+    const lows = Array.from(upper, (i) => interp(face[2 * i], lx, ly));
+    upper.forEach((i, k) => {
+      if (lows[k] - face[2 * i + 1] < 2 * MIN_GAP) face[2 * i + 1] = lows[k] + SHUT_OVERLAP;
+    });
+  }
+  return fromFace(face, origin, axes, axes.dist);
+}
