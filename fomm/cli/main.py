@@ -214,6 +214,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "crop": ("fomm.cli.faces", "cut face tracks out of videos into square clips"),
     "live": ("fomm.cli.live", "animate a photo live with the face seen by a camera"),
     "export": ("fomm.cli.export", "export the ONNX graphs fomm runs, for other apps"),
+    "export-web": ("fomm.cli.web", "write the browser site that animates on the device"),
     "serve": ("fomm.cli.serve", "web page and HTTP API: upload a photo and a clip"),
     "worker": ("fomm.cli.worker", "run the jobs of 'fomm serve --broker' (Redis)"),
     "weights": ("fomm.cli.weights", "official checkpoints: list them, download PaddleGAN's"),

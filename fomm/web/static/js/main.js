@@ -1,0 +1,225 @@
+// The page: models loaded once from this site, then a photo animated by the camera (live) or by a
+// driving clip (file mode, a WebM download). Everything runs here; nothing is sent anywhere.
+import { makeImage } from "./imageops.js";
+import { MTCNN } from "./mtcnn.js";
+import { loadRuntime, Networks } from "./model.js";
+import { FaceAnimator, NoFaceError } from "./pipeline.js";
+import { animateClip } from "./filemode.js";
+import { LiveStats } from "./stats.js";
+import { ExpressionControls } from "./expression_ui.js";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const video = $("camera"), canvas = $("result"), statusLine = $("status");
+const say = (text) => { statusLine.textContent = text; };
+const stats = new LiveStats((s) => {
+  $("stat-backend").textContent = s.backend;
+  $("stat-frames").textContent = String(s.framesOut);
+  $("stat-fps").textContent = s.fps.toFixed(1);
+  $("stat-latency").textContent = `${s.latencyP50.toFixed(0)} / ${s.latencyP95.toFixed(0)} ms`;
+});
+window.fommStats = stats.figures;
+
+const state = { runtime: null, networks: null, detector: null, animator: null, photo: null,
+  stream: null, running: false, busy: false, expression: null };
+
+function imageFromBitmap(source, width, height) {
+  const c = new OffscreenCanvas(width, height);
+  const ctx = c.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(source, 0, 0, width, height);
+  const d = ctx.getImageData(0, 0, width, height);
+  return { data: d.data, width, height };
+}
+
+function draw(img) {
+  if (canvas.width !== img.width || canvas.height !== img.height) {
+    canvas.width = img.width; canvas.height = img.height;
+  }
+  canvas.getContext("2d").putImageData(new ImageData(img.data, img.width, img.height), 0, 0);
+}
+
+async function fetchBytes(url, counter) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: ${response.status}`);
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  counter.bytes += bytes.length;
+  return bytes;
+}
+
+async function load() {
+  const started = performance.now();
+  const manifest = await (await fetch("site.json")).json();
+  const runtime = await loadRuntime(new URL(".", location.href).href, params.get("backend") || "auto",
+    manifest);
+  state.runtime = runtime;
+  const { ort } = runtime;
+  const counter = { bytes: 0 };
+  const options = { executionProviders: runtime.backend === "webgpu" ? ["webgpu", "wasm"] : ["wasm"],
+    graphOptimizationLevel: "all" };
+  const graphs = {};
+  for (const [name, path] of Object.entries(manifest.model.graphs)) graphs[name] = await fetchBytes(path, counter);
+  const mtcnn = {};
+  for (const [name, path] of Object.entries(manifest.mtcnn)) mtcnn[name] = await fetchBytes(path, counter);
+  state.networks = await Networks.create(ort, graphs, options, manifest.model.size);
+  state.detector = await MTCNN.create(ort, mtcnn, { executionProviders: ["wasm"],
+    graphOptimizationLevel: "all" });
+  state.manifest = manifest;
+  const backend = `${runtime.backend === "webgpu" ? "WebGPU" : "WASM SIMD"} · ` +
+    `${runtime.threads} thread${runtime.threads > 1 ? "s" : ""}` +
+    (self.crossOriginIsolated ? "" : " (no cross-origin isolation)");
+  stats.setBackend(backend);
+  stats.figures.modelBytes = counter.bytes;
+  stats.figures.loadMs = Math.round(performance.now() - started);
+  $("model-size").textContent = `${(counter.bytes / 1e6).toFixed(1)} MB`;
+  $("load-time").textContent = `${(stats.figures.loadMs / 1000).toFixed(1)} s`;
+  state.expression = new ExpressionControls(state, manifest, say);
+  $("snapshot").disabled = false;
+  say("Pick a photo (or take a camera snapshot), then start the camera or drop a driving clip.");
+  document.body.dataset.ready = "1";
+}
+
+async function setPhoto(source, width, height) {
+  const photo = imageFromBitmap(source, width, height);
+  say("Finding the face in the photo…");
+  try {
+    state.animator = await FaceAnimator.create(state.networks, state.detector, photo);
+  } catch (err) {
+    state.animator = null;
+    say(err instanceof NoFaceError ? err.message : `The photo could not be used: ${err.message}`);
+    $("start").disabled = true;
+    return;
+  }
+  state.photo = photo;
+  draw(state.animator.still);
+  await state.expression.attach(state.animator);
+  $("start").disabled = false;
+  say("Photo ready: start the camera, or choose a driving clip.");
+  document.body.dataset.photo = "1";
+}
+
+async function camera() {
+  if (!state.stream) {
+    state.stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 } });
+    video.srcObject = state.stream;
+    await video.play();
+  }
+}
+
+// the newest camera frame's capture time; a grab takes whatever frame is shown now
+let newest = null, taken = null;
+function watchFrames() {
+  const onFrame = (now, meta) => {
+    newest = { t: meta.captureTime ?? meta.expectedDisplayTime ?? now, n: meta.presentedFrames };
+    stats.figures.framesIn = meta.presentedFrames;
+    if (state.stream) video.requestVideoFrameCallback(onFrame);
+  };
+  video.requestVideoFrameCallback(onFrame);
+}
+
+function nextFrame() {
+  return new Promise((resolve) => {
+    const check = () => {
+      if (!state.running) { resolve(null); return; }
+      if (newest && newest !== taken) {
+        taken = newest;
+        resolve({ image: imageFromBitmap(video, video.videoWidth, video.videoHeight), t: newest.t });
+        return;
+      }
+      video.requestVideoFrameCallback(() => check());
+    };
+    check();
+  });
+}
+
+async function liveLoop() {
+  stats.start();
+  state.animator.reset();
+  while (state.running) {
+    const frame = await nextFrame();
+    if (!frame) break;
+    const out = await state.animator.frame(frame.image, frame.t / 1000);
+    if (!state.running) break;
+    draw(out.image);
+    stats.frameOut(performance.now() - frame.t, out.face);
+  }
+}
+
+$("photo").addEventListener("change", async (e) => {
+  const file = e.target.files[0];
+  if (!file) return;
+  const bitmap = await createImageBitmap(file);
+  await setPhoto(bitmap, bitmap.width, bitmap.height);
+});
+
+$("snapshot").addEventListener("click", async () => {
+  try { await camera(); } catch (err) { say(`No camera: ${err.message}`); return; }
+  await setPhoto(video, video.videoWidth, video.videoHeight);
+});
+
+$("start").addEventListener("click", async () => {
+  if (!state.animator) { say("Pick a photo first."); return; }
+  try { await camera(); } catch (err) { say(`No camera: ${err.message}`); return; }
+  state.running = true;
+  watchFrames();
+  $("start").disabled = true; $("stop").disabled = false; $("reference").disabled = false;
+  say("Live: look at the camera the way the photo does, or re-take the reference pose.");
+  await liveLoop();
+});
+
+function stop() {
+  state.running = false;
+  if (state.stream) { for (const t of state.stream.getTracks()) t.stop(); }
+  state.stream = null;
+  $("start").disabled = !state.animator; $("stop").disabled = true; $("reference").disabled = true;
+  say("Stopped.");
+}
+$("stop").addEventListener("click", stop);
+$("reference").addEventListener("click", () => state.animator && state.animator.retake());
+document.addEventListener("keydown", (e) => {
+  if (e.key === "r" && state.animator && e.target.tagName !== "INPUT") state.animator.retake();
+});
+
+$("clip").addEventListener("change", async (e) => {
+  const file = e.target.files[0];
+  if (!file) return;
+  if (!state.animator) { say("Pick a photo first, then the driving clip."); return; }
+  if (state.running) stop();
+  const progress = $("progress"), link = $("download");
+  progress.hidden = false; progress.value = 0; link.hidden = true;
+  document.body.dataset.fileDone = "";
+  try {
+    const result = await animateClip(file, state.animator, {
+      onProgress: (done, total) => { progress.value = total ? done / total : 0;
+        say(`Animating the clip: frame ${done} of ${total}`); },
+      onFrame: (img) => draw(img),
+    });
+    link.href = URL.createObjectURL(result.blob);
+    link.hidden = false;
+    say(`Done: ${result.frames} frames at ${result.fps.toFixed(2)} fps (${result.codec}), ` +
+      `${(result.blob.size / 1e6).toFixed(2)} MB.`);
+    document.body.dataset.fileDone = String(result.frames);
+  } catch (err) {
+    say(`The clip could not be animated: ${err.message}`);
+    document.body.dataset.fileDone = "error";
+  }
+});
+
+// for tests and scripts: the frame step on raw frames, without a camera or a clip
+window.fomm = {
+  state,
+  async animateFrames(frames, fps = 25) {
+    state.animator.reset();
+    const out = [];
+    for (let i = 0; i < frames.length; i += 1) {
+      const { width, height, rgba } = frames[i];
+      const img = makeImage(width, height);
+      img.data.set(rgba);
+      const result = await state.animator.frame(img, i / fps);
+      out.push(result);
+    }
+    return out;
+  },
+};
+
+if (location.protocol !== "file:" && location.pathname.startsWith("/device")) $("server-live").hidden = false;
+load().catch((err) => { say(`The models could not be loaded: ${err.message}`); console.error(err); });

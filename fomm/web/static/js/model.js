@@ -1,0 +1,131 @@
+// The networks on onnxruntime-web: the runtime chosen (WebGPU where the browser has an adapter,
+// else WASM with SIMD and threads; one thread without cross-origin isolation), fomm's three graphs
+// (fomm export: source encoder, keypoint detector, generator) and the motion arithmetic of
+// fomm.models.motion.normalize_kp.
+import { fromTensorData, toTensorData } from "./imageops.js";
+
+/** Load onnxruntime-web: {ort, backend: "webgpu" | "wasm", threads}. `wanted`: "auto", "wasm"
+ * or "webgpu"; `base`: the site's root URL. */
+export async function loadRuntime(base, wanted = "auto", manifest = {}) {
+  let backend = "wasm";
+  if (wanted !== "wasm" && manifest.webgpu && navigator.gpu) {
+    try {
+      if (await navigator.gpu.requestAdapter()) backend = "webgpu";
+    } catch (err) { /* no adapter: WASM */ }
+  }
+  const vendor = new URL("vendor/onnxruntime-web/", base).href;
+  const ort = await import(vendor + (backend === "webgpu" ? "ort.webgpu.min.mjs" : "ort.wasm.min.mjs"));
+  ort.env.wasm.wasmPaths = vendor;
+  const threads = self.crossOriginIsolated ? Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 4)) : 1;
+  ort.env.wasm.numThreads = threads;
+  ort.env.logLevel = "error";
+  return { ort, backend, threads };
+}
+
+function det2(m, o) { return m[o] * m[o + 3] - m[o + 1] * m[o + 2]; }
+
+function mul2(a, ao, b, bo, out, oo) {
+  const a0 = a[ao], a1 = a[ao + 1], a2 = a[ao + 2], a3 = a[ao + 3];
+  const b0 = b[bo], b1 = b[bo + 1], b2 = b[bo + 2], b3 = b[bo + 3];
+  out[oo] = a0 * b0 + a1 * b2; out[oo + 1] = a0 * b1 + a1 * b3;
+  out[oo + 2] = a2 * b0 + a3 * b2; out[oo + 3] = a2 * b1 + a3 * b3;
+}
+
+function hullArea(points) {
+  // monotone chain convex hull of (K, 2) points, its area
+  const p = [];
+  for (let i = 0; i < points.length; i += 2) p.push([points[i], points[i + 1]]);
+  p.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  const cross = (o, a, b) => (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]);
+  const half = (pts) => {
+    const h = [];
+    for (const q of pts) {
+      while (h.length >= 2 && cross(h[h.length - 2], h[h.length - 1], q) <= 0) h.pop();
+      h.push(q);
+    }
+    return h.slice(0, -1);
+  };
+  const hull = half(p).concat(half(p.slice().reverse()));
+  let area = 0;
+  for (let i = 0; i < hull.length; i += 1) {
+    const a = hull[i], b = hull[(i + 1) % hull.length];
+    area += a[0] * b[1] - b[0] * a[1];
+  }
+  return Math.abs(area) / 2;
+}
+
+/** fomm.models.motion.normalize_kp for one driving frame ({value, jacobian} Float32Arrays). */
+export function normalizeKp(source, driving, initial, relative = true, adaptScale = false) {
+  if (!relative) return driving;
+  let scale = 1;
+  if (adaptScale) {
+    const d = hullArea(initial.value);
+    if (d > 0) scale = Math.sqrt(hullArea(source.value)) / Math.sqrt(d);
+  }
+  const value = new Float32Array(driving.value.length);
+  for (let i = 0; i < value.length; i += 1) {
+    value[i] = Math.fround(Math.fround(driving.value[i] - initial.value[i]) * scale) + source.value[i];
+  }
+  let jacobian = driving.jacobian;
+  if (driving.jacobian && initial.jacobian && source.jacobian) {
+    jacobian = new Float32Array(driving.jacobian.length);
+    const inv = new Float32Array(4), tmp = new Float32Array(4);
+    for (let k = 0; k < jacobian.length; k += 4) {
+      const m = initial.jacobian, d = det2(m, k);
+      inv[0] = m[k + 3] / d; inv[1] = -m[k + 1] / d; inv[2] = -m[k + 2] / d; inv[3] = m[k] / d;
+      mul2(driving.jacobian, k, inv, 0, tmp, 0);
+      mul2(tmp, 0, source.jacobian, k, jacobian, k);
+    }
+  }
+  return { value, jacobian };
+}
+
+/** fomm's graphs on onnxruntime-web; `size` is the model's image side. */
+export class Networks {
+  constructor(ort, sessions, size) {
+    this.ort = ort; this.sessions = sessions; this.size = size;
+  }
+
+  static async create(ort, urls, options, size) {
+    const sessions = {};
+    for (const name of ["source_encoder", "kp_detector", "generator"]) {
+      sessions[name] = await ort.InferenceSession.create(urls[name], options);
+    }
+    return new Networks(ort, sessions, size);
+  }
+
+  imageTensor(img) {
+    return new this.ort.Tensor("float32", toTensorData(img), [1, 3, img.height, img.width]);
+  }
+
+  /** Keypoints of a model-size RGBA crop: {value, jacobian}. */
+  async keypoints(img) {
+    const out = await this.sessions.kp_detector.run({ image: this.imageTensor(img) });
+    return { value: Float32Array.from(out.value.data),
+      jacobian: out.jacobian ? Float32Array.from(out.jacobian.data) : null };
+  }
+
+  /** The source encoded once: the tensors the generator takes for it. */
+  async prepareSource(img) {
+    const source = this.imageTensor(img);
+    const enc = await this.sessions.source_encoder.run({ source });
+    return { source, features: enc.features, small: enc.small, kp: await this.keypoints(img) };
+  }
+
+  /** The generator's frame for driving keypoints `kp` (already normalised): an RGBA crop. */
+  async generate(src, kp) {
+    const T = this.ort.Tensor, k = kp.value.length / 2;
+    const session = this.sessions.generator;
+    const feeds = { source: src.source, features: src.features, small: src.small,
+      kp_source_value: new T("float32", src.kp.value, [1, k, 2]),
+      kp_driving_value: new T("float32", kp.value, [1, k, 2]) };
+    if (src.kp.jacobian && session.inputNames.includes("kp_source_jacobian")) {
+      feeds.kp_source_jacobian = new T("float32", src.kp.jacobian, [1, k, 2, 2]);
+      feeds.kp_driving_jacobian = new T("float32", kp.jacobian, [1, k, 2, 2]);
+    }
+    for (const name of Object.keys(feeds)) if (!session.inputNames.includes(name)) delete feeds[name];
+    const out = await session.run(feeds, ["prediction"]);
+    const p = out.prediction;
+    return fromTensorData(p.data, p.dims[3], p.dims[2]);
+  }
+}
