@@ -6,6 +6,12 @@ Per face: the photo's landmarks once, the driving reference once, then one call 
     for result, driving in zip(fomm_results, driving_crops):
         frame = layer.apply(result, driving)
 
+The driving frame's landmarks can be found apart from the rendering, e.g. on another thread
+while the networks draw ``result`` (``fomm live``)::
+
+    observed = layer.observe(driving)
+    frame = layer.apply(result, driving, observed=observed)
+
 Each frame: landmarks of the driving frame and of the result (FaceMesh, on a copy of at most
 ``DETECT_SIZE`` pixels), the driver's expression since the reference (geometry.py), the target
 landmarks (the photo's face with the expression, in the result's head pose), a confined
@@ -19,7 +25,7 @@ closing eyes and every ``LID_REFRESH`` frames only (the driver's on every frame:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import cv2
 import numpy as np
@@ -57,6 +63,12 @@ CONTROL_GROUPS = (
     *geometry.LIDS,
     *geometry.LIPS,
 )
+
+
+class Observation(NamedTuple):
+    """A driving frame's landmarks, from :meth:`ExpressionLayer.observe`."""
+
+    points: np.ndarray | None  # (468, 2) float64 in the driving frame's pixels; None: no face
 
 
 class ExpressionLayer:
@@ -144,9 +156,20 @@ class ExpressionLayer:
         found = self._detect(image, mesh)
         return None if found is None else np.asarray(found.points, dtype=np.float64)
 
-    def set_reference(self, driving: np.ndarray) -> bool:
-        """Take ``driving``'s expression as the photo's own; False if it has no face."""
-        points = self._points(np.ascontiguousarray(driving), self._mesh_driving)
+    def observe(self, driving: np.ndarray) -> Observation:
+        """The landmarks of a driving frame (framed crop, uint8 RGB, any size) for
+        :meth:`apply` and :meth:`set_reference` (``observed=``). The layer's work on the
+        driving frame alone: safe to run on one thread while :meth:`apply` renders an earlier
+        frame on another. Observe the driving frames in their order (the landmarks are tracked
+        from frame to frame)."""
+        return Observation(self._points(np.ascontiguousarray(driving), self._mesh_driving))
+
+    def set_reference(self, driving: np.ndarray, observed: Observation | None = None) -> bool:
+        """Take ``driving``'s expression as the photo's own; False if it has no face.
+        ``observed``: :meth:`observe` of ``driving``, when it was observed already."""
+        if observed is None:
+            observed = self.observe(driving)
+        points = observed.points
         if points is None:
             return False
         self._reference = points
@@ -154,10 +177,12 @@ class ExpressionLayer:
         self._held_offsets = None
         return True
 
-    def _driver(self, driving: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    def _driver(
+        self, driving: np.ndarray, observed: Observation | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """The smoothed expression offsets (face units), the driving landmarks and image, or the
         held ones after a miss; None when there are none."""
-        points = self._points(driving, self._mesh_driving)
+        points = (self.observe(driving) if observed is None else observed).points
         if points is not None and self._reference is None:
             self._reference = points
         if points is None:
@@ -240,7 +265,9 @@ class ExpressionLayer:
             out.append((np.unique(np.r_[upper, lower]), np.array([upper[0], upper[-1]])))
         return out
 
-    def apply(self, result: np.ndarray, driving: np.ndarray) -> np.ndarray:
+    def apply(
+        self, result: np.ndarray, driving: np.ndarray, observed: Observation | None = None
+    ) -> np.ndarray:
         """The rendered crop: ``result`` with the expression the options ask for.
 
         Args:
@@ -248,6 +275,8 @@ class ExpressionLayer:
                 framing): the FOMM result for regions all/pose, the photo crop itself for
                 expression/eyes/lips.
             driving: the driving frame (framed crop, uint8 RGB, any size).
+            observed: :meth:`observe` of ``driving``, when it was observed already (None:
+                observed here, where the options use the driver).
 
         Returns:
             A new array shaped like ``result``; ``result``'s pixels where no face is found.
@@ -255,7 +284,7 @@ class ExpressionLayer:
         opts = self.options
         result = np.ascontiguousarray(result)
         drive = opts.region != "pose" and opts.scale > 0
-        driver = self._driver(np.ascontiguousarray(driving)) if drive else None
+        driver = self._driver(np.ascontiguousarray(driving), observed) if drive else None
         src = self._result_points(result)
         if src is None or (drive and driver is None):
             return result.copy()
