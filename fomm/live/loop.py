@@ -35,6 +35,7 @@ from fomm.runtime.openvino import openvino_available
 
 if TYPE_CHECKING:
     from fomm.expression import ExpressionOptions
+    from fomm.expression.layer import Observation
 
 KEY_QUIT = {ord("q"), 27}  # q, Esc
 KEY_REFERENCE = ord("r")
@@ -229,6 +230,18 @@ class Pose(NamedTuple):
     reference: Keypoints  # (1, K, ·) the reference pose's, as it was for this frame
     crop: np.ndarray | None = None  # uint8 (S, S, 3) the framed face (the expression's driver)
     reference_crop: np.ndarray | None = None  # the reference pose's framed face
+    # the expression layer's landmarks of crop and reference_crop (None: not observed)
+    observed: Observation | None = None
+    reference_observed: Observation | None = None
+
+
+class Drawn(NamedTuple):
+    """A frame's crops as the networks drew them (or the photo's, for the expression regions
+    that need no networks), before the expression layer and the paste-back."""
+
+    crops: list[np.ndarray]  # uint8 (S, S, 3) (or the photo's detail crops), one per face
+    networks: bool  # drawn by the networks (their tint is matched at the paste)
+    expression: bool  # the expression layer applies
 
 
 class LiveAnimator:
@@ -261,6 +274,7 @@ class LiveAnimator:
         self._expression = expression_options(anim) if self._layers is not None else None
         self._layer_reference: np.ndarray | None = None  # the crop the layers' reference is
         self._reference_crop: np.ndarray | None = None
+        self._reference_observed: Observation | None = None
         self._framer = LiveFramer(
             animator.size,
             detect_every=opts.detect_every,
@@ -333,37 +347,65 @@ class LiveAnimator:
         kp = self.animator.keypoints(self.animator.to_model_input(crop))
         if self._smoother is not None:
             kp = self._smoother(kp, t)
+        observed = self._observe(crop)
         if self.reference is None or self._retake:
-            self.reference, self._retake, self._reference_crop = kp, False, crop
-        return Pose(kp, self.reference, crop, self._reference_crop)
+            self.reference, self._retake = kp, False
+            self._reference_crop, self._reference_observed = crop, observed
+        return Pose(
+            kp, self.reference, crop, self._reference_crop, observed, self._reference_observed
+        )
+
+    def _observe(self, crop: np.ndarray) -> Observation | None:
+        """The expression layer's landmarks of a driving crop, where its options use the
+        driver: the layer's work on the driving frame, done with the pose (beside the previous
+        frame's render), once for all faces."""
+        options, layers = self._expression, self._layers
+        if options is None or not layers or options.region == "pose" or options.scale <= 0:
+            return None
+        return layers[0].observe(crop)
 
     def render(self, pose: Pose) -> np.ndarray:
-        """The second half: the generator and the paste-back, uint8 (H', W', 3) like
-        :attr:`still`. Safe to run on another thread while :meth:`pose` takes the next frame."""
-        options, layers = self._expression, self._layers
-        if options is None or layers is None or pose.crop is None:
+        """The second half: the generator, the expression layer and the paste-back, uint8
+        (H', W', 3) like :attr:`still` (:meth:`finish` of :meth:`draw`). Safe to run on another
+        thread while :meth:`pose` takes the next frame."""
+        return self.finish(pose, self.draw(pose))
+
+    def draw(self, pose: Pose) -> Drawn:
+        """The networks' part of :meth:`render`: the frame's crops before the expression layer.
+        Safe to run on another thread while :meth:`pose` takes the next frame and
+        :meth:`finish` completes the previous one."""
+        options = self._expression
+        expression = options is not None and self._layers is not None and pose.crop is not None
+        from fomm.expression import uses_networks
+
+        if expression and not uses_networks(options.region):  # type: ignore[union-attr]
+            # the still photo's face with the expression: no networks
+            return Drawn(list(self._photos), networks=False, expression=True)
+        frames = self.animator.render(
+            self._sources, pose.kp, pose.reference, self.relative, self.adapt_scale
+        )
+        return Drawn(frames[0], networks=True, expression=expression)
+
+    def finish(self, pose: Pose, drawn: Drawn) -> np.ndarray:
+        """The rest of :meth:`render`: the expression layer on the drawn crops (when it was on
+        for :meth:`draw`) and the paste-back. Frames must be finished in their order (the
+        layer follows them over time); safe beside :meth:`draw` of the next frame."""
+        layers = self._layers
+        if not drawn.expression or layers is None:
             self._target.colour_match(True)
-            frames = self.animator.render(
-                self._sources, pose.kp, pose.reference, self.relative, self.adapt_scale
-            )
-            return self._paste(frames[0])
+            return self._paste(drawn.crops)
         if pose.reference_crop is not self._layer_reference:  # a new reference pose
             for layer in layers:
                 layer.reset()
-                layer.set_reference(pose.reference_crop)
+                layer.set_reference(pose.reference_crop, pose.reference_observed)
             self._layer_reference = pose.reference_crop
-        from fomm.expression import uses_networks
-
-        networks = uses_networks(options.region)
-        self._target.colour_match(networks)  # the photo's own pixels need no tint correction
-        if networks:
-            crops = self.animator.render(
-                self._sources, pose.kp, pose.reference, self.relative, self.adapt_scale
-            )[0]
-        else:  # the still photo's face with the expression: no networks
-            crops = self._photos
+        # the photo's own pixels need no tint correction
+        self._target.colour_match(drawn.networks)
         return self._paste(
-            [layer.apply(crop, pose.crop) for layer, crop in zip(layers, crops, strict=True)]
+            [
+                layer.apply(crop, pose.crop, observed=pose.observed)
+                for layer, crop in zip(layers, drawn.crops, strict=True)
+            ]
         )
 
     def expression_key(self, key: int) -> str | None:
@@ -527,6 +569,11 @@ class _Shower:
         )
 
 
+def _finish(step: LiveAnimator, pose: Pose, drawing: Future[Drawn]) -> np.ndarray:
+    """:meth:`LiveAnimator.finish` once the frame is drawn (on the finishing thread)."""
+    return step.finish(pose, drawing.result())
+
+
 def _loop(
     capture: Capture,
     step: LiveAnimator,
@@ -537,12 +584,17 @@ def _loop(
 ) -> None:
     """Read, animate and show until the stream ends or a key quits.
 
-    With overlap, a frame's :meth:`LiveAnimator.render` runs on a second thread while this one
-    shows the previous result and takes the next frame's pose; the next render starts once the
-    previous one is done, so one frame is rendering and one waiting at most.
+    With overlap, a frame goes through three threads: this one takes its pose (face framing,
+    keypoints, the expression layer's driving landmarks), a second one draws it
+    (:meth:`LiveAnimator.draw`: the networks), a third one finishes it
+    (:meth:`LiveAnimator.finish`: the expression layer and the paste-back) while the next frame
+    is drawn, and this one shows it while it takes the next pose. The next drawing starts once
+    the previous one is done, so one frame is drawn and one finished at most.
     """
     overlap = opts.overlap and step.animator.backend in GRAPH_BACKENDS
     renderer = ThreadPoolExecutor(1, thread_name_prefix="fomm-live-render") if overlap else None
+    finisher = ThreadPoolExecutor(1, thread_name_prefix="fomm-live-finish") if overlap else None
+    drawing: Future[Drawn] | None = None  # the last frame given to the renderer
     shower = _Shower(step, sinks, stats, log)
     paused = False
     pending: _Pending | None = None  # rendering, shown at the next turn
@@ -563,14 +615,18 @@ def _loop(
             else:
                 new_reference = step.needs_reference
                 pose = step.pose(frame.image, frame.time)  # beside the previous frame's render
-                if renderer is None:
+                if renderer is None or finisher is None:
                     result = None if pose is None else step.render(pose)
                     keys = [shower.show(_Pending(frame, result, new_reference))]
                 else:
                     ready = pending
-                    if ready is not None and isinstance(ready.result, Future):
-                        ready.result.result()  # one render at a time
-                    result = None if pose is None else renderer.submit(step.render, pose)
+                    if drawing is not None:
+                        drawing.result()  # one drawing at a time
+                        drawing = None
+                    result = None
+                    if pose is not None:
+                        drawing = renderer.submit(step.draw, pose)
+                        result = finisher.submit(_finish, step, pose, drawing)
                     pending = _Pending(frame, result, new_reference)
                     keys = [shower.show(ready)] if ready is not None else []
             if any(k in KEY_QUIT for k in keys) or (
@@ -595,8 +651,9 @@ def _loop(
     except KeyboardInterrupt:
         stats.ended = "interrupted"
     finally:
-        if renderer is not None:
-            renderer.shutdown(wait=True, cancel_futures=True)
+        for pool in (renderer, finisher):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
     capture.close()
     stats.frames_in, stats.dropped = capture.frames_in, capture.dropped
     if pending is not None:  # taken but never shown (quit or interrupted)
