@@ -236,21 +236,21 @@ export function remapCubic(image, box, map, out) {
   const [x0, y0, x1, y1] = box;
   const bw = x1 - x0;
   const o = out.data;
-  const xs = new Int32Array(4);
-  const ys = new Int32Array(4);
   const stride = w * 4;
+  const rows = new Int32Array(4);
+  const cols = new Int32Array(4);
+  let k = 0;
   for (let y = y0; y < y1; y++) {
-    for (let x = x0; x < x1; x++) {
-      const k = ((y - y0) * bw + (x - x0)) * 2;
+    let dst = (y * w + x0) * 4;
+    for (let x = x0; x < x1; x++, k += 2, dst += 4) {
       const qx = Math.round(map[k] * 32);
       const qy = Math.round(map[k + 1] * 32);
       const ix = qx >> 5;
       const iy = qy >> 5;
       const fx = qx & 31;
       const fy = qy & 31;
-      const dst = (y * w + x) * 4;
       if (fx === 0 && fy === 0 && ix >= 0 && iy >= 0 && ix < w && iy < h) {
-        const s = (iy * w + ix) * 4; // an exact pixel: the cubic weights are 0, 1, 0, 0
+        const s = iy * stride + ix * 4; // an exact pixel: the cubic weights are 0, 1, 0, 0
         o[dst] = data[s];
         o[dst + 1] = data[s + 1];
         o[dst + 2] = data[s + 2];
@@ -258,35 +258,43 @@ export function remapCubic(image, box, map, out) {
       }
       const wx = fx * 4;
       const wy = fy * 4;
-      if (ix >= 1 && iy >= 1 && ix < w - 2 && iy < h - 2) {
-        const base = (iy - 1) * stride + (ix - 1) * 4;
-        for (let t = 0; t < 4; t++) {
-          xs[t] = t * 4;
-          ys[t] = base + t * stride;
-        }
-      } else {
-        for (let t = 0; t < 4; t++) {
-          xs[t] = reflect101(ix - 1 + t, w) * 4;
-          ys[t] = reflect101(iy - 1 + t, h) * stride;
-        }
-      }
       const c0 = CUBIC[wx];
       const c1 = CUBIC[wx + 1];
       const c2 = CUBIC[wx + 2];
       const c3 = CUBIC[wx + 3];
-      const x0o = xs[0];
-      const x1o = xs[1];
-      const x2o = xs[2];
-      const x3o = xs[3];
-      for (let c = 0; c < 3; c++) {
-        let sum = 0;
-        for (let r = 0; r < 4; r++) {
-          const row = ys[r] + c;
-          sum += CUBIC[wy + r] * (c0 * data[row + x0o] + c1 * data[row + x1o] +
-            c2 * data[row + x2o] + c3 * data[row + x3o]);
+      let r0 = 0;
+      let g0 = 0;
+      let b0 = 0;
+      if (ix >= 1 && iy >= 1 && ix < w - 2 && iy < h - 2) {
+        let p = (iy - 1) * stride + (ix - 1) * 4;
+        for (let r = 0; r < 4; r++, p += stride) {
+          const cw = CUBIC[wy + r];
+          r0 += cw * (c0 * data[p] + c1 * data[p + 4] + c2 * data[p + 8] + c3 * data[p + 12]);
+          g0 += cw * (c0 * data[p + 1] + c1 * data[p + 5] + c2 * data[p + 9] +
+            c3 * data[p + 13]);
+          b0 += cw * (c0 * data[p + 2] + c1 * data[p + 6] + c2 * data[p + 10] +
+            c3 * data[p + 14]);
         }
-        o[dst + c] = Math.round(sum);
+      } else {
+        for (let t = 0; t < 4; t++) {
+          cols[t] = reflect101(ix - 1 + t, w) * 4;
+          rows[t] = reflect101(iy - 1 + t, h) * stride;
+        }
+        for (let r = 0; r < 4; r++) {
+          const cw = CUBIC[wy + r];
+          const p = rows[r];
+          for (let c = 0; c < 3; c++) {
+            const v = cw * (c0 * data[p + cols[0] + c] + c1 * data[p + cols[1] + c] +
+              c2 * data[p + cols[2] + c] + c3 * data[p + cols[3] + c]);
+            if (c === 0) r0 += v;
+            else if (c === 1) g0 += v;
+            else b0 += v;
+          }
+        }
       }
+      o[dst] = Math.round(r0);
+      o[dst + 1] = Math.round(g0);
+      o[dst + 2] = Math.round(b0);
     }
   }
 }

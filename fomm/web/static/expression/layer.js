@@ -233,9 +233,18 @@ export class ExpressionLayer {
     return factor < 1 ? scaled(found.points, 1 / factor) : found.points;
   }
 
+  /**
+   * The landmarks of a driving frame, for apply and setReference (`observed`): the layer's work
+   * on the driving frame alone. Observe the driving frames in their order (they are tracked).
+   * @returns {points: Float64Array | null}
+   */
+  async observe(drivingImageData) {
+    return { points: await this.detect(rgba(drivingImageData), this.meshDriving) };
+  }
+
   /** Take `driving`'s expression as the photo's own; false if it shows no face. */
-  async setReference(drivingImageData) {
-    const points = await this.detect(rgba(drivingImageData), this.meshDriving);
+  async setReference(drivingImageData, observed = null) {
+    const { points } = observed ?? (await this.observe(drivingImageData));
     if (points === null) return false;
     this.reference = points;
     this.offsetFilter.reset();
@@ -243,8 +252,8 @@ export class ExpressionLayer {
     return true;
   }
 
-  async driver(driving) {
-    const points = await this.detect(driving, this.meshDriving);
+  async driver(driving, observed) {
+    const { points } = observed ?? (await this.observe(driving));
     if (points !== null && this.reference === null) this.reference = points;
     if (points === null) {
       this.offsetMisses += 1;
@@ -334,20 +343,21 @@ export class ExpressionLayer {
    * @param resultImageData the frame to render on: the FOMM result for regions all/pose, the
    *     photo crop itself for expression/eyes/lips.
    * @param drivingImageData the driving frame (framed crop, any size).
+   * @param observed observe(drivingImageData) when it was observed already.
    */
-  async apply(resultImageData, drivingImageData) {
+  async apply(resultImageData, drivingImageData, observed = null) {
     this.timings = { mesh: 0, layer: 0 };
     const start = now();
-    const out = await this.render(rgba(resultImageData), rgba(drivingImageData));
+    const out = await this.render(rgba(resultImageData), rgba(drivingImageData), observed);
     this.timings.layer = now() - start - this.timings.mesh;
     return toImageData(out);
   }
 
-  async render(result, driving) {
+  async render(result, driving, observed) {
     const opts = this.options;
     const groups = this.groups;
     const drive = opts.region !== 'pose' && opts.scale > 0;
-    const driver = drive ? await this.driver(driving) : null;
+    const driver = drive ? await this.driver(driving, observed) : null;
     const src = await this.resultPoints(result);
     if (src === null || (drive && driver === null)) return copyImage(result);
     const photo = this.photoPoints;
