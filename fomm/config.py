@@ -490,6 +490,10 @@ Region = Literal["all", "pose", "expression", "eyes", "lips"]
 ANIMATION_REGIONS: tuple[str, ...] = get_args(Region)
 EXPRESSION_SCALE_RANGE = (0.0, 2.0)
 EXPRESSION_OFFSET_RANGE = (-1.0, 1.0)
+# AnimateOptions' expression numbers → their (lowest, highest)
+EXPRESSION_RANGES = {"expression_scale": EXPRESSION_SCALE_RANGE,
+                     **dict.fromkeys(("eye_offset", "mouth_offset", "smile_offset"),
+                                     EXPRESSION_OFFSET_RANGE)}
 # AnimateOptions field → what the command line calls it, for one-line errors
 EXPRESSION_FLAGS = {"expression_scale": "--expression-scale", "eye_offset": "--eye-openness",
                     "mouth_offset": "--mouth-openness", "smile_offset": "--smile"}
@@ -568,8 +572,7 @@ def check_expression(region: str, scale: float, eye: float = 0.0, mouth: float =
     values = {"expression_scale": scale, "eye_offset": eye, "mouth_offset": mouth,
               "smile_offset": smile}
     for name, value in values.items():
-        low, high = EXPRESSION_SCALE_RANGE if name == "expression_scale" else \
-            EXPRESSION_OFFSET_RANGE
+        low, high = EXPRESSION_RANGES[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
                 or not low <= value <= high:  # NaN fails too
             raise ConfigError(f"{EXPRESSION_FLAGS[name]} must be between {low:g} and {high:g}, "

@@ -32,8 +32,6 @@ PROGRESS_EVERY_S = 0.5  # progress written to Redis at most this often
 _RUNNER: Runner | None = None  # set by cmd_worker; RQ calls run_job in this process
 
 
-
-
 @dataclass
 class Runner:
     """What a job needs in this process: Redis, storage, the model and the form's settings."""
@@ -41,7 +39,7 @@ class Runner:
     client: Any
     storage: Any
     animator: Any
-    settings: Any  # fomm.app.api.Settings (batch size, device, precision for the options)
+    settings: Any  # fomm.app.settings.Settings (batch size, device, precision for the options)
     scratch: Path
     name: str
     lease_s: float = 30.0
@@ -128,10 +126,9 @@ class _Run:
     def execute(self) -> str:
         from rq.timeouts import JobTimeoutException
 
-        from fomm.app.api import JobInput, parse_options, public_message
+        from fomm.app.animation import JobInput, animate, parse_options, public_message
         from fomm.app.broker import GENERIC_ERROR, Scripts, decode_state
         from fomm.app.jobs import DISK_FULL_ERROR, Cancelled, disk_full
-        from fomm.inference.pipeline import animate_file
 
         runner, storage = self.runner, self.runner.storage
         state = decode_state(_while_broker_away(lambda: runner.client.hgetall(self.keys[0]),
@@ -153,13 +150,10 @@ class _Run:
             inp = JobInput(source, driving, parse_options(payload["fields"], runner.settings),
                            names, payload["fields"])
             output.parent.mkdir(parents=True, exist_ok=True)
-            done = animate_file(inp.source, inp.driving, output, inp.options,
-                                animator=runner.animator, on_progress=self.on_progress)
+            result = animate(runner.animator, inp, output, self.on_progress)
             if local is None:
                 storage.put(result_key, output)
             status = "succeeded"
-            result = {"frames": done.frames, "fps": done.fps, "width": done.size[0],
-                      "height": done.size[1], "faces": done.faces}
         except Cancelled:
             status = ""
         except FommError as err:
@@ -318,8 +312,9 @@ def make_worker(client, name: str, heartbeat_s: float):
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    from fomm.app.api import Settings, _load_animator
+    from fomm.app.animation import load_animator
     from fomm.app.broker import _safe_url, connect
+    from fomm.app.settings import Settings
     from fomm.app.storage import open_storage
 
     global _RUNNER
@@ -331,7 +326,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
                         device=args.device, precision=args.precision, backend=args.backend,
                         batch_size=args.batch_size,
                         data_dir=args.data_dir)
-    animator = _load_animator(settings)
+    animator = load_animator(settings)
     name = args.name or f"{socket.gethostname()}:{os.getpid()}"
     scratch = Path(args.data_dir) / "scratch" / secrets.token_hex(4)
     _RUNNER = Runner(client, storage, animator, settings, scratch, name, 3 * args.heartbeat_s)
