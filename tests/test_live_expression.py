@@ -96,16 +96,22 @@ def test_drawn_and_finished_on_threads_are_the_sequential_frames(
 ):
     from fomm.checkpoints.loading import load_model
     from fomm.inference.animator import Animator
+    from fomm.live import loop
 
     photo, clip = clip_and_photo
     animator = Animator(*load_model(tiny_ckpt), device="cpu", backend="onnx")
     animate = AnimateOptions(detail=False, progress=False, animation_region=region)
-    results = [
-        _sent_frames(monkeypatch, photo, clip, animator, tmp_path, overlap=overlap, animate=animate)
-        for overlap in (False, True)
-    ]
-    for a, b in zip(*results, strict=True):
-        np.testing.assert_array_equal(a, b)
+    results = []
+    for overlap, in_flight in ((False, 1), (True, 1), (True, 2)):
+        monkeypatch.setattr(loop, "DRAWS_IN_FLIGHT", in_flight)
+        results.append(
+            _sent_frames(
+                monkeypatch, photo, clip, animator, tmp_path, overlap=overlap, animate=animate
+            )
+        )
+    for frames in results[1:]:
+        for a, b in zip(results[0], frames, strict=True):
+            np.testing.assert_array_equal(a, b)
     if region == "expression":  # the photo itself with the driver's expression: it moves
         assert any(not np.array_equal(results[1][0], f) for f in results[1][1:])
 

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -47,6 +48,8 @@ KEY_STRONGER = {ord("+"), ord("=")}
 KEY_WEAKER = {ord("-"), ord("_")}
 SCALE_STEP = 0.25
 KEYS_HELP = "r reference, space pause, e expression, 1-5 region, +/- strength, q quit"
+# frames drawn by the networks at the same time with overlap (each shown that many frames later)
+DRAWS_IN_FLIGHT = 1
 
 
 @dataclass(frozen=True)
@@ -393,6 +396,7 @@ class LiveAnimator:
         layers = self._layers
         if not drawn.expression or layers is None:
             self._target.colour_match(True)
+            self._target.stitch(False)  # the motion model's frames as they are
             return self._paste(drawn.crops)
         if pose.reference_crop is not self._layer_reference:  # a new reference pose
             for layer in layers:
@@ -401,6 +405,7 @@ class LiveAnimator:
             self._layer_reference = pose.reference_crop
         # the photo's own pixels need no tint correction
         self._target.colour_match(drawn.networks)
+        self._target.stitch(drawn.networks)  # what surrounds the head stays still
         return self._paste(
             [
                 layer.apply(crop, pose.crop, observed=pose.observed)
@@ -592,12 +597,15 @@ def _loop(
     the previous one is done, so one frame is drawn and one finished at most.
     """
     overlap = opts.overlap and step.animator.backend in GRAPH_BACKENDS
-    renderer = ThreadPoolExecutor(1, thread_name_prefix="fomm-live-render") if overlap else None
+    in_flight = max(1, DRAWS_IN_FLIGHT)
+    renderer = (
+        ThreadPoolExecutor(in_flight, thread_name_prefix="fomm-live-render") if overlap else None
+    )
     finisher = ThreadPoolExecutor(1, thread_name_prefix="fomm-live-finish") if overlap else None
-    drawing: Future[Drawn] | None = None  # the last frame given to the renderer
+    drawings: deque[Future[Drawn]] = deque()  # given to the renderer, oldest first
     shower = _Shower(step, sinks, stats, log)
     paused = False
-    pending: _Pending | None = None  # rendering, shown at the next turn
+    pending: deque[_Pending] = deque()  # taken, not shown yet, oldest first
     try:  # Ctrl-C is how a headless run stops: keep the recording and the stats
         while True:
             frame = capture.read(timeout=0.5)
@@ -609,8 +617,7 @@ def _loop(
             shower.first_in = frame.time if shower.first_in is None else shower.first_in
             if paused:
                 capture.drop()  # not animated: counts as dropped
-                ready, pending = pending, None
-                keys = [shower.show(ready)] if ready is not None else []
+                keys = [shower.show(pending.popleft()) for _ in range(len(pending))]
                 keys.append(shower.show(None, paused=True))
             else:
                 new_reference = step.needs_reference
@@ -619,16 +626,15 @@ def _loop(
                     result = None if pose is None else step.render(pose)
                     keys = [shower.show(_Pending(frame, result, new_reference))]
                 else:
-                    ready = pending
-                    if drawing is not None:
-                        drawing.result()  # one drawing at a time
-                        drawing = None
+                    while len(drawings) >= in_flight or (drawings and drawings[0].done()):
+                        drawings.popleft().result()  # in_flight drawings at a time
                     result = None
                     if pose is not None:
                         drawing = renderer.submit(step.draw, pose)
+                        drawings.append(drawing)
                         result = finisher.submit(_finish, step, pose, drawing)
-                    pending = _Pending(frame, result, new_reference)
-                    keys = [shower.show(ready)] if ready is not None else []
+                    pending.append(_Pending(frame, result, new_reference))
+                    keys = [shower.show(pending.popleft()) for _ in range(len(pending) - in_flight)]
             if any(k in KEY_QUIT for k in keys) or (
                 sinks.window is not None and sinks.window.closed
             ):
@@ -645,9 +651,8 @@ def _loop(
             if opts.max_frames is not None and capture.frames_in >= opts.max_frames:
                 stats.ended = f"{opts.max_frames} frames"
                 break
-        if pending is not None and stats.ended != "quit":  # the last frame still rendering
-            shower.show(pending)
-            pending = None
+        while pending and stats.ended != "quit":  # the last frames still rendering
+            shower.show(pending.popleft())
     except KeyboardInterrupt:
         stats.ended = "interrupted"
     finally:
@@ -656,8 +661,7 @@ def _loop(
                 pool.shutdown(wait=True, cancel_futures=True)
     capture.close()
     stats.frames_in, stats.dropped = capture.frames_in, capture.dropped
-    if pending is not None:  # taken but never shown (quit or interrupted)
-        stats.dropped += 1
+    stats.dropped += len(pending)  # taken but never shown (quit or interrupted)
     first_in, last_out, latencies = shower.first_in, shower.last_out, shower.latencies
     if first_in is not None and last_out is not None:
         stats.seconds = round(last_out - first_in, 3)
