@@ -5,6 +5,10 @@ edge. Before blending, each animated crop is shifted in colour so that the mean 
 matches the original's there: the generator's slight global tint then leaves no seam. Pixels where
 the mask is zero, which includes everything outside the box, are returned exactly unchanged.
 
+With ``stitch``, the background and shoulders inside the box are first moved back to the photo's
+place and then replaced by the photo's own pixels (:mod:`fomm.faces.stitch`): only the head and
+what joins it move.
+
 Several faces: each mask is clipped to its side of the line between face centres (split in
 proportion to the face sizes), so masks never overlap and pasting order does not matter.
 """
@@ -17,8 +21,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from fomm.faces.crop import image_to_crop_affine, warp
+from fomm.faces.crop import crop, image_to_crop_affine, warp
 from fomm.faces.detect import Box
+from fomm.faces.stitch import FLOW_SIZE, Stitcher
 
 FEATHER = 0.08  # width of the mask's ramp, as a fraction of the box side
 MAX_COLOUR_SHIFT = 24.0  # the colour correction is clipped to this many 8-bit levels
@@ -49,6 +54,8 @@ class Paster:
             that it never overlaps theirs.
         feather: ramp width as a fraction of the box side.
         colour_match: shift each crop's colour so its border ring matches the original's.
+        stitch: keep what surrounds the head where the photo has it (:mod:`fomm.faces.stitch`);
+            an attribute, to switch per frame.
     """
 
     def __init__(
@@ -59,6 +66,7 @@ class Paster:
         others: Sequence[Box] = (),
         feather: float = FEATHER,
         colour_match: bool = True,
+        stitch: bool = False,
     ) -> None:
         if full_image.dtype != np.uint8 or full_image.ndim != 3 or full_image.shape[2] != 3:
             raise ValueError(f"expected a uint8 (H, W, 3) frame, got shape {full_image.shape}")
@@ -66,6 +74,8 @@ class Paster:
         self.box = tuple(float(v) for v in box)
         self.crop_size = crop_size
         self.colour_match = colour_match
+        self.stitch = stitch
+        self._stitcher: Stitcher | None = None
         height, width = full_image.shape[:2]
         x0, y0, x1, y1 = self.box
         self.roi = (
@@ -152,8 +162,16 @@ class Paster:
             raise ValueError(f"frame {out.shape} differs from the source {self.image.shape}")
         rx0, ry0, rx1, ry1 = self.roi
         affine = self._crop_geometry(side)[0]
+        animated = np.asarray(animated_crop, dtype=np.uint8)
+        alpha, beta = self.alpha, self._beta
+        if self.stitch:
+            animated, keep = self.stitcher.stitch(animated)
+            keep = warp(keep, self._crop_geometry(FLOW_SIZE)[0], (rx1 - rx0, ry1 - ry0),
+                        "replicate")
+            alpha = alpha * (1.0 - keep)
+            beta = 1.0 - alpha
         # shift colour at crop resolution (cheap), then resample onto the frame's pixels
-        animated = self.colour_matched(np.asarray(animated_crop, dtype=np.uint8))
+        animated = self.colour_matched(animated)
         tx, ty = int(round(affine[0, 2])), int(round(affine[1, 2]))
         if (np.array_equal(affine, [[1.0, 0.0, tx], [0.0, 1.0, ty]]) and min(tx, ty) >= 0
                 and tx + rx1 - rx0 <= side and ty + ry1 - ry0 <= side):
@@ -164,8 +182,16 @@ class Paster:
                             cv2.INTER_CUBIC)
         region = out[ry0:ry1, rx0:rx1]
         # (w1·a + w2·b) / (w1 + w2 + 1e-5), rounded: exactly b where w1 = 0
-        out[ry0:ry1, rx0:rx1] = cv2.blendLinear(animated, region, self.alpha, self._beta)
+        out[ry0:ry1, rx0:rx1] = cv2.blendLinear(animated, region, alpha, beta)
         return out
+
+    @property
+    def stitcher(self) -> Stitcher:
+        """The :class:`~fomm.faces.stitch.Stitcher` of this box (made on first use: it finds
+        the head in the photo's crop)."""
+        if self._stitcher is None:
+            self._stitcher = Stitcher(crop(self.image, self.box, 256))
+        return self._stitcher
 
 
 class MultiPaster:
@@ -176,7 +202,7 @@ class MultiPaster:
         boxes: the square crop box of each face.
         crop_size: side of the animated crops, or one per box (crops at each box's own
             resolution, as ``--detail`` makes them).
-        **kwargs: ``feather`` and ``colour_match``, as for :class:`Paster`.
+        **kwargs: ``feather``, ``colour_match`` and ``stitch``, as for :class:`Paster`.
     """
 
     def __init__(

@@ -50,6 +50,9 @@ class _Target:
     # turns the paste's colour matching (the generator's tint) on or off; off for crops that
     # are the photo's own pixels (the expression regions), whose ring changes only by the warp
     colour_match: Callable[[bool], None] = lambda on: None
+    # turns stitching on or off: what surrounds the head stays where the photo has it
+    # (fomm.faces.stitch); on while the expression layer runs on the motion networks' results
+    stitch: Callable[[bool], None] = lambda on: None
 
 
 def _whole_image_target(source: np.ndarray, size: int, result_size: int | None,
@@ -85,23 +88,36 @@ def _face_target(source: np.ndarray, size: int, opts: AnimateOptions) -> _Target
     kwargs = {} if opts.crop_margin is None else {"margin": opts.crop_margin}
     boxes = [square_box(face, source.shape, **kwargs) for face in chosen]
     if not opts.detail:
-        paster = MultiPaster(source, boxes, size)
+        paster = MultiPaster(source, boxes, size, stitch=stitches(opts))
         return _Target([crop(source, box, size) for box in boxes], paster.paste,
-                       colour_match=_colour_switch(paster))
+                       colour_match=_colour_switch(paster), stitch=_switch(paster, "stitch"))
     boxes = [pixel_box(box) for box in boxes]  # detail crops copy the photo's pixels
     sides = [detail_size(box[2] - box[0]) for box in boxes]
-    paster = MultiPaster(source, boxes, sides)
+    paster = MultiPaster(source, boxes, sides, stitch=stitches(opts))
     return _Target([crop(source, box, size) for box in boxes], paster.paste,
                    [crop(source, box, side) for box, side in zip(boxes, sides, strict=True)],
-                   _colour_switch(paster))
+                   _colour_switch(paster), _switch(paster, "stitch"))
 
 
 def _colour_switch(paster) -> Callable[[bool], None]:
+    return _switch(paster, "colour_match")
+
+
+def _switch(paster, name: str) -> Callable[[bool], None]:
     def switch(on: bool) -> None:
         for one in paster.pasters:
-            one.colour_match = on
+            setattr(one, name, on)
 
     return switch
+
+
+def stitches(opts: AnimateOptions) -> bool:
+    """Whether pasting keeps what surrounds the head (background, shoulders) where the photo
+    has it (:mod:`fomm.faces.stitch`): with the expression layer on a region that moves the
+    head (``all``, ``pose``); ``expression=False`` gives the motion model's frames as they are."""
+    from fomm.expression import uses_networks
+
+    return opts.expression and uses_networks(opts.animation_region)
 
 
 def faces_note(found: int, opts: AnimateOptions) -> str:
