@@ -85,6 +85,134 @@ def _face_box(p: np.ndarray) -> Box:
     return (p[0] - half, p[1] - half, p[0] + half, p[1] + half)
 
 
+class _Tracker:
+    """The state of :func:`_track`: frames waiting to go out, the face box of each frame known so
+    far, the last detection, and where the detector looks next.
+
+    Frame indices count from the first frame of the video; ``pending[0]`` is frame ``out_index``.
+    """
+
+    def __init__(self, detect_every: int, smoothing: int, margin: float, shift_y: float,
+                 max_side: int, bridge: int) -> None:
+        if detect_every < 1 or smoothing < 0:
+            raise ValueError(
+                f"detect_every must be ≥ 1 and smoothing ≥ 0, got {detect_every}, {smoothing}"
+            )
+        self.detect_every, self.smoothing, self.bridge = detect_every, smoothing, bridge
+        self.margin, self.shift_y, self.max_side = margin, shift_y, max_side
+        self.sigma = max(smoothing / 2, 1e-6)
+        self.pending: deque[np.ndarray] = deque()  # frames read and not yet yielded
+        self.raw: dict[int, np.ndarray | None] = {}  # face params (None: no face), ≤ known_upto
+        self.known_upto = -1  # the last frame whose face (or its absence) is known
+        self.anchor: tuple[int, np.ndarray] | None = None  # last detection: frame index, params
+        self.searching = True  # detect in every frame (no face yet, or lost), not every k-th
+        self.failed_at: int | None = None  # a failed detection ahead of the frame-by-frame search
+        self.gap_start: int | None = None  # first frame of the trailing run without a face
+        self.next_detect = 0  # the next scheduled detection while tracking
+        self.out_index = 0  # the next frame to yield
+        self.index = -1  # the last frame read
+
+    def push(self, frame: np.ndarray) -> None:
+        """Read the next frame and run the detections it allows."""
+        self.pending.append(frame)
+        self.index += 1
+        self.detect()
+
+    def end(self) -> None:
+        """The video ended: detect in the last frame too (no extrapolation), then what is left."""
+        if not self.searching and self.known_upto < self.index:
+            self.next_detect = self.index
+        self.detect()
+
+    def detect(self) -> None:
+        while self._step():
+            pass
+
+    def _step(self) -> bool:
+        """Run the next detection the frames read so far allow; False when there is none."""
+        j = self.known_upto + 1 if self.searching else self.next_detect
+        if j > self.index:
+            return False
+        face = None
+        if j != self.failed_at:
+            previous = _face_box(self.anchor[1]) if self.anchor is not None else None
+            frame = self.pending[j - self.out_index]
+            face = pick_face(detect_faces(frame, max_side=self.max_side), previous)
+        if face is None:
+            if self.searching:  # this frame has no face
+                self.raw[j], self.known_upto = None, j
+                self.gap_start = j if self.gap_start is None else self.gap_start
+                self.failed_at = None if self.failed_at == j else self.failed_at
+            else:  # lost somewhere since the last detection: search there frame by frame
+                self.searching, self.failed_at = True, j
+            return True
+        p = _params(face.box)
+        anchor = self.anchor
+        if self.gap_start is not None and anchor is not None and j - self.gap_start <= self.bridge:
+            self.known_upto = anchor[0]  # a short gap between faces: detector misses, bridged
+        self.gap_start = None
+        for i in range(self.known_upto + 1, j + 1):  # a stretch only while tracking or bridging
+            t = 1.0 if anchor is None else (i - anchor[0]) / (j - anchor[0])
+            self.raw[i] = p if anchor is None else (1 - t) * anchor[1] + t * p
+        self.anchor, self.known_upto = (j, p), j
+        if self.failed_at is None:  # back to the detection schedule, restarted from here
+            self.searching, self.next_detect = False, j + self.detect_every
+        return True
+
+    def _lost(self, k: int, ended: bool) -> bool:
+        """Frame k (≤ known_upto) is known to have no face (not a gap that may yet be bridged)."""
+        if self.raw[k] is not None:
+            return False
+        return (
+            ended
+            or self.anchor is None
+            or self.gap_start is None
+            or k < self.gap_start
+            or self.known_upto - self.gap_start >= self.bridge
+        )
+
+    def _ready(self, j: int, ended: bool) -> bool:
+        """Frame j's box is final: its face run is known ``smoothing`` frames ahead (or ends)."""
+        if j > self.known_upto:
+            return False
+        if self.raw[j] is None:
+            return self._lost(j, ended)
+        if ended or self.known_upto >= j + self.smoothing:
+            return True
+        return any(self._lost(k, ended) for k in range(j + 1, self.known_upto + 1))
+
+    def _smoothed(self, j: int, shape: tuple[int, ...]) -> Box:
+        # a symmetric window, narrowed at the ends of the face run, so that steady motion is not
+        # lagged there and frames without a face never enter it
+        raw, radius = self.raw, 0
+        while (
+            radius < self.smoothing
+            and raw.get(j - radius - 1) is not None
+            and raw.get(j + radius + 1) is not None
+        ):
+            radius += 1
+        weights = _window(radius, self.sigma)
+        p = weights @ np.stack([raw[j + k] for k in range(-radius, radius + 1)])
+        return square_box(_face_box(p), shape, margin=self.margin, shift_y=self.shift_y)
+
+    def flush(self, ended: bool) -> Iterator[tuple[np.ndarray, Box | None]]:
+        """The frames whose boxes are final, in order, with their boxes."""
+        while self._ready(self.out_index, ended):
+            frame = self.pending.popleft()
+            j = self.out_index
+            box = None if self.raw[j] is None else self._smoothed(j, frame.shape)
+            yield frame, box
+            self.raw.pop(j - self.smoothing, None)  # no longer inside any window
+            self.out_index += 1
+
+
+def _no_face(count: int) -> NoFaceError:
+    return NoFaceError(
+        f"no face found in the first {count} frames of the driving video; "
+        "use --crop-driving off to animate with the whole frame"
+    )
+
+
 def _track(
     frames: Iterable[np.ndarray],
     detect_every: int,
@@ -105,119 +233,18 @@ def _track(
     misses and interpolated over. The boxes of each run of frames with a face are smoothed within
     the run, exactly as a video that starts and ends with the run would be.
     """
-    if detect_every < 1 or smoothing < 0:
-        raise ValueError(
-            f"detect_every must be ≥ 1 and smoothing ≥ 0, got {detect_every}, {smoothing}"
-        )
-    sigma = max(smoothing / 2, 1e-6)
-    pending: deque[np.ndarray] = deque()  # frames not yet yielded, the first one is `out_index`
-    raw: dict[int, np.ndarray | None] = {}  # face params (None: no face), for indices ≤ known_upto
-    known_upto = -1
-    anchor: tuple[int, np.ndarray] | None = None  # last detection: frame index, params
-    searching = True  # detect in every frame (no face yet, or lost) instead of every k-th
-    failed_at: int | None = None  # a failed detection ahead of the frame-by-frame search
-    gap_start: int | None = None  # first frame of the trailing run of frames without a face
-    next_detect = 0
-    out_index = 0
-    index = -1
-
-    def step() -> bool:
-        """Run the next detection the frames read so far allow; False when there is none."""
-        nonlocal known_upto, anchor, searching, failed_at, next_detect, gap_start
-        j = known_upto + 1 if searching else next_detect
-        if j > index:
-            return False
-        face = None
-        if j != failed_at:
-            previous = _face_box(anchor[1]) if anchor is not None else None
-            face = pick_face(detect_faces(pending[j - out_index], max_side=max_side), previous)
-        if face is None:
-            if searching:  # this frame has no face
-                raw[j], known_upto = None, j
-                gap_start = j if gap_start is None else gap_start
-                failed_at = None if failed_at == j else failed_at
-            else:  # lost somewhere since the last detection: search there frame by frame
-                searching, failed_at = True, j
-            return True
-        p = _params(face.box)
-        if gap_start is not None and anchor is not None and j - gap_start <= bridge:
-            known_upto = anchor[0]  # a short gap between faces: detector misses, bridged
-        gap_start = None
-        for i in range(known_upto + 1, j + 1):  # a stretch only while tracking or bridging
-            t = 1.0 if anchor is None else (i - anchor[0]) / (j - anchor[0])
-            raw[i] = p if anchor is None else (1 - t) * anchor[1] + t * p
-        anchor, known_upto = (j, p), j
-        if failed_at is None:  # back to the detection schedule, restarted from here
-            searching, next_detect = False, j + detect_every
-        return True
-
-    def lost(k: int, ended: bool) -> bool:
-        """Frame k (≤ known_upto) is known to have no face (not a gap that may yet be bridged)."""
-        if raw[k] is not None:
-            return False
-        return (
-            ended
-            or anchor is None
-            or gap_start is None
-            or k < gap_start
-            or known_upto - gap_start >= bridge
-        )
-
-    def ready(j: int, ended: bool) -> bool:
-        """Frame j's box is final: its face run is known ``smoothing`` frames ahead (or ends)."""
-        if j > known_upto:
-            return False
-        if raw[j] is None:
-            return lost(j, ended)
-        if ended or known_upto >= j + smoothing:
-            return True
-        return any(lost(k, ended) for k in range(j + 1, known_upto + 1))
-
-    def smoothed(j: int, shape: tuple[int, ...]) -> Box:
-        # a symmetric window, narrowed at the ends of the face run, so that steady motion is not
-        # lagged there and frames without a face never enter it
-        radius = 0
-        while (
-            radius < smoothing
-            and raw.get(j - radius - 1) is not None
-            and raw.get(j + radius + 1) is not None
-        ):
-            radius += 1
-        weights = _window(radius, sigma)
-        p = weights @ np.stack([raw[j + k] for k in range(-radius, radius + 1)])
-        return square_box(_face_box(p), shape, margin=margin, shift_y=shift_y)
-
-    def no_face(count: int) -> NoFaceError:
-        return NoFaceError(
-            f"no face found in the first {count} frames of the driving video; "
-            "use --crop-driving off to animate with the whole frame"
-        )
-
-    def flush(ended: bool) -> Iterator[tuple[np.ndarray, Box | None]]:
-        nonlocal out_index
-        while ready(out_index, ended):
-            frame_out = pending.popleft()
-            box = None if raw[out_index] is None else smoothed(out_index, frame_out.shape)
-            yield frame_out, box
-            raw.pop(out_index - smoothing, None)  # no longer inside any window
-            out_index += 1
-
-    for index, frame in enumerate(frames):  # step() reads `index`
-        pending.append(frame)
-        while step():
-            pass
-        if anchor is None and index + 1 >= search_frames:
-            raise no_face(index + 1)
-        yield from flush(ended=False)
-    if index < 0:
+    tracker = _Tracker(detect_every, smoothing, margin, shift_y, max_side, bridge)
+    for frame in frames:
+        tracker.push(frame)
+        if tracker.anchor is None and tracker.index + 1 >= search_frames:
+            raise _no_face(tracker.index + 1)
+        yield from tracker.flush(ended=False)
+    if tracker.index < 0:
         return
-    if not searching and known_upto < index:  # detect in the last frame too: no extrapolation
-        next_detect = index
-    while step():
-        pass
-    if anchor is None:
-        raise no_face(index + 1)
-    yield from flush(ended=True)
+    tracker.end()
+    if tracker.anchor is None:
+        raise _no_face(tracker.index + 1)
+    yield from tracker.flush(ended=True)
 
 
 def track_boxes(
