@@ -323,7 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Notes(logging.StreamHandler):
-    """``note: ...`` lines on whatever ``sys.stderr`` is when a note comes (it may be swapped)."""
+    """The library's lines on whatever ``sys.stderr`` is when one comes (it may be swapped):
+    warnings as ``note: ...``, information as it is."""
 
     @property
     def stream(self):
@@ -333,14 +334,18 @@ class _Notes(logging.StreamHandler):
     def stream(self, value) -> None:
         pass
 
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return f"note: {text}" if record.levelno >= logging.WARNING else text
+
 
 def show_notes() -> None:
-    """The library's notes (``logging`` warnings of ``fomm.*``) on stderr as ``note: ...``."""
+    """The library's messages (``logging`` of ``fomm.*``, information and up) on stderr, one
+    line each; warnings as ``note: ...``."""
     logger = logging.getLogger("fomm")
+    logger.setLevel(logging.INFO)
     if not any(isinstance(h, _Notes) for h in logger.handlers):
-        handler = _Notes()
-        handler.setFormatter(logging.Formatter("note: %(message)s"))
-        logger.addHandler(handler)
+        logger.addHandler(_Notes())
 
 
 def main(argv: Sequence[str] | None = None) -> None:

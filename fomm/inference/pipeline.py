@@ -6,8 +6,8 @@ Animator.  Memory stays bounded by the batch size whatever the length of the dri
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -27,6 +27,7 @@ from fomm.render.detail import detail_size, pixel_box
 if TYPE_CHECKING:
     from fomm.expression import ExpressionLayer, ExpressionOptions
 
+log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int | None], None]
 
 
@@ -84,7 +85,7 @@ def _face_target(source: np.ndarray, size: int, opts: AnimateOptions) -> _Target
             raise FommError(f"--face-index {index} is out of range: {len(faces)} face(s) found")
         chosen = [faces[index]]
     if opts.progress:
-        print(f"faces: {faces_note(len(faces), opts)}", file=sys.stderr)
+        log.info("faces: %s", faces_note(len(faces), opts))
     kwargs = {} if opts.crop_margin is None else {"margin": opts.crop_margin}
     boxes = [square_box(face, source.shape, **kwargs) for face in chosen]
     if not opts.detail:
@@ -228,8 +229,8 @@ def _framed_or_whole(driving: str | Path, size: int,
         if opts.crop_driving == "on":
             raise
         if opts.progress:
-            print("note: no face found in the driving video; it drives with the whole frame "
-                  "(as with --crop-driving off)", file=sys.stderr)
+            log.warning("no face found in the driving video; it drives with the whole frame "
+                        "(as with --crop-driving off)")
         yield from iter_frames(driving, max_frames=opts.max_frames)
         return
     yield first
@@ -283,7 +284,7 @@ def _progress_bar(total: int | None, enabled: bool):
 def _noter(opts: AnimateOptions) -> Callable[[str], None]:
     def note(text: str) -> None:
         if opts.progress:
-            print(f"note: {text}", file=sys.stderr)
+            log.warning("%s", text)
 
     return note
 
