@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import sys
+import logging
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from fomm.expression import ExpressionOptions
     from fomm.expression.layer import Observation
 
+logger = logging.getLogger(__name__)
 KEY_QUIT = {ord("q"), 27}  # q, Esc
 KEY_REFERENCE = ord("r")
 KEY_PAUSE = ord(" ")
@@ -467,7 +468,8 @@ def run_live(
         photo: the source image.
         opts: camera, outputs, smoothing and animation options.
         animator / checkpoint / model_config: the model (default: the bundled model).
-        log: print what happens (camera, reference, end) to stderr.
+        log: log what happens (camera, reference, end) as information lines
+            (``fomm.live.loop``; ``fomm live`` shows them on stderr).
     Returns:
         The run's statistics (also written to ``opts.stats`` when set).
     """
@@ -508,11 +510,10 @@ def run_live(
         sinks.open(still.shape[1], still.shape[0], capture.fps)
         if log:
             if step.note:
-                print(f"live: note: {step.note}", file=sys.stderr)
-            print(
+                logger.info("live: note: %s", step.note)
+            logger.info(
                 f"live: camera {opts.camera} at {capture.fps:g} fps → "
-                f"{still.shape[1]}x{still.shape[0]}; {step.expression_line()}; keys: {KEYS_HELP}",
-                file=sys.stderr,
+                f"{still.shape[1]}x{still.shape[0]}; {step.expression_line()}; keys: {KEYS_HELP}"
             )
         with capture, glue_threads(animator):
             _loop(capture, step, sinks, opts, stats, log)
@@ -556,9 +557,7 @@ class _Shower:
                 out = animated
                 stats.face_frames += 1
                 if self.log and item.new_reference:
-                    print(
-                        f"live: reference pose taken at frame {item.frame.index}", file=sys.stderr
-                    )
+                    logger.info("live: reference pose taken at frame %d", item.frame.index)
         self.last_frame = out
         shown = time.perf_counter()
         if item is not None:
@@ -647,7 +646,7 @@ def _loop(
             for key in keys:
                 said = step.expression_key(key)
                 if said and log:
-                    print(f"live: {said}", file=sys.stderr)
+                    logger.info("live: %s", said)
             if opts.max_frames is not None and capture.frames_in >= opts.max_frames:
                 stats.ended = f"{opts.max_frames} frames"
                 break
@@ -670,10 +669,9 @@ def _loop(
     stats.latency_ms_p95 = _percentile(latencies, 95)
     stats.face_percent = round(100 * stats.face_frames / max(stats.frames_out, 1), 1)
     if log:
-        print(
+        logger.info(
             f"live: {stats.ended}; {stats.frames_out} frames out of {stats.frames_in} in "
             f"({stats.dropped} dropped), {stats.fps_out:g} fps, latency p50 "
             f"{stats.latency_ms_p50:g} ms, p95 {stats.latency_ms_p95:g} ms, face in "
-            f"{stats.face_percent:g} %",
-            file=sys.stderr,
+            f"{stats.face_percent:g} %"
         )
