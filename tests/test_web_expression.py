@@ -112,7 +112,23 @@ export async function run({ frames, cases, repeats }) {
     }
     out.push({ rendered, layerMs, meshMs });
   }
-  return { landmarks, cases: out };
+  // the driving frames observed apart from the rendering give the same frames
+  const layer = await ExpressionLayer.create(ort, { networks }, photo, { region: 'expression' });
+  const observedFrames = [];
+  for (let i = 0; i < 2; i++) {
+    const observed = await layer.observe(driving[i]);
+    const frame = await layer.apply(photo, driving[i], observed);
+    observedFrames.push(base64(new Uint8Array(frame.data.buffer)));
+  }
+  const refused = [];
+  for (const options of [{ region: 'nose' }, { scale: 3 }, { smile: -1.5 }]) {
+    try {
+      layer.options = options;
+    } catch (err) {
+      refused.push(err.message);
+    }
+  }
+  return { landmarks, cases: out, observedFrames, refused };
 }
 """
 
@@ -131,12 +147,11 @@ def models(tmp_path_factory) -> dict[str, Path]:
     return export_face_mesh(tmp_path_factory.mktemp("mesh"))
 
 
-def test_exported_mesh_matches_torch_on_a_face(models):
+def test_exported_mesh_matches_torch_on_a_face(models, inputs):
     """The ONNX face mesh (float16 weights) gives the torch module's landmarks on a real face."""
     import onnxruntime as ort
 
-    photo = source_target(astronaut(), 256, AnimateOptions()).crops[0]
-    x = cv2.resize(photo, (INPUT, INPUT), interpolation=cv2.INTER_AREA)
+    x = cv2.resize(inputs["photo"], (INPUT, INPUT), interpolation=cv2.INTER_AREA)
     x = np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
     session = ort.InferenceSession(str(models["face_mesh"]), providers=["CPUExecutionProvider"])
     landmarks, presence = session.run(None, {"image": x})
@@ -269,6 +284,14 @@ def test_browser_landmarks_match_python(browser_run, inputs):
         if want is not None:
             err = np.abs(np.reshape(got, (-1, 2)) - want.points).max()
             assert err < LANDMARK_BOUND, err
+
+
+@pytest.mark.browser
+def test_browser_observe_and_options(browser_run):
+    expression = browser_run["cases"][[region for region, _ in CASES].index("expression")]
+    assert browser_run["observedFrames"] == expression["rendered"][:2]
+    assert len(browser_run["refused"]) == 3, browser_run["refused"]
+    assert "nose" in browser_run["refused"][0] and "scale 3" in browser_run["refused"][1]
 
 
 def _face_mask(frame: np.ndarray) -> np.ndarray:
