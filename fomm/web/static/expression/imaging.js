@@ -109,10 +109,19 @@ export function affinePatch(image, m, size, out, offset, gain) {
   const data = image.data;
   const plane = size * size;
   const [m0, m1, m2, m3, m4, m5] = m;
+  // OpenCV's fixed point: coordinates in 1/1024 pixel, rounded to 1/32
+  const adelta = new Int32Array(size);
+  const bdelta = new Int32Array(size);
+  for (let u = 0; u < size; u++) {
+    adelta[u] = Math.round(m0 * u * 1024);
+    bdelta[u] = Math.round(m3 * u * 1024);
+  }
   for (let v = 0; v < size; v++) {
+    const rx = Math.round((m1 * v + m2) * 1024) + 16;
+    const ry = Math.round((m4 * v + m5) * 1024) + 16;
     for (let u = 0; u < size; u++) {
-      const qx = Math.round((m0 * u + m1 * v + m2) * 32);
-      const qy = Math.round((m3 * u + m4 * v + m5) * 32);
+      const qx = (rx + adelta[u]) >> 5;
+      const qy = (ry + bdelta[u]) >> 5;
       const x0 = qx >> 5;
       const y0 = qy >> 5;
       const ax = (qx & 31) / 32;

@@ -242,9 +242,30 @@ export function displacement(src, dst, outline, width, height, size = GRID, focu
       fine = grid(fineBox, FOCUS_GRID);
     }
   }
-  const nc = coarse.pts.length;
+  const { gw, gh } = coarse;
+  // fade to exactly zero at the expanded outline (the spline is not evaluated where it is zero)
+  const sx = gw / (x1 - x0);
+  const sy = gh / (y1 - y0);
+  const poly = new Float64Array(outer.length);
+  for (let i = 0; i < outer.length; i += 2) {
+    poly[i] = Math.round(((outer[i] - x0 + 0.5) * sx - 0.5) * 8) / 8;
+    poly[i + 1] = Math.round(((outer[i + 1] - y0 + 0.5) * sy - 0.5) * 8) / 8;
+  }
+  const inside = distanceTransform(fillPolygon(poly, gw, gh), gw, gh);
+  const ramp = Math.max(2.0, 0.08 * Math.min(gw, gh));
+  const weight = new Float64Array(gw * gh);
+  const cells = [];
+  for (let i = 0; i < gw * gh; i++) {
+    const w = Math.min(Math.max((inside[i] - 1.0) / ramp, 0), 1);
+    weight[i] = w * w * (3 - 2 * w);
+    if (weight[i] > 0) cells.push(i);
+  }
+  const nc = cells.length * 2;
   const pts = new Float64Array(nc + (fine ? fine.pts.length : 0));
-  pts.set(coarse.pts);
+  cells.forEach((i, q) => {
+    pts[2 * q] = coarse.pts[2 * i];
+    pts[2 * q + 1] = coarse.pts[2 * i + 1];
+  });
   if (fine) pts.set(fine.pts, nc);
   for (let i = 0; i < pts.length; i += 2) {
     pts[i] = (pts[i] - x0) / side;
@@ -256,24 +277,11 @@ export function displacement(src, dst, outline, width, height, size = GRID, focu
     if (!Number.isFinite(at[i])) return null;
     at[i] *= side;
   }
-  const { gw, gh } = coarse;
-  const field = Float32Array.from(at.subarray(0, nc));
-  // fade to exactly zero at the expanded outline
-  const sx = gw / (x1 - x0);
-  const sy = gh / (y1 - y0);
-  const poly = new Float64Array(outer.length);
-  for (let i = 0; i < outer.length; i += 2) {
-    poly[i] = Math.round(((outer[i] - x0 + 0.5) * sx - 0.5) * 8) / 8;
-    poly[i + 1] = Math.round(((outer[i + 1] - y0 + 0.5) * sy - 0.5) * 8) / 8;
-  }
-  const inside = distanceTransform(fillPolygon(poly, gw, gh), gw, gh);
-  const ramp = Math.max(2.0, 0.08 * Math.min(gw, gh));
-  for (let i = 0; i < gw * gh; i++) {
-    let w = Math.min(Math.max((inside[i] - 1.0) / ramp, 0), 1);
-    w = w * w * (3 - 2 * w);
-    field[2 * i] *= w;
-    field[2 * i + 1] *= w;
-  }
+  const field = new Float32Array(gw * gh * 2);
+  cells.forEach((i, q) => {
+    field[2 * i] = at[2 * q] * weight[i];
+    field[2 * i + 1] = at[2 * q + 1] * weight[i];
+  });
   return {
     box,
     coarse: field,
