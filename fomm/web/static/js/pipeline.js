@@ -86,6 +86,7 @@ export class FaceAnimator {
     const pose = await this.pose(frame, t);
     if (!pose) return { image: this.still, face: false, crop: null };
     const animated = await this.animate(pose);
-    return { image: this.paster.paste(animated), face: true, crop: animated };
+    return { image: this.paster.paste(animated), face: true, crop: animated, box: this.framer.box,
+      kp: pose.kp };
   }
 }
