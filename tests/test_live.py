@@ -269,7 +269,7 @@ class ScriptedWindow:
 
 
 @pytest.mark.parametrize("overlap", [False, True])
-def test_live_keys_reference_pause_quit(live_media, tiny_ckpt, monkeypatch, capsys, overlap):
+def test_live_keys_reference_pause_quit(live_media, tiny_ckpt, monkeypatch, caplog, overlap):
     from fomm.checkpoints.loading import load_model
     from fomm.inference.animator import Animator
     from fomm.live import loop
@@ -279,8 +279,9 @@ def test_live_keys_reference_pause_quit(live_media, tiny_ckpt, monkeypatch, caps
     monkeypatch.setattr(loop, "Window", ScriptedWindow)
     animator = Animator(*load_model(tiny_ckpt), device="cpu", backend="onnx")
     opts = LiveOptions(camera=str(clip), realtime=False, overlap=overlap)
-    stats = run_live(photo, opts, animator=animator)
-    err = capsys.readouterr().err
+    with caplog.at_level("INFO", logger="fomm"):  # run_live logs its lines (fomm live shows them)
+        stats = run_live(photo, opts, animator=animator)
+    err = caplog.text
     assert stats.ended == "quit"
     assert err.count("reference pose taken") == 2  # the first face, then again after r
     # 8 frames shown, 2 of them while paused; overlapped, the frame rendering when space is
