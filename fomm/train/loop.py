@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import signal
 import threading
@@ -41,6 +42,8 @@ from fomm.train.options import (
     load_train_config,
     run_folder,
 )
+
+log = logging.getLogger(__name__)
 
 
 class Trainer:
@@ -446,8 +449,8 @@ class _StopSignals:
         if self.received is not None:
             raise KeyboardInterrupt
         self.received = signum
-        print(f"\nsignal {signum}: finishing this step, then saving a checkpoint "
-              "(again to quit at once)", flush=True)
+        log.info("signal %d: finishing this step, then saving a checkpoint (again to quit at "
+                 "once)", signum)
 
     def __enter__(self) -> _StopSignals:
         if threading.current_thread() is threading.main_thread():
