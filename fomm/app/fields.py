@@ -83,14 +83,15 @@ def _field(option: dataclasses.Field, hint: Any) -> Field:
                     "fomm.app.fields, or list it in SERVER_OPTIONS or COMMAND_LINE_OPTIONS")
 
 
-def _fields() -> dict[str, Field]:
-    hints = typing.get_type_hints(AnimateOptions)
+def form_fields(options: type = AnimateOptions) -> dict[str, Field]:
+    """The form fields of an options dataclass (AnimateOptions), by name, in its order."""
+    hints = typing.get_type_hints(options)
     return {option.name: _field(option, hints[option.name])
-            for option in dataclasses.fields(AnimateOptions)
+            for option in dataclasses.fields(options)
             if option.name not in SERVER_OPTIONS + COMMAND_LINE_OPTIONS}
 
 
-FIELDS = _fields()
+FIELDS = form_fields()
 BOOLEAN_OPTIONS = {name: f.default for name, f in FIELDS.items() if f.kind == "boolean"}
 # the expression layer's settings (checked by fomm.config.check_expression): a value it refuses
 # is a 422, as is a number out of range
