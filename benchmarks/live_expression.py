@@ -5,7 +5,10 @@ The bundled model at the live defaults animates the astronaut photo, driven by a
 clip of the astronaut's moving face played as a camera (``benchmarks/live.py``'s clip), once per
 setting and repeat: ``--expression off``, then the layer on with each region asked. Reported per
 run: frames out per second, latency p50/p95 from camera frame to shown result, the face share,
-CPU ms per frame out and the share of the CPUs other processes took.
+CPU ms per frame out (this process, all threads), the share of the CPUs other processes took and
+the load average at its start. The results name the machine (CPU model) and the scheduling
+priority the benchmark ran at (its autogroup's nice value: a shared machine's other sessions
+take less from a run at a negative one, as from a foreground app).
 
     python benchmarks/live_expression.py --seconds 10 --repeats 2 \
         --out benchmarks/results/live-expression-cpu.json
@@ -18,6 +21,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,6 +42,7 @@ def run(photo: Path, clip: Path, region: str, record: Path) -> dict:
                              animation_region="all" if region == "off" else region)
     animator = live_animator(Animator(models, config, device="cpu"), animate)
     opts = LiveOptions(camera=str(clip), window=False, record=record, animate=animate)
+    load = os.getloadavg()[0]
     ticks, cpu = cpu_ticks(), os.times()
     stats = run_live(photo, opts, animator=animator, log=False)
     ticks_end, cpu_end = cpu_ticks(), os.times()
@@ -49,8 +54,17 @@ def run(photo: Path, clip: Path, region: str, record: Path) -> dict:
             "latency_ms_p95": round(stats.latency_ms_p95, 1),
             "face_percent": stats.face_percent, "frames_in": stats.frames_in,
             "cpu_ms_per_frame_out": round(mine / max(stats.frames_out, 1) * 1000, 1),
-            "others_cpu_share": round(others, 2), "backend": animator.backend,
+            "others_cpu_share": round(others, 2), "load_average": round(load, 2),
+            "backend": animator.backend,
             "precision": animator.precision}
+
+
+def autogroup() -> str:
+    """This process's scheduling group and its nice value (Linux), or ""."""
+    try:
+        return Path("/proc/self/autogroup").read_text().strip()
+    except OSError:
+        return ""
 
 
 def main() -> None:
@@ -77,7 +91,9 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"machine": machine(), "seconds": args.seconds,
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        args.out.write_text(json.dumps({"machine": machine(), "when": when,
+                                        "autogroup": autogroup(), "seconds": args.seconds,
                                         "runs": rows}, indent=1) + "\n")
 
 

@@ -65,9 +65,11 @@ class LiveOptions:
     ``network_size``: run the networks at this side (px) instead of the model's own (a
     fully convolutional model runs at other sizes: 128 costs about a quarter of 256, for a
     softer face; None: the model's size);
-    ``overlap``: frame and find the keypoints of the next camera frame while the generator
-    renders this one, and show a result while the next one renders (OpenVINO or ONNX Runtime
-    backend; one frame in flight at most, so latency stays bounded);
+    ``overlap``: frame the next camera frame and find its keypoints (and the expression
+    layer's driving landmarks) while the generator draws this one, lay the expression on a
+    drawn frame and paste it back while the next one is drawn, and show a result while the next
+    one is drawn (OpenVINO or ONNX Runtime backend; one frame drawn and one finished at most, so
+    latency stays bounded);
     ``animate``: model and motion options as for ``fomm animate`` (``detail`` off by default
     live: its cost grows with the photo's face box, up to the networks' own for 1024 px;
     ``precision`` ``auto`` runs on a graph backend on a CPU, see :func:`live_precision`).
