@@ -325,6 +325,7 @@ def test_browser_frames_match_python(browser_run, python_run, inputs):
         report.append({"region": region, **sliders, "face_mean": max(means),
                        "layer_ms_median": float(np.median(got["layerMs"])),
                        "mesh_ms_median": float(np.median(got["meshMs"]))})
-        assert max(means) <= FACE_MEAN_BOUND, (region, sliders, means)
     if out_dir:
         (Path(out_dir) / "report.json").write_text(json.dumps(report, indent=1))
+    worst = max(report, key=lambda case: case["face_mean"])
+    assert worst["face_mean"] <= FACE_MEAN_BOUND, worst
