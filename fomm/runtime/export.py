@@ -20,6 +20,7 @@ Each graph is checked against torch eager on ONNX Runtime (:func:`check_graphs`)
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,7 @@ class SourceEncoderGraph(nn.Module):
 
 def export_onnx(checkpoint: str | Path | None, out_dir: str | Path,
                 config: str | Path | None = None, opset: int = OPSET, check: bool = True,
-                tolerance: float = TOLERANCE) -> ExportResult:
+                tolerance: float = TOLERANCE, image_size: int | None = None) -> ExportResult:
     """Write a checkpoint's runtime graphs to ``out_dir`` and check them against torch.
 
     Args:
@@ -71,6 +72,8 @@ def export_onnx(checkpoint: str | Path | None, out_dir: str | Path,
         opset: the ONNX opset.
         check: run the graphs on ONNX Runtime and compare with torch eager.
         tolerance: the largest difference :func:`check_graphs` accepts.
+        image_size: the graphs' image side, when not the model's own (a fully convolutional
+            model runs at other multiples of 64, as ``fomm live --network-size`` does).
     Raises:
         FommError: the check needs onnxruntime, or the graphs differ from torch by more than
             ``tolerance``.
@@ -78,6 +81,8 @@ def export_onnx(checkpoint: str | Path | None, out_dir: str | Path,
     from fomm.checkpoints.loading import load_model
 
     models, cfg = load_model(checkpoint, config=config)
+    if image_size is not None:
+        cfg = dataclasses.replace(cfg, image_size=image_size)
     kp_detector, generator = models.kp_detector.eval(), models.generator.eval()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

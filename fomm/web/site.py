@@ -39,6 +39,7 @@ MTCNN = ("pnet", "rnet", "onet")
 # and FP16_P99 at the 99th percentile (in [0, 1] units, as fomm.runtime.precision measures)
 FP16_BOUND = 0.5 / 255
 FP16_P99 = 4 / 255
+FAST_SIZE = 128  # the networks' side on WASM (fomm live --network-size)
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def _face_mesh(out: Path) -> dict[str, str] | None:
 
 def build_site(out_dir: str | Path, checkpoint: str | Path | None = None,
                config: str | Path | None = None, webgpu: bool = True, fp16: bool = True,
-               expression: bool = True) -> SiteInfo:
+               expression: bool = True, fast_size: int | None = FAST_SIZE) -> SiteInfo:
     """Write the browser site to ``out_dir`` (made if missing; files of an earlier build are
     replaced).
 
@@ -101,12 +102,15 @@ def build_site(out_dir: str | Path, checkpoint: str | Path | None = None,
         webgpu: include onnxruntime-web's WebGPU build (loaded only by browsers with WebGPU).
         fp16: store the graphs' weights as float16 where the frames stay within the bound.
         expression: include the face-mesh networks of the expression layer.
+        fast_size: also write the graphs at this side (as ``fomm live --network-size``), which
+            the page runs on WASM (about a quarter of the work at 128 for a softer face); None:
+            the model's own size only.
     Raises:
         FommError: onnxruntime-web is not fetched (``scripts/fetch_onnxruntime_web.sh``), the
             model does not export, or MTCNN is missing.
     """
     from fomm.runtime.export import export_onnx
-    from fomm.web.halve import halve_graphs
+    from fomm.web.halve import halve_graphs, halve_weights
 
     runtime_files = vendor.vendored_files(webgpu)  # first: the cheap check that fails fast
     out = Path(out_dir)
@@ -116,21 +120,33 @@ def build_site(out_dir: str | Path, checkpoint: str | Path | None = None,
     _copy_static(out)
     models = out / "models"
     models.mkdir()
+    networks: dict[str, dict[str, str]] = {}
+    weights, difference = "float32", None
     with tempfile.TemporaryDirectory(prefix="fomm-web-") as tmp:
-        result = export_onnx(checkpoint, tmp, config=config)
-        paths = {"source_encoder": result.source_encoder, "kp_detector": result.kp_detector,
-                 "generator": result.generator}
-        weights, difference = "float32", None
-        if fp16:
-            halved, difference = halve_graphs(paths, Path(tmp) / "fp16")
-            if difference["mean"] <= FP16_BOUND and difference["p99"] <= FP16_P99:
-                paths, weights = halved, "float16"
-            else:
-                logger.warning("float16 weights differ from float32 by %.2f/255 on average: "
-                               "the site keeps float32", difference["mean"] * 255)
-        for name, path in paths.items():
-            shutil.copy2(path, models / f"{name}.onnx")
-    size = _model_size(models / "kp_detector.onnx")
+        for side in (None, fast_size):
+            folder = Path(tmp) / str(side)
+            result = export_onnx(checkpoint, folder, config=config, image_size=side)
+            paths = {"source_encoder": result.source_encoder, "kp_detector": result.kp_detector,
+                     "generator": result.generator}
+            size = _model_size(result.kp_detector)
+            if str(size) in networks:
+                continue
+            if fp16 and side is None:  # decided once, on the model's own size
+                halved, difference = halve_graphs(paths, folder / "fp16")
+                if difference["mean"] <= FP16_BOUND and difference["p99"] <= FP16_P99:
+                    weights = "float16"
+                else:
+                    logger.warning("float16 weights differ from float32 by %.2f/255 on average:"
+                                   " the site keeps float32", difference["mean"] * 255)
+            if weights == "float16":
+                paths = {name: halve_weights(path, folder / "fp16" / path.name)
+                         for name, path in paths.items()}
+            (models / str(size)).mkdir()
+            for name, path in paths.items():
+                shutil.copy2(path, models / str(size) / f"{name}.onnx")
+            networks[str(size)] = {name: f"models/{size}/{name}.onnx" for name in GRAPHS}
+            if side is None:
+                model_size = size
     (models / "mtcnn").mkdir()
     for name, path in mtcnn_files().items():
         shutil.copy2(path, models / "mtcnn" / f"{name}.onnx")
@@ -146,19 +162,23 @@ def build_site(out_dir: str | Path, checkpoint: str | Path | None = None,
         return sum(p.stat().st_size for p in paths)
 
     model_bytes = total([p for p in models.rglob("*.onnx") if "face-mesh" not in p.parts])
+    mtcnn_bytes = total(list((models / "mtcnn").glob("*.onnx")))
+    network_bytes = {side: total(list((models / side).glob("*.onnx"))) for side in networks}
     mesh_bytes = total(list((models / "face-mesh").glob("*.onnx"))) if face_mesh else 0
     wasm_bytes = total([runtime_dir / n for n in vendor.FILES["wasm"]])
     gpu_bytes = total([runtime_dir / n for n in vendor.FILES["webgpu"]]) if webgpu else 0
     manifest = {
         "version": 1,
-        "model": {"size": size, "weights": weights,
+        "model": {"size": model_size, "weights": weights,
                   "checkpoint": "bundled" if checkpoint is None else Path(checkpoint).name,
-                  "graphs": {name: f"models/{name}.onnx" for name in GRAPHS}},
+                  "networks": networks,
+                  "wasm_size": min(int(k) for k in networks)},
         "mtcnn": {name: f"models/mtcnn/{name}.onnx" for name in MTCNN},
         "face_mesh": face_mesh,
         "onnxruntime_web": vendor.VERSION,
         "webgpu": webgpu,
-        "bytes": {"models": model_bytes, "face_mesh": mesh_bytes, "wasm": wasm_bytes,
+        "bytes": {"networks": network_bytes, "mtcnn": mtcnn_bytes, "face_mesh": mesh_bytes,
+                  "wasm": wasm_bytes,
                   "webgpu": gpu_bytes},
     }
     (out / "site.json").write_text(json.dumps(manifest, indent=1) + "\n")

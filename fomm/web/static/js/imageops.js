@@ -49,29 +49,58 @@ function linearAreaTable(ssize, dsize) {
   return tab;
 }
 
+function flatTable(tab) {
+  // [[index, weight], ...] per destination → typed arrays (start, count, index, weight)
+  const n = tab.reduce((s, row) => s + row.length, 0);
+  const start = new Int32Array(tab.length), count = new Int32Array(tab.length);
+  const index = new Int32Array(n), weight = new Float64Array(n);
+  let k = 0;
+  tab.forEach((row, d) => {
+    start[d] = k; count[d] = row.length;
+    for (const [i, w] of row) { index[k] = i; weight[k] = w; k += 1; }
+  });
+  return { start, count, index, weight };
+}
+
+const TABLES = new Map();
+function table(ssize, dsize, area) {
+  const key = `${ssize} ${dsize} ${area}`;
+  let t = TABLES.get(key);
+  if (!t) {
+    t = flatTable(area ? areaTable(ssize, dsize) : linearAreaTable(ssize, dsize));
+    if (TABLES.size > 256) TABLES.clear();
+    TABLES.set(key, t);
+  }
+  return t;
+}
+
 /** cv2.resize(src, (dw, dh), INTER_AREA) of interleaved channels; float output (Float32Array,
  * `channels` per pixel) unless `round` (then uint8 values, rounded half to even, in a Float32Array). */
 export function resizeArea(data, sw, sh, channels, dw, dh, round) {
   const area = dw <= sw && dh <= sh;
-  const tx = area ? areaTable(sw, dw) : linearAreaTable(sw, dw);
-  const ty = area ? areaTable(sh, dh) : linearAreaTable(sh, dh);
-  const out = new Float32Array(dw * dh * channels);
-  const rowBuf = new Float64Array(dw * channels);
-  for (let dy = 0; dy < dh; dy += 1) {
-    rowBuf.fill(0);
-    for (const [sy, wy] of ty[dy]) {
-      const base = sy * sw * channels;
-      for (let dx = 0; dx < dw; dx += 1) {
-        const o = dx * channels;
-        for (const [sx, wx] of tx[dx]) {
-          const w = wx * wy, s = base + sx * channels;
-          for (let c = 0; c < channels; c += 1) rowBuf[o + c] += w * data[s + c];
-        }
+  const tx = table(sw, dw, area), ty = table(sh, dh, area);
+  const C = channels, rowLen = dw * C;
+  const halves = sw === 2 * dw && sh === 2 * dh;  // OpenCV's 2×2 average rounds halves up
+  // horizontal pass on every source row, then the vertical sums
+  const rows = new Float64Array(sh * rowLen);
+  for (let y = 0; y < sh; y += 1) {
+    const src = y * sw * C, dst = y * rowLen;
+    for (let dx = 0; dx < dw; dx += 1) {
+      const s0 = tx.start[dx], n = tx.count[dx], o = dst + dx * C;
+      for (let c = 0; c < C; c += 1) {
+        let v = 0;
+        for (let k = s0; k < s0 + n; k += 1) v += tx.weight[k] * data[src + tx.index[k] * C + c];
+        rows[o + c] = v;
       }
     }
-    const ob = dy * dw * channels;
-    for (let i = 0; i < dw * channels; i += 1) {
-      out[ob + i] = round ? Math.min(255, Math.max(0, roundHalfEven(rowBuf[i]))) : rowBuf[i];
+  }
+  const out = new Float32Array(dh * rowLen);
+  for (let dy = 0; dy < dh; dy += 1) {
+    const s0 = ty.start[dy], n = ty.count[dy], ob = dy * rowLen;
+    for (let i = 0; i < rowLen; i += 1) {
+      let v = 0;
+      for (let k = s0; k < s0 + n; k += 1) v += ty.weight[k] * rows[ty.index[k] * rowLen + i];
+      out[ob + i] = round ? Math.min(255, Math.max(0, halves ? Math.floor(v + 0.5) : roundHalfEven(v))) : v;
     }
   }
   return out;

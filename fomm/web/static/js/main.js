@@ -24,6 +24,7 @@ const state = { runtime: null, networks: null, detector: null, animator: null, p
   stream: null, running: false, busy: false, expression: null };
 
 function imageFromBitmap(source, width, height) {
+  if (source.data && !(source instanceof ImageData) && source.width === width) return source;
   const c = new OffscreenCanvas(width, height);
   const ctx = c.getContext("2d", { willReadFrequently: true });
   ctx.drawImage(source, 0, 0, width, height);
@@ -56,14 +57,21 @@ async function load() {
   const counter = { bytes: 0 };
   const options = { executionProviders: runtime.backend === "webgpu" ? ["webgpu", "wasm"] : ["wasm"],
     graphOptimizationLevel: "all" };
-  const graphs = {};
-  for (const [name, path] of Object.entries(manifest.model.graphs)) graphs[name] = await fetchBytes(path, counter);
+  const sizes = Object.keys(manifest.model.networks).map(Number).sort((a, b) => b - a);
+  let size = Number(params.get("size")) ||
+    (runtime.backend === "webgpu" ? manifest.model.size : manifest.model.wasm_size);
+  if (!sizes.includes(size)) size = manifest.model.size;
+  const select = $("network-size");
+  for (const s of sizes) {
+    select.add(new Option(`${s} px${s === manifest.model.size ? " (sharper)" : " (faster)"}`, String(s)));
+  }
+  select.value = String(size);
+  state.options = options; state.manifest = manifest;
+  await useNetworks(size, counter);
   const mtcnn = {};
   for (const [name, path] of Object.entries(manifest.mtcnn)) mtcnn[name] = await fetchBytes(path, counter);
-  state.networks = await Networks.create(ort, graphs, options, manifest.model.size);
   state.detector = await MTCNN.create(ort, mtcnn, { executionProviders: ["wasm"],
     graphOptimizationLevel: "all" });
-  state.manifest = manifest;
   const backend = `${runtime.backend === "webgpu" ? "WebGPU" : "WASM SIMD"} · ` +
     `${runtime.threads} thread${runtime.threads > 1 ? "s" : ""}` +
     (self.crossOriginIsolated ? "" : " (no cross-origin isolation)");
@@ -77,6 +85,24 @@ async function load() {
   say("Pick a photo (or take a camera snapshot), then start the camera or drop a driving clip.");
   document.body.dataset.ready = "1";
 }
+
+async function useNetworks(size, counter = { bytes: 0 }) {
+  const graphs = {};
+  for (const [name, path] of Object.entries(state.manifest.model.networks[String(size)])) {
+    graphs[name] = await fetchBytes(path, counter);
+  }
+  state.networks = await Networks.create(state.runtime.ort, graphs, state.options, size);
+  stats.figures.networkSize = size;
+}
+
+$("network-size").addEventListener("change", async (e) => {
+  const running = state.running;
+  if (running) stop();
+  say("Loading the networks…");
+  await useNetworks(Number(e.target.value));
+  if (state.photo) await setPhoto(state.photo, state.photo.width, state.photo.height);
+  else say("Networks ready: pick a photo.");
+});
 
 async function setPhoto(source, width, height) {
   const photo = imageFromBitmap(source, width, height);
