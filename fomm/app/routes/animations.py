@@ -34,6 +34,13 @@ router = APIRouter(prefix="/v1/animations", tags=["animations"])
 FILES = {"source": "the still image", "driving": "the driving video"}
 
 
+def found(state: Any) -> Any:
+    """``state`` (a job, or its state), or a 404 when it is None."""
+    if state is None:
+        raise HTTPException(404, NOT_FOUND)
+    return state
+
+
 def links(job_id: str, state: dict[str, Any]) -> dict[str, Any]:
     """``state`` with the job's status and result URLs."""
     base = f"{router.prefix}/{job_id}"
@@ -101,10 +108,7 @@ async def _receive(request: Request, settings: Settings, queue: Any,
 @router.get("/{job_id}", response_model=Animation, responses=errors(404),
             summary="Status and progress of an animation")
 def get_animation(job_id: str, queue: QueueDep) -> dict[str, Any]:
-    state = queue.snapshot(job_id)
-    if state is None:
-        raise HTTPException(404, NOT_FOUND)
-    return links(job_id, state)
+    return links(job_id, found(queue.snapshot(job_id)))
 
 
 @router.get("/{job_id}/result.mp4", response_class=FileResponse,
@@ -115,9 +119,7 @@ def get_result(job_id: str, settings: SettingsDep, queue: QueueDep,
     name = f"fomm-{job_id[:8]}.mp4"
     if settings.broker is not None:
         return _shared_result(queue, storage, job_id, name)
-    job = queue.get(job_id)
-    if job is None:
-        raise HTTPException(404, NOT_FOUND)
+    job = found(queue.get(job_id))
     if job.status != "succeeded" or not job.output.is_file():
         return error_response(409, "not_ready", f"the animation is {job.status}, not succeeded")
     return FileResponse(job.output, media_type="video/mp4", filename=name,
@@ -126,9 +128,7 @@ def get_result(job_id: str, settings: SettingsDep, queue: QueueDep,
 
 def _shared_result(queue: Any, storage: Any, job_id: str, filename: str) -> Response:
     """The result of a broker job: the file from shared storage, or streamed from S3."""
-    state = queue.state(job_id)
-    if state is None:
-        raise HTTPException(404, NOT_FOUND)
+    state = found(queue.state(job_id))
     key = state["result_key"]
     size = storage.size(key) if state["status"] == "succeeded" and key else None
     if size is None:
@@ -146,7 +146,4 @@ def _shared_result(queue: Any, storage: Any, job_id: str, filename: str) -> Resp
 @router.delete("/{job_id}", response_model=Deleted, responses=errors(404),
                summary="Cancel an animation and delete its files")
 def delete_animation(job_id: str, queue: QueueDep) -> dict[str, Any]:
-    state = queue.delete(job_id)
-    if state is None:
-        raise HTTPException(404, NOT_FOUND)
-    return state
+    return found(queue.delete(job_id))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -23,7 +24,6 @@ from fomm.errors import FommError
 
 if TYPE_CHECKING:
     from fomm.app.preview import Previewer
-    from fomm.inference.animator import Animator
 
 log = logging.getLogger("fomm.serve")
 NOT_FOUND = "no such animation (unknown id, deleted, or expired)"
@@ -64,41 +64,14 @@ class Examples:
             return self._paths or None
 
 
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+def from_state(name: str) -> Callable[[Request], Any]:
+    """A dependency that gives ``app.state.<name>``."""
 
+    def get(request: Request) -> Any:
+        return getattr(request.app.state, name)
 
-def get_queue(request: Request) -> Any:
-    """The jobs: a :class:`~fomm.app.jobs.JobQueue`, or a broker's
-    :class:`~fomm.app.broker.BrokerJobs`."""
-    return request.app.state.queue
-
-
-def get_intake(request: Request) -> Intake:
-    return request.app.state.intake
-
-
-def get_storage(request: Request) -> Any:
-    """With a broker: where the jobs' files are (:mod:`fomm.app.storage`); None without."""
-    return request.app.state.storage
-
-
-def get_store(request: Request) -> JobStore | None:
-    """Without a broker: the embedded queue's job table (SQLite); None with one."""
-    return request.app.state.store
-
-
-def get_metrics(request: Request) -> Metrics:
-    return request.app.state.metrics
-
-
-def get_examples(request: Request) -> Examples:
-    return request.app.state.examples
-
-
-def get_animator(request: Request) -> Animator | None:
-    """The model loaded here (None with a broker: the workers have it)."""
-    return request.app.state.animator
+    get.__name__ = f"get_{name}"
+    return get
 
 
 def get_previewer(request: Request) -> Previewer:
@@ -108,13 +81,17 @@ def get_previewer(request: Request) -> Previewer:
     return previewer
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-QueueDep = Annotated[Any, Depends(get_queue)]
-IntakeDep = Annotated[Intake, Depends(get_intake)]
-StorageDep = Annotated[Any, Depends(get_storage)]
-StoreDep = Annotated[JobStore | None, Depends(get_store)]
-MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-ExamplesDep = Annotated[Examples, Depends(get_examples)]
-# the model's types stay names: a broker's API process does not import torch
-AnimatorDep = Annotated[Any, Depends(get_animator)]
+SettingsDep = Annotated[Settings, Depends(from_state("settings"))]
+# the jobs: a fomm.app.jobs.JobQueue, or a broker's fomm.app.broker.BrokerJobs
+QueueDep = Annotated[Any, Depends(from_state("queue"))]
+IntakeDep = Annotated[Intake, Depends(from_state("intake"))]
+# with a broker: where the jobs' files are (fomm.app.storage); None without
+StorageDep = Annotated[Any, Depends(from_state("storage"))]
+# without a broker: the embedded queue's job table (SQLite); None with one
+StoreDep = Annotated[JobStore | None, Depends(from_state("store"))]
+MetricsDep = Annotated[Metrics, Depends(from_state("metrics"))]
+ExamplesDep = Annotated[Examples, Depends(from_state("examples"))]
+# the model loaded here (None with a broker: the workers have it); its type stays a name: a
+# broker's API process does not import torch
+AnimatorDep = Annotated[Any, Depends(from_state("animator"))]
 PreviewerDep = Annotated[Any, Depends(get_previewer)]
