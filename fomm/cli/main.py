@@ -200,9 +200,14 @@ def cmd_convert(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from fomm.inference.demo import run_demo
+    from fomm.inference.demo import SIDE_BY_SIDE, run_demo
 
-    run_demo(output_dir=args.output_dir, device=args.device, max_frames=args.max_frames)
+    result = run_demo(output_dir=args.output_dir, device=args.device, max_frames=args.max_frames)
+    print(f"\nresult:       {result}\nside by side: {result.with_name(SIDE_BY_SIDE)}   "
+          "(source | driving | result)\n"
+          "\nYour own photo and clip:\n"
+          "  fomm animate my_photo.jpg my_clip.mp4 -o output/mine.mp4\n"
+          "  (add --checkpoint vox-cpk.pth.tar to use an official model)")
 
 
 # subcommands whose module is imported only when that subcommand runs (or shows its help):
@@ -337,6 +342,14 @@ class _Notes(logging.StreamHandler):
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         return f"note: {text}" if record.levelno >= logging.WARNING else text
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:  # above a progress bar that is being drawn, not inside its line
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
 
 
 def show_notes() -> None:

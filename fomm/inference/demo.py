@@ -18,6 +18,7 @@ from fomm.media.image import resize, write_image
 from fomm.media.video import VideoWriter, iter_frames, probe
 
 DRIVING_CLIP = "carphone_pristine.mp4"
+SIDE_BY_SIDE = "result_side_by_side.mp4"  # source | driving | result, beside result.mp4
 
 
 def _packaged_clip() -> Path:
@@ -76,9 +77,5 @@ def run_demo(output_dir: str | Path = "output", device: str = "auto",
     opts = AnimateOptions(device=device, max_frames=max_frames,
                           relative=True, adapt_scale=True)
     animate_file(source, driving, result, opts, checkpoint=checkpoint)
-    both = side_by_side(source, driving, result, out / "result_side_by_side.mp4")
-    print(f"\nresult:       {result}\nside by side: {both}   (source | driving | result)\n"
-          "\nYour own photo and clip:\n"
-          "  fomm animate my_photo.jpg my_clip.mp4 -o output/mine.mp4\n"
-          "  (add --checkpoint vox-cpk.pth.tar to use an official model)")
+    side_by_side(source, driving, result, out / SIDE_BY_SIDE)
     return result
