@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import State
 
 from fomm import __version__
 from fomm.app.animation import JobInput, load_animator, parse_options, public_message, run_job
@@ -100,7 +101,7 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
     return app
 
 
-def _embedded_queue(state, settings: Settings) -> None:
+def _embedded_queue(state: State, settings: Settings) -> None:
     """Jobs run here by worker threads, their state in SQLite under the data folder."""
     animator = state.animator
     state.jobs_dir = state.data_dir / "jobs"
@@ -118,7 +119,7 @@ def _embedded_queue(state, settings: Settings) -> None:
     state.queue.on_finish = observe
 
 
-def _broker_queue(state, settings: Settings) -> None:
+def _broker_queue(state: State, settings: Settings) -> None:
     """Jobs go to Redis for ``fomm worker`` processes; their files to shared storage."""
     from fomm.app.broker import BrokerJobs
     from fomm.app.storage import DirectoryStorage, open_storage
