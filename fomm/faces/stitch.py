@@ -28,8 +28,11 @@ import numpy as np
 
 FLOW_SIZE = 128  # side of the grey copies the flow is computed on
 RAMP = 0.10  # w rises from 0 at the head to 1 this far from it (fraction of the box side)
-KEEP = (0.06, 0.16)  # the photo's pixels fade in between these distances from the head
+RAMP_UP = 0.25  # ... and this far at the box's top edge (between, in proportion)
+KEEP = (0.6, 1.5)  # the photo's pixels fade in between these distances from the head (ramps)
 HEAD_SCALE = (1.25, 1.55, 1.10)  # the face oval grown sideways, up (hair) and down (chin)
+SMOOTH = 0.03  # the flow's Gaussian blur, as a fraction of the box side
+TILE = 8  # the crop is resampled in tiles of this many FLOW_SIZE pixels, where needed
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -91,6 +94,11 @@ class Stitcher:
         cv2.fillPoly(head, [np.round(cv2.convexHull(points.astype(np.float32))).astype(
             np.int32)], 1)
         self.head = head
+        # the ramp is longer above the head: hair and wall there take the stretch
+        rows = np.nonzero(head.any(1))[0]
+        centre = (rows[0] + rows[-1]) / 2 if len(rows) else n / 2
+        above = np.clip((centre - np.arange(n)) / max(centre, 1.0), 0.0, 1.0)
+        self._ramp = (RAMP + (RAMP_UP - RAMP) * above)[:, None].astype(np.float32)
         self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         self._grid = np.stack(np.meshgrid(np.arange(n, dtype=np.float32),
                                           np.arange(n, dtype=np.float32)), -1)
@@ -98,32 +106,46 @@ class Stitcher:
     def fields(self, animated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For an animated crop: the displacement (FLOW_SIZE², 2) in FLOW_SIZE pixels that
         takes each output pixel to where the crop is sampled, and the distance from the head
-        (FLOW_SIZE², in box sides)."""
+        (FLOW_SIZE², in ramp lengths: the displacement is all the flow from 1 on)."""
         n = FLOW_SIZE
         flow = self._flow.calc(self._photo, _grey(animated, n), None)  # photo(x) ≈ anim(x + f)
+        # the motion model's motion is smooth; the flow jumps where hair or the head's outline
+        # uncovers background (no match there), which would smear the crop
+        flow = cv2.GaussianBlur(cv2.medianBlur(flow, 5), (0, 0), SMOOTH * n)
         # the head where the animated crop has it: the photo's head moved by the flow
         back = self._grid - flow
         moved = cv2.remap(self.head, back[..., 0], back[..., 1], cv2.INTER_NEAREST,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         outside = (1 - np.maximum(self.head, moved)).astype(np.uint8)
-        distance = cv2.distanceTransform(outside, cv2.DIST_L2, 3) / n
-        weight = _smoothstep(distance / RAMP)
-        return flow * weight[..., None], distance
+        # distance from the head in ramp lengths
+        reach = cv2.distanceTransform(outside, cv2.DIST_L2, 3) / (n * self._ramp)
+        return flow * _smoothstep(reach)[..., None], reach
 
     def stitch(self, animated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``animated`` (uint8 (R, R, 3)) with what surrounds the head moved back to the photo's
         place, and the weight (FLOW_SIZE², float32 in [0, 1]) with which the photo's own pixels
-        should replace it (0 on and near the head)."""
+        should replace it (0 on and near the head).
+
+        Only tiles of :data:`TILE` (at FLOW_SIZE) that are moved and not wholly replaced are
+        resampled (bicubic); the head's pixels are the crop's own."""
         side = animated.shape[0]
-        shift, distance = self.fields(animated)
-        keep = _smoothstep((distance - KEEP[0]) / (KEEP[1] - KEEP[0])).astype(np.float32)
-        if not shift.any():
+        shift, reach = self.fields(animated)
+        keep = _smoothstep((reach - KEEP[0]) / (KEEP[1] - KEEP[0])).astype(np.float32)
+        needed = (np.abs(shift).max(-1) > 1e-3) & (keep < 1)
+        # a tile's neighbours too: the weights are resized to the frame between their samples
+        needed = cv2.dilate(needed.astype(np.uint8), np.ones((5, 5), np.uint8))
+        n = FLOW_SIZE // TILE
+        tiles = needed.reshape(n, TILE, n, TILE).any((1, 3))
+        if not tiles.any():
             return animated, keep
         scale = side / FLOW_SIZE
         full = cv2.resize(shift * scale, (side, side), interpolation=cv2.INTER_LINEAR)
+        steps = np.round(np.arange(n + 1) * TILE * scale).astype(int)
         xs = np.arange(side, dtype=np.float32)
-        full[..., 0] += xs[None, :]
-        full[..., 1] += xs[:, None]
-        out = cv2.remap(animated, full[..., 0], full[..., 1], cv2.INTER_CUBIC,
-                        borderMode=cv2.BORDER_REPLICATE)
+        out = animated.copy()
+        for ty, tx in zip(*np.nonzero(tiles), strict=True):
+            rows, cols = slice(steps[ty], steps[ty + 1]), slice(steps[tx], steps[tx + 1])
+            out[rows, cols] = cv2.remap(animated, full[rows, cols, 0] + xs[None, cols],
+                                        full[rows, cols, 1] + xs[rows, None], cv2.INTER_CUBIC,
+                                        borderMode=cv2.BORDER_REPLICATE)
         return out, keep
