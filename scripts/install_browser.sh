@@ -18,4 +18,7 @@ if ! python3 -c "import playwright" >/dev/null 2>&1; then
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 python3 -m pip install -q "playwright>=1.40"
 fi
 
+# onnxruntime-web for the on-device page (tests/test_web_*.py): pinned, sha512-checked, from npm
+bash "$(dirname "$0")/fetch_onnxruntime_web.sh"
+
 command -v chromium >/dev/null 2>&1 && chromium --version || true

@@ -23,6 +23,7 @@ from starlette.datastructures import State
 
 from fomm import __version__
 from fomm.app.animation import JobInput, load_animator, parse_options, public_message, run_job
+from fomm.app.device import device_router
 from fomm.app.guard import Guard
 from fomm.app.jobs import FINISHED, Job, JobQueue
 from fomm.app.metrics import Metrics
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, *, animator: Animator | None = 
         most=settings.max_queue + settings.workers)
     for routes in (animations, preview, examples, health, page):
         app.include_router(routes.router)
+    app.include_router(device_router(settings.checkpoint))  # the on-device page, /device/
     if state.animator is not None:  # with a broker no model is loaded here: no live page
         from fomm.app.live import LiveLimits, add_live_routes
 

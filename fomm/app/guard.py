@@ -34,8 +34,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 WILDCARD = ("0.0.0.0", "::", "")
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~-]{16,}")  # also a valid WebSocket subprotocol
-PUBLIC_PATHS = ("/", "/favicon.ico")  # the page must load to ask for the token
-PUBLIC_PREFIXES = ("/static/",)
+PUBLIC_PATHS = ("/", "/favicon.ico", "/device")  # the page must load to ask for the token
+PUBLIC_PREFIXES = ("/static/", "/device/")  # /device/: static files, animated in the browser
 # answered without the token (liveness probes) but told so: scope[AUTHORIZED] is False then
 OPEN_PATHS = ("/healthz",)
 AUTHORIZED = "fomm.authorized"
@@ -46,7 +46,8 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (
         b"content-security-policy",
-        b"default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
+        b"default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; img-src 'self' blob: data:; "
+        b"media-src 'self' blob:; "
         b"style-src 'self' 'unsafe-inline'; connect-src 'self'; object-src 'none'; "
         b"base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
     ),

@@ -1,0 +1,270 @@
+"""The on-device site (``fomm export-web``) in a real browser: Debian's Chromium through Playwright.
+
+One site is built for the module (the bundled model, WASM only) and served locally with the
+cross-origin isolation headers. Chromium's fake camera plays a clip made from the packaged demo
+clip (a real talking face); the page animates on onnxruntime-web. Skipped, saying why, without
+Chromium or Playwright (``scripts/install_browser.sh``); onnxruntime-web must be fetched
+(``scripts/fetch_onnxruntime_web.sh``, which ``scripts/install_browser.sh`` runs).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from test_app_browser import FLAGS, chromium_path
+
+pytestmark = pytest.mark.browser
+
+from fomm.media.image import write_image  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOT = ROOT / "output" / "screenshots" / "device.png"
+CAMERA = (640, 480)
+
+
+def demo_frames(n: int, size: tuple[int, int]) -> list[np.ndarray]:
+    """``n`` RGB frames of the packaged talking-face clip, resized to ``size`` (width, height)."""
+    from fomm.inference.demo import _packaged_clip
+    from fomm.media.video import iter_frames
+
+    frames = []
+    for frame in iter_frames(_packaged_clip(), max_frames=n):
+        frames.append(cv2.resize(frame, size, interpolation=cv2.INTER_CUBIC))
+    return frames
+
+
+def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 30) -> Path:
+    """A YUV4MPEG2 clip, what Chromium's fake camera plays (in a loop)."""
+    h, w = frames[0].shape[:2]
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for frame in frames:
+            yuv = cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), cv2.COLOR_BGR2YUV_I420)
+            f.write(b"FRAME\n" + yuv.tobytes())
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def built_site() -> Path:
+    """The site ``fomm export-web`` writes (built once per test run; WASM only)."""
+    from fomm.cli.main import main
+
+    folder = Path(tempfile.mkdtemp(prefix="fomm-test-site-"))
+    import atexit
+
+    atexit.register(shutil.rmtree, folder, True)
+    main(["export-web", str(folder / "site"), "--no-webgpu", "--no-expression"])
+    return folder / "site"
+
+
+@pytest.fixture(scope="module")
+def site() -> Path:
+    chromium_path()  # skip before building without a browser
+    pytest.importorskip("playwright.sync_api", reason="no playwright: scripts/install_browser.sh")
+    return built_site()
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory) -> dict[str, Path]:
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("web-media")
+    photo = folder / "photo.png"
+    write_image(photo, data.astronaut()[:320, 96:416])
+    camera = write_y4m(folder / "camera.y4m", demo_frames(64, CAMERA))
+    return {"photo": photo, "camera": camera, "folder": folder}
+
+
+@pytest.fixture(scope="module")
+def browser(media):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    camera = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+              f"--use-file-for-fake-video-capture={media['camera']}"]
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True,
+                                             args=FLAGS + camera)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def url(site):
+    from fomm.web.serve import serve_site
+
+    with serve_site(site) as address:
+        yield address
+
+
+class Page:
+    """A page of the site with its errors and the requests it makes after loading."""
+
+    def __init__(self, browser, address: str) -> None:
+        self.page = browser.new_page(viewport={"width": 1100, "height": 900})
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        self.page.on("pageerror", lambda err: self.errors.append(str(err)))
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.goto(address)
+        self.page.wait_for_function("document.body.dataset.ready === '1'", timeout=180_000)
+        self.page.on("request", lambda r: self.requests.append(r.url))
+
+    def network_requests(self) -> list[str]:
+        """Requests that leave the page (blob: and data: URLs stay in the browser)."""
+        return [u for u in self.requests if not u.startswith(("blob:", "data:"))]
+
+    def set_photo(self, path: Path) -> None:
+        self.page.set_input_files("#photo", str(path))
+        self.page.wait_for_function("document.body.dataset.photo === '1'", timeout=120_000)
+
+    def stats(self) -> dict:
+        return self.page.evaluate("() => ({...window.fommStats})")
+
+    def canvas(self) -> np.ndarray:
+        h, w, values = self.page.evaluate(
+            """() => { const c = document.getElementById('result');
+                       const d = c.getContext('2d').getImageData(0, 0, c.width, c.height);
+                       return [c.height, c.width, Array.from(d.data)]; }""")
+        return np.array(values, np.uint8).reshape(h, w, 4)[..., :3]
+
+
+def test_export_web_writes_a_self_contained_site(site):
+    manifest = json.loads((site / "site.json").read_text())
+    assert manifest["model"]["size"] == 256 and manifest["model"]["wasm_size"] == 128
+    for graphs in manifest["model"]["networks"].values():
+        for path in graphs.values():
+            assert (site / path).stat().st_size > 10_000
+    for path in manifest["mtcnn"].values():
+        assert (site / path).is_file()
+    assert manifest["webgpu"] is False and not (site / "vendor/onnxruntime-web/"
+                                                "ort.webgpu.min.mjs").exists()
+    assert (site / "vendor/onnxruntime-web/ort-wasm-simd-threaded.wasm").is_file()
+    assert "MIT" in (site / "vendor/LICENSE-onnxruntime-web.txt").read_text()
+    assert "Cross-Origin-Embedder-Policy: require-corp" in (site / "_headers").read_text()
+    # nothing refers to another host: no CDN
+    for path in [site / "index.html", *site.glob("js/*.js")]:
+        text = path.read_text()
+        assert "http://" not in text and "https://" not in text, path
+
+
+def test_live_with_a_fake_camera_and_no_requests(browser, url, media):
+    page = Page(browser, url)
+    p = page.page
+    assert p.evaluate("self.crossOriginIsolated") is True
+    page.set_photo(media["photo"])
+    still = page.canvas()
+    p.click("#start")
+    p.wait_for_function("window.fommStats.framesOut >= 4", timeout=240_000)
+    first = page.canvas()
+    p.wait_for_function("window.fommStats.framesOut >= 10", timeout=240_000)
+    later = page.canvas()
+    stats = page.stats()
+    assert stats["backend"].startswith("WASM SIMD") and "2 threads" in stats["backend"] \
+        or "4 threads" in stats["backend"]
+    assert stats["faceFrames"] >= 8 and stats["fps"] > 0
+    assert 0 < stats["latencyP50"] <= stats["latencyP95"]
+    assert p.inner_text("#stat-frames") != "0" and "ms" in p.inner_text("#stat-latency")
+    assert first.shape == later.shape == still.shape == (320, 320, 3)
+    assert np.abs(later.astype(int) - first.astype(int)).mean() > 0.2  # it follows the camera
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    p.screenshot(path=str(SCREENSHOT), full_page=True)
+    p.click("#stop")
+    assert page.network_requests() == []
+    assert page.errors == []
+    p.close()
+
+
+def test_one_thread_without_cross_origin_isolation(browser, site, media):
+    from fomm.web.serve import serve_site
+
+    with serve_site(site, isolated=False) as address:
+        page = Page(browser, address)
+        assert page.page.evaluate("self.crossOriginIsolated") is False
+        assert page.stats()["backend"].endswith("1 thread (no cross-origin isolation)")
+        page.set_photo(media["photo"])  # the networks run: the face found, the source encoded
+        assert page.errors == []
+        page.page.close()
+
+
+def test_file_mode_makes_a_video_download(browser, url, media):
+    from fomm.media.video import VideoWriter, iter_frames, probe
+
+    clip = media["folder"] / "driving.mp4"
+    frames = demo_frames(16, (320, 240))
+    with VideoWriter(clip, fps=25) as writer:
+        for frame in frames:
+            writer.write(frame)
+    page = Page(browser, url)
+    page.set_photo(media["photo"])
+    page.page.set_input_files("#clip", str(clip))
+    page.page.wait_for_function("document.body.dataset.fileDone", timeout=300_000)
+    assert page.page.evaluate("document.body.dataset.fileDone") == "16"
+    assert page.page.evaluate("document.getElementById('progress').value") == 1
+    data = page.page.evaluate("""async () => {
+        const blob = await (await fetch(document.getElementById('download').href)).blob();
+        const bytes = new Uint8Array(await blob.arrayBuffer());
+        let s = ''; for (let i = 0; i < bytes.length; i += 8192)
+          s += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192));
+        return btoa(s); }""")
+    video = media["folder"] / "result.webm"
+    video.write_bytes(base64.b64decode(data))
+    info = probe(video)
+    assert (info.width, info.height) == (320, 320)
+    decoded = list(iter_frames(video))
+    assert len(decoded) == 16
+    assert np.abs(decoded[-1].astype(int) - decoded[0].astype(int)).mean() > 0.2
+    assert page.network_requests() == []
+    assert page.errors == []
+    page.page.close()
+
+
+@pytest.mark.parametrize("size", [128])
+def test_the_page_matches_the_python_frame_path(browser, url, media, size):
+    """The same photo, frames and options through the page and through fomm live's frame step
+    (:class:`fomm.live.loop.LiveAnimator` on fp32 ONNX Runtime): mean |Δ| <= 2/255 on the face."""
+    from skimage import data
+
+    from fomm.checkpoints.loading import load_model
+    from fomm.config import AnimateOptions
+    from fomm.inference.animator import Animator
+    from fomm.live.loop import LiveAnimator, LiveOptions, live_animator
+
+    photo = data.astronaut()[:320, 96:416].copy()
+    frames = demo_frames(8, (320, 240))
+    page = Page(browser, f"{url}?size={size}")
+    page.set_photo(media["photo"])
+    payload = [{"width": f.shape[1], "height": f.shape[0],
+                "b64": base64.b64encode(np.dstack([f, np.full(f.shape[:2], 255, np.uint8)])
+                                        .tobytes()).decode()} for f in frames]
+    result = page.page.evaluate("""async (frames) => {
+        const dec = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+        const out = await window.fomm.animateFrames(frames.map((f) => (
+          {width: f.width, height: f.height, rgba: dec(f.b64)})));
+        const enc = (a) => { let s = ''; for (let i = 0; i < a.length; i += 8192)
+          s += String.fromCharCode.apply(null, a.subarray(i, i + 8192)); return btoa(s); };
+        return {box: window.fomm.state.animator.box,
+                frames: out.map((r) => ({face: r.face, data: enc(r.image.data)}))};
+    }""", payload)
+    page.page.close()
+    web = [np.frombuffer(base64.b64decode(f["data"]), np.uint8).reshape(320, 320, 4)[..., :3]
+           for f in result["frames"]]
+    assert all(f["face"] for f in result["frames"])
+
+    opts = AnimateOptions(detail=False, expression=False, backend="onnx", precision="fp32")
+    models, config = load_model(None)
+    animator = live_animator(Animator(models, config, "cpu", "fp32", "onnx"), opts, size)
+    step = LiveAnimator(animator, photo, LiveOptions(animate=opts, network_size=size))
+    x0, y0, x1, y1 = (int(round(v)) for v in result["box"])
+    face = (slice(max(y0, 0), y1), slice(max(x0, 0), x1))
+    for i, (frame, got) in enumerate(zip(frames, web, strict=True)):
+        expected = step(frame, i / 25)
+        assert expected is not None
+        diff = np.abs(got.astype(int) - expected.astype(int))[face]
+        assert diff.mean() <= 2, (i, diff.mean())
