@@ -5,23 +5,26 @@ moves with it, and blending such a crop into the still photo at the box's edge d
 crosses the edge (a shoulder line twice, a lighter band where background lies over the shirt).
 Stitching undoes the head's motion away from the head, geometrically rather than by blending:
 
-1. the optical flow from the photo's crop to the animated crop (DIS, on small grey copies):
-   where each photo pixel went;
-2. the head (face, hair, a little of the neck): an ellipse grown from the photo's face oval
-   (:mod:`fomm.faces.mesh`, else the crop's framing), joined with the same region moved by the
-   flow (where the head is in the animated crop);
+1. the optical flow from the photo's crop to the animated crop (DIS, on small grey copies,
+   smoothed: the motion model's motion is smooth): where each photo pixel went;
+2. the head (face, hair, a little of the neck): the photo's face oval
+   (:mod:`fomm.faces.mesh`, else the crop's framing) grown by :data:`HEAD_SCALE`, joined with
+   the same region moved by the flow (where the head is in the animated crop);
 3. the animated crop resampled at ``x + w(x)·flow(x)``: ``w`` is 0 on the head and rises to 1
-   over :data:`RAMP` of the box side away from it, so the head is untouched, everything farther
-   out comes back to the photo's place, and the neck between bends smoothly;
-4. a pixel weight (:meth:`Stitcher.keep`) that gives the photo's own pixels where the geometry is
-   already the photo's (from :data:`KEEP` on), so that the corners do not change at all.
+   over :data:`RAMP` of the box side away from it (:data:`RAMP_UP` towards the box's top, where
+   hair and wall take the stretch), so the head is untouched, everything farther out comes back
+   to the photo's place, and the neck between bends smoothly;
+4. a pixel weight that gives the photo's own pixels where the geometry is already the photo's
+   (:data:`KEEP`, in ramp lengths), so that the corners do not change at all.
 
-The cost per frame is one flow at :data:`FLOW_SIZE` pixels and one remap of the crop.
+The cost per frame is one flow at :data:`FLOW_SIZE` pixels and a bicubic remap of the parts of
+the crop that move back.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -79,10 +82,13 @@ class Stitcher:
         photo_crop: uint8 (S, S, 3) RGB, the photo's crop of the box (any size).
         outline: the head's outline in ``photo_crop``'s pixels (:func:`head_outline` by
             default).
+
+    Thread-safe: the flow is computed under a lock.
     """
 
     photo_crop: np.ndarray
     outline: np.ndarray | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         if self.outline is None:
@@ -108,7 +114,9 @@ class Stitcher:
         takes each output pixel to where the crop is sampled, and the distance from the head
         (FLOW_SIZE², in ramp lengths: the displacement is all the flow from 1 on)."""
         n = FLOW_SIZE
-        flow = self._flow.calc(self._photo, _grey(animated, n), None)  # photo(x) ≈ anim(x + f)
+        small = _grey(animated, n)
+        with self._lock:  # one flow object per photo, shared by the threads that paste
+            flow = self._flow.calc(self._photo, small, None)  # photo(x) ≈ anim(x + flow)
         # the motion model's motion is smooth; the flow jumps where hair or the head's outline
         # uncovers background (no match there), which would smear the crop
         flow = cv2.GaussianBlur(cv2.medianBlur(flow, 5), (0, 0), SMOOTH * n)
