@@ -1,6 +1,6 @@
-"""A one-minute soak (benchmarks/soak.py) of ``fomm serve`` with the bundled model: jobs, cancels,
-live sessions, hostile uploads and live attacks; no job lost, every attack answered as expected.
-Slow (about 3 minutes with the model's start and the drain): run with ``pytest -m slow``."""
+"""A one-minute soak (benchmarks/soak.py) of ``fomm serve`` with a tiny model: jobs, cancels, live
+sessions, hostile uploads and live attacks; no job lost, every attack answered as expected.
+Slow (about 2 minutes with the server's start and the drain): run with ``pytest -m slow``."""
 
 from __future__ import annotations
 
@@ -20,15 +20,19 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.mark.slow
 def test_a_one_minute_soak_loses_no_job(tmp_path):
-    from fomm.checkpoints.loading import bundled_model_path
+    from tiny import tiny_models
 
-    if bundled_model_path() is None:
-        pytest.skip("this install has no bundled model")
+    from fomm.checkpoints import save_checkpoint
+
+    save_checkpoint(tmp_path / "tiny.safetensors", *tiny_models(image_size=64))
     out = tmp_path / "soak.json"
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     subprocess.run([sys.executable, str(REPO / "benchmarks" / "soak.py"), "--minutes", "1",
+                    "--checkpoint", str(tmp_path / "tiny.safetensors"),
                     "--work-dir", str(tmp_path / "work"), "--out", str(out), "--job-every-s", "5",
-                    "--cancel-every", "2", "--live-every-s", "2", "--live-frames", "5",
+                    "--cancel-every", "2", "--live-every-s", "1", "--live-frames", "5",
+                    "--live-attacks", "photo_bomb_jpeg,flood,bad_frames,nested_json,"
+                    "text_before_photo,unknown_type,photo_bomb_png,not_json",
                     "--hostile-every-s", "3", "--drain-s", "240"],
                    check=True, env=env, cwd=REPO, timeout=900, capture_output=True)
     result = json.loads(out.read_text())
@@ -38,7 +42,7 @@ def test_a_one_minute_soak_loses_no_job(tmp_path):
     assert jobs["results_downloaded_ok"] == jobs["succeeded"], jobs
     assert not any(code.startswith("5") for code in jobs["refused"]), jobs["refused"]
     assert result["hostile_unexpected_total"] == 0, result["hostile"]
-    assert {"drip", "head_one_write", "jpeg_bomb", "live_photo_bomb_jpeg"} <= set(
+    assert {"drip", "head_one_write", "jpeg_bomb", "live_photo_bomb_jpeg", "live_flood"} <= set(
         result["hostile"])
     assert result["live"]["frames_answered"] >= 1 and not result["live"]["errors"], result["live"]
     assert result["healthz_latency_ms"]["not_200_outside_outage"] == 0
