@@ -507,3 +507,42 @@ def test_framer_looks_near_the_followed_face_first(live_media, monkeypatch):
     size = boxes[False][0][2] - boxes[False][0][0]
     for a, b in zip(boxes[True], boxes[False], strict=True):
         assert np.abs(a - b).max() < 0.1 * size  # the same face box, to detector jitter
+
+
+def test_overlapped_networks_run_on_fewer_threads(tiny_ckpt, monkeypatch, tmp_path):
+    """The overlapped loop's graph networks run on overlap_threads() (one fewer than the CPUs):
+    a second animator on the same networks when the given one runs on more, made once, with the
+    same frames bit for bit; torch eager is used as it is."""
+    pytest.importorskip("openvino")
+    from fomm.checkpoints.loading import bundled_model_path, load_model
+    from fomm.config import AnimateOptions
+    from fomm.inference.animator import Animator, probe_frames
+    from fomm.live import loop
+    from fomm.live.loop import live_animator, overlap_threads
+    from fomm.runtime.backends import torch_threads
+
+    monkeypatch.setenv("FOMM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(loop.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    opts = AnimateOptions(device="cpu", precision="fp32")
+    checkpoints = [tiny_ckpt] + ([None] if bundled_model_path() is not None else [])
+    for checkpoint in checkpoints:
+        models, config = load_model(checkpoint)
+        with torch_threads(2):
+            assert overlap_threads() == 1
+            # the first one converts the graphs; the others read them (as every later run does)
+            Animator(models, config, device="cpu", precision="fp32", backend="openvino")
+            given = Animator(models, config, device="cpu", precision="fp32", backend="openvino")
+            live = live_animator(given, opts, threads=overlap_threads())
+            assert live is not given and live.backend == "openvino"
+            assert live_animator(live, opts, threads=1) is live  # already on one thread
+            assert live_animator(given, opts) is given  # threads not asked: as it is
+            eager = Animator(models, config, device="cpu", precision="fp32", backend="torch")
+            assert live_animator(eager, opts, threads=1) is eager
+        source, driving = probe_frames(config.image_size)
+        frames = []
+        for animator in (given, live):
+            prepared = animator.prepare_source(source)
+            kp = animator.keypoints(animator.to_model_input(driving))
+            rendered = animator.render([prepared], kp, kp.select(slice(0, 1)))
+            frames.append(np.stack([f[0] for f in rendered]))
+        np.testing.assert_array_equal(frames[0], frames[1])
