@@ -11,9 +11,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import time
-import weakref
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import torch
 
 from fomm.config import ANIMATION_REGIONS, EXPRESSION_SCALE_RANGE, AnimateOptions
 from fomm.errors import FommError, InputError
@@ -207,59 +204,25 @@ def check_network_size(size: int | None) -> None:
         raise FommError(f"--network-size must be a multiple of 64 (128, 192, 256, ...), got {size}")
 
 
-def overlap_threads() -> int:
-    """Threads for each network of the overlapped live loop on a graph backend: one fewer than
-    the CPUs this process may use (at most torch's count), at least one.
-
-    The overlapped loop keeps the CPUs busy with its own threads (the pose and the expression
-    layer's landmarks beside the drawing, the finishing, the capture); a network's threads that
-    wait for each other at every layer only add to that. On the 2-core AMD EPYC (AVX2, fp32
-    OpenVINO) the bundled generator took 72 CPU ms a frame on one thread against 100 on two
-    (the same frames, bit for bit), the keypoint detector 13 against 18.
-    """
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(torch.get_num_threads(), cpus - 1))
-
-
-# the network threads of the animators made by live_animator (others: torch's count)
-_NETWORK_THREADS: weakref.WeakKeyDictionary[Animator, int] = weakref.WeakKeyDictionary()
-
-
-def _network_threads(animator: Animator) -> int:
-    return _NETWORK_THREADS.get(animator, torch.get_num_threads())
-
-
-def live_animator(
-    animator: Animator, opts: AnimateOptions, size: int | None = None, threads: int | None = None
-) -> Animator:
+def live_animator(animator: Animator, opts: AnimateOptions, size: int | None = None) -> Animator:
     """``animator`` when it already runs as live asks, else one on the same networks that does:
-    at :func:`live_precision` (a server's model loaded at ``auto`` → bf16 runs live at fp32), at
-    the networks' side ``size`` (None: the model's) and, on a graph backend, with ``threads``
-    threads per network (None: as ``animator``'s)."""
+    at :func:`live_precision` (a server's model loaded at ``auto`` → bf16 runs live at fp32) and
+    at the networks' side ``size`` (None: the model's)."""
     precision = live_precision(opts.precision, opts.device)
     precision = animator.precision if precision == "auto" else precision
     size = size or animator.size
-    if animator.backend not in GRAPH_BACKENDS or threads == _network_threads(animator):
-        threads = None
-    if precision == animator.precision and size == animator.size and threads is None:
+    if precision == animator.precision and size == animator.size:
         return animator
     check_network_size(size)
     from fomm.models import Models
 
-    threads = threads or _network_threads(animator)
-    with torch_threads(threads):  # what the graph backends give each network
-        made = Animator(
-            Models(animator.kp_detector, animator.generator),
-            dataclasses.replace(animator.config, image_size=size),
-            str(animator.device),
-            precision,
-            animator.runtime.asked,
-        )
-    _NETWORK_THREADS[made] = threads
-    return made
+    return Animator(
+        Models(animator.kp_detector, animator.generator),
+        dataclasses.replace(animator.config, image_size=size),
+        str(animator.device),
+        precision,
+        animator.runtime.asked,
+    )
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -532,21 +495,17 @@ def run_live(
         capture.close()
         raise
     try:
-        threads = overlap_threads() if opts.overlap else None
         if animator is None:
             from fomm.checkpoints.loading import load_model
 
             models, config = load_model(checkpoint, config=model_config, flavour=anim.flavour)
             if opts.network_size is not None:
                 config = dataclasses.replace(config, image_size=opts.network_size)
-            with torch_threads(threads or torch.get_num_threads()):
-                animator = Animator(
-                    models, config, anim.device, live_precision(anim.precision, anim.device),
-                    anim.backend,
-                )
-            _NETWORK_THREADS[animator] = threads or torch.get_num_threads()
-        # overlapped, a graph backend's networks run on overlap_threads()
-        animator = live_animator(animator, anim, opts.network_size, threads)
+            animator = Animator(
+                models, config, anim.device, live_precision(anim.precision, anim.device),
+                anim.backend,
+            )
+        animator = live_animator(animator, anim, opts.network_size)
         step = LiveAnimator(animator, source_image, opts)
         still = step.still
         stats.camera_fps = round(capture.fps, 2)
