@@ -57,16 +57,21 @@ export class ExpressionControls {
     this.showValues();
     const animator = this.animator;
     if (!animator || !this.available) return;
-    if (!$("expression").checked) { animator.layer = null; animator.regionNetworks = true; return; }
+    if (!$("expression").checked) {
+      animator.layer = null;
+      $("expression-note").textContent = "(off)";
+      return;
+    }
     const options = this.options();
     try {
       if (!animator.layer) {
         const { ExpressionLayer } = await this.loadModule();
+        animator.layerReference = null;  // a new layer takes the reference afresh
         animator.layer = await ExpressionLayer.create(this.state.runtime.ort, this.meshModels,
-          new ImageData(animator.crop.data, animator.crop.width, animator.crop.height), options);
+          new ImageData(new Uint8ClampedArray(animator.crop.data), animator.crop.width,
+            animator.crop.height), options);
       }
       animator.layer.options = options;
-      animator.regionNetworks = options.region === "all" || options.region === "pose";
       $("expression-note").textContent = `(${options.region} ×${options.scale})`;
     } catch (err) {
       animator.layer = null;

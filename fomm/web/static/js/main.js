@@ -55,8 +55,11 @@ async function load() {
   state.runtime = runtime;
   const { ort } = runtime;
   const counter = { bytes: 0 };
+  // threads that wait instead of spinning: on a busy device a spinning pool burns the CPU the
+  // other steps need (?spin=1 spins, onnxruntime's default)
+  const spin = params.get("spin") === "1" ? "1" : "0";
   const options = { executionProviders: runtime.backend === "webgpu" ? ["webgpu", "wasm"] : ["wasm"],
-    graphOptimizationLevel: "all" };
+    graphOptimizationLevel: "all", extra: { session: { intra_op: { allow_spinning: spin } } } };
   const sizes = Object.keys(manifest.model.networks).map(Number).sort((a, b) => b - a);
   let size = Number(params.get("size")) ||
     (runtime.backend === "webgpu" ? manifest.model.size : manifest.model.wasm_size);
@@ -70,8 +73,7 @@ async function load() {
   await useNetworks(size, counter);
   const mtcnn = {};
   for (const [name, path] of Object.entries(manifest.mtcnn)) mtcnn[name] = await fetchBytes(path, counter);
-  state.detector = await MTCNN.create(ort, mtcnn, { executionProviders: ["wasm"],
-    graphOptimizationLevel: "all" });
+  state.detector = await MTCNN.create(ort, mtcnn, { ...options, executionProviders: ["wasm"] });
   const backend = `${runtime.backend === "webgpu" ? "WebGPU" : "WASM SIMD"} · ` +
     `${runtime.threads} thread${runtime.threads > 1 ? "s" : ""}` +
     (self.crossOriginIsolated ? "" : " (no cross-origin isolation)");

@@ -35,6 +35,7 @@ export class FaceAnimator {
 
   /** Forget the followed face and the reference pose (a new stream). */
   reset() {
+    this.layerReference = null;
     const o = this.options;
     this.framer = new LiveFramer(this.detector, this.networks.size,
       { detectEvery: o.detectEvery, smoothing: o.smoothing, margin: o.margin });
@@ -63,14 +64,21 @@ export class FaceAnimator {
       newReference };
   }
 
-  /** The second half: the animated face crop (RGBA, model size). */
+  /** The second half: the animated face crop (RGBA, model size). With the expression layer
+   * on, as fomm live: its reference is the reference pose's crop, and the regions that keep the
+   * head still (expression, eyes, lips) draw on the photo's own crop without the networks and
+   * without the paste's colour match. */
   async animate(pose) {
-    const o = this.options;
-    const kp = normalizeKp(this.source.kp, pose.kp, pose.reference, o.relative, o.adaptScale);
-    let result = await this.networks.generate(this.source, kp);
-    const layer = this.layer;
+    const o = this.options, layer = this.layer;
+    const networks = !layer || layer.options.region === "all" || layer.options.region === "pose";
+    this.paster.colourMatch = networks;
+    let result = this.crop;
+    if (networks) {
+      const kp = normalizeKp(this.source.kp, pose.kp, pose.reference, o.relative, o.adaptScale);
+      result = await this.networks.generate(this.source, kp);
+    }
     if (layer) {
-      if (pose.newReference || this.layerReference !== pose.referenceCrop) {
+      if (this.layerReference !== pose.referenceCrop) {
         layer.reset();
         await layer.setReference(pose.referenceCrop);
         this.layerReference = pose.referenceCrop;
@@ -84,7 +92,7 @@ export class FaceAnimator {
    * {image, face, crop}. */
   async frame(frame, t) {
     const pose = await this.pose(frame, t);
-    if (!pose) return { image: this.still, face: false, crop: null };
+    if (!pose) { this.paster.colourMatch = true; return { image: this.still, face: false, crop: null }; }
     const animated = await this.animate(pose);
     return { image: this.paster.paste(animated), face: true, crop: animated, box: this.framer.box,
       kp: pose.kp };
