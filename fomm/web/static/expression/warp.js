@@ -114,24 +114,34 @@ export function thinPlate(centres, values, points, smoothing = SMOOTHING) {
     b[2 * i + 1] = values[2 * i + 1];
   }
   if (!solve(a, b, n, 2)) return null;
+  const cx = new Float64Array(k);
+  const cy = new Float64Array(k);
+  const wx = new Float64Array(k);
+  const wy = new Float64Array(k);
+  for (let i = 0; i < k; i++) {
+    cx[i] = centres[2 * i];
+    cy[i] = centres[2 * i + 1];
+    wx[i] = 0.5 * b[2 * i];
+    wy[i] = 0.5 * b[2 * i + 1];
+  }
   const p = points.length / 2;
   const out = new Float64Array(p * 2);
-  const cx = b[2 * k];
-  const cy = b[2 * k + 1];
+  const [c0x, c0y, c1x, c1y, c2x, c2y] = b.subarray(2 * k, 2 * k + 6);
   for (let q = 0; q < p; q++) {
     const x = points[2 * q];
     const y = points[2 * q + 1];
-    let sx = cx + x * b[2 * (k + 1)] + y * b[2 * (k + 2)];
-    let sy = cy + x * b[2 * (k + 1) + 1] + y * b[2 * (k + 2) + 1];
+    let sx = 0;
+    let sy = 0;
     for (let i = 0; i < k; i++) {
-      const dx = x - centres[2 * i];
-      const dy = y - centres[2 * i + 1];
-      const kv = kernel(dx * dx + dy * dy);
-      sx += kv * b[2 * i];
-      sy += kv * b[2 * i + 1];
+      const dx = x - cx[i];
+      const dy = y - cy[i];
+      const d2 = dx * dx + dy * dy;
+      const kv = d2 > 1e-20 ? d2 * Math.log(d2) : d2 * -46.051701859880914;
+      sx += kv * wx[i];
+      sy += kv * wy[i];
     }
-    out[2 * q] = sx;
-    out[2 * q + 1] = sy;
+    out[2 * q] = c0x + x * c1x + y * c2x + sx;
+    out[2 * q + 1] = c0y + x * c1y + y * c2y + sy;
   }
   return out;
 }
