@@ -237,3 +237,29 @@ def test_a_silent_client_frees_the_slot_within_the_default_deadlines(tmp_path, a
             freed = free_after(socket_url, photo)
             print(f"photo sent: {photo}; slot free again after {freed:.1f} s")
             assert limit - 0.5 <= freed <= limit + 1, (photo, freed)
+
+
+def test_a_client_waiting_for_its_frame_is_not_idle(tmp_path, animator, monkeypatch):
+    """Time the server spends on the client's frame is not the client's silence: a frame that
+    takes longer than --live-idle-s is answered, and the session is closed only for the
+    client's own silence after that."""
+    from test_app_live_hostile import ended, make, start
+
+    from fomm.app import live as live_module
+
+    class Slow(live_module.LiveAnimator):
+        def __call__(self, *args, **kwargs):
+            time.sleep(2.5)
+            return super().__call__(*args, **kwargs)
+
+    monkeypatch.setattr(live_module, "LiveAnimator", Slow)
+    camera = encode_jpeg(np.full((120, 160, 3), 90, np.uint8))
+    with make(tmp_path, animator, live_idle_s=1) as client, \
+            client.websocket_connect("/v1/live") as ws:
+        start(ws)
+        for _ in range(2):  # each sent when the last one's answer came, 2.5 s later
+            ws.send_bytes(camera)
+            assert ws.receive_json()["type"] == "frame"
+            ws.receive_bytes()
+        error, code, _ = ended(ws)  # then silence: closed
+        assert (error["code"], code) == ("idle", 1008)

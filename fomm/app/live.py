@@ -21,8 +21,9 @@ new camera frame when a result comes back, so the model never waits for the page
 Limits (:class:`LiveLimits`, from ``fomm serve``'s options): images are decoded in a worker
 thread after the checks of the upload path (format, then the size from the header against
 ``--max-resolution``, before any pixel is decoded); the photo must come within
-``--live-photo-s``, and a session that sends nothing for ``--live-idle-s`` is closed (as is one
-older than ``--live-session-s``), freeing the model; messages are read at most ``--live-max-fps``
+``--live-photo-s``, and a session that sends nothing for ``--live-idle-s`` while none of its
+frames waits or is being animated is closed (as is one older than ``--live-session-s``),
+freeing the model; messages are read at most ``--live-max-fps``
 a second (faster senders wait). Every camera frame is answered: animated (``frame``), replaced
 by a newer one (counted in ``dropped``), or ``{"type": "skipped", "code", "message"}`` when it
 cannot be decoded or animated. A malformed message ends the session with
@@ -67,7 +68,7 @@ class LiveLimits:
 
     max_resolution: int | None = 4096  # the largest side of the photo and of a camera frame
     photo_s: float = 30  # the photo must come within this
-    idle_s: float = 30  # a session that sends nothing for this long is closed
+    idle_s: float = 30  # a session silent this long, no frame of its pending, is closed
     session_s: float | None = None  # the longest a session may last (None: no limit)
     max_fps: float = 30  # messages read a second (faster senders wait)
 
@@ -114,6 +115,11 @@ class _Latest:
         self.dropped = 0
         self.event = asyncio.Event()
         self.closed = False
+        self.working = False  # a frame taken and not yet answered
+
+    def waiting(self) -> bool:
+        """A frame of the client's is waiting or being animated (the client waits on us)."""
+        return self.working or self.frame is not None
 
     def put(self, data: bytes) -> None:
         if self.frame is not None:
@@ -126,6 +132,7 @@ class _Latest:
             self.event.clear()
             await self.event.wait()
         frame, self.frame = self.frame, None
+        self.working = frame is not None
         return frame
 
 
@@ -252,9 +259,11 @@ async def _session(ws: WebSocket, animator: Animator, options: AnimateOptions,
                 image = await _read_image(data, "the camera frame", limits)
                 animated = await run_in_threadpool(step, image, arrived)
             except UploadError as err:
+                latest.working = False
                 await ws.send_json({"type": "skipped", "code": err.code, "message": err.message})
                 continue
             except Exception as err:  # one bad frame must not end the session
+                latest.working = False
                 failures += 1
                 log.warning("live: a frame could not be animated (%s)", err,
                             exc_info=failures == 1)
@@ -262,6 +271,7 @@ async def _session(ws: WebSocket, animator: Animator, options: AnimateOptions,
                                     "message": "this camera frame could not be animated"})
                 continue
             out = await run_in_threadpool(encode_jpeg, step.still if animated is None else animated)
+            latest.working = False
             frames_out += 1
             now = time.perf_counter()
             while notices:
@@ -328,8 +338,13 @@ async def _receive(ws: WebSocket, latest: _Latest, step: LiveAnimator, options: 
     limits = clock.limits
     try:
         while True:
-            message = await clock.receive(ws, limits.idle_s, "idle", "the live session was "
-                                          f"closed after {limits.idle_s:g} s without a frame")
+            try:
+                message = await clock.receive(ws, limits.idle_s, "idle", "the live session was "
+                                              f"closed after {limits.idle_s:g} s without a frame")
+            except _Refused as err:
+                if err.code == "idle" and latest.waiting():  # the client waits for its answer
+                    continue
+                raise
             if message["type"] == "websocket.disconnect":
                 break
             if message.get("bytes") is not None:
