@@ -175,6 +175,18 @@ def run_case(animator, photo_path: Path, clip: Path, args: argparse.Namespace,
     return {"frames": count[0], "measured": len(measures["after"].frames), **report}
 
 
+METRICS = {
+    "corner_swim": "mean |change| (0-255) of the box's corner patches between measured frames",
+    "corner_vs_photo": "mean |result - photo| (0-255) in the corner patches",
+    "corner_flow": "median optical-flow motion (px of a 256 box) of the corner patches from the "
+                   "photo, mean over frames; corner_flow_max: the largest frame's",
+    "border_vs_photo": f"mean |result - photo| (0-255) in a band of {BAND} of the side along the "
+                       "box's border, outside the face oval",
+    "seam": "edges added in the paste's ramp: ramp-weighted mean of max(|grad result| - "
+            "|grad photo|, 0)",
+    "paste_ms": "CPU ms per frame of the paste (one face; the first frame's head finding "
+                "included)",
+}
 KEYS = ("corner_swim", "corner_vs_photo", "corner_flow", "corner_flow_max", "border_vs_photo",
         "seam", "paste_ms")
 
@@ -239,16 +251,18 @@ def main() -> None:
     mean = {side: {k: round(float(np.mean([r[side][k] for r in rows])), 3) for k in KEYS}
             for side in ("before", "after")}
     print_row("MEAN", mean)
-    if args.out:
+    if args.out:  # one entry per set: the tuning, held-out and repo runs share a file
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        result = {"set": args.set, "machine": machine(), "git": revision,
-                  "checkpoint": str(args.checkpoint or "bundled"), "backend": animator.backend,
-                  "settings": {"max_frames": args.max_frames, "stride": args.stride,
-                               "threads": args.threads},
-                  "mean": mean, "clips": rows,
-                  "seconds": round(time.perf_counter() - started, 1)}
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.out}")
+        results = json.loads(args.out.read_text()) if args.out.exists() else {}
+        results.setdefault("sets", {})[args.set] = {
+            "machine": machine(), "git": revision,
+            "checkpoint": str(args.checkpoint or "bundled"), "backend": animator.backend,
+            "settings": {"max_frames": args.max_frames, "stride": args.stride,
+                         "threads": args.threads},
+            "mean": mean, "clips": rows, "seconds": round(time.perf_counter() - started, 1)}
+        results["metrics"] = METRICS
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.out} ({args.set})")
 
 
 if __name__ == "__main__":
