@@ -11,10 +11,13 @@
   elsewhere, overlapped; and ``--network-size 128``), interleaved and repeated; each run records
   the load average and the share of the machine's CPU that other processes used meanwhile;
 * the live frame path stage by stage (face framing with detection every 3rd frame, keypoints,
-  generator, ``--detail``, conversion, paste), CPU ms per frame, detail off and on, and at
+  generator, ``--detail``, conversion, the expression layer's driving landmarks
+  (``observe``) and its rendering on the result (``apply``: the result's landmarks, the warp,
+  lids and mouth), paste), CPU ms per frame, detail off and on, the layer on, and at
   ``--network-size 128``;
 * network ms/frame (keypoints + generator, batch 1, source encoded once) per backend (and
-  precision) for the bundled model and the full vox-256 config (random weights);
+  precision) for the bundled model and the full vox-256 config (random weights), and for
+  OpenVINO fp32 also on one thread (``threads``: the networks' threads; CPU ms count all);
 * with ``--accuracy``: bf16 (fomm.runtime.precision's islands) against fp32 on the bundled model
 with a
   real talking face: mean, p99 and max |Δ| in 8-bit levels.
@@ -87,28 +90,35 @@ def network_ms(animator: Animator, frames: int = 8) -> tuple[float, float]:
     return wall / frames * 1000, cpu / frames * 1000
 
 
-def networks(variants: list[tuple[str, str]], frames: int) -> list[dict]:
-    """ms/frame per (backend, precision) for the bundled model and the full vox-256."""
+def networks(variants: list[tuple[str, str, int | None]], frames: int) -> list[dict]:
+    """ms/frame per (backend, precision, threads) for the bundled model and the full vox-256
+    (threads None: torch's count)."""
+    from fomm.runtime.backends import torch_threads
+
     rows = []
     for name in ("fomm-face-256", "vox-256"):
         torch.manual_seed(0)
         cfg = load_config(name).model
         models = build_models(cfg)
-        for backend, precision in variants:
-            animator = Animator(models, cfg, device="cpu", precision=precision, backend=backend)
-            ms, cpu_ms = network_ms(animator, frames)
+        for backend, precision, threads in variants:
+            threads = threads or torch.get_num_threads()
+            with torch_threads(threads):  # the graph backends' threads; torch eager's own
+                animator = Animator(models, cfg, device="cpu", precision=precision,
+                                    backend=backend)
+                ms, cpu_ms = network_ms(animator, frames)
             rows.append(
                 {
                     "preset": name,
                     "backend": animator.backend,
                     "precision": precision,
+                    "threads": threads,
                     "ms_per_frame": round(ms, 1),
                     "cpu_ms_per_frame": round(cpu_ms, 1),
                 }
             )
             print(
-                f"{name:14s} {animator.backend:8s} {precision:5s} {ms:8.1f} ms/frame "
-                f"({cpu_ms:.1f} CPU ms)",
+                f"{name:14s} {animator.backend:8s} {precision:5s} {threads} threads "
+                f"{ms:8.1f} ms/frame ({cpu_ms:.1f} CPU ms)",
                 flush=True,
             )
     return rows
@@ -139,10 +149,17 @@ def stages(seconds: float = 2.0) -> list[dict]:
     models, config = load_model(None)
     base = Animator(models, config, device="cpu", precision=live_precision("auto", "cpu"))
     rows = []
-    for detail, size in ((False, None), (True, None), (False, 128)):
-        opts = LiveOptions(animate=AnimateOptions(detail=detail, progress=False), network_size=size)
+    for detail, size, expression in (
+        (False, None, False),
+        (True, None, False),
+        (False, None, True),
+        (False, 128, False),
+    ):
+        animate = AnimateOptions(detail=detail, progress=False, expression=expression)
+        opts = LiveOptions(animate=animate, network_size=size)
         animator = live_animator(base, opts.animate, size)
         step = LiveAnimator(animator, data.astronaut(), opts)
+        layer = step._layers[0] if expression and step._layers else None
         times: dict[str, list[float]] = {}
 
         def timed(name, fn, *args, times=times):
@@ -172,6 +189,12 @@ def stages(seconds: float = 2.0) -> list[dict]:
             else:
                 result = out.prediction
             crops = timed("to uint8", to_frames, result)
+            if layer is not None:
+                if i == 0:
+                    layer.set_reference(crop)
+                observed = timed("expression: driving landmarks (observe)", layer.observe, crop)
+                crops = [timed("expression: result landmarks, warp (apply)", layer.apply,
+                               crops[0], crop, observed)]
             timed("paste", step._paste, list(crops))
         glue.__exit__(None, None, None)
         for name, values in times.items():
@@ -181,6 +204,7 @@ def stages(seconds: float = 2.0) -> list[dict]:
             rows.append(
                 {
                     "detail": detail,
+                    "expression": expression,
                     "network_size": animator.size,
                     "stage": name,
                     "backend": animator.backend,
@@ -190,7 +214,8 @@ def stages(seconds: float = 2.0) -> list[dict]:
                 }
             )
             print(
-                f"detail {'on ' if detail else 'off'} {animator.size} {name:32s} "
+                f"detail {'on ' if detail else 'off'} expression {'on ' if expression else 'off'} "
+                f"{animator.size} {name:42s} "
                 f"{rows[-1]['cpu_ms_mean']:7.1f} CPU ms (max {rows[-1]['cpu_ms_max']})",
                 flush=True,
             )
@@ -348,7 +373,9 @@ def main() -> None:
     parser.add_argument(
         "--accuracy", action="store_true", help="bf16 vs fp32 (slow on CPUs without native bf16)"
     )
-    parser.add_argument("--bf16", action="store_true", help="also time the networks at bf16")
+    parser.add_argument("--bf16", action="store_true",
+                        help="also time the networks at bf16 on torch (and on OpenVINO where "
+                        "the CPU has no native bf16)")
     parser.add_argument("--out", type=Path, default=RESULTS / "live-cpu.json")
     parser.add_argument(
         "--live-key",
@@ -388,8 +415,13 @@ def main() -> None:
     if args.accuracy:
         result["bf16_vs_fp32"] = bf16_error(args.frames)
     if "networks" in sections:
-        variants = [("torch", "fp32"), ("onnx", "fp32"), ("openvino", "fp32"),
-                    ("openvino", "bf16")] + ([("torch", "bf16")] if args.bf16 else [])
+        from fomm.runtime.precision import cpu_has_native_bf16
+
+        variants = [("torch", "fp32", None), ("onnx", "fp32", None), ("openvino", "fp32", None),
+                    ("openvino", "fp32", 1)]
+        if cpu_has_native_bf16() or args.bf16:  # emulated bf16 (no native) is slow
+            variants += [("openvino", "bf16", None)]
+        variants += [("torch", "bf16", None)] if args.bf16 else []
         result["networks"] = networks(variants, args.frames)
         result["networks_note"] = f"{now}; load average at end {os.getloadavg()}"
     for stale in ("load_average_at_start", "load_average_at_end"):

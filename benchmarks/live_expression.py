@@ -11,32 +11,59 @@ priority the benchmark ran at (its autogroup's nice value: a shared machine's ot
 take less from a run at a negative one, as from a foreground app).
 
     python benchmarks/live_expression.py --seconds 10 --repeats 2 \
-        --out benchmarks/results/live-expression-cpu.json
+        --out benchmarks/results/live-expression-cpu.json [--before REV]
+
+``--before REV`` also runs each setting with the live loop of git revision REV
+(``fomm/live/loop.py`` as it was there, on today's other modules), interleaved: before and after
+side by side under the same load.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from live import moving_face_clip  # noqa: E402  (benchmarks/live.py)
 from machine import cpu_ticks, machine  # noqa: E402  (benchmarks/machine.py)
 
+REPO = Path(__file__).resolve().parents[1]
 
-def run(photo: Path, clip: Path, region: str, record: Path) -> dict:
-    """One live run; ``region`` "off" turns the layer off."""
+
+def loop_at(revision: str, folder: Path) -> ModuleType:
+    """``fomm/live/loop.py`` of git ``revision`` as a module of its own."""
+    source = subprocess.run(["git", "show", f"{revision}:fomm/live/loop.py"], check=True,
+                            capture_output=True, text=True, cwd=REPO).stdout
+    path = folder / f"loop_{revision.replace('/', '_')}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # (its dataclasses look it up)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(photo: Path, clip: Path, region: str, record: Path, loop: ModuleType | None = None) -> dict:
+    """One live run; ``region`` "off" turns the layer off; ``loop``: the live loop module
+    (default: today's)."""
     from fomm.checkpoints.loading import load_model
     from fomm.config import AnimateOptions
     from fomm.inference.animator import Animator
-    from fomm.live import LiveOptions, run_live
-    from fomm.live.loop import live_animator
 
+    if loop is None:
+        from fomm.live import loop
+    LiveOptions, run_live, live_animator = loop.LiveOptions, loop.run_live, loop.live_animator
     models, config = load_model(None)
     animate = AnimateOptions(detail=False, progress=False, expression=region != "off",
                              animation_region="all" if region == "off" else region)
@@ -59,6 +86,18 @@ def run(photo: Path, clip: Path, region: str, record: Path) -> dict:
             "precision": animator.precision}
 
 
+def medians(rows: list[dict]) -> list[dict]:
+    """Per loop and setting, the median of each number over the repeats."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row.get("loop", "today"), row["expression"]), []).append(row)
+    keys = ("fps_out", "latency_ms_p50", "latency_ms_p95", "cpu_ms_per_frame_out",
+            "others_cpu_share")
+    return [{"loop": loop, "expression": region, "runs": len(group),
+             **{k: round(float(np.median([r[k] for r in group])), 2) for k in keys}}
+            for (loop, region), group in groups.items()]
+
+
 def autogroup() -> str:
     """This process's scheduling group and its nice value (Linux), or ""."""
     try:
@@ -74,6 +113,8 @@ def main() -> None:
     parser.add_argument("--regions", default="off,all,expression",
                         help="comma-separated: off, all, pose, expression, eyes, lips")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--before", metavar="REV",
+                        help="also run the live loop of this git revision, interleaved")
     args = parser.parse_args()
     from skimage import data
 
@@ -84,17 +125,22 @@ def main() -> None:
         clip = moving_face_clip(Path(tmp) / "camera.mp4", args.seconds)
         photo = Path(tmp) / "photo.png"
         write_image(photo, data.astronaut())
+        loops: list[tuple[str, ModuleType | None]] = [("today", None)]
+        if args.before:
+            loops.insert(0, (f"before ({args.before})", loop_at(args.before, Path(tmp))))
         for _ in range(args.repeats):
             for region in args.regions.split(","):
-                row = run(photo, clip, region, Path(tmp) / "out.mp4")
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+                for label, loop in loops:
+                    row = {"loop": label, **run(photo, clip, region, Path(tmp) / "out.mp4", loop)}
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         args.out.write_text(json.dumps({"machine": machine(), "when": when,
                                         "autogroup": autogroup(), "seconds": args.seconds,
-                                        "runs": rows}, indent=1) + "\n")
+                                        "medians": medians(rows), "runs": rows}, indent=1)
+                            + "\n")
 
 
 if __name__ == "__main__":
