@@ -87,33 +87,181 @@ function solve(a, b, n, m) {
 }
 
 /**
+ * The spline's weights (k x 2, then the affine part 3 x 2) for kernel matrix `kmat` (k x k, the
+ * smoothing on its diagonal), centres and values, by the null-space method: w = Z c with Z the
+ * null space of P^T (P = [1 x y], three Householder reflectors), Z^T K Z c = Z^T y by Cholesky
+ * (Z^T K Z is positive definite for the thin-plate kernel), then R a = Q1^T (y - K w). Null when
+ * the factorisation fails (nearly coincident centres).
+ */
+function nullSpaceSolve(kmat, centres, values, k) {
+  if (k < 4) return null;
+  const vs = [];
+  const taus = [];
+  const p = new Float64Array(k * 3); // P, reduced to R in place
+  for (let i = 0; i < k; i++) {
+    p[3 * i] = 1;
+    p[3 * i + 1] = centres[2 * i];
+    p[3 * i + 2] = centres[2 * i + 1];
+  }
+  for (let j = 0; j < 3; j++) {
+    let norm = 0;
+    for (let i = j; i < k; i++) norm += p[3 * i + j] ** 2;
+    norm = Math.sqrt(norm);
+    if (!(norm > 1e-12)) return null;
+    const alpha = p[3 * j + j] > 0 ? -norm : norm;
+    const v = new Float64Array(k);
+    for (let i = j; i < k; i++) v[i] = p[3 * i + j];
+    v[j] -= alpha;
+    let vv = 0;
+    for (let i = j; i < k; i++) vv += v[i] * v[i];
+    const tau = 2 / vv;
+    for (let c = j; c < 3; c++) {
+      let d = 0;
+      for (let i = j; i < k; i++) d += v[i] * p[3 * i + c];
+      d *= tau;
+      for (let i = j; i < k; i++) p[3 * i + c] -= d * v[i];
+    }
+    vs.push(v);
+    taus.push(tau);
+  }
+  // A = Q^T K Q, one reflector at a time from both sides: A <- H A H
+  const m = Float64Array.from(kmat);
+  const u = new Float64Array(k);
+  for (let j = 0; j < 3; j++) {
+    const v = vs[j];
+    const tau = taus[j];
+    for (let r = 0; r < k; r++) {
+      let d = 0;
+      const ro = r * k;
+      for (let i = j; i < k; i++) d += m[ro + i] * v[i];
+      u[r] = tau * d;
+    }
+    let vu = 0;
+    for (let i = j; i < k; i++) vu += v[i] * u[i];
+    const half = 0.5 * tau * vu;
+    for (let r = 0; r < k; r++) u[r] -= half * v[r];
+    for (let r = 0; r < k; r++) {
+      const ro = r * k;
+      const ur = u[r];
+      const vr = v[r];
+      for (let c = 0; c < k; c++) m[ro + c] -= ur * v[c] + vr * u[c];
+    }
+  }
+  // Q^T y
+  const qy = Float64Array.from(values);
+  const applyT = (vec, j) => {
+    const v = vs[j];
+    for (let col = 0; col < 2; col++) {
+      let d = 0;
+      for (let i = j; i < k; i++) d += v[i] * vec[2 * i + col];
+      d *= taus[j];
+      for (let i = j; i < k; i++) vec[2 * i + col] -= d * v[i];
+    }
+  };
+  for (let j = 0; j < 3; j++) applyT(qy, j);
+  // Cholesky of the trailing block (rows, columns 3..k-1), in place (lower)
+  const n = k - 3;
+  const l = new Float64Array(n * n);
+  for (let r = 0; r < n; r++) {
+    const mr = (r + 3) * k + 3;
+    const lr = r * n;
+    for (let c = 0; c <= r; c++) {
+      const lc = c * n;
+      let sum = m[mr + c];
+      for (let t = 0; t < c; t++) sum -= l[lr + t] * l[lc + t];
+      if (c === r) {
+        if (!(sum > 0)) return null;
+        l[lr + r] = Math.sqrt(sum);
+      } else {
+        l[lr + c] = sum / l[lc + c];
+      }
+    }
+  }
+  // c = L^-T L^-1 (Q^T y)[3:]
+  const cvec = new Float64Array(k * 2); // Q^T w: zeros in the first three rows
+  for (let col = 0; col < 2; col++) {
+    const z = new Float64Array(n);
+    for (let r = 0; r < n; r++) {
+      let sum = qy[2 * (r + 3) + col];
+      for (let t = 0; t < r; t++) sum -= l[r * n + t] * z[t];
+      z[r] = sum / l[r * n + r];
+    }
+    for (let r = n - 1; r >= 0; r--) {
+      let sum = z[r];
+      for (let t = r + 1; t < n; t++) sum -= l[t * n + r] * z[t];
+      z[r] = sum / l[r * n + r];
+    }
+    for (let r = 0; r < n; r++) cvec[2 * (r + 3) + col] = z[r];
+  }
+  // w = Q (Q^T w)
+  for (let j = 2; j >= 0; j--) applyT(cvec, j); // H_j is symmetric: H_j = H_j^T
+  const w = cvec;
+  // the affine part: R a = (Q^T (y - K w))[:3]
+  const rest = Float64Array.from(values);
+  for (let r = 0; r < k; r++) {
+    const ro = r * k;
+    let s0 = 0;
+    let s1 = 0;
+    for (let c = 0; c < k; c++) {
+      s0 += kmat[ro + c] * w[2 * c];
+      s1 += kmat[ro + c] * w[2 * c + 1];
+    }
+    rest[2 * r] -= s0;
+    rest[2 * r + 1] -= s1;
+  }
+  for (let j = 0; j < 3; j++) applyT(rest, j);
+  const out = new Float64Array((k + 3) * 2);
+  out.set(w);
+  for (let col = 0; col < 2; col++) {
+    const a = [0, 0, 0];
+    for (let r = 2; r >= 0; r--) {
+      let sum = rest[2 * r + col];
+      for (let c = r + 1; c < 3; c++) sum -= p[3 * r + c] * a[c];
+      a[r] = sum / p[3 * r + r];
+    }
+    for (let r = 0; r < 3; r++) out[2 * (k + r) + col] = a[r];
+  }
+  return out;
+}
+
+/**
  * The thin-plate spline through `values` (k x 2) at `centres` (flat xy, k points), regularised,
  * evaluated at `points` (flat xy): flat xy values, or null when the system is singular.
  */
 export function thinPlate(centres, values, points, smoothing = SMOOTHING) {
   const k = centres.length / 2;
-  const n = k + 3;
-  const a = new Float64Array(n * n);
-  const b = new Float64Array(n * 2);
+  const kmat = new Float64Array(k * k);
   for (let i = 0; i < k; i++) {
     const xi = centres[2 * i];
     const yi = centres[2 * i + 1];
-    for (let j = 0; j < k; j++) {
+    for (let j = 0; j < i; j++) {
       const dx = xi - centres[2 * j];
       const dy = yi - centres[2 * j + 1];
-      a[i * n + j] = kernel(dx * dx + dy * dy);
+      const v = kernel(dx * dx + dy * dy);
+      kmat[i * k + j] = v;
+      kmat[j * k + i] = v;
     }
-    a[i * n + i] += smoothing;
-    a[i * n + k] = 1;
-    a[i * n + k + 1] = xi;
-    a[i * n + k + 2] = yi;
-    a[k * n + i] = 1;
-    a[(k + 1) * n + i] = xi;
-    a[(k + 2) * n + i] = yi;
-    b[2 * i] = values[2 * i];
-    b[2 * i + 1] = values[2 * i + 1];
+    kmat[i * k + i] = smoothing;
   }
-  if (!solve(a, b, n, 2)) return null;
+  let b = nullSpaceSolve(kmat, centres, values, k);
+  if (b === null) {
+    // the general solver: LU with partial pivoting of the whole system
+    const n = k + 3;
+    const a = new Float64Array(n * n);
+    b = new Float64Array(n * 2);
+    for (let i = 0; i < k; i++) {
+      a.set(kmat.subarray(i * k, i * k + k), i * n);
+      a[i * n + k] = 1;
+      a[i * n + k + 1] = centres[2 * i];
+      a[i * n + k + 2] = centres[2 * i + 1];
+      a[k * n + i] = 1;
+      a[(k + 1) * n + i] = centres[2 * i];
+      a[(k + 2) * n + i] = centres[2 * i + 1];
+      b[2 * i] = values[2 * i];
+      b[2 * i + 1] = values[2 * i + 1];
+    }
+    if (!solve(a, b, n, 2)) return null;
+  }
   const cx = new Float64Array(k);
   const cy = new Float64Array(k);
   const wx = new Float64Array(k);
