@@ -166,8 +166,7 @@ def test_live_with_a_fake_camera_and_no_requests(browser, url, media):
     p.wait_for_function("window.fommStats.framesOut >= 10", timeout=240_000)
     later = page.canvas()
     stats = page.stats()
-    assert stats["backend"].startswith("WASM SIMD") and "2 threads" in stats["backend"] \
-        or "4 threads" in stats["backend"]
+    assert stats["backend"].startswith("WASM SIMD") and "isolation" not in stats["backend"]
     assert stats["faceFrames"] >= 8 and stats["fps"] > 0
     assert 0 < stats["latencyP50"] <= stats["latencyP95"]
     assert p.inner_text("#stat-frames") != "0" and "ms" in p.inner_text("#stat-latency")
@@ -181,13 +180,16 @@ def test_live_with_a_fake_camera_and_no_requests(browser, url, media):
     p.close()
 
 
-def test_one_thread_without_cross_origin_isolation(browser, site, media):
+def test_threads_need_cross_origin_isolation(browser, url, site, media):
     from fomm.web.serve import serve_site
 
+    isolated = Page(browser, f"{url}?threads=2")
+    assert isolated.stats()["backend"] == "WASM SIMD · 2 threads"
+    isolated.page.close()
     with serve_site(site, isolated=False) as address:
-        page = Page(browser, address)
+        page = Page(browser, f"{address}?threads=2")
         assert page.page.evaluate("self.crossOriginIsolated") is False
-        assert page.stats()["backend"].endswith("1 thread (no cross-origin isolation)")
+        assert page.stats()["backend"] == "WASM SIMD · 1 thread (no cross-origin isolation)"
         page.set_photo(media["photo"])  # the networks run: the face found, the source encoded
         assert page.errors == []
         page.page.close()

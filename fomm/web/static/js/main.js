@@ -51,7 +51,7 @@ async function load() {
   const started = performance.now();
   const manifest = await (await fetch("site.json")).json();
   const runtime = await loadRuntime(new URL(".", location.href).href, params.get("backend") || "auto",
-    manifest);
+    manifest, Number(params.get("threads")) || 0);
   state.runtime = runtime;
   const { ort } = runtime;
   const counter = { bytes: 0 };

@@ -5,8 +5,9 @@
 import { fromTensorData, toTensorData } from "./imageops.js";
 
 /** Load onnxruntime-web: {ort, backend: "webgpu" | "wasm", threads}. `wanted`: "auto", "wasm"
- * or "webgpu"; `base`: the site's root URL. */
-export async function loadRuntime(base, wanted = "auto", manifest = {}) {
+ * or "webgpu"; `base`: the site's root URL; `threads`: WASM threads (0: half the device's cores,
+ * at most 4; always 1 without cross-origin isolation). */
+export async function loadRuntime(base, wanted = "auto", manifest = {}, threads = 0) {
   let backend = "wasm";
   if (wanted !== "wasm" && manifest.webgpu && navigator.gpu) {
     try {
@@ -16,7 +17,11 @@ export async function loadRuntime(base, wanted = "auto", manifest = {}) {
   const vendor = new URL("vendor/onnxruntime-web/", base).href;
   const ort = await import(vendor + (backend === "webgpu" ? "ort.webgpu.min.mjs" : "ort.wasm.min.mjs"));
   ort.env.wasm.wasmPaths = vendor;
-  const threads = self.crossOriginIsolated ? Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 4)) : 1;
+  // half the cores, at most 4: the page's own work (camera, framing, paste) and the browser need
+  // the rest, and WASM threads cost CPU to keep in step (on a 2-core machine one thread took
+  // 100 CPU ms a frame at 128 px, two threads 163: benchmarks/web_live.py)
+  threads = !self.crossOriginIsolated ? 1
+    : threads || Math.max(1, Math.min(4, Math.floor((navigator.hardwareConcurrency || 1) / 2)));
   ort.env.wasm.numThreads = threads;
   ort.env.logLevel = "error";
   return { ort, backend, threads };
