@@ -171,3 +171,43 @@ def test_one_euro_steadies_jitter_and_follows_jumps():
     assert values[-1] > 0.25  # a blink-sized jump is followed within 3 frames
     jump.reset()
     np.testing.assert_array_equal(jump(np.array([7.0])), [7.0])
+
+
+def test_lid_gain_leaves_a_whole_eye_shift_alone():
+    ref, groups = synthetic_face(eye_distance=50.0)
+    driving = ref.copy()
+    eye = np.unique(np.r_[groups["left_eye_upper"], groups["left_eye_lower"]])
+    driving[eye, 0] += 2.0  # the whole eye 0.04 eye distances sideways: no lid motion
+    upper = groups["left_eye_upper"][1:-1]
+    off = g.expression_offsets(driving, ref, groups)
+    assert np.abs(off[eye] - off[eye].mean(0)).max() < 0.005  # moved together, not amplified
+    driving[upper, 1] += 2.0  # the upper lid 0.04 down: amplified by the gain
+    off = g.expression_offsets(driving, ref, groups)
+    corners = groups["left_eye_upper"][[0, -1]]
+    closing = off[upper, 1] - off[corners, 1].mean()
+    np.testing.assert_allclose(closing, 0.04 * g.LID_GAIN, atol=0.01)
+
+
+def test_without_pose_keeps_the_head_and_the_expression():
+    pts, groups = synthetic_face()
+    rng = np.random.default_rng(0)
+    off = rng.normal(0.0, 0.05, pts.shape)
+    kept = g.without_pose(off, pts, groups)
+    for name in ("stable", "nose"):
+        assert np.abs(kept[groups[name]]).max() == 0.0
+    for side in ("left", "right"):
+        assert np.abs(kept[groups[f"{side}_eye_upper"][[0, -1]]]).max() == 0.0  # eye corners
+    assert np.abs(kept[groups["face_oval"], 0]).max() == 0.0  # the outline does not swing
+    lips = np.unique(np.concatenate([groups[n] for n in g.LIPS]))
+    assert abs(kept[lips, 0].mean()) < 1e-12  # the mouth does not slide sideways
+    np.testing.assert_allclose(kept[lips, 1], off[lips, 1])  # it opens and closes
+    brow = groups["left_brow"]
+    np.testing.assert_allclose(kept[brow], off[brow])  # brows as they are
+    # lid motion off the corners' line kept: a lid closing with its eye shifted
+    shifted = np.zeros_like(off)
+    upper = groups["left_eye_upper"]
+    eye = np.unique(np.r_[upper, groups["left_eye_lower"]])
+    shifted[eye, 0] += 0.1
+    shifted[upper[1:-1], 1] += 0.05
+    kept = g.without_pose(shifted, pts, groups)
+    np.testing.assert_allclose(kept[upper[1:-1]], [[0.0, 0.05]] * (len(upper) - 2), atol=1e-9)

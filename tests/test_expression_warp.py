@@ -111,3 +111,48 @@ def test_fill_mouth_shows_the_source_interior_inside_the_lips():
     assert mouth.source_share(0.2, 0.0) == 0.0  # a closed source: a dark cavity instead
     dark = mouth.fill_mouth(frame, target, groups, source, source_pts, 1.0, 60.0, share=0.0)
     assert dark[centre[1], centre[0]].max() < 100
+
+
+def test_a_closed_lid_shows_its_lashes():
+    image = np.full((128, 128, 3), 200, np.uint8)  # skin
+    image[50:70, 30:98] = (30, 30, 30)  # the eye: dark
+    lid = np.stack([np.linspace(30, 98, 9), np.full(9, 50.0)], axis=1)
+    wanted = lid.copy()
+    wanted[1:-1, 1] = 68.0
+    out = eyes.close_lid(image.copy(), lid, wanted, np.array([64.0, 60.0]), np.eye(2), 60.0)
+    middle = out[:, 60:68].astype(int).sum(axis=(1, 2))
+    line = middle[62:70].min()
+    assert line < 0.6 * middle[55]  # a dark line at the lid's new edge, skin above it
+
+
+def test_opening_lifts_a_closed_photo_lid_only_while_the_driver_looks():
+    photo, groups = synthetic_face(eye_distance=60.0)
+    upper = groups["left_eye_upper"][1:-1]
+    closed = photo.copy()
+    closed[upper, 1] += 8.0  # the photo's left eye nearly shut
+    reference = photo.copy()
+    lifted = eyes.opening(closed, groups, reference, reference)
+    assert (lifted[upper, 1] < -0.05).all()  # the lid goes up (face units)
+    assert np.abs(lifted[groups["right_eye_upper"]]).max() == 0.0  # the open eye is left alone
+    blink = reference.copy()
+    blink[upper, 1] += 8.0  # the driver blinks: nothing to open
+    assert np.abs(eyes.opening(closed, groups, blink, reference)).max() < 0.01
+    assert np.abs(eyes.opening(photo, groups, reference, reference)).max() == 0.0
+
+
+def test_fill_eye_shows_the_drivers_eye_where_the_lid_lifted():
+    pts, groups = synthetic_face(eye_distance=60.0)
+    before = pts.copy()
+    upper = groups["left_eye_upper"][1:-1]
+    before[upper, 1] += 4.0  # the frame's eye nearly shut, the target open
+    frame = np.full((256, 256, 3), 180, np.uint8)
+    source = np.full((256, 256, 3), 180, np.uint8)
+    poly = np.round(eyes.eye_contour(pts, groups, "left")).astype(np.int32)
+    cv2.fillPoly(source, [poly], (20, 60, 200))
+    out = eyes.fill_eye(frame, pts, before, groups, source, pts)
+    centre = np.round(pts[groups["left_eye_lower"][3]] * 0.5
+                      + pts[groups["left_eye_upper"][3]] * 0.5).astype(int)
+    assert out[centre[1], centre[0], 2] > 150 and out[centre[1], centre[0], 0] < 80
+    far = pts[groups["nose"][-1]].astype(int)
+    np.testing.assert_array_equal(out[far[1], far[0]], frame[far[1], far[0]])
+    assert eyes.fill_eye(frame, pts, pts, groups, source, pts) is frame  # nothing opened

@@ -19,9 +19,11 @@ from fomm.expression.geometry import (
     Groups,
     eye_centres,
     face_axes,
+    gap,
     similarity,
     transform,
 )
+from fomm.expression.mouth import _blend, _mapped_box, _polygon
 
 OPENING = 0.01  # a driver's upper lid this far above its reference (eye distances) opens the eye
 SHUT_OVERLAP = 0.015  # a shut upper lid covers the lower lid's edge by this (eye distances)
@@ -31,6 +33,14 @@ BROW_SHARE = 0.5  # the skin stretched over a closing eye lies in this share of 
 PLAIN_SHARE = 0.8  # ... and its plain colour from below this share of it (above the fold)
 LIT = 75  # percentile of brightness above which the lid's skin gives its plain colour
 INSET = 0.012  # the lid landmarks lie this far inside the lash line (eye distances)
+# a photo's lids closer than this (mean gap, eye distances; open eyes measure 0.065-0.13 on the
+# tuning clips' drivers) are taken as closing: they open to it while the driver's eyes are open
+OPEN_GAP = 0.075
+LASH_FULL = 0.04  # a lid come down this far (eye distances) shows its lashes' full dark line ...
+LASH_DARK = 0.85  # ... this dark (share of the way to the eye's darkest colour) ...
+LASH_WIDTH = 0.012  # ... this thick (its Gaussian's sigma, eye distances; 0.6 px at least)
+FILL_FROM = 0.01  # an eye opened this much wider than the frame shows it (eye distances) ...
+FILL_FULL = 0.025  # ... gets the driver's eye from this much wider on
 
 
 def _curve(u: np.ndarray, pu: np.ndarray, pv: np.ndarray) -> np.ndarray:
@@ -126,7 +136,22 @@ def close_lid(
     # a one-pixel soft edge along the lid line
     alpha = np.clip((want_v - v) * eye_distance + 0.5, 0.0, 1.0) * inside
     alpha = np.where(v > top, alpha, 0.0)[..., None]
-    image[y0:y1, x0:x1] = np.clip(box + alpha * (moved - box) + 0.5, 0, 255).astype(np.uint8)
+    out = box + alpha * (moved - box)
+    # the lashes along the closing lid's edge: a dark line that reads as a lid come down (the
+    # slid lid edge alone is a pixel or two of skin at this size), darker the further it came
+    drop_v = want_v - _curve(u, lid_f[:, 0], lid_f[:, 1])
+    eye = inside & (v > lid_v) & (v < lid_v + 2 * LASH)
+    if eye.any():
+        shade = box[eye]
+        dark = shade[shade.sum(1) <= np.percentile(shade.sum(1), 20)].mean(0)
+        span = max(lid_f[:, 0].max() - lid_f[:, 0].min(), 1e-6)
+        along = np.clip((u - lid_f[:, 0].min()) / span, 0.0, 1.0)
+        sigma = max(0.6, LASH_WIDTH * eye_distance) / eye_distance
+        line = np.exp(-0.5 * ((v - (want_v - 0.3 * LASH)) / sigma) ** 2)
+        weight = LASH_DARK * np.clip(drop_v / LASH_FULL, 0.0, 1.0) * np.sqrt(np.sin(np.pi * along))
+        weight = (weight * line * inside)[..., None]
+        out = out + weight * (dark - out)
+    image[y0:y1, x0:x1] = np.clip(out + 0.5, 0, 255).astype(np.uint8)
     return image
 
 
@@ -185,6 +210,95 @@ def shut(target: np.ndarray, groups: Groups) -> np.ndarray:
         closed = low - face[upper, 1] < 2 * MIN_GAP
         face[upper, 1] = np.where(closed, low + SHUT_OVERLAP, face[upper, 1])
     return face * dist @ axes.T + origin
+
+
+def opening(
+    photo: np.ndarray, groups: Groups, driving: np.ndarray, reference: np.ndarray
+) -> np.ndarray:
+    """Offsets (face units, (N, 2)) that open a photo's closing eyes while the driver's are open.
+
+    The driver's lid motion is relative to its reference frame, whose lids are open: a photo
+    taken mid-blink (or squinting) would keep its eyes shut whenever the driver's are open.
+    Each upper lid of the photo closer than ``OPEN_GAP`` to its lower lid is lifted to it, as
+    far as the driver's lids are open (their gap over the reference's, squared: none in a
+    blink).
+    """
+    out = np.zeros((len(photo), 2))
+    dist, axes = face_axes(photo, groups)
+    face = (photo - np.mean(eye_centres(photo, groups), axis=0)) @ axes / max(dist, 1e-6)
+    for side in ("left", "right"):
+        upper, lower = groups[f"{side}_eye_upper"], groups[f"{side}_eye_lower"]
+        deficit = OPEN_GAP - gap(photo, upper, lower, groups)
+        if deficit <= 0 or len(upper) < 3:
+            continue
+        ratio = gap(driving, upper, lower, groups) / max(gap(reference, upper, lower, groups),
+                                                         1e-6)
+        xs = face[upper, 0]
+        t = np.clip((xs - xs[0]) / (xs[-1] - xs[0]) if abs(xs[-1] - xs[0]) > 1e-9 else xs * 0,
+                    0.0, 1.0)[1:-1]
+        weight = np.sin(np.pi * t)
+        weight = weight / max(weight.mean(), 1e-6)
+        out[upper[1:-1], 1] -= deficit * float(np.clip(ratio, 0.0, 1.0)) ** 2 * weight
+    return out
+
+
+def eye_contour(points: np.ndarray, groups: Groups, side: str) -> np.ndarray:
+    """The closed contour of one eye (M, 2): its upper lid, then its lower lid back."""
+    upper, lower = groups[f"{side}_eye_upper"], groups[f"{side}_eye_lower"]
+    return np.asarray(points, dtype=np.float64)[np.concatenate([upper, lower[::-1][1:-1]])]
+
+
+def _skin_colour(image: np.ndarray, contour: np.ndarray, dist: float) -> np.ndarray:
+    """Mean colour of the skin just below an eye (a band under its contour's box)."""
+    h, w = image.shape[:2]
+    x0, x1 = np.floor(contour[:, 0].min()), np.ceil(contour[:, 0].max()) + 1
+    y0 = np.ceil(contour[:, 1].max()) + 0.05 * dist
+    y1 = y0 + max(0.15 * dist, 2.0)
+    x0, x1 = int(np.clip(x0, 0, w - 1)), int(np.clip(x1, 1, w))
+    y0, y1 = int(np.clip(y0, 0, h - 1)), int(np.clip(y1, 1, h))
+    patch = image[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)].reshape(-1, image.shape[2])
+    return patch.mean(0) + 1.0
+
+
+def fill_eye(
+    frame: np.ndarray,
+    target: np.ndarray,
+    before: np.ndarray,
+    groups: Groups,
+    source: np.ndarray,
+    source_points: np.ndarray,
+) -> np.ndarray:
+    """``frame`` with each eye the warp opened wider than the frame showed it (``before``: its
+    landmarks before the warp) showing the driver's eye (``source``, landmarks
+    ``source_points``) inside its lids: a warp lifting a closed lid stretches lid skin, not an
+    eyeball. Mapped by a thin-plate spline through the lid contours, colour-matched with the
+    skin under the eye, feathered; a new frame (``frame`` itself when nothing opened)."""
+    dist = face_axes(target, groups)[0]
+    out = frame
+    for side in ("left", "right"):
+        upper, lower = groups[f"{side}_eye_upper"], groups[f"{side}_eye_lower"]
+        wider = gap(target, upper, lower, groups) - gap(before, upper, lower, groups)
+        shown = gap(source_points, upper, lower, groups)
+        strength = float(np.clip((wider - FILL_FROM) / (FILL_FULL - FILL_FROM), 0.0, 1.0))
+        strength *= float(np.clip(shown / max(gap(target, upper, lower, groups), 1e-6), 0, 1))
+        if strength <= 0.0:
+            continue
+        poly_t = eye_contour(target, groups, side)
+        poly_s = eye_contour(source_points, groups, side)
+        h, w = out.shape[:2]
+        pad = max(2, int(np.ceil(0.05 * dist)))
+        x0, y0 = np.floor(poly_t.min(0)).astype(int) - pad
+        x1, y1 = np.ceil(poly_t.max(0)).astype(int) + pad + 1
+        box = (max(int(x0), 0), max(int(y0), 0), min(int(x1), w), min(int(y1), h))
+        inside = _mapped_box(source, poly_t, poly_s, box)
+        if inside is None:
+            continue
+        s_dist = face_axes(source_points, groups)[0]
+        gain = np.clip(_skin_colour(out, poly_t, dist) / _skin_colour(source, poly_s, s_dist),
+                       0.7, 1.4)
+        mask = cv2.GaussianBlur(_polygon(poly_t, box), (0, 0), max(0.7, 0.015 * dist))
+        out = _blend(out, box, mask * strength, inside.astype(np.float32) * gain)
+    return out
 
 
 def _sorted(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

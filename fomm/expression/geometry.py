@@ -89,16 +89,60 @@ def expression_offsets(driving: np.ndarray, reference: np.ndarray, groups: Group
 
     The head's motion is taken out by a similarity fit of the driving frame's stable points onto
     the reference's; what is left, in the reference face's axes over its eye distance, is the
-    expression (the eyelids' times ``LID_GAIN``). A pure similarity motion of the driver gives
-    zeros.
+    expression (the eyelids' motion off their eye's corner line times ``LID_GAIN``). A pure
+    similarity motion of the driver gives zeros.
     """
     stable = groups["stable"]
     m = similarity(driving[stable], reference[stable])
     moved = transform(m, driving) - reference
     dist, axes = face_axes(reference, groups)
     offsets = moved @ axes / max(dist, 1e-6)
-    offsets[np.concatenate([groups[name] for name in LIDS])] *= LID_GAIN
+    face = _face_coords(reference, groups)
+    for side in ("left", "right"):
+        # the gain is on the lids' opening and closing: their motion off the line through the
+        # eye's corners (which move as they are: a whole eye's shift is no lid motion)
+        upper, lower = groups[f"{side}_eye_upper"], groups[f"{side}_eye_lower"]
+        ends = upper[[0, -1]]
+        lids = np.unique(np.r_[upper[1:-1], lower[1:-1]])
+        span = face[ends[1], 0] - face[ends[0], 0]
+        t = (face[lids, 0] - face[ends[0], 0]) / span if abs(span) > 1e-9 else 0.5
+        t = np.clip(t, 0.0, 1.0)[:, None]
+        along = (1 - t) * offsets[ends[0]] + t * offsets[ends[1]]
+        offsets[lids] = along + LID_GAIN * (offsets[lids] - along)
     return offsets
+
+
+def without_pose(offsets: np.ndarray, points: np.ndarray, groups: Groups) -> np.ndarray:
+    """Expression offsets (face units) with what a head turn or nod leaves in them taken out,
+    for a head that must stay where it is (``points``: the face they land on).
+
+    A similarity fit cannot take out a turn or a nod: the nose, the eye corners, the face's
+    outline and the mouth then move against the stable points as if they were an expression.
+    Kept: the brows, the lids' motion off their eye's corner line, the lips' motion about their
+    mean sideways shift, and the jaw's drop below the mouth (its outline's motion down the face);
+    the stable points, the nose and the eye corners stay.
+    """
+    out = np.asarray(offsets, dtype=np.float64).copy()
+    face = _face_coords(np.asarray(points, dtype=np.float64), groups)
+    for side in ("left", "right"):
+        upper, lower = groups[f"{side}_eye_upper"], groups[f"{side}_eye_lower"]
+        ends = upper[[0, -1]]
+        lids = np.unique(np.r_[upper[1:-1], lower[1:-1]])
+        span = face[ends[1], 0] - face[ends[0], 0]
+        t = (face[lids, 0] - face[ends[0], 0]) / span if abs(span) > 1e-9 else 0.5
+        t = np.clip(t, 0.0, 1.0)[:, None]
+        out[lids] -= (1 - t) * out[ends[0]] + t * out[ends[1]]
+        out[ends] = 0.0
+    out[groups["stable"]] = 0.0
+    out[groups["nose"]] = 0.0
+    oval = groups["face_oval"]
+    mouth_y = face[np.concatenate([groups[g] for g in LIPS])][:, 1].mean()
+    below = np.clip((face[oval, 1] - mouth_y) / 0.3, 0.0, 1.0)  # the jaw under the mouth
+    out[oval, 0] = 0.0
+    out[oval, 1] *= below
+    lips = np.unique(np.concatenate([groups[g] for g in LIPS]))
+    out[lips, 0] -= out[lips, 0].mean()  # a mouth's expressions move it about its middle
+    return out
 
 
 def to_pixels(offsets: np.ndarray, points: np.ndarray, groups: Groups) -> np.ndarray:

@@ -292,7 +292,12 @@ class ExpressionLayer:
         photo = self._photo_points
         face = geometry.slider_offsets(photo, groups, opts.eyes, opts.mouth, opts.smile)
         if driver is not None:
-            face = face + opts.scale * driver[0]
+            offsets = driver[0]
+            if opts.region in ("expression", "eyes", "lips"):  # the photo's head stays
+                offsets = geometry.without_pose(offsets, photo, groups)
+            # a photo's closing eyes open while the driver's are open
+            offsets = offsets + eyes.opening(photo, groups, driver[1], self._reference)
+            face = face + opts.scale * offsets
         moving = geometry.region_mask(groups, len(photo), opts.region)[:, None]
         wanted = photo + moving * geometry.to_pixels(face, photo, groups)
         wanted = np.where(moving > 0, geometry.clamp(wanted, groups, like=photo), photo)
@@ -303,7 +308,7 @@ class ExpressionLayer:
         else:
             target = geometry.transform(pose, wanted)
         if opts.region == "all" and driver is not None:
-            target = eyes.blinks_kept(src, target, groups, driver[0])
+            target = eyes.blinks_kept(src, target, groups, offsets)
         idx = self._controls
         oval = groups["face_oval"]
         warped = eyes.kept_open(src, target, groups)
@@ -317,6 +322,8 @@ class ExpressionLayer:
             lips = np.vstack([p[groups[g]] for p in (src, target) for g in geometry.LIPS])
             focus = (*(lips.min(0) - FOCUS_MARGIN * dist), *(lips.max(0) + FOCUS_MARGIN * dist))
         out = warp.warp(result, src[idx], warped[idx], outline, focus=focus)
+        if driver is not None and opts.region != "lips":  # lids lifted past the frame's own
+            out = eyes.fill_eye(out, warped, src, groups, driver[2], driver[1])
         origin = np.mean(geometry.eye_centres(target, groups), axis=0)
         shut = eyes.shut(target, groups)
         for side in ("left", "right"):
