@@ -9,7 +9,8 @@ camera with its defaults. Per run: frames out per second, latency p50 / p95 (cam
 drawn result), CPU ms per frame out (the browser's processes, or fomm's), the share of the CPU
 that other processes used meanwhile; per page: the bytes it downloads (raw and gzip), the time
 to load the models and the time from Start to the first animated frame. The networks run at 128
-(the page's WASM default, ``fomm live --network-size 128``) and at the model's 256.
+(the page's WASM default, ``fomm live --network-size 128``) and at the model's 256; the page
+with its default WASM threads (half the cores) and with two.
 
     python benchmarks/web_live.py [--seconds 10] [--repeats 2] [--site DIR]
 
@@ -87,7 +88,7 @@ class Meter:
 
 
 def web_run(chromium: str, url: str, camera: Path, photo: Path, size: int,
-            seconds: float) -> dict:
+            seconds: float, threads: int = 0) -> dict:
     """One live session of the page; its figures."""
     from playwright.sync_api import sync_playwright
 
@@ -100,7 +101,7 @@ def web_run(chromium: str, url: str, camera: Path, photo: Path, size: int,
         page = browser.new_page()
         requests: list[str] = []
         opened = time.perf_counter()
-        page.goto(f"{url}?size={size}")
+        page.goto(f"{url}?size={size}" + (f"&threads={threads}" if threads else ""))
         page.wait_for_function("document.body.dataset.ready === '1'", timeout=300_000)
         loaded = time.perf_counter() - opened
         page.on("request", lambda r: requests.append(r.url))
@@ -160,13 +161,16 @@ def live_run(photo: Path, clip: Path, size: int | None, seconds: float) -> dict:
 
 def download(site: Path, size: int) -> dict:
     """What the WASM page downloads (the page, its modules, onnxruntime-web's WASM build, the
-    networks at ``size`` and MTCNN), raw and gzip-compressed, in MB."""
+    networks at ``size``, MTCNN and the expression layer's face mesh), raw and gzip-compressed,
+    in MB."""
     manifest = json.loads((site / "site.json").read_text())
     files = [site / "index.html", site / "style.css", site / "site.json", *site.glob("js/*.js"),
              *(site / "vendor/onnxruntime-web" / n for n in
                ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")),
              *(site / p for p in manifest["model"]["networks"][str(size)].values()),
-             *(site / p for p in manifest["mtcnn"].values())]
+             *(site / p for p in manifest["mtcnn"].values()),
+             *(site / p for p in (manifest["face_mesh"] or {}).values()),
+             *(site.glob("expression/*.js") if manifest["face_mesh"] else [])]
     raw = sum(f.stat().st_size for f in files)
     packed = sum(len(gzip.compress(f.read_bytes(), 6)) for f in files)
     models = sum((site / p).stat().st_size for p in
@@ -174,6 +178,24 @@ def download(site: Path, size: int) -> dict:
     return {"network_size": size, "total_mb": round(raw / 1e6, 2),
             "total_gzip_mb": round(packed / 1e6, 2), "models_mb": round(models / 1e6, 2),
             "weights": manifest["model"]["weights"]}
+
+
+def medians(runs: list[dict]) -> list[dict]:
+    """Per runner, network size and backend: the median of each figure over the repeats."""
+    import statistics
+
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        groups.setdefault((run["runner"], run["network_size"], run["backend"]), []).append(run)
+    out = []
+    for (runner, size, backend), group in groups.items():
+        row = {"runner": runner, "network_size": size, "backend": backend, "runs": len(group)}
+        for key in ("fps_out", "latency_ms_p50", "latency_ms_p95", "cpu_ms_per_frame_out",
+                    "others_cpu_share", "models_loaded_s", "start_to_first_frame_s"):
+            if key in group[0]:
+                row[key] = round(statistics.median(r[key] for r in group), 2)
+        out.append(row)
+    return out
 
 
 def main() -> None:
@@ -200,20 +222,21 @@ def main() -> None:
         runs = []
         with serve_site(site) as url:
             for repeat in range(args.repeats):
-                for size in (128, 256):
-                    for runner in ("page", "fomm live"):
-                        if runner == "page":
-                            run = web_run(chromium, url, camera, photo, size, args.seconds)
-                        else:
-                            run = live_run(photo, clip, None if size == 256 else size,
-                                           args.seconds)
-                        run["repeat"] = repeat
-                        runs.append(run)
-                        print(json.dumps(run), flush=True)
+                # the page's default (its threads: half the cores), two threads, fomm live
+                for size, runner, threads in ((128, "page", 0), (128, "page", 2),
+                                              (128, "fomm live", 0), (256, "page", 0),
+                                              (256, "fomm live", 0)):
+                    if runner == "page":
+                        run = web_run(chromium, url, camera, photo, size, args.seconds, threads)
+                    else:
+                        run = live_run(photo, clip, None if size == 256 else size, args.seconds)
+                    run["repeat"] = repeat
+                    runs.append(run)
+                    print(json.dumps(run), flush=True)
         sizes = [download(site, s) for s in (128, 256)]
     result = {"machine": machine(), "seconds": args.seconds, "camera": "640x480 30 fps",
               "browser": "Debian Chromium headless (Playwright), no GPU: WebGPU has no adapter",
-              "runs": runs, "download": sizes}
+              "medians": medians(runs), "runs": runs, "download": sizes}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")

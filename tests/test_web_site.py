@@ -273,6 +273,7 @@ def test_expression_controls_drive_the_layer(browser, url, media):
     motion = np.mean([np.abs(f.astype(int) - off[0]).mean() for f in off[1:]])
     still = np.mean([np.abs(f.astype(int) - eyes[0]).mean() for f in eyes[1:]])
     assert still < motion
+    assert page.network_requests() == []  # the layer's networks came with the page
     assert page.errors == []
     p.close()
 

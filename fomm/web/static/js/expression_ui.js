@@ -33,17 +33,31 @@ export class ExpressionControls {
       smile: Number($("smile_offset").value) };
   }
 
-  async loadModule() {
+  /** The layer's module and face-mesh networks, loaded with the page (so that turning the
+   * layer on later fetches nothing); their bytes are added to `counter.bytes`. */
+  async preload(counter) {
+    if (!this.available) return;
+    try {
+      await this.loadModule(counter);
+    } catch (err) {
+      this.available = false;
+      this.disable(`(unavailable: ${err.message})`);
+    }
+  }
+
+  async loadModule(counter = { bytes: 0 }) {
     if (this.module) return this.module;
-    this.module = await import("../expression/layer.js");
+    const module = await import("../expression/layer.js");
     const { ort } = this.state.runtime;
-    this.meshModels = {};
+    const meshModels = {};
     for (const [name, path] of Object.entries(this.manifest.face_mesh)) {
       const bytes = new Uint8Array(await (await fetch(path)).arrayBuffer());
-      this.meshModels[name] = await ort.InferenceSession.create(bytes,
-        { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+      counter.bytes += bytes.length;
+      meshModels[name] = await ort.InferenceSession.create(bytes, this.state.options);
     }
-    return this.module;
+    this.meshModels = meshModels;
+    this.module = module;
+    return module;
   }
 
   /** A new photo: the layer is rebuilt for it when the box is on. */

@@ -74,6 +74,8 @@ async function load() {
   const mtcnn = {};
   for (const [name, path] of Object.entries(manifest.mtcnn)) mtcnn[name] = await fetchBytes(path, counter);
   state.detector = await MTCNN.create(ort, mtcnn, { ...options, executionProviders: ["wasm"] });
+  state.expression = new ExpressionControls(state, manifest, say);
+  await state.expression.preload(counter);
   const backend = `${runtime.backend === "webgpu" ? "WebGPU" : "WASM SIMD"} · ` +
     `${runtime.threads} thread${runtime.threads > 1 ? "s" : ""}` +
     (self.crossOriginIsolated ? "" : " (no cross-origin isolation)");
@@ -82,7 +84,6 @@ async function load() {
   stats.figures.loadMs = Math.round(performance.now() - started);
   $("model-size").textContent = `${(counter.bytes / 1e6).toFixed(1)} MB`;
   $("load-time").textContent = `${(stats.figures.loadMs / 1000).toFixed(1)} s`;
-  state.expression = new ExpressionControls(state, manifest, say);
   $("snapshot").disabled = false;
   say("Pick a photo (or take a camera snapshot), then start the camera or drop a driving clip.");
   document.body.dataset.ready = "1";
