@@ -274,6 +274,7 @@ class Soak:
         self.drips = threading.Semaphore(2)
         self.open_jobs: dict[str, dict] = {}
         self.started_at = ""
+        self.commit = _commit()
 
     # ---------------------------------------------------------------- measurements
 
@@ -438,9 +439,14 @@ class Soak:
                        max_size=16 * MB, close_timeout=5)
 
     def begin(self, ws) -> bool:
-        """Send the photo; True when the session is ready."""
-        ws.send(self.inputs.photo)
-        answer = json.loads(ws.recv(timeout=120))
+        """Send the photo; True when the session is ready (False: the model was busy)."""
+        try:
+            ws.send(self.inputs.photo)
+            answer = json.loads(ws.recv(timeout=120))
+        except ConnectionClosed as closed:  # busy: told, then closed (1013) before the photo
+            if not (closed.rcvd and closed.rcvd.code == 1013):
+                raise
+            answer = {"type": "error", "code": "busy"}
         if answer.get("type") == "error" and answer.get("code") == "busy":
             with self.rec.lock:
                 self.rec.live["busy"] += 1
@@ -593,7 +599,7 @@ class Soak:
             frames = skipped = dropped = 0
             with contextlib.suppress(TimeoutError):
                 while frames + skipped + dropped < sent:
-                    message = ws.recv(timeout=10)
+                    message = ws.recv(timeout=60)
                     if isinstance(message, str):
                         answer = json.loads(message)
                         if answer.get("type") == "frame":
@@ -744,21 +750,37 @@ class Soak:
     # ---------------------------------------------------------------- broker restart
 
     def restart_broker(self, redis: list, port: int, folder: Path, log: Path) -> None:
+        """At the middle of the run: Redis stopped (SIGTERM), a submission and a status read
+        tried while it is away (503 + Retry-After expected), Redis started again on its
+        append-only file after ``--outage-s``."""
         if self.stop.wait(self.args.minutes * 30):
             return
         with self.rec.lock:
             for job in self.open_jobs.values():
                 job["before_outage"] = True
-            before = sum(1 for job in self.rec.jobs.values() if job["status"] not in FINISHED)
-            self.rec.events.append(f"{self.rec.now():.0f}s: redis stopped with {before} "
-                                   "unfinished jobs")
+            before = len(self.open_jobs)
+        self.event(f"redis stopped with {before} unfinished jobs")
         t0 = self.rec.now()
         stop(redis[0], signal.SIGTERM, 20)
-        self.stop.wait(self.args.outage_s)
+        files = {"source": ("astronaut.png", self.inputs.source, "image/png"),
+                 "driving": ("clip.mp4", self.inputs.driving, "video/mp4")}
+        with httpx.Client(base_url=self.url, timeout=60) as http:
+            for kind, call in (("outage_submit", lambda: http.post("/v1/animations",
+                                                                   files=files)),
+                               ("outage_status", lambda: http.get("/v1/animations/x"))):
+                start = time.monotonic()
+                try:
+                    r = call()
+                    what = f"{r.status_code} {_code(r)} Retry-After: {r.headers.get('retry-after')}"
+                    ok = r.status_code == 503 and int(r.headers.get("retry-after", 0)) >= 1
+                except (httpx.HTTPError, ValueError) as err:
+                    ok, what = False, f"{type(err).__name__}: {err}"
+                self.rec.outcome(kind, ok, what, time.monotonic() - start)
+        self.stop.wait(max(0.0, self.args.outage_s - (self.rec.now() - t0)))
         redis[0] = start_redis(port, folder, log)
         with self.rec.lock:
             self.rec.outage = (t0, self.rec.now())
-            self.rec.events.append(f"{self.rec.now():.0f}s: redis back")
+        self.event("redis back")
 
     # ---------------------------------------------------------------- results
 
@@ -844,6 +866,7 @@ class Soak:
         result = {
             "benchmark": "soak", "complete": complete, "machine": machine(),
             "started_at": self.started_at, "minutes_planned": a.minutes,
+            "commit": self.commit,
             "elapsed_s": round(elapsed, 1),
             "server": {"mode": "fomm serve --broker + 1 fomm worker" if a.broker else "fomm serve",
                        "model": a.checkpoint or "bundled fomm-face-256",
@@ -899,6 +922,17 @@ class Soak:
                 self.write(complete=False)
             except Exception as err:  # noqa: BLE001  a partial write must not end the run
                 print(f"partial results not written: {err}", file=sys.stderr)
+
+
+def _commit() -> str | None:
+    """The checkout's commit (with "+changes" when fomm/ differs from it), or None."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, check=True,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "fomm"], cwd=REPO)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+changes" if dirty.returncode else "")
 
 
 def _code(r: httpx.Response) -> str:
