@@ -108,17 +108,21 @@ def follow(driver: np.ndarray, result: np.ndarray, min_frames: int = 3) -> dict[
             columns are stacked (each measured from its own first value by the caller).
     Returns:
         ``r`` (None when either side is constant), ``std_ratio`` (result std / driver std; None
-        when the driver is constant) and ``frames`` used.
+        when the driver is constant), ``driver_std`` (the driver's spread: where it is about
+        dlib's own noise, some 0.005-0.01 eye distances for the lids, r measures noise) and
+        ``frames`` used.
     """
     d = np.asarray(driver, np.float64).reshape(len(driver), -1)
     f = np.asarray(result, np.float64).reshape(len(result), -1)
     ok = np.isfinite(d).all(1) & np.isfinite(f).all(1)
     d, f = d[ok], f[ok]
-    out: dict[str, float | None] = {"r": None, "std_ratio": None, "frames": int(ok.sum())}
+    out: dict[str, float | None] = {"r": None, "std_ratio": None, "driver_std": None,
+                                    "frames": int(ok.sum())}
     if len(d) < min_frames:
         return out
     d, f = (d - d.mean(0)).ravel(), (f - f.mean(0)).ravel()
     sd, sf = float(np.sqrt(np.mean(d**2))), float(np.sqrt(np.mean(f**2)))
+    out["driver_std"] = round(sd, 4)
     if sd > 1e-9:
         out["std_ratio"] = round(sf / sd, 4)
         if sf > 1e-9:

@@ -57,6 +57,7 @@ def test_follow_scaled_copy_and_gaps():
     assert out["frames"] == 28
     anti = v.follow(driver, -driver)
     assert anti["r"] == pytest.approx(-1.0) and anti["std_ratio"] == pytest.approx(1.0)
+    assert anti["driver_std"] == pytest.approx(np.std(driver), abs=1e-4)
 
 
 def test_follow_undefined_cases():
