@@ -46,6 +46,8 @@ out.lips = L(g.regionMask(groups, photo.length / 2, 'lips'));
 out.keptOpen = L(eyes.keptOpen(result, F(input.closing), groups));
 out.blinksKept = L(eyes.blinksKept(F(input.closing), result, groups, F(out.offsets)));
 out.shut = L(eyes.shut(F(input.closing), groups));
+out.withoutPose = L(g.withoutPose(F(out.offsets), photo, groups));
+out.opening = L(eyes.opening(F(input.squint), groups, driving, reference));
 out.thinPlate = L(warp.thinPlate(F(input.centres), F(input.values), F(input.at), 1e-5));
 out.outline = L(warp.expandedOutline(F(input.outline)));
 const image = { width: 40, height: 30, data: Uint8ClampedArray.from(input.image) };
@@ -83,6 +85,8 @@ def faces():
     crossed = photo.copy()
     crossed[groups["left_eye_upper"][1:-1], 1] += 30.0  # lids crossing, lips crossing
     crossed[groups["lips_inner_lower"][1:-1], 1] -= 25.0
+    squint = photo.copy()
+    squint[groups["left_eye_upper"][1:-1], 1] += 3.0  # a photo with narrowed eyes
     closing = result.copy()
     closing[groups["right_eye_upper"][1:-1], 1] += 4.0
     rng = np.random.default_rng(3)
@@ -95,7 +99,7 @@ def faces():
     return {
         "groups": {k: v.tolist() for k, v in groups.items()},
         "photo": photo, "driving": driving, "reference": reference, "result": result,
-        "crossed": crossed, "closing": closing, "g": groups,
+        "crossed": crossed, "closing": closing, "squint": squint, "g": groups,
         "centres": rng.random((30, 2)), "values": rng.normal(size=(30, 2)),
         "at": rng.random((50, 2)) * 1.2 - 0.1, "outline": rng.random((25, 2)) * 100,
         "image": image, "plane": rng.random((30, 40)).astype(np.float32), "mask": mask,
@@ -128,6 +132,7 @@ def test_geometry_matches_python(faces, js):
     close(js["slidersShut"], geometry.slider_offsets(photo, g, -1, 1, -1))
     close(js["toPixels"], geometry.to_pixels(offsets, photo, g))
     close(js["clamp"], geometry.clamp(faces["crossed"], g, like=photo))
+    close(js["withoutPose"], geometry.without_pose(offsets, photo, g))
     assert js["gap"] == pytest.approx(geometry.gap(driving, g["lips_inner_upper"],
                                                    g["lips_inner_lower"], g), abs=1e-12)
     np.testing.assert_array_equal(js["lips"], geometry.region_mask(g, len(photo), "lips"))
@@ -151,6 +156,9 @@ def test_eyelids_match_python(faces, js):
     close(js["keptOpen"], eyes.kept_open(result, closing, g))
     close(js["blinksKept"], eyes.blinks_kept(closing, result, g, offsets))
     close(js["shut"], eyes.shut(closing, g))
+    opened = eyes.opening(faces["squint"], g, faces["driving"], faces["reference"])
+    assert np.abs(opened).max() > 1e-3  # the narrowed eye opens
+    close(js["opening"], opened)
 
 
 def test_spline_and_outline_match_python(faces, js):

@@ -13,6 +13,8 @@ export const SMILE_UP = 0.07;
 export const LID_GAIN = 1.6;
 export const MIN_GAP = 0.012;
 
+const clip = (x, lo, hi) => (x < lo ? lo : x > hi ? hi : x);
+
 /** np.interp: fp at x by linear interpolation over ascending xp, clamped at the ends. */
 export function interp(x, xp, fp) {
   const n = xp.length;
@@ -181,7 +183,26 @@ export function eyeMid(points, groups) {
   return [(lx + rx) / 2, (ly + ry) / 2];
 }
 
-/** The driver's expression since the reference frame, in face units (flat 2N). */
+/** Per eye: its lid points off the corners, their place t (0..1) between the corners. */
+function lidSpans(face, groups) {
+  return ['left', 'right'].map((side) => {
+    const upper = groups[`${side}_eye_upper`];
+    const lower = groups[`${side}_eye_lower`];
+    const ends = [upper[0], upper[upper.length - 1]];
+    const lids = [...new Set([...upper.subarray(1, -1), ...lower.subarray(1, -1)])]
+      .sort((a, b) => a - b);
+    const span = face[2 * ends[1]] - face[2 * ends[0]];
+    const t = lids.map((i) => (Math.abs(span) > 1e-9
+      ? Math.min(Math.max((face[2 * i] - face[2 * ends[0]]) / span, 0), 1) : 0.5));
+    return { ends, lids, t };
+  });
+}
+
+/**
+ * The driver's expression since the reference frame, in face units (flat 2N): the head's motion
+ * taken out by a similarity fit on the stable points, the lids' motion off their eye's corner
+ * line times LID_GAIN.
+ */
 export function expressionOffsets(driving, reference, groups) {
   const stable = groups.stable;
   const m = similarity(take(driving, stable), take(reference, stable));
@@ -189,12 +210,51 @@ export function expressionOffsets(driving, reference, groups) {
   for (let i = 0; i < moved.length; i++) moved[i] -= reference[i];
   const axes = faceAxes(reference, groups);
   const offsets = toFace(moved, [0, 0], axes, Math.max(axes.dist, 1e-6));
-  const lids = new Set(LIDS.flatMap((n) => Array.from(groups[n])));
-  for (const i of lids) {
-    offsets[2 * i] *= LID_GAIN;
-    offsets[2 * i + 1] *= LID_GAIN;
+  for (const { ends, lids, t } of lidSpans(faceCoords(reference, groups), groups)) {
+    lids.forEach((i, k) => {
+      for (let c = 0; c < 2; c++) {
+        const along = (1 - t[k]) * offsets[2 * ends[0] + c] + t[k] * offsets[2 * ends[1] + c];
+        offsets[2 * i + c] = along + LID_GAIN * (offsets[2 * i + c] - along);
+      }
+    });
   }
   return offsets;
+}
+
+/**
+ * Expression offsets (face units) with what a head turn or nod leaves in them taken out, for a
+ * head that must stay where it is (`points`: the face they land on): kept are the brows, the
+ * lids' motion off their eye's corner line, the lips' motion about their mean sideways shift and
+ * the jaw's drop below the mouth.
+ */
+export function withoutPose(offsets, points, groups) {
+  const out = Float64Array.from(offsets);
+  const face = faceCoords(points, groups);
+  for (const { ends, lids, t } of lidSpans(face, groups)) {
+    lids.forEach((i, k) => {
+      for (let c = 0; c < 2; c++) {
+        out[2 * i + c] -= (1 - t[k]) * out[2 * ends[0] + c] + t[k] * out[2 * ends[1] + c];
+      }
+    });
+    for (const i of ends) out[2 * i] = out[2 * i + 1] = 0;
+  }
+  for (const i of groups.stable) out[2 * i] = out[2 * i + 1] = 0;
+  for (const i of groups.nose) out[2 * i] = out[2 * i + 1] = 0;
+  const lips = concatIndices(groups, LIPS);
+  let mouthY = 0;
+  for (const i of lips) mouthY += face[2 * i + 1];
+  mouthY /= lips.length;
+  for (const i of groups.face_oval) {
+    out[2 * i] = 0;
+    out[2 * i + 1] *= clip((face[2 * i + 1] - mouthY) / 0.3, 0, 1);
+  }
+  // a mouth's expressions move it about its middle
+  const unique = uniqueIndices(groups, LIPS);
+  let shift = 0;
+  for (const i of unique) shift += out[2 * i];
+  shift /= unique.length;
+  for (const i of unique) out[2 * i] -= shift;
+  return out;
 }
 
 /** Face-unit offsets as pixel offsets on the face of `points`. */
@@ -219,8 +279,6 @@ function lidWeight(face, idx) {
   }
   return out;
 }
-
-const clip = (x, lo, hi) => (x < lo ? lo : x > hi ? hi : x);
 
 /** The sliders' offsets (flat 2N) in face units on the face of `points`. */
 export function sliderOffsets(points, groups, eyes = 0, mouth = 0, smile = 0) {

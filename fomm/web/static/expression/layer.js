@@ -7,7 +7,8 @@
 //                                              photoImageData, {region: 'all'});
 //   const out = await layer.apply(resultImageData, drivingImageData);
 //
-// Images are ImageData (RGBA, any size, square crops with the photo's framing).
+// Images are ImageData (RGBA, any size, square crops with the photo's framing). One layer
+// serves one stream: await each call before the next (the face trackers and filters keep state).
 
 import * as eyes from './eyes.js';
 import * as geometry from './geometry.js';
@@ -363,7 +364,15 @@ export class ExpressionLayer {
     const photo = this.photoPoints;
     const n = photo.length / 2;
     const face = geometry.sliderOffsets(photo, groups, opts.eyes, opts.mouth, opts.smile);
-    if (driver !== null) for (let i = 0; i < face.length; i++) face[i] += opts.scale * driver[0][i];
+    let offsets = null;
+    if (driver !== null) {
+      offsets = driver[0];
+      if (!usesNetworks(opts.region)) offsets = geometry.withoutPose(offsets, photo, groups);
+      // a photo's closing eyes open while the driver's are open
+      const open = eyes.opening(photo, groups, driver[1], this.reference);
+      offsets = offsets.map((v, i) => v + open[i]);
+      for (let i = 0; i < face.length; i++) face[i] += opts.scale * offsets[i];
+    }
     const moving = geometry.regionMask(groups, n, opts.region);
     const pixels = geometry.toPixels(face, photo, groups);
     let wanted = photo.map((v, i) => v + moving[i >> 1] * pixels[i]);
@@ -384,7 +393,7 @@ export class ExpressionLayer {
       target = geometry.transform(pose, wanted);
     }
     if (opts.region === 'all' && driver !== null) {
-      target = eyes.blinksKept(src, target, groups, driver[0]);
+      target = eyes.blinksKept(src, target, groups, offsets);
     }
     const idx = this.controls;
     const oval = groups.face_oval;
@@ -415,6 +424,9 @@ export class ExpressionLayer {
     }
     let out = warp(result, geometry.take(src, idx), geometry.take(warped, idx), outline,
       undefined, focus);
+    if (driver !== null && opts.region !== 'lips') { // lids lifted past the frame's own
+      out = eyes.fillEye(out, warped, src, groups, driver[2], driver[1]);
+    }
     const origin = geometry.eyeMid(target, groups);
     const shut = eyes.shut(target, groups);
     for (const side of ['left', 'right']) {

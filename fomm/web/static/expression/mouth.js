@@ -114,7 +114,7 @@ function lipColour(image, points, groups) {
 }
 
 /** `source` mapped onto `box` by the spline taking target controls to source ones (RGB floats). */
-function mappedBox(source, controlsT, controlsS, box) {
+export function mappedBox(source, controlsT, controlsS, box) {
   const [x0, y0, x1, y1] = box;
   if (x1 - x0 < 3 || y1 - y0 < 3) return null;
   const bw = x1 - x0;
@@ -154,7 +154,7 @@ function colourGain(frame, target, source, sourcePoints, groups) {
   return a.map((x, c) => clip(x / b[c], 0.6, 1.6));
 }
 
-function blend(frame, box, mask, image) {
+export function blend(frame, box, mask, image) {
   const [x0, y0, x1, y1] = box;
   const out = copyImage(frame);
   const bw = x1 - x0;
@@ -172,7 +172,7 @@ function blend(frame, box, mask, image) {
   return out;
 }
 
-function polygonMask(poly, box) {
+export function polygonMask(poly, box) {
   const [x0, y0, x1, y1] = box;
   const local = poly.map((v, i) => Math.round((v - (i % 2 ? y0 : x0)) * 8) / 8);
   return fillPolygonSoft(local, x1 - x0, y1 - y0);
