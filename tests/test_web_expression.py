@@ -25,11 +25,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnx
 import pytest
 import torch
 from media import astronaut, talking_clip
-from onnx import numpy_helper
 
 from fomm.config import AnimateOptions
 from fomm.errors import FommError
@@ -38,7 +36,12 @@ from fomm.faces.mesh import INPUT, IRIS_WEIGHTS, WEIGHTS, FaceMesh
 from fomm.faces.mesh_net import GraphNet
 from fomm.inference.pipeline import source_target
 from fomm.media.video import iter_frames
-from fomm.web.mesh_export import check_graph, export_face_mesh
+
+onnx = pytest.importorskip("onnx", reason="the mesh export needs onnx: pip install 'fomm[export]'")
+pytest.importorskip("onnxruntime", reason="the check needs onnxruntime: pip install 'fomm[export]'")
+from onnx import numpy_helper  # noqa: E402
+
+from fomm.web.mesh_export import check_graph, export_face_mesh  # noqa: E402
 
 STATIC = Path(__file__).resolve().parents[1] / "fomm" / "web" / "static" / "expression"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
