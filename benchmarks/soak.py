@@ -1052,7 +1052,7 @@ def main() -> None:
     p.add_argument("--healthz-every-s", type=float, default=1.0)
     p.add_argument("--live-every-s", type=float, default=10)
     p.add_argument("--live-frames", type=int, default=30)
-    p.add_argument("--live-photo-s", type=float, default=30,
+    p.add_argument("--live-photo-s", type=float, default=25,
                    help="the server's --live-photo-s (its default): how long the idle attack "
                         "may wait")
     p.add_argument("--live-attacks", default=",".join(LIVE_ATTACKS),

@@ -227,8 +227,8 @@ def free_after(socket_url: str, photo: bool) -> float:
 
 @pytest.mark.slow
 def test_a_silent_client_frees_the_slot_within_the_default_deadlines(tmp_path, animator):
-    """Defaults (30 s for the photo and for silence): the slot is free again about 30 s after a
-    client goes silent, before or after its photo."""
+    """Defaults (25 s for the photo and for silence): the slot is free again within 30 s of a
+    client going silent, before or after its photo."""
     settings = Settings(data_dir=str(tmp_path / "data"))
     assert settings.live_photo_s <= 30 and settings.live_idle_s <= 30
     with serve_in_thread(create_app(settings, animator=animator)) as url:
@@ -236,7 +236,7 @@ def test_a_silent_client_frees_the_slot_within_the_default_deadlines(tmp_path, a
         for photo, limit in ((False, settings.live_photo_s), (True, settings.live_idle_s)):
             freed = free_after(socket_url, photo)
             print(f"photo sent: {photo}; slot free again after {freed:.1f} s")
-            assert limit - 0.5 <= freed <= limit + 1, (photo, freed)
+            assert limit - 0.5 <= freed <= min(limit + 1, 30), (photo, freed)
 
 
 def test_a_client_waiting_for_its_frame_is_not_idle(tmp_path, animator, monkeypatch):

@@ -39,7 +39,7 @@ class Settings:
     upload_min_rate_kib: float = 16  # an upload slower than this on average (after 10 s) is cut
     upload_deadline_s: float | None = 1800  # the longest an upload's body may take
     min_free_mb: float = 512  # disk kept free for results: less, and uploads get 507
-    live_photo_s: float = 30  # a live session must send its photo within this
-    live_idle_s: float = 30  # a live session that sends nothing for this long is closed
+    live_photo_s: float = 25  # a live session must send its photo within this
+    live_idle_s: float = 25  # a live session that sends nothing for this long is closed
     live_session_s: float | None = None  # the longest a live session may last (None: no limit)
     live_max_fps: float = 30  # camera frames a live session may send a second

@@ -68,11 +68,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "would leave less gets 507, and /healthz says degraded "
                              "(default 512)")
     live = p.add_argument_group("live page")
-    live.add_argument("--live-photo-s", type=positive_float, default=30,
-                      help="a live session must send its photo within this (default 30)")
-    live.add_argument("--live-idle-s", type=positive_float, default=30,
+    live.add_argument("--live-photo-s", type=positive_float, default=25,
+                      help="a live session must send its photo within this (default 25)")
+    live.add_argument("--live-idle-s", type=positive_float, default=25,
                       help="a live session that sends nothing for this long is closed, "
-                           "freeing the model for the next (default 30)")
+                           "freeing the model for the next (default 25)")
     live.add_argument("--live-session-s", type=positive_float,
                       help="the longest a live session may last (default: no limit)")
     live.add_argument("--live-max-fps", type=positive_float, default=30,
