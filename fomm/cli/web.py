@@ -20,6 +20,7 @@ def cmd_export_web(args: argparse.Namespace) -> None:
           "thread:")
     for name, value in HEADERS.items():
         print(f"  {name}: {value}")
+    print(f"try it here: python -m fomm.web.serve {info.path}")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

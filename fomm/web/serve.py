@@ -50,3 +50,27 @@ def serve_site(folder: str | Path, host: str = "127.0.0.1", port: int = 0,
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def main() -> None:
+    """``python -m fomm.web.serve DIR [--port 8000] [--host 127.0.0.1]``: try a built site."""
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(prog="python -m fomm.web.serve", description=main.__doc__)
+    parser.add_argument("folder", help="a site written by fomm export-web")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args()
+    with serve_site(args.folder, args.host, args.port) as url:
+        print(f"serving {args.folder} at {url} with the cross-origin isolation headers "
+              "(Ctrl-C stops)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
