@@ -145,29 +145,44 @@ export function cut(img, x0, y0, x1, y1) {
 export function pyrDown(img) {
   const { width: w, height: h, data } = img;
   const dw = (w + 1) >> 1, dh = (h + 1) >> 1;
-  const k = [1, 4, 6, 4, 1];
   const reflect = (i, n) => {
     if (n === 1) return 0;
     while (i < 0 || i >= n) i = i < 0 ? -i : 2 * n - 2 - i;
     return i;
   };
-  const rows = new Int32Array(dw * h * 3);  // horizontal pass
+  const rows = new Int32Array(dw * h * 3);  // horizontal pass: 1 4 6 4 1
   for (let y = 0; y < h; y += 1) {
+    const row = y * w * 4, out = y * dw * 3;
     for (let x = 0; x < dw; x += 1) {
-      for (let c = 0; c < 3; c += 1) {
-        let s = 0;
-        for (let t = -2; t <= 2; t += 1) s += k[t + 2] * data[(y * w + reflect(2 * x + t, w)) * 4 + c];
-        rows[(y * dw + x) * 3 + c] = s;
+      const c0 = 2 * x;
+      if (c0 >= 2 && c0 + 2 < w) {
+        const b = row + (c0 - 2) * 4;
+        for (let c = 0; c < 3; c += 1) {
+          rows[out + 3 * x + c] = data[b + c] + 4 * data[b + 4 + c] + 6 * data[b + 8 + c]
+            + 4 * data[b + 12 + c] + data[b + 16 + c];
+        }
+      } else {
+        const i0 = row + reflect(c0 - 2, w) * 4, i1 = row + reflect(c0 - 1, w) * 4;
+        const i2 = row + reflect(c0, w) * 4, i3 = row + reflect(c0 + 1, w) * 4;
+        const i4 = row + reflect(c0 + 2, w) * 4;
+        for (let c = 0; c < 3; c += 1) {
+          rows[out + 3 * x + c] = data[i0 + c] + 4 * data[i1 + c] + 6 * data[i2 + c]
+            + 4 * data[i3 + c] + data[i4 + c];
+        }
       }
     }
   }
-  const out = makeImage(dw, dh);
+  const out = makeImage(dw, dh), od = out.data, stride = dw * 3;
   for (let y = 0; y < dh; y += 1) {
+    const r0 = reflect(2 * y - 2, h) * stride, r1 = reflect(2 * y - 1, h) * stride;
+    const r2 = reflect(2 * y, h) * stride, r3 = reflect(2 * y + 1, h) * stride;
+    const r4 = reflect(2 * y + 2, h) * stride;
     for (let x = 0; x < dw; x += 1) {
+      const o = (y * dw + x) * 4;
       for (let c = 0; c < 3; c += 1) {
-        let s = 0;
-        for (let t = -2; t <= 2; t += 1) s += k[t + 2] * rows[(reflect(2 * y + t, h) * dw + x) * 3 + c];
-        out.data[(y * dw + x) * 4 + c] = (s + 128) >> 8;
+        const k = 3 * x + c;
+        od[o + c] = (rows[r0 + k] + 4 * rows[r1 + k] + 6 * rows[r2 + k] + 4 * rows[r3 + k]
+          + rows[r4 + k] + 128) >> 8;
       }
     }
   }
