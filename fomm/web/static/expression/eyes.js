@@ -30,8 +30,8 @@ export const OPEN_GAP = 0.075;
 export const LASH_FULL = 0.04;
 export const LASH_DARK = 0.85;
 export const LASH_WIDTH = 0.012;
-export const FILL_FROM = 0.015;
-export const FILL_FULL = 0.035;
+export const FILL_FROM = 0.01;
+export const FILL_FULL = 0.025;
 
 function curveOf(face) {
   return sortedCurve(face, Int32Array.from({ length: face.length / 2 }, (_, i) => i));
