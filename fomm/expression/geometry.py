@@ -101,15 +101,24 @@ def expression_offsets(driving: np.ndarray, reference: np.ndarray, groups: Group
     for side in ("left", "right"):
         # the gain is on the lids' opening and closing: their motion off the line through the
         # eye's corners (which move as they are: a whole eye's shift is no lid motion)
-        upper, lower = groups[f"{side}_eye_upper"], groups[f"{side}_eye_lower"]
-        ends = upper[[0, -1]]
-        lids = np.unique(np.r_[upper[1:-1], lower[1:-1]])
-        span = face[ends[1], 0] - face[ends[0], 0]
-        t = (face[lids, 0] - face[ends[0], 0]) / span if abs(span) > 1e-9 else 0.5
-        t = np.clip(t, 0.0, 1.0)[:, None]
+        lids, ends, t = _lids_along(face, groups, side)
         along = (1 - t) * offsets[ends[0]] + t * offsets[ends[1]]
         offsets[lids] = along + LID_GAIN * (offsets[lids] - along)
     return offsets
+
+
+def _lids_along(
+    face: np.ndarray, groups: Groups, side: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An eye's lid points (corners left out), its two corners, and each lid point's place
+    along the corner line (0 at the first corner, 1 at the second; (k, 1)), in face
+    coordinates ``face``."""
+    upper, lower = groups[f"{side}_eye_upper"], groups[f"{side}_eye_lower"]
+    ends = upper[[0, -1]]
+    lids = np.unique(np.r_[upper[1:-1], lower[1:-1]])
+    span = face[ends[1], 0] - face[ends[0], 0]
+    t = (face[lids, 0] - face[ends[0], 0]) / span if abs(span) > 1e-9 else 0.5
+    return lids, ends, np.clip(t, 0.0, 1.0)[:, None]
 
 
 def without_pose(offsets: np.ndarray, points: np.ndarray, groups: Groups) -> np.ndarray:
@@ -125,12 +134,7 @@ def without_pose(offsets: np.ndarray, points: np.ndarray, groups: Groups) -> np.
     out = np.asarray(offsets, dtype=np.float64).copy()
     face = _face_coords(np.asarray(points, dtype=np.float64), groups)
     for side in ("left", "right"):
-        upper, lower = groups[f"{side}_eye_upper"], groups[f"{side}_eye_lower"]
-        ends = upper[[0, -1]]
-        lids = np.unique(np.r_[upper[1:-1], lower[1:-1]])
-        span = face[ends[1], 0] - face[ends[0], 0]
-        t = (face[lids, 0] - face[ends[0], 0]) / span if abs(span) > 1e-9 else 0.5
-        t = np.clip(t, 0.0, 1.0)[:, None]
+        lids, ends, t = _lids_along(face, groups, side)
         out[lids] -= (1 - t) * out[ends[0]] + t * out[ends[1]]
         out[ends] = 0.0
     out[groups["stable"]] = 0.0
