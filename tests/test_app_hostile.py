@@ -15,6 +15,7 @@ import pytest
 pytest.importorskip("fastapi", reason="fomm serve needs the web extras: pip install 'fomm[serve]'")
 
 import test_app as base  # noqa: E402
+from fuzz_bounds import Bounds  # noqa: E402
 from test_app import make_client, nothing_queued, submit  # noqa: E402
 
 from fomm.app.uploads import Pace, UploadError, check_video_header, read_form  # noqa: E402
@@ -309,6 +310,10 @@ def _fuzz_forms(examples: int) -> None:
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(bodies())
     def run(case: tuple[bytes, list[int]]) -> None:
+        with bounds.case():
+            one(case)
+
+    def one(case: tuple[bytes, list[int]]) -> None:
         body, cuts = case
 
         async def chunks():
@@ -329,7 +334,9 @@ def _fuzz_forms(examples: int) -> None:
                 assert all(p.parent == Path(folder) for p in form.files.values())
                 assert len(form.fields) <= 32
 
+    bounds = Bounds("multipart forms")
     run()
+    bounds.check()
 
 
 def _fuzz_media(examples: int, tmp_path: Path) -> None:
@@ -351,6 +358,10 @@ def _fuzz_media(examples: int, tmp_path: Path) -> None:
                                      HealthCheck.function_scoped_fixture])
     @given(st.data())
     def run(data) -> None:
+        with bounds.case():
+            one(data)
+
+    def one(data) -> None:
         path = tmp_path / "case.upload"
         path.write_bytes(_mutate(data.draw, image))
         try:
@@ -364,7 +375,9 @@ def _fuzz_media(examples: int, tmp_path: Path) -> None:
         except UploadError as err:
             assert err.status in (415, 422)
 
+    bounds = Bounds("uploaded images and videos")
     run()
+    bounds.check()
 
 
 def test_fuzz_forms_images_and_videos(tmp_path):

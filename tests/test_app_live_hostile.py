@@ -16,6 +16,7 @@ import zlib
 
 import numpy as np
 import pytest
+from fuzz_bounds import Bounds
 from tiny import tiny_models
 
 pytest.importorskip("fastapi", reason="fomm serve needs the web extras: pip install 'fomm[serve]'")
@@ -334,6 +335,10 @@ def _fuzz_images(examples: int) -> None:
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(st.one_of(st.composite(lambda draw: _mutated(draw))(), st.binary(max_size=512)))
     def run(data: bytes) -> None:
+        with bounds.case():
+            one(data)
+
+    def one(data: bytes) -> None:
         try:
             rgb = decode_image_bytes(data, "the photo", 512, live_module.MAX_MESSAGE)
         except UploadError as err:
@@ -342,7 +347,9 @@ def _fuzz_images(examples: int) -> None:
             assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
             assert max(rgb.shape[:2]) <= 512
 
+    bounds = Bounds("live images")
     run()
+    bounds.check()
 
 
 def _fuzz_commands(examples: int) -> None:
@@ -362,6 +369,10 @@ def _fuzz_commands(examples: int) -> None:
     @settings(max_examples=examples, deadline=None, derandomize=True)
     @given(texts)
     def run(text: str) -> None:
+        with bounds.case():
+            one(text)
+
+    def one(text: str) -> None:
         try:
             command = _command(text)
         except _Refused as err:
@@ -369,7 +380,9 @@ def _fuzz_commands(examples: int) -> None:
         else:
             assert isinstance(command, dict) and isinstance(command["type"], str)
 
+    bounds = Bounds("live commands")
     run()
+    bounds.check()
 
 
 def test_fuzz_live_images_and_commands():
