@@ -11,8 +11,9 @@ import asyncio
 import io
 import json
 import struct
+import sys
 import threading
-import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,29 +32,8 @@ from fomm.app.live import LiveLimits, _Clock, encode_jpeg, page_message  # noqa:
 from fomm.app.uploads import UploadError, decode_image_bytes  # noqa: E402
 from fomm.inference.animator import Animator  # noqa: E402
 
-
-def png_bomb(side: int) -> bytes:
-    """A real PNG of side x side black RGB pixels: a few hundred KB, side² x 3 bytes decoded."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    comp = zlib.compressobj(9)
-    row = b"\0" * (1 + 3 * side)
-    idat = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
-    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
-            + chunk(b"IEND", b""))
-
-
-def jpeg_bomb(side: int = 20000) -> bytes:
-    """A 16x16 JPEG whose header says side x side (decoders allocate the whole picture)."""
-    buf = io.BytesIO()
-    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(buf, "JPEG")
-    data = bytearray(buf.getvalue())
-    at = data.index(b"\xff\xc0")
-    data[at + 5:at + 9] = struct.pack(">HH", side, side)
-    return bytes(data)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from soak import jpeg_bomb, png_bomb  # noqa: E402  (benchmarks/soak.py: the same payloads)
 
 
 def photo_bytes() -> bytes:
