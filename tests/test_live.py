@@ -476,6 +476,35 @@ def test_live_network_size(live_media, tiny_ckpt, tmp_path):
     assert not build_parser().parse_args(["live", "p.png", "--no-overlap"]).overlap
 
 
+def test_auto_network_size_within_the_budget(tiny_ckpt, monkeypatch, tmp_path):
+    """--network-size's automatic choice: the model's size where its networks fit the budget,
+    else three quarters of it; the networks run on the threads asked."""
+    from fomm.checkpoints.loading import load_model
+    from fomm.config import AnimateOptions
+    from fomm.inference.animator import Animator
+    from fomm.live.loop import auto_network_size, live_animator, network_ms, network_threads
+
+    monkeypatch.setenv("FOMM_CACHE", str(tmp_path / "cache"))
+    models, config = load_model(tiny_ckpt)
+    big = Animator(models, dataclasses.replace(config, image_size=256), device="cpu",
+                   precision="fp32")
+    opts = AnimateOptions(device="cpu", precision="fp32")
+    image = np.zeros((100, 100, 3), np.uint8)
+    assert network_ms(big, image, frames=2) > 0
+    kept, measured = auto_network_size(big, opts, image, threads=1, budget_ms=1e9)
+    assert kept.size == 256 and [m["size"] for m in measured] == [256]
+    smaller, measured = auto_network_size(big, opts, image, threads=1, budget_ms=0.0)
+    assert smaller.size == 192 and [m["size"] for m in measured] == [256, 192]
+    assert smaller.generator is big.generator  # the same networks, run at 192
+    assert max(m["ms"] for m in measured) > 0
+    small = Animator(models, config, device="cpu", precision="fp32")  # 64 px: nothing smaller
+    assert auto_network_size(small, opts, image, budget_ms=0.0)[0].size == 64
+    assert network_threads() >= 1
+    if small.backend in ("onnx", "openvino"):  # asked threads: a new animator
+        assert live_animator(small, opts, threads=1) is not small
+    assert live_animator(small, opts) is small
+
+
 def test_framer_looks_near_the_followed_face_first(live_media, monkeypatch):
     from fomm.live import framing
 

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+import torch
 
 from fomm.config import ANIMATION_REGIONS, EXPRESSION_SCALE_RANGE, AnimateOptions
 from fomm.errors import FommError, InputError
@@ -51,6 +53,13 @@ SCALE_STEP = 0.25
 KEYS_HELP = "r reference, space pause, e expression, 1-5 region, +/- strength, q quit"
 # frames drawn by the networks at the same time with overlap (each shown that many frames later)
 DRAWS_IN_FLIGHT = 1
+# --network-size's automatic choice (None): the model's size where its keypoints and generator
+# take at most this many CPU ms a frame (one thread), else the next smaller candidate
+# (NETWORK_SIZE_STEPS); a 2-core machine keeps 20 frames/s with the expression layer on
+# (whose own work, the face framing and the paste take about 30 CPU ms) within this
+NETWORK_BUDGET_MS = 55.0
+NETWORK_SIZE_STEPS = (1.0, 0.75)  # candidates: the model's size, then three quarters of it
+PROBE_FRAMES = 3  # frames timed per candidate (after one warm-up), the median counts
 
 
 @dataclass(frozen=True)
@@ -64,7 +73,9 @@ class LiveOptions:
     camera frames; ``realtime``: False takes every frame of a file (tests, benchmarks);
     ``network_size``: run the networks at this side (px) instead of the model's own (a
     fully convolutional model runs at other sizes: 128 costs about a quarter of 256, for a
-    softer face; None: the model's size);
+    softer face; 192 a little over half, hardly softer); None: chosen at start by
+    :func:`auto_network_size` (the model's size where the CPU draws it fast enough live,
+    else three quarters of it);
     ``overlap``: frame the next camera frame and find its keypoints (and the expression
     layer's driving landmarks) while the generator draws this one, lay the expression on a
     drawn frame and paste it back while the next one is drawn, and show a result while the next
@@ -204,25 +215,96 @@ def check_network_size(size: int | None) -> None:
         raise FommError(f"--network-size must be a multiple of 64 (128, 192, 256, ...), got {size}")
 
 
-def live_animator(animator: Animator, opts: AnimateOptions, size: int | None = None) -> Animator:
+def live_animator(animator: Animator, opts: AnimateOptions, size: int | None = None,
+                  threads: int | None = None) -> Animator:
     """``animator`` when it already runs as live asks, else one on the same networks that does:
-    at :func:`live_precision` (a server's model loaded at ``auto`` → bf16 runs live at fp32) and
-    at the networks' side ``size`` (None: the model's)."""
+    at :func:`live_precision` (a server's model loaded at ``auto`` → bf16 runs live at fp32),
+    at the networks' side ``size`` (None: the model's) and, with ``threads``, on a graph
+    backend that runs them on that many threads (always a new one then)."""
     precision = live_precision(opts.precision, opts.device)
     precision = animator.precision if precision == "auto" else precision
     size = size or animator.size
-    if precision == animator.precision and size == animator.size:
+    rethread = threads is not None and animator.backend in GRAPH_BACKENDS
+    if precision == animator.precision and size == animator.size and not rethread:
         return animator
     check_network_size(size)
     from fomm.models import Models
 
-    return Animator(
-        Models(animator.kp_detector, animator.generator),
-        dataclasses.replace(animator.config, image_size=size),
-        str(animator.device),
-        precision,
-        animator.runtime.asked,
-    )
+    with torch_threads(threads) if rethread else contextlib.nullcontext():
+        return Animator(
+            Models(animator.kp_detector, animator.generator),
+            dataclasses.replace(animator.config, image_size=size),
+            str(animator.device),
+            precision,
+            animator.runtime.asked,
+        )
+
+
+def network_threads() -> int:
+    """The live networks' threads on a graph backend: half the CPUs this process may use (one
+    on 2 cores). With overlap, the networks share the CPUs with the next frame's pose and the
+    previous frame's expression layer and paste: on a busy 2-core machine one OpenVINO thread
+    took 85 CPU ms a frame at 256 px where two took 150 (they wait for each other)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 2
+    return max(1, cpus // 2)
+
+
+def network_ms(animator: Animator, image: np.ndarray, frames: int = PROBE_FRAMES,
+               threads: int = 1) -> float:
+    """The networks' CPU ms a frame (keypoints of ``image`` and the generator on it as
+    source), the median of ``frames`` after a warm-up: this thread's CPU time where the
+    networks run on one ``threads`` (on the calling thread), the process's otherwise. CPU time
+    stays steady on a shared machine, where wall time doubles."""
+    clock = time.thread_time if threads == 1 else time.process_time
+    source = animator.prepare_source(image)
+    times = []
+    for _ in range(frames + 1):
+        cpu = clock()
+        kp = animator.keypoints(animator.to_model_input(image))
+        animator.generator_output(source, kp)
+        times.append(1000 * (clock() - cpu))
+    return float(np.median(times[1:]))
+
+
+def auto_network_size(animator: Animator, opts: AnimateOptions, image: np.ndarray,
+                      threads: int | None = None,
+                      budget_ms: float = NETWORK_BUDGET_MS) -> tuple[Animator, list[dict]]:
+    """The live animator at the largest of the candidate sizes (``NETWORK_SIZE_STEPS`` of the
+    model's size, multiples of 64, at least 64) whose networks take at most ``budget_ms`` on
+    ``image`` (:func:`network_ms`), else at the smallest; and what was measured, per size
+    (``size``, ``ms``). On the 2-core AMD EPYC (AVX2, fp32) the bundled 256 px model's
+    networks take about 80 CPU ms a frame and 192 px about 45: live runs at 192 there; on a
+    CPU with AMX (bf16) 256 px takes about 30 and stays.
+
+    Args:
+        animator: the loaded model.
+        opts: the animation options (precision and device, as for :func:`live_animator`).
+        image: a uint8 (H, W, 3) image to time the networks on (e.g. the photo: their cost
+            does not depend on what it shows).
+        threads: the networks' threads (as for :func:`live_animator`).
+        budget_ms: the networks' budget a frame.
+    """
+    sizes: list[int] = []
+    for step in NETWORK_SIZE_STEPS:
+        size = max(64, int(round(animator.size * step / 64)) * 64)
+        if size not in sizes:
+            sizes.append(size)
+    if resolve_device(opts.device).type != "cpu":
+        sizes = sizes[:1]
+    measured: list[dict] = []
+    chosen = animator
+    for size in sizes:
+        chosen = live_animator(animator, opts, size, threads)
+        if len(sizes) == 1:
+            break
+        ms = network_ms(chosen, image, threads=threads or torch.get_num_threads())
+        measured.append({"size": size, "ms": round(ms, 1)})
+        if ms <= budget_ms:
+            break
+    return chosen, measured
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -505,7 +587,15 @@ def run_live(
                 models, config, anim.device, live_precision(anim.precision, anim.device),
                 anim.backend,
             )
-        animator = live_animator(animator, anim, opts.network_size)
+        threads = network_threads()
+        if opts.network_size is None:
+            animator, measured = auto_network_size(animator, anim, source_image, threads)
+            if log and len(measured) > 1:
+                logger.info(
+                    "live: networks at %d px (%s; --network-size to choose)", animator.size,
+                    ", ".join(f"{m['size']} px {m['ms']:.0f} ms a frame" for m in measured))
+        else:
+            animator = live_animator(animator, anim, opts.network_size, threads)
         step = LiveAnimator(animator, source_image, opts)
         still = step.still
         stats.camera_fps = round(capture.fps, 2)
