@@ -9,10 +9,14 @@ camera with its defaults. Per run: frames out per second, latency p50 / p95 (cam
 drawn result), CPU ms per frame out (the browser's processes, or fomm's), the share of the CPU
 that other processes used meanwhile; per page: the bytes it downloads (raw and gzip), the time
 to load the models and the time from Start to the first animated frame. The networks run at 128
-(the page's WASM default, ``fomm live --network-size 128``) and at the model's 256; the page
-with its default WASM threads (half the cores) and with two.
+(the page's WASM default, ``fomm live --network-size 128``) and at the model's 256; at the
+smallest size the page also runs with the expression layer on and with two WASM threads (leave
+them out with --no-extras). ``--before REV`` also runs the page as it was at a git revision (the
+same models and runtime, the page's code from ``git archive REV``), interleaved with this one, so
+that a change is measured side by side under the same load.
 
-    python benchmarks/web_live.py [--seconds 10] [--repeats 2] [--site DIR]
+    python benchmarks/web_live.py [--seconds 10] [--repeats 2] [--site DIR] [--before REV]
+        [--sizes 128 256] [--no-extras]
 
 Writes benchmarks/results/web-live-cpu.json (the machine is named in it). Nothing asserts on time.
 """
@@ -23,6 +27,7 @@ import argparse
 import gzip
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -88,8 +93,9 @@ class Meter:
 
 
 def web_run(chromium: str, url: str, camera: Path, photo: Path, size: int,
-            seconds: float, threads: int = 0) -> dict:
-    """One live session of the page; its figures."""
+            seconds: float, threads: int = 0, query: str = "", expression: bool = False) -> dict:
+    """One live session of the page; its figures (``query``: more URL parameters, as
+    ``&overlap=0``; ``expression``: the expression layer turned on before the camera starts)."""
     from playwright.sync_api import sync_playwright
 
     args = FLAGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
@@ -101,12 +107,17 @@ def web_run(chromium: str, url: str, camera: Path, photo: Path, size: int,
         page = browser.new_page()
         requests: list[str] = []
         opened = time.perf_counter()
-        page.goto(f"{url}?size={size}" + (f"&threads={threads}" if threads else ""))
+        page.goto(f"{url}?size={size}" + (f"&threads={threads}" if threads else "") + query)
         page.wait_for_function("document.body.dataset.ready === '1'", timeout=300_000)
         loaded = time.perf_counter() - opened
         page.on("request", lambda r: requests.append(r.url))
         page.set_input_files("#photo", str(photo))
         page.wait_for_function("document.body.dataset.photo === '1'", timeout=300_000)
+        if expression:
+            page.click("#expression-box summary")
+            page.check("#expression")
+            page.wait_for_function("document.getElementById('expression-note').textContent"
+                                   ".includes('all')", timeout=300_000)
         start = time.perf_counter()
         page.click("#start")
         page.wait_for_function("window.fommStats.framesOut >= 1", timeout=300_000)
@@ -118,11 +129,13 @@ def web_run(chromium: str, url: str, camera: Path, photo: Path, size: int,
         page.click("#stop")
         frames = stats["framesOut"] - 1
         run = {"runner": "page", "network_size": size, "backend": stats["backend"],
+               "expression": expression, "overlap_at_end": stats.get("overlap"),
                "fps_out": round(stats["fps"], 2), "latency_ms_p50": round(stats["latencyP50"], 1),
                "latency_ms_p95": round(stats["latencyP95"], 1), "frames_out": stats["framesOut"],
                "face_percent": round(100 * stats["faceFrames"] / max(stats["framesOut"], 1), 1),
                **meter.done(frames), "models_loaded_s": round(loaded, 2),
                "start_to_first_frame_s": round(first, 2),
+               "stage_ms": {k: round(v, 1) for k, v in (stats.get("stageMs") or {}).items()},
                "requests_while_animating": [u for u in requests
                                             if not u.startswith(("blob:", "data:"))]}
         browser.close()
@@ -180,16 +193,40 @@ def download(site: Path, size: int) -> dict:
             "weights": manifest["model"]["weights"]}
 
 
+def before_site(site: Path, rev: str, out: Path) -> Path:
+    """A copy of ``site`` whose page (HTML, CSS, ES modules) is the one at git revision ``rev``:
+    the same models and runtime, the page's code as it was."""
+    import io
+    import subprocess
+    import tarfile
+
+    root = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(["git", "archive", rev, "fomm/web/static"], cwd=root, check=True,
+                             capture_output=True).stdout
+    shutil.copytree(site, out, ignore=shutil.ignore_patterns("js", "expression"))
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        for member in tar.getmembers():
+            if not member.isfile():
+                continue
+            target = out / Path(member.name).relative_to("fomm/web/static")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(tar.extractfile(member).read())
+    return out
+
+
 def medians(runs: list[dict]) -> list[dict]:
-    """Per runner, network size and backend: the median of each figure over the repeats."""
+    """Per runner, variant, network size and backend: the median of each figure over the
+    repeats."""
     import statistics
 
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
-        groups.setdefault((run["runner"], run["network_size"], run["backend"]), []).append(run)
+        key = (run["runner"], run.get("variant", ""), run["network_size"], run["backend"])
+        groups.setdefault(key, []).append(run)
     out = []
-    for (runner, size, backend), group in groups.items():
-        row = {"runner": runner, "network_size": size, "backend": backend, "runs": len(group)}
+    for (runner, variant, size, backend), group in groups.items():
+        row = {"runner": runner, "variant": variant, "network_size": size, "backend": backend,
+               "runs": len(group)}
         for key in ("fps_out", "latency_ms_p50", "latency_ms_p95", "cpu_ms_per_frame_out",
                     "others_cpu_share", "models_loaded_s", "start_to_first_frame_s"):
             if key in group[0]:
@@ -203,6 +240,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--site", type=Path, help="a built site (default: build one)")
+    parser.add_argument("--before", metavar="REV",
+                        help="also run the page as it was at this git revision, interleaved")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256],
+                        help="network sides to run (default: 128 256)")
+    parser.add_argument("--no-extras", action="store_true",
+                        help="leave out the page with the expression layer on and with two "
+                        "WASM threads")
     parser.add_argument("--out", type=Path, default=RESULTS / "web-live-cpu.json")
     args = parser.parse_args()
     from skimage import data
@@ -215,28 +259,42 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         site = args.site or build_site(folder / "site", webgpu=False).path
+        sites = {"this": site}
+        if args.before:
+            sites[f"before {args.before}"] = before_site(site, args.before, folder / "before")
         photo = folder / "astronaut.png"
         write_image(photo, data.astronaut())
         clip = moving_face_clip(folder / "camera.mp4", args.seconds + 5)
         camera = to_y4m(clip, folder / "camera.y4m")
+        # (runner, variant, size, page options): each repeat runs them all, one after the other
+        plan: list[tuple[str, str, int, dict]] = []
+        for size in args.sizes:
+            plan += [("page", name, size, {}) for name in sites]
+            plan.append(("fomm live", "", size, {}))
+            if size == min(args.sizes) and not args.no_extras:
+                plan += [("page", "this, expression on", size, {"expression": True}),
+                         ("page", "this, 2 threads", size, {"threads": 2})]
         runs = []
-        with serve_site(site) as url:
+        servers = {name: serve_site(path) for name, path in sites.items()}
+        urls = {name: server.__enter__() for name, server in servers.items()}
+        try:
             for repeat in range(args.repeats):
-                # the page's default (its threads: half the cores), two threads, fomm live
-                for size, runner, threads in ((128, "page", 0), (128, "page", 2),
-                                              (128, "fomm live", 0), (256, "page", 0),
-                                              (256, "fomm live", 0)):
+                for runner, variant, size, options in plan:
                     if runner == "page":
-                        run = web_run(chromium, url, camera, photo, size, args.seconds, threads)
+                        url = urls[variant.split(",")[0]]
+                        run = web_run(chromium, url, camera, photo, size, args.seconds, **options)
                     else:
                         run = live_run(photo, clip, None if size == 256 else size, args.seconds)
-                    run["repeat"] = repeat
+                    run["variant"], run["repeat"] = variant, repeat
                     runs.append(run)
                     print(json.dumps(run), flush=True)
+        finally:
+            for server in servers.values():
+                server.__exit__(None, None, None)
         sizes = [download(site, s) for s in (128, 256)]
     result = {"machine": machine(), "seconds": args.seconds, "camera": "640x480 30 fps",
               "browser": "Debian Chromium headless (Playwright), no GPU: WebGPU has no adapter",
-              "medians": medians(runs), "runs": runs, "download": sizes}
+              "before": args.before, "medians": medians(runs), "runs": runs, "download": sizes}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")

@@ -92,10 +92,13 @@ export function pickFace(faces, previous, minIou = 0.3) {
   return faces[0];
 }
 
-/** fomm.live.framing.LiveFramer: follow the face of a stream, cut its model-size crop. */
+/** fomm.live.framing.LiveFramer: follow the face of a stream, cut its model-size crop.
+ * `track`: find a followed face again from its last box (MTCNN.refine: two small networks on
+ * one candidate) before looking around it and in the whole frame; fomm live looks around it. */
 export class LiveFramer {
-  constructor(detector, size, { detectEvery = 3, smoothing = true, margin = MARGIN } = {}) {
-    Object.assign(this, { detector, size, detectEvery, margin });
+  constructor(detector, size, { detectEvery = 3, smoothing = true, margin = MARGIN,
+    track = false } = {}) {
+    Object.assign(this, { detector, size, detectEvery, margin, track });
     this.filter = smoothing ? new OneEuroFilter(BOX_MIN_CUTOFF, BOX_BETA) : null;
     this.face = null; this.misses = 0; this.count = 0; this.detections = 0;
     this.box = null;  // the last crop box
@@ -117,7 +120,11 @@ export class LiveFramer {
   async detect(frame, t) {
     this.detections += 1;
     let faces = [];
-    if (this.face && !this.misses) faces = await this.detectNear(frame, this.face);
+    if (this.track && this.face && !this.misses) {
+      faces = await this.detector.refine(frame, this.face,
+        { minSize: Math.max(20, NEAR_MIN_FACE * faceSize(this.face)) });
+    }
+    if (!faces.length && this.face && !this.misses) faces = await this.detectNear(frame, this.face);
     if (!faces.length) {
       const minSize = Math.max(20, MIN_FACE * Math.min(frame.width, frame.height));
       faces = await this.detector.detect(frame, { minSize, maxSide: DETECT_MAX_SIDE });

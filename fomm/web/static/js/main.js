@@ -94,8 +94,15 @@ async function useNetworks(size, counter = { bytes: 0 }) {
   for (const [name, path] of Object.entries(state.manifest.model.networks[String(size)])) {
     graphs[name] = await fetchBytes(path, counter);
   }
-  state.networks = await Networks.create(state.runtime.ort, graphs, state.options, size);
+  // on WASM the generator runs in a worker of its own (?worker=0: on this thread), beside the
+  // framing, the keypoints and the paste-back on this one
+  const { runtime } = state;
+  const worker = runtime.backend === "wasm" && params.get("worker") !== "0"
+    ? { vendor: runtime.vendor, threads: runtime.threads } : null;
+  if (state.networks) state.networks.release();
+  state.networks = await Networks.create(runtime.ort, graphs, state.options, size, worker);
   stats.figures.networkSize = size;
+  stats.figures.generatorWorker = Boolean(state.networks.worker);
 }
 
 $("network-size").addEventListener("change", async (e) => {
@@ -160,17 +167,113 @@ function nextFrame() {
   });
 }
 
+// a macrotask turn: lets the loop hand the generator its next frame before a paste-back runs
+const channel = new MessageChannel();
+const turns = [];
+channel.port1.onmessage = () => turns.shift()();
+const nextTurn = () => new Promise((resolve) => { turns.push(resolve); channel.port2.postMessage(0); });
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Whether the next frame is taken while the generator draws the previous one (overlap) or after
+ * it is shown (serial): overlap gains where a core is free for each and loses where the two
+ * compete for one (a busy device), so the loop measures both — PROBE frames of each, then LONG
+ * frames of the faster (overlap when its frames come at least MARGIN faster), then PROBE frames
+ * of the other again. */
+class Overlap {
+  static PROBE = 16; static SKIP = 3; static LONG = 150; static MARGIN = 0.9;
+
+  constructor(possible) {
+    this.possible = possible;
+    this.interval = { serial: null, overlap: null };  // ms between frames shown, per mode
+    this.mode = possible ? "serial" : "none"; this.left = Overlap.PROBE; this.times = [];
+    this.probing = true;
+  }
+
+  get on() { return this.mode === "overlap"; }
+
+  shown(now) {
+    if (!this.possible) return;
+    this.times.push(now);
+    this.left -= 1;
+    if (this.left > 0) return;
+    const t = this.times.slice(Overlap.SKIP);
+    if (t.length > 1) this.interval[this.mode] = (t[t.length - 1] - t[0]) / (t.length - 1);
+    const { serial, overlap } = this.interval;
+    if (serial === null || overlap === null) {
+      this.mode = serial === null ? "serial" : "overlap"; this.probing = true;
+    } else {
+      const best = overlap < Overlap.MARGIN * serial ? "overlap" : "serial";
+      // after a probe, the faster for long; after a long run, a probe of the other
+      this.probing = !this.probing;
+      this.mode = this.probing ? (best === "overlap" ? "serial" : "overlap") : best;
+    }
+    this.left = this.probing ? Overlap.PROBE : Overlap.LONG;
+    this.times = [];
+  }
+}
+
+// As fomm live's overlap: this thread takes a frame's pose (framing, keypoints) while the
+// generator (in its worker) draws the previous one; one frame is drawn at a time and each is
+// finished (the expression layer, the paste-back) and shown in order. The next camera frame is
+// taken as late as lets its pose be ready when the generator is free (the newest frame, the
+// shortest wait), from the steps' recent durations. Where the two compete for one core, the
+// frames go one after the other instead (Overlap).
 async function liveLoop() {
   stats.start();
-  state.animator.reset();
-  while (state.running) {
-    const frame = await nextFrame();
-    if (!frame) break;
-    const out = await state.animator.frame(frame.image, frame.t / 1000);
-    if (!state.running) break;
-    draw(out.image);
-    stats.frameOut(performance.now() - frame.t, out.face);
+  const animator = state.animator;
+  // live, a followed face is found again from its last box (?track=0: as fomm live, around it)
+  animator.reset({ track: params.get("track") !== "0" });
+  const wanted = params.get("overlap");  // "1" or "0": always or never; else measured
+  const overlap = new Overlap(Boolean(state.networks.worker) && wanted !== "0");
+  if (overlap.possible && wanted === "1") { overlap.mode = "overlap"; overlap.left = Infinity; }
+  const inFlight = [];  // {drawn, shown, done} of the frames not shown yet, oldest first
+  let drawStart = 0;
+  try {
+    while (state.running) {
+      const last = inFlight[inFlight.length - 1];
+      if (last && !overlap.on) await last.shown;
+      else if (last && !last.done && stats.stages.draw) {
+        const wait = drawStart + stats.stages.draw - stats.stages.pose - performance.now();
+        if (wait > 1) await sleep(wait);
+      }
+      stats.figures.overlap = overlap.on;
+      const frame = await nextFrame();
+      if (!frame) break;
+      const started = performance.now();
+      const pose = await animator.pose(frame.image, frame.t / 1000);
+      stats.stage("pose", performance.now() - started);
+      while (inFlight.length >= 2) await inFlight.shift().shown;
+      if (inFlight.length) await inFlight[inFlight.length - 1].drawn;
+      if (!state.running || animator !== state.animator) break;
+      const networks = pose ? animator.usesNetworks() : false;
+      const item = { done: false };
+      drawStart = performance.now();
+      item.drawn = pose ? animator.draw(pose) : Promise.resolve(null);
+      if (networks) {
+        item.drawn.then(() => { item.done = true; stats.stage("draw", performance.now() - drawStart); },
+          () => { item.done = true; });
+      } else item.done = true;
+      const previous = last ? last.shown : Promise.resolve();
+      item.shown = (async () => {
+        const crop = await item.drawn;
+        await previous;
+        await nextTurn();
+        const finishing = performance.now();
+        const out = pose ? await animator.finish(pose, crop, networks) : animator.stillFrame();
+        if (!state.running || animator !== state.animator) return;
+        draw(out.image);
+        const now = performance.now();
+        stats.stage("finish", now - finishing);
+        stats.frameOut(now - frame.t, out.face);
+        overlap.shown(now);
+      })();
+      inFlight.push(item);
+    }
+  } finally {
+    await Promise.allSettled(inFlight.map((f) => f.shown));
   }
+  for (const f of inFlight) await f.shown;  // a failure is the loop's
 }
 
 $("photo").addEventListener("change", async (e) => {
@@ -192,7 +295,13 @@ $("start").addEventListener("click", async () => {
   watchFrames();
   $("start").disabled = true; $("stop").disabled = false; $("reference").disabled = false;
   say("Live: look at the camera the way the photo does, or re-take the reference pose.");
-  await liveLoop();
+  try {
+    await liveLoop();
+  } catch (err) {
+    say(`The animation stopped: ${err.message}`);
+    console.error(err);
+    stop();
+  }
 });
 
 function stop() {

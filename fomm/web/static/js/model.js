@@ -4,9 +4,9 @@
 // fomm.models.motion.normalize_kp.
 import { fromTensorData, toTensorData } from "./imageops.js";
 
-/** Load onnxruntime-web: {ort, backend: "webgpu" | "wasm", threads}. `wanted`: "auto", "wasm"
- * or "webgpu"; `base`: the site's root URL; `threads`: WASM threads (0: half the device's cores,
- * at most 4; always 1 without cross-origin isolation). */
+/** Load onnxruntime-web: {ort, backend: "webgpu" | "wasm", threads, vendor (its folder's URL)}.
+ * `wanted`: "auto", "wasm" or "webgpu"; `base`: the site's root URL; `threads`: WASM threads
+ * (0: half the device's cores, at most 4; always 1 without cross-origin isolation). */
 export async function loadRuntime(base, wanted = "auto", manifest = {}, threads = 0) {
   let backend = "wasm";
   if (wanted !== "wasm" && manifest.webgpu && navigator.gpu) {
@@ -24,7 +24,7 @@ export async function loadRuntime(base, wanted = "auto", manifest = {}, threads 
     : threads || Math.max(1, Math.min(4, Math.floor((navigator.hardwareConcurrency || 1) / 2)));
   ort.env.wasm.numThreads = threads;
   ort.env.logLevel = "error";
-  return { ort, backend, threads };
+  return { ort, backend, threads, vendor };
 }
 
 function det2(m, o) { return m[o] * m[o + 3] - m[o + 1] * m[o + 2]; }
@@ -85,19 +85,86 @@ export function normalizeKp(source, driving, initial, relative = true, adaptScal
   return { value, jacobian };
 }
 
-/** fomm's graphs on onnxruntime-web; `size` is the model's image side. */
-export class Networks {
-  constructor(ort, sessions, size) {
-    this.ort = ort; this.sessions = sessions; this.size = size;
+/** The generator in its own Web Worker (js/generator_worker.js): it draws while the page works
+ * on the next frame. Use GeneratorWorker.create. */
+export class GeneratorWorker {
+  constructor(worker) {
+    this.worker = worker; this.next = 0; this.waiting = new Map(); this.inputNames = [];
+    worker.onmessage = (event) => {
+      const { id, error, ...answer } = event.data;
+      const promise = this.waiting.get(id);
+      this.waiting.delete(id);
+      if (promise) { if (error) promise.reject(new Error(error)); else promise.resolve(answer); }
+    };
+    worker.onerror = (event) => {
+      for (const promise of this.waiting.values()) promise.reject(new Error(event.message));
+      this.waiting.clear();
+    };
   }
 
-  static async create(ort, urls, options, size) {
+  /** vendor: onnxruntime-web's folder URL; graph: the generator's ONNX bytes. */
+  static async create(vendor, threads, options, graph) {
+    const worker = new Worker(new URL("./generator_worker.js", import.meta.url), { type: "module" });
+    const self = new GeneratorWorker(worker);
+    try {
+      const { inputNames } = await self.call({ type: "init", vendor, threads, options, graph });
+      self.inputNames = inputNames;
+    } catch (err) {
+      worker.terminate();
+      throw err;
+    }
+    return self;
+  }
+
+  call(message, transfer = []) {
+    const id = this.next += 1;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      this.worker.postMessage({ id, ...message }, transfer);
+    });
+  }
+
+  /** The feeds that the generator takes, as {name: {data, dims}}. */
+  feeds(all) {
+    const out = {};
+    for (const [name, t] of Object.entries(all)) {
+      if (this.inputNames.includes(name)) out[name] = { data: t.data, dims: t.dims };
+    }
+    return out;
+  }
+
+  terminate() { this.worker.terminate(); }
+}
+
+/** fomm's graphs on onnxruntime-web; `size` is the model's image side. The generator runs in a
+ * GeneratorWorker when `generator` is one, else on this thread. */
+export class Networks {
+  constructor(ort, sessions, size, generator = null) {
+    this.ort = ort; this.sessions = sessions; this.size = size; this.worker = generator;
+  }
+
+  /** urls: the graphs (URLs or bytes); worker: {vendor, threads} to run the generator in a Web
+   * Worker (on this thread where one cannot start), or null. */
+  static async create(ort, urls, options, size, worker = null) {
     const sessions = {};
+    let generator = null;
+    if (worker) {
+      try {
+        generator = await GeneratorWorker.create(worker.vendor, worker.threads, options,
+          urls.generator);
+      } catch (err) {
+        console.warn(`the generator runs on the page's thread: ${err.message}`);
+      }
+    }
     for (const name of ["source_encoder", "kp_detector", "generator"]) {
+      if (name === "generator" && generator) continue;
       sessions[name] = await ort.InferenceSession.create(urls[name], options);
     }
-    return new Networks(ort, sessions, size);
+    return new Networks(ort, sessions, size, generator);
   }
+
+  /** Stop the generator's worker (if any). */
+  release() { if (this.worker) this.worker.terminate(); }
 
   imageTensor(img) {
     return new this.ort.Tensor("float32", toTensorData(img), [1, 3, img.height, img.width]);
@@ -114,12 +181,28 @@ export class Networks {
   async prepareSource(img) {
     const source = this.imageTensor(img);
     const enc = await this.sessions.source_encoder.run({ source });
-    return { source, features: enc.features, small: enc.small, kp: await this.keypoints(img) };
+    const src = { source, features: enc.features, small: enc.small, kp: await this.keypoints(img) };
+    if (this.worker) {
+      const k = src.kp.value.length / 2, T = this.ort.Tensor;
+      const all = { source, features: enc.features, small: enc.small,
+        kp_source_value: new T("float32", src.kp.value, [1, k, 2]) };
+      if (src.kp.jacobian) all.kp_source_jacobian = new T("float32", src.kp.jacobian, [1, k, 2, 2]);
+      await this.worker.call({ type: "source", feeds: this.worker.feeds(all) });
+      src.worker = this.worker;
+    }
+    return src;
   }
 
   /** The generator's frame for driving keypoints `kp` (already normalised): an RGBA crop. */
   async generate(src, kp) {
     const T = this.ort.Tensor, k = kp.value.length / 2;
+    if (this.worker) {
+      const feeds = { kp_driving_value: { data: kp.value, dims: [1, k, 2] } };
+      if (kp.jacobian && src.kp.jacobian) {
+        feeds.kp_driving_jacobian = { data: kp.jacobian, dims: [1, k, 2, 2] };
+      }
+      return this.worker.call({ type: "generate", feeds: this.worker.feeds(feeds) });
+    }
     const session = this.sessions.generator;
     const feeds = { source: src.source, features: src.features, small: src.small,
       kp_source_value: new T("float32", src.kp.value, [1, k, 2]),

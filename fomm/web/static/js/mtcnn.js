@@ -189,6 +189,38 @@ export class MTCNN {
     return pick.map((i) => kept[i]);
   }
 
+  /** A followed face found again from its last box alone: MTCNN's second and third stages
+   * (RNet, ONet) on that one square candidate instead of the first stage's pyramid of
+   * candidates, on the box's neighbourhood at full resolution. Faces as `detect` (an empty
+   * list when the face has left the box). */
+  async refine(img, box, { minScore = 0.95, minSize = 40 } = {}) {
+    const side = Math.max(box[2] - box[0], box[3] - box[1]);
+    const pad = Math.ceil(0.25 * side);
+    const x0 = Math.max(0, Math.floor(box[0]) - pad), y0 = Math.max(0, Math.floor(box[1]) - pad);
+    const x1 = Math.min(img.width, Math.ceil(box[2]) + pad);
+    const y1 = Math.min(img.height, Math.ceil(box[3]) + pad);
+    if (x1 - x0 < 12 || y1 - y0 < 12) return [];
+    const w = x1 - x0, h = y1 - y0, rgb = new Uint8Array(w * h * 3), data = img.data;
+    for (let y = 0; y < h; y += 1) {
+      let s = ((y0 + y) * img.width + x0) * 4, o = y * w * 3;
+      for (let x = 0; x < w; x += 1, s += 4, o += 3) {
+        rgb[o] = data[s]; rgb[o + 1] = data[s + 1]; rgb[o + 2] = data[s + 2];
+      }
+    }
+    // the candidate as the first stage gives them: square, whole pixels (1-based as pad reads)
+    const candidate = rerec([box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0, 1]);
+    for (let k = 0; k < 4; k += 1) candidate[k] = Math.trunc(candidate[k]);
+    const boxes = await this.stage2(rgb, w, h, [candidate]);
+    const found = await this.stage3(rgb, w, h, boxes);
+    const faces = [];
+    for (const f of found) {
+      const b = [f.box[0] + x0, f.box[1] + y0, f.box[2] + x0, f.box[3] + y0];
+      const face = { box: b, score: f.box[4], landmarks: f.points.map(([x, y]) => [x + x0, y + y0]) };
+      if (face.score >= minScore && Math.min(b[2] - b[0], b[3] - b[1]) >= minSize) faces.push(face);
+    }
+    return faces;
+  }
+
   /** fomm.faces.detect.detect_faces: faces {box: [x0, y0, x1, y1], score, landmarks}, largest
    * first, in pixels of `img` (RGBA {data, width, height}). */
   async detect(img, { minScore = 0.95, minSize = 40, maxSide = DEFAULT_MAX_SIDE } = {}) {

@@ -33,12 +33,13 @@ export class FaceAnimator {
     return self;
   }
 
-  /** Forget the followed face and the reference pose (a new stream). */
-  reset() {
+  /** Forget the followed face and the reference pose (a new stream); `track`: the stream's
+   * framer finds the followed face again from its last box (LiveFramer's `track`). */
+  reset({ track = false } = {}) {
     this.layerReference = null;
     const o = this.options;
     this.framer = new LiveFramer(this.detector, this.networks.size,
-      { detectEvery: o.detectEvery, smoothing: o.smoothing, margin: o.margin });
+      { detectEvery: o.detectEvery, smoothing: o.smoothing, margin: o.margin, track });
     this.smoother = o.smoothing ? new KeypointSmoother(o.smoothingCutoff) : null;
     this.reference = null; this.referenceCrop = null; this.retakeNext = false;
     if (this.layer) this.layer.reset();
@@ -61,22 +62,29 @@ export class FaceAnimator {
       newReference = true;
     }
     return { kp, reference: this.reference, crop: faceCrop, referenceCrop: this.referenceCrop,
-      newReference };
+      newReference, box: this.framer.box };
   }
 
-  /** The second half: the animated face crop (RGBA, model size). With the expression layer
-   * on, as fomm live: its reference is the reference pose's crop, and the regions that keep the
-   * head still (expression, eyes, lips) draw on the photo's own crop without the networks and
-   * without the paste's colour match. */
-  async animate(pose) {
-    const o = this.options, layer = this.layer;
-    const networks = !layer || layer.options.region === "all" || layer.options.region === "pose";
-    this.paster.colourMatch = networks;
-    let result = this.crop;
-    if (networks) {
-      const kp = normalizeKp(this.source.kp, pose.kp, pose.reference, o.relative, o.adaptScale);
-      result = await this.networks.generate(this.source, kp);
-    }
+  /** Whether the networks draw the face (the expression layer's regions that keep the head
+   * still draw on the photo's own crop, without the paste's colour match). */
+  usesNetworks() {
+    const layer = this.layer;
+    return !layer || layer.options.region === "all" || layer.options.region === "pose";
+  }
+
+  /** The networks' part of `animate`: the generator's crop for a pose (in the generator's worker
+   * when the networks have one), or the photo's crop when the layer keeps the head still. */
+  async draw(pose) {
+    if (!this.usesNetworks()) return this.crop;
+    const o = this.options;
+    const kp = normalizeKp(this.source.kp, pose.kp, pose.reference, o.relative, o.adaptScale);
+    return this.networks.generate(this.source, kp);
+  }
+
+  /** The expression layer (when on) on a drawn crop: its reference is the reference pose's
+   * crop, as in fomm live. */
+  async layered(pose, result) {
+    const layer = this.layer;
     if (layer) {
       if (this.layerReference !== pose.referenceCrop) {
         layer.reset();
@@ -88,13 +96,36 @@ export class FaceAnimator {
     return result;
   }
 
+  /** The second half: the animated face crop (RGBA, model size). With the expression layer
+   * on, as fomm live: its reference is the reference pose's crop, and the regions that keep the
+   * head still (expression, eyes, lips) draw on the photo's own crop without the networks and
+   * without the paste's colour match. */
+  async animate(pose) {
+    this.paster.colourMatch = this.usesNetworks();
+    return this.layered(pose, await this.draw(pose));
+  }
+
+  /** The end of a frame whose crop `drawn` came from `draw(pose)` (`networks`: whether the
+   * networks drew it): the layer and the paste-back, {image, face, crop, box, kp}. */
+  async finish(pose, drawn, networks) {
+    const animated = await this.layered(pose, drawn);
+    this.paster.colourMatch = networks;
+    return { image: this.paster.paste(animated), face: true, crop: animated, box: pose.box,
+      kp: pose.kp };
+  }
+
+  /** The still photo, for a frame without a face. */
+  stillFrame() {
+    this.paster.colourMatch = true;
+    return { image: this.still, face: false, crop: null };
+  }
+
   /** The photo with the face animated by an RGBA frame (or the still photo without a face):
    * {image, face, crop}. */
   async frame(frame, t) {
     const pose = await this.pose(frame, t);
-    if (!pose) { this.paster.colourMatch = true; return { image: this.still, face: false, crop: null }; }
-    const animated = await this.animate(pose);
-    return { image: this.paster.paste(animated), face: true, crop: animated, box: this.framer.box,
-      kp: pose.kp };
+    if (!pose) return this.stillFrame();
+    const networks = this.usesNetworks();
+    return this.finish(pose, await this.draw(pose), networks);
   }
 }

@@ -14,6 +14,16 @@ export class LiveStats {
     this.figures = { framesOut: 0, framesIn: 0, faceFrames: 0, fps: 0, latencyP50: 0,
       latencyP95: 0, backend: "", modelBytes: 0, loadMs: 0, firstFrameMs: null };
     this.latencies = [];
+    this.stages = { pose: 0, draw: 0, finish: 0 };
+    this.figures.stageMs = this.stages;
+  }
+
+  /** A live step's duration (ms): "pose" (framing, keypoints), "draw" (the generator),
+   * "finish" (the expression layer, the paste-back, the drawing); kept as a running mean of the
+   * recent frames in `figures.stageMs`. */
+  stage(name, ms) {
+    const old = this.stages[name];
+    this.stages[name] = old ? 0.8 * old + 0.2 * ms : ms;
   }
 
   setBackend(name) { this.figures.backend = name; this.show(this.figures); }
@@ -21,6 +31,7 @@ export class LiveStats {
   start() {
     this.started = performance.now();
     this.latencies = [];
+    for (const name of Object.keys(this.stages)) this.stages[name] = 0;
     Object.assign(this.figures, { framesOut: 0, faceFrames: 0, fps: 0, latencyP50: 0,
       latencyP95: 0, firstFrameMs: null });
   }
