@@ -167,6 +167,8 @@ def test_live_with_a_fake_camera_and_no_requests(browser, url, media):
     later = page.canvas()
     stats = page.stats()
     assert stats["backend"].startswith("WASM SIMD") and "isolation" not in stats["backend"]
+    assert stats["generatorWorker"] is True  # the generator draws in a worker of its own
+    assert all(stats["stageMs"][k] > 0 for k in ("pose", "draw", "finish"))
     assert stats["faceFrames"] >= 8 and stats["fps"] > 0
     assert 0 < stats["latencyP50"] <= stats["latencyP95"]
     assert p.inner_text("#stat-frames") != "0" and "ms" in p.inner_text("#stat-latency")
@@ -178,6 +180,70 @@ def test_live_with_a_fake_camera_and_no_requests(browser, url, media):
     assert page.network_requests() == []
     assert page.errors == []
     p.close()
+
+
+def test_live_overlapped_frames_come_in_order(browser, url, media):
+    """?overlap=1: each camera frame's pose is taken while the generator's worker draws the
+    previous one; the frames are shown in order, each with its latency, and nothing is sent."""
+    page = Page(browser, f"{url}?overlap=1")
+    p = page.page
+    page.set_photo(media["photo"])
+    # at each drawing, the camera time of the frame shown before it
+    p.evaluate("""() => { window.shownBefore = [];
+        const ctx = document.getElementById('result').getContext('2d');
+        const put = ctx.putImageData.bind(ctx);
+        ctx.putImageData = (...a) => { window.shownBefore.push(window.fommStats.frameTime);
+                                       put(...a); };
+    }""")
+    p.click("#start")
+    p.wait_for_function("window.fommStats.framesOut >= 8", timeout=240_000)
+    stats = page.stats()
+    p.click("#stop")
+    assert stats["overlap"] is True and stats["generatorWorker"] is True
+    assert stats["faceFrames"] >= 6 and 0 < stats["latencyP50"] <= stats["latencyP95"]
+    shown = [t for t in p.evaluate("window.shownBefore") if t is not None]
+    assert len(shown) >= 7 and all(b > a for a, b in zip(shown, shown[1:]))  # in camera order
+    assert page.network_requests() == []
+    assert page.errors == []
+    p.close()
+
+
+def test_live_framing_follows_a_face_from_its_last_box(browser, url, media):
+    """The live framer's tracking (MTCNN's RNet and ONet on the last box) frames the camera's face
+    as fomm live's search around it does: the crop boxes overlap closely on every frame."""
+    frames = frame_payload(demo_frames(24, CAMERA))
+    page = Page(browser, url)
+    result = page.page.evaluate("""async (frames) => {
+        const { LiveFramer } = await import('./js/framing.js');
+        const detector = window.fomm.state.detector;
+        const dec = (s) => Uint8ClampedArray.from(atob(s), (c) => c.charCodeAt(0));
+        const images = frames.map((f) => ({ width: f.width, height: f.height, data: dec(f.b64) }));
+        let refined = 0;
+        const refine = detector.refine.bind(detector);
+        detector.refine = async (...a) => { const r = await refine(...a); refined += r.length > 0;
+                                            return r; };
+        const boxes = {};
+        for (const track of [false, true]) {
+          const framer = new LiveFramer(detector, 128, { track });
+          boxes[track] = [];
+          for (let i = 0; i < images.length; i += 1) {
+            await framer.frame(images[i], i / 30);
+            boxes[track].push(framer.box);
+          }
+        }
+        detector.refine = refine;
+        return { near: boxes[false], tracked: boxes[true], refined };
+    }""", frames)
+    assert page.errors == []
+    page.page.close()
+    near, tracked = np.array(result["near"]), np.array(result["tracked"])
+    assert result["refined"] >= 6  # the detections after the first found the face from its box
+    lo, hi = np.maximum(near[:, :2], tracked[:, :2]), np.minimum(near[:, 2:], tracked[:, 2:])
+    inter = np.prod(np.clip(hi - lo, 0, None), axis=1)
+    area = lambda b: np.prod(b[:, 2:] - b[:, :2], axis=1)  # noqa: E731
+    iou = inter / (area(near) + area(tracked) - inter)
+    print(f"crop box IoU, tracked vs searched: min {iou.min():.3f}, mean {iou.mean():.3f}")
+    assert iou.min() > 0.85
 
 
 def test_threads_need_cross_origin_isolation(browser, url, site, media):

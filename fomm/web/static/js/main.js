@@ -265,7 +265,7 @@ async function liveLoop() {
         draw(out.image);
         const now = performance.now();
         stats.stage("finish", now - finishing);
-        stats.frameOut(now - frame.t, out.face);
+        stats.frameOut(now - frame.t, out.face, frame.t);
         overlap.shown(now);
       })();
       inFlight.push(item);

@@ -12,7 +12,8 @@ export class LiveStats {
   constructor(show) {
     this.show = show;
     this.figures = { framesOut: 0, framesIn: 0, faceFrames: 0, fps: 0, latencyP50: 0,
-      latencyP95: 0, backend: "", modelBytes: 0, loadMs: 0, firstFrameMs: null };
+      latencyP95: 0, backend: "", modelBytes: 0, loadMs: 0, firstFrameMs: null,
+      frameTime: null, overlap: false, generatorWorker: false };
     this.latencies = [];
     this.stages = { pose: 0, draw: 0, finish: 0 };
     this.figures.stageMs = this.stages;
@@ -36,8 +37,10 @@ export class LiveStats {
       latencyP95: 0, firstFrameMs: null });
   }
 
-  frameOut(latency, face) {
+  /** A frame shown `latency` ms after the camera took it at `frameTime` (ms). */
+  frameOut(latency, face, frameTime = null) {
     const f = this.figures, now = performance.now();
+    f.frameTime = frameTime;
     if (f.framesOut === 0) { this.first = now; f.firstFrameMs = Math.round(now - this.started); }
     f.framesOut += 1;
     if (face) f.faceFrames += 1;
