@@ -5,13 +5,15 @@ The bundled model at the live defaults animates the astronaut photo, driven by a
 clip of the astronaut's moving face played as a camera (``benchmarks/live.py``'s clip), once per
 setting and repeat: ``--expression off``, then the layer on with each region asked. Reported per
 run: frames out per second, latency p50/p95 from camera frame to shown result, the face share,
-CPU ms per frame out (this process, all threads), the share of the CPUs other processes took and
+CPU ms per frame out (this process, all threads; ``cpu_ms_per_frame_out`` with the start-up,
+``cpu_ms_per_frame_steady`` from the first frame recorded to the last), the network size, the
+share of the CPUs other processes took and
 the load average at its start. The results name the machine (CPU model) and the scheduling
 priority the benchmark ran at (its autogroup's nice value: a shared machine's other sessions
 take less from a run at a negative one, as from a foreground app).
 
     python benchmarks/live_expression.py --seconds 10 --repeats 2 \
-        --out benchmarks/results/live-expression-cpu.json [--before REV]
+        --out benchmarks/results/live-expression-cpu.json [--before REV] [--sizes default,128]
 
 ``--before REV`` also runs each setting with the live loop of git revision REV
 (``fomm/live/loop.py`` as it was there, on today's other modules), interleaved: before and after
@@ -21,6 +23,7 @@ side by side under the same load.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -28,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -54,9 +58,10 @@ def loop_at(revision: str, folder: Path) -> ModuleType:
     return module
 
 
-def run(photo: Path, clip: Path, region: str, record: Path, loop: ModuleType | None = None) -> dict:
+def run(photo: Path, clip: Path, region: str, record: Path, loop: ModuleType | None = None,
+        size: int | None = None) -> dict:
     """One live run; ``region`` "off" turns the layer off; ``loop``: the live loop module
-    (default: today's)."""
+    (default: today's); ``size``: ``--network-size`` (None: the loop's default)."""
     from fomm.checkpoints.loading import load_model
     from fomm.config import AnimateOptions
     from fomm.inference.animator import Animator
@@ -68,11 +73,16 @@ def run(photo: Path, clip: Path, region: str, record: Path, loop: ModuleType | N
     animate = AnimateOptions(detail=False, progress=False, expression=region != "off",
                              animation_region="all" if region == "off" else region)
     animator = live_animator(Animator(models, config, device="cpu"), animate)
-    opts = LiveOptions(camera=str(clip), window=False, record=record, animate=animate)
+    opts = LiveOptions(camera=str(clip), window=False, record=record, animate=animate,
+                       network_size=size)
     load = os.getloadavg()[0]
     ticks, cpu = cpu_ticks(), os.times()
-    stats = run_live(photo, opts, animator=animator, log=False)
+    with recorded_cpu() as written:
+        stats = run_live(photo, opts, animator=animator, log=False)
     ticks_end, cpu_end = cpu_ticks(), os.times()
+    steady = None
+    if len(written) > 1:  # from the first frame recorded to the last: no start-up
+        steady = round((written[-1] - written[0]) / (len(written) - 1) * 1000, 1)
     mine = cpu_end.user + cpu_end.system - cpu.user - cpu.system
     busy = (ticks_end[0] - ticks[0]) - (ticks_end[1] - ticks[1])
     others = max(0.0, busy - mine * os.sysconf("SC_CLK_TCK")) / max(ticks_end[0] - ticks[0], 1)
@@ -81,21 +91,46 @@ def run(photo: Path, clip: Path, region: str, record: Path, loop: ModuleType | N
             "latency_ms_p95": round(stats.latency_ms_p95, 1),
             "face_percent": stats.face_percent, "frames_in": stats.frames_in,
             "cpu_ms_per_frame_out": round(mine / max(stats.frames_out, 1) * 1000, 1),
+            "cpu_ms_per_frame_steady": steady,
+            "network_size": getattr(stats, "network_size", None) or size or animator.size,
             "others_cpu_share": round(others, 2), "load_average": round(load, 2),
             "backend": animator.backend,
             "precision": animator.precision}
 
 
+@contextlib.contextmanager
+def recorded_cpu() -> Iterator[list[float]]:
+    """This process's CPU seconds at each frame the live loop records (both loops record
+    through today's :class:`fomm.live.sinks.Recorder`)."""
+    from fomm.live import sinks
+
+    times: list[float] = []
+    write = sinks.Recorder.write
+
+    def timed(self, frame, now=None):
+        write(self, frame, now)
+        times.append(time.process_time())
+
+    sinks.Recorder.write = timed
+    try:
+        yield times
+    finally:
+        sinks.Recorder.write = write
+
+
 def medians(rows: list[dict]) -> list[dict]:
     """Per loop and setting, the median of each number over the repeats."""
-    groups: dict[tuple[str, str], list[dict]] = {}
+    groups: dict[tuple[str, str, str], list[dict]] = {}
     for row in rows:
-        groups.setdefault((row.get("loop", "today"), row["expression"]), []).append(row)
+        key = (row.get("loop", "today"), row["expression"], row.get("asked_size", "default"))
+        groups.setdefault(key, []).append(row)
     keys = ("fps_out", "latency_ms_p50", "latency_ms_p95", "cpu_ms_per_frame_out",
-            "others_cpu_share")
-    return [{"loop": loop, "expression": region, "runs": len(group),
-             **{k: round(float(np.median([r[k] for r in group])), 2) for k in keys}}
-            for (loop, region), group in groups.items()]
+            "cpu_ms_per_frame_steady", "others_cpu_share")
+    return [{"loop": loop, "expression": region, "asked_size": asked,
+             "network_size": group[0]["network_size"], "runs": len(group),
+             **{k: round(float(np.median([r[k] for r in group])), 2) for k in keys
+                if all(r.get(k) is not None for r in group)}}
+            for (loop, region, asked), group in groups.items()]
 
 
 def autogroup() -> str:
@@ -112,6 +147,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--regions", default="off,all,expression",
                         help="comma-separated: off, all, pose, expression, eyes, lips")
+    parser.add_argument("--sizes", default="default",
+                        help="comma-separated --network-size values: default (the loop's "
+                        "own choice), or a side in px")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--before", metavar="REV",
                         help="also run the live loop of this git revision, interleaved")
@@ -129,11 +167,14 @@ def main() -> None:
         if args.before:
             loops.insert(0, (f"before ({args.before})", loop_at(args.before, Path(tmp))))
         for _ in range(args.repeats):
-            for region in args.regions.split(","):
-                for label, loop in loops:
-                    row = {"loop": label, **run(photo, clip, region, Path(tmp) / "out.mp4", loop)}
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
+            for asked in args.sizes.split(","):
+                size = None if asked == "default" else int(asked)
+                for region in args.regions.split(","):
+                    for label, loop in loops:
+                        row = {"loop": label, "asked_size": asked,
+                               **run(photo, clip, region, Path(tmp) / "out.mp4", loop, size)}
+                        rows.append(row)
+                        print(json.dumps(row), flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

@@ -463,6 +463,7 @@ def test_live_network_size(live_media, tiny_ckpt, tmp_path):
         photo, opts, animator=Animator(*load_model(tiny_ckpt), device="cpu"), log=False
     )
     assert stats.frames_out == 12 and stats.face_frames >= 10  # a 64 px model run at 128
+    assert stats.network_size == 128 and stats.cpu_ms_per_frame > 0
     assert next(iter_frames(tmp_path / "out.mp4")).shape == (384, 384, 3)  # what users see
     with pytest.raises(FommError, match="multiple of 64"):
         run_live(

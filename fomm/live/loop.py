@@ -114,6 +114,10 @@ class LiveStats:
     latency_ms_p95: float = 0.0
     face_frames: int = 0  # output frames animated from a face (the rest show the still photo)
     face_percent: float = 0.0
+    # this process's CPU time (all threads) from the first shown frame to the last, per frame
+    # shown after the first: the steady state, without start-up
+    cpu_ms_per_frame: float = 0.0
+    network_size: int = 0  # the side the networks ran at (--network-size, or its choice)
     camera_fps: float = 0.0
     seconds: float = 0.0
     ended: str = ""
@@ -596,6 +600,7 @@ def run_live(
                     ", ".join(f"{m['size']} px {m['ms']:.0f} ms a frame" for m in measured))
         else:
             animator = live_animator(animator, anim, opts.network_size, threads)
+        stats.network_size = animator.size
         step = LiveAnimator(animator, source_image, opts)
         still = step.still
         stats.camera_fps = round(capture.fps, 2)
@@ -635,6 +640,7 @@ class _Shower:
         self.first_in: float | None = None
         self.last_out: float | None = None
         self.last_frame = step.still
+        self.cpu: list[float] = []  # process CPU seconds at the first and the last frame shown
 
     def show(self, item: _Pending | None, paused: bool = False) -> int:
         """Send ``item``'s result (the still photo without a face; waiting for it to render),
@@ -655,6 +661,8 @@ class _Shower:
         if item is not None:
             stats.frames_out += 1
             self.latencies.append((shown - item.frame.time) * 1000)
+            cpu = time.process_time()
+            self.cpu = [self.cpu[0] if self.cpu else cpu, cpu]
         self.last_out = shown
         elapsed = max(shown - (self.first_in or shown), 1e-6)
         lat = self.latencies[-1] if self.latencies else 0.0
@@ -759,6 +767,9 @@ def _loop(
         stats.fps_out = round(stats.frames_out / max(stats.seconds, 1e-6), 2)
     stats.latency_ms_p50 = _percentile(latencies, 50)
     stats.latency_ms_p95 = _percentile(latencies, 95)
+    if stats.frames_out > 1 and len(shower.cpu) == 2:
+        cpu = (shower.cpu[1] - shower.cpu[0]) / (stats.frames_out - 1)
+        stats.cpu_ms_per_frame = round(cpu * 1000, 1)
     stats.face_percent = round(100 * stats.face_frames / max(stats.frames_out, 1), 1)
     if log:
         logger.info(

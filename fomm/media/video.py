@@ -223,6 +223,8 @@ class VideoWriter:
         fps: frames per second.
         audio_from: a video or audio file whose audio track to copy; None for no audio.
         crf: x264 constant rate factor, 0 (lossless) to 51; 18 is visually near-lossless.
+        preset: x264 preset (``medium``; ``veryfast`` takes about half its CPU time a frame
+            for a somewhat larger file at the same crf: live recording).
         size: expected (width, height) of every frame; None takes the first frame's size.
 
     Raises:
@@ -237,6 +239,7 @@ class VideoWriter:
         audio_from: str | os.PathLike | None = None,
         crf: int = 18,
         size: tuple[int, int] | None = None,
+        preset: str = "medium",
     ) -> None:
         self.path = Path(path)
         self._folder = str(path).endswith(("/", os.sep)) or self.path.is_dir()
@@ -247,6 +250,7 @@ class VideoWriter:
         self.fps = fps
         self._rate = Fraction(fps).limit_denominator(1001)
         self._crf = crf
+        self._preset = preset
         self._size = tuple(size) if size is not None else None
         self._count = 0
         self._pts = -1  # the last frame's presentation time, in 1/fps units
@@ -383,7 +387,7 @@ class VideoWriter:
             self._size[1] + self._size[1] % 2,
         )
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(self._crf), "preset": "medium"}
+        stream.options = {"crf": str(self._crf), "preset": self._preset}
         ctx = stream.codec_context
         # AVCOL_* value 1 is BT.709 (matrix, primaries, transfer) and limited ("tv") range.
         ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range = 1, 1, 1, 1
