@@ -23,10 +23,15 @@ window.fommStats = stats.figures;
 const state = { runtime: null, networks: null, detector: null, animator: null, photo: null,
   stream: null, running: false, busy: false, expression: null };
 
+// one canvas for reading pixels back (a camera frame each time: made once, not per frame)
+let reader = null;
 function imageFromBitmap(source, width, height) {
   if (source.data && !(source instanceof ImageData) && source.width === width) return source;
-  const c = new OffscreenCanvas(width, height);
-  const ctx = c.getContext("2d", { willReadFrequently: true });
+  if (!reader || reader.canvas.width !== width || reader.canvas.height !== height) {
+    reader = new OffscreenCanvas(width, height).getContext("2d", { willReadFrequently: true });
+  }
+  const ctx = reader;
+  ctx.clearRect(0, 0, width, height);
   ctx.drawImage(source, 0, 0, width, height);
   const d = ctx.getImageData(0, 0, width, height);
   return { data: d.data, width, height };
