@@ -141,7 +141,14 @@ def stages(seconds: float = 2.0) -> list[dict]:
     """CPU ms per frame of each step of the live frame path (LiveAnimator's steps, in order)."""
     from skimage import data
 
-    from fomm.live.loop import LiveAnimator, glue_threads, live_animator, live_precision
+    from fomm.live.loop import (
+        LiveAnimator,
+        auto_network_size,
+        glue_threads,
+        live_animator,
+        live_precision,
+        network_threads,
+    )
     from fomm.media.image import to_frames
     from fomm.models import motion
 
@@ -149,15 +156,25 @@ def stages(seconds: float = 2.0) -> list[dict]:
     models, config = load_model(None)
     base = Animator(models, config, device="cpu", precision=live_precision("auto", "cpu"))
     rows = []
-    for detail, size, expression in (
-        (False, None, False),
-        (True, None, False),
-        (False, None, True),
-        (False, 128, False),
+    # (detail, size, expression, threads): size None is fomm live's choice
+    # (auto_network_size), threads None its network_threads(); 256 on 2 threads with the layer
+    # was the default before the choice
+    for detail, size, expression, threads in (
+        (False, 256, True, 2),
+        (False, None, False, None),
+        (True, None, False, None),
+        (False, None, True, None),
+        (False, 256, True, None),
+        (False, 128, False, None),
+        (False, 128, True, None),
     ):
+        threads = threads or network_threads()
         animate = AnimateOptions(detail=detail, progress=False, expression=expression)
         opts = LiveOptions(animate=animate, network_size=size)
-        animator = live_animator(base, opts.animate, size)
+        if size is None:
+            animator = auto_network_size(base, opts.animate, data.astronaut(), threads)[0]
+        else:
+            animator = live_animator(base, opts.animate, size, threads)
         step = LiveAnimator(animator, data.astronaut(), opts)
         layer = step._layers[0] if expression and step._layers else None
         times: dict[str, list[float]] = {}
@@ -206,6 +223,7 @@ def stages(seconds: float = 2.0) -> list[dict]:
                     "detail": detail,
                     "expression": expression,
                     "network_size": animator.size,
+                    "network_threads": threads if animator.backend != "torch" else None,
                     "stage": name,
                     "backend": animator.backend,
                     "precision": animator.precision,
@@ -215,7 +233,7 @@ def stages(seconds: float = 2.0) -> list[dict]:
             )
             print(
                 f"detail {'on ' if detail else 'off'} expression {'on ' if expression else 'off'} "
-                f"{animator.size} {name:42s} "
+                f"{animator.size} {threads} {name:42s} "
                 f"{rows[-1]['cpu_ms_mean']:7.1f} CPU ms (max {rows[-1]['cpu_ms_max']})",
                 flush=True,
             )

@@ -102,8 +102,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--network-size",
         type=positive_int,
         metavar="PX",
-        help="run the networks at PX×PX instead of the model's size (e.g. 128 on a slow or busy "
-        "CPU: about a quarter of the work at 256, for a softer face; a multiple of 64)",
+        help="run the networks at PX×PX, a multiple of 64 (default: the model's size where "
+        "this CPU draws it fast enough live, else three quarters of it, e.g. 192 for 256; 128 "
+        "on a slow or busy CPU: about a quarter of the work at 256, for a softer face)",
     )
     add_model_arguments(p)
     add_animate_arguments(p)
