@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -244,6 +246,48 @@ def test_live_framing_follows_a_face_from_its_last_box(browser, url, media):
     iou = inter / (area(near) + area(tracked) - inter)
     print(f"crop box IoU, tracked vs searched: min {iou.min():.3f}, mean {iou.mean():.3f}")
     assert iou.min() > 0.85
+
+
+OVERLAP = """
+const { Overlap } = await import('file://' + process.env.FOMM_STATS_JS);
+// frames shown every `serial` / `overlap` ms with median latencies `lat`: the modes chosen
+function run(serial, overlap, lat, frames) {
+  const o = new Overlap(true), modes = [];
+  let now = 0;
+  for (let i = 0; i < frames; i += 1) {
+    modes.push(o.mode);
+    now += o.on ? overlap : serial;
+    o.shown(now, o.on ? lat.overlap : lat.serial);
+  }
+  return modes;
+}
+console.log(JSON.stringify({
+  faster: run(100, 60, { serial: 100, overlap: 105 }, 250),
+  laggier: run(100, 60, { serial: 100, overlap: 180 }, 250),
+  slower: run(100, 95, { serial: 100, overlap: 100 }, 250),
+}));
+"""
+
+
+def test_overlap_is_chosen_where_it_is_faster():
+    """The live loop's choice between overlapped and serial frames (js/stats.js Overlap): a probe
+    of each, then the better for long (overlap only when its frames come faster without a much
+    longer latency), then a probe of the other again."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("no node")
+    stats_js = ROOT / "fomm" / "web" / "static" / "js" / "stats.js"
+    out = subprocess.run([node, "--input-type=module", "-e", OVERLAP], capture_output=True,
+                         text=True, check=True, env={**os.environ, "FOMM_STATS_JS": str(stats_js)})
+    modes = json.loads(out.stdout)
+    probe, long = 16, 150
+    assert modes["faster"][:probe] == ["serial"] * probe
+    assert modes["faster"][probe:2 * probe] == ["overlap"] * probe
+    assert modes["faster"][2 * probe:2 * probe + long] == ["overlap"] * long
+    assert modes["faster"][2 * probe + long:3 * probe + long] == ["serial"] * probe  # re-probed
+    for case in ("laggier", "slower"):
+        assert modes[case][2 * probe:2 * probe + long] == ["serial"] * long, case
+        assert modes[case][2 * probe + long:3 * probe + long] == ["overlap"] * probe, case
 
 
 def test_threads_need_cross_origin_isolation(browser, url, site, media):

@@ -5,7 +5,7 @@ import { MTCNN } from "./mtcnn.js";
 import { loadRuntime, Networks } from "./model.js";
 import { FaceAnimator, NoFaceError } from "./pipeline.js";
 import { animateClip } from "./filemode.js";
-import { LiveStats } from "./stats.js";
+import { LiveStats, Overlap } from "./stats.js";
 import { ExpressionControls } from "./expression_ui.js";
 
 const $ = (id) => document.getElementById(id);
@@ -180,44 +180,6 @@ const nextTurn = () => new Promise((resolve) => { turns.push(resolve); channel.p
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Whether the next frame is taken while the generator draws the previous one (overlap) or after
- * it is shown (serial): overlap gains where a core is free for each and loses where the two
- * compete for one (a busy device), so the loop measures both — PROBE frames of each, then LONG
- * frames of the faster (overlap when its frames come at least MARGIN faster), then PROBE frames
- * of the other again. */
-class Overlap {
-  static PROBE = 16; static SKIP = 3; static LONG = 150; static MARGIN = 0.9;
-
-  constructor(possible) {
-    this.possible = possible;
-    this.interval = { serial: null, overlap: null };  // ms between frames shown, per mode
-    this.mode = possible ? "serial" : "none"; this.left = Overlap.PROBE; this.times = [];
-    this.probing = true;
-  }
-
-  get on() { return this.mode === "overlap"; }
-
-  shown(now) {
-    if (!this.possible) return;
-    this.times.push(now);
-    this.left -= 1;
-    if (this.left > 0) return;
-    const t = this.times.slice(Overlap.SKIP);
-    if (t.length > 1) this.interval[this.mode] = (t[t.length - 1] - t[0]) / (t.length - 1);
-    const { serial, overlap } = this.interval;
-    if (serial === null || overlap === null) {
-      this.mode = serial === null ? "serial" : "overlap"; this.probing = true;
-    } else {
-      const best = overlap < Overlap.MARGIN * serial ? "overlap" : "serial";
-      // after a probe, the faster for long; after a long run, a probe of the other
-      this.probing = !this.probing;
-      this.mode = this.probing ? (best === "overlap" ? "serial" : "overlap") : best;
-    }
-    this.left = this.probing ? Overlap.PROBE : Overlap.LONG;
-    this.times = [];
-  }
-}
-
 // As fomm live's overlap: this thread takes a frame's pose (framing, keypoints) while the
 // generator (in its worker) draws the previous one; one frame is drawn at a time and each is
 // finished (the expression layer, the paste-back) and shown in order. The next camera frame is
@@ -271,7 +233,7 @@ async function liveLoop() {
         const now = performance.now();
         stats.stage("finish", now - finishing);
         stats.frameOut(now - frame.t, out.face, frame.t);
-        overlap.shown(now);
+        overlap.shown(now, now - frame.t);
       })();
       inFlight.push(item);
     }

@@ -52,3 +52,49 @@ export class LiveStats {
     this.show(f);
   }
 }
+
+/** Whether the next frame is taken while the generator draws the previous one (overlap) or after
+ * it is shown (serial): overlap gains where a core is free for each and loses where the two
+ * compete for one (a busy device), so the loop measures both — PROBE frames of each, then LONG
+ * frames of the better, then PROBE frames of the other again. Overlap is the better when its
+ * frames come at least FASTER times as often and their median latency is at most SLOWER times
+ * serial's. */
+export class Overlap {
+  static PROBE = 16; static SKIP = 3; static LONG = 150; static FASTER = 1.15; static SLOWER = 1.2;
+
+  constructor(possible) {
+    this.possible = possible;
+    this.interval = { serial: null, overlap: null };  // ms between frames shown, per mode
+    this.latency = { serial: null, overlap: null };  // median ms from camera to shown, per mode
+    this.mode = possible ? "serial" : "none"; this.left = Overlap.PROBE; this.times = [];
+    this.latencies = []; this.probing = true;
+  }
+
+  get on() { return this.mode === "overlap"; }
+
+  shown(now, latency) {
+    if (!this.possible) return;
+    this.times.push(now);
+    this.latencies.push(latency);
+    this.left -= 1;
+    if (this.left > 0) return;
+    const t = this.times.slice(Overlap.SKIP);
+    if (t.length > 1) {
+      this.interval[this.mode] = (t[t.length - 1] - t[0]) / (t.length - 1);
+      const l = this.latencies.slice(Overlap.SKIP).sort((x, y) => x - y);
+      this.latency[this.mode] = l[l.length >> 1];
+    }
+    const { serial, overlap } = this.interval;
+    if (serial === null || overlap === null) {
+      this.mode = serial === null ? "serial" : "overlap"; this.probing = true;
+    } else {
+      const best = Overlap.FASTER * overlap <= serial
+        && this.latency.overlap <= Overlap.SLOWER * this.latency.serial ? "overlap" : "serial";
+      // after a probe, the better for long; after a long run, a probe of the other
+      this.probing = !this.probing;
+      this.mode = this.probing ? (best === "overlap" ? "serial" : "overlap") : best;
+    }
+    this.left = this.probing ? Overlap.PROBE : Overlap.LONG;
+    this.times = []; this.latencies = [];
+  }
+}
