@@ -11,7 +11,11 @@ export async function loadRuntime(base, wanted = "auto", manifest = {}, threads 
   let backend = "wasm";
   if (wanted !== "wasm" && manifest.webgpu && navigator.gpu) {
     try {
-      if (await navigator.gpu.requestAdapter()) backend = "webgpu";
+      // a fallback adapter (a GPU emulated on the CPU, as Chromium's SwiftShader) is slower
+      // than WASM: used only when asked for (?backend=webgpu)
+      const adapter = await navigator.gpu.requestAdapter();
+      const fallback = adapter && (adapter.info?.isFallbackAdapter ?? adapter.isFallbackAdapter);
+      if (adapter && (!fallback || wanted === "webgpu")) backend = "webgpu";
     } catch (err) { /* no adapter: WASM */ }
   }
   const vendor = new URL("vendor/onnxruntime-web/", base).href;
