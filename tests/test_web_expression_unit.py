@@ -44,7 +44,6 @@ out.clamp = L(g.clamp(F(input.crossed), groups, photo));
 out.gap = g.gap(driving, groups.lips_inner_upper, groups.lips_inner_lower, groups);
 out.lips = L(g.regionMask(groups, photo.length / 2, 'lips'));
 out.keptOpen = L(eyes.keptOpen(result, F(input.closing), groups));
-out.blinksKept = L(eyes.blinksKept(F(input.closing), result, groups, F(out.offsets)));
 out.shut = L(eyes.shut(F(input.closing), groups));
 out.withoutPose = L(g.withoutPose(F(out.offsets), photo, groups));
 out.opening = L(eyes.opening(F(input.squint), groups, driving, reference));
@@ -152,9 +151,7 @@ def test_the_driver_expression_is_what_is_left_after_the_head_motion(faces, js):
 def test_eyelids_match_python(faces, js):
     g = faces["g"]
     result, closing = faces["result"], faces["closing"]
-    offsets = np.reshape(js["offsets"], (-1, 2))
     close(js["keptOpen"], eyes.kept_open(result, closing, g))
-    close(js["blinksKept"], eyes.blinks_kept(closing, result, g, offsets))
     close(js["shut"], eyes.shut(closing, g))
     opened = eyes.opening(faces["squint"], g, faces["driving"], faces["reference"])
     assert np.abs(opened).max() > 1e-3  # the narrowed eye opens

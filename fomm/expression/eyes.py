@@ -6,7 +6,9 @@ column-wise map in the face's axes, within the eye: the lid's edge (its lashes) 
 the wanted lid line whole, and a band of lid skin above it stretches down after it; below the
 line the eye stays where it is (the part the lid has not yet covered). The face warp only ever
 opens eyes (:func:`kept_open` gives it its lid targets); this only closes them, a shut lid just
-past the lower one (:func:`shut`). :func:`blinks_kept` keeps a blink the FOMM result shows.
+past the lower one (:func:`shut`). The lids' targets are the driver's alone: a blink or a
+squint of the FOMM result's own (which follows the driver's lids loosely, or not at all, and
+differently for each face) is not kept.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from fomm.expression.geometry import (
 )
 from fomm.expression.mouth import _blend, _mapped_box, _polygon
 
-OPENING = 0.01  # a driver's upper lid this far above its reference (eye distances) opens the eye
 SHUT_OVERLAP = 0.015  # a shut upper lid covers the lower lid's edge by this (eye distances)
 BAND = 0.11  # lid skin above the lid that stretches down over the eye (eye distances)
 LASH = 0.025  # the lid's edge (lashes): moved down whole, not stretched
@@ -105,9 +106,12 @@ def close_lid(
     # the lid's edge [lid_v - LASH, lid_v] moved down to end at want_v; the skin above it,
     # [top, lid_v - LASH], stretched over [top, want_v - LASH]
     edge = want_v - LASH
-    # (squared: most of the closed lid shows the smooth skin at the band's top, not the fold)
+    # to the power of the stretch (1 to 2): the identity where the lid stays (no seam beside
+    # it), squared where it stretches twice or more (most of a closed lid then shows the smooth
+    # skin at the band's top, not the fold)
+    power = np.clip((edge - top) / np.maximum(band - LASH, 1e-6), 1.0, 2.0)
     t = np.clip((v - top) / np.maximum(edge - top, 1e-6), 0.0, 1.0)
-    skin = top + t * t * (band - LASH)
+    skin = top + t**power * (band - LASH)
     stretch = np.where(v > edge, v - (want_v - lid_v), skin)
     covered = inside & (v > top) & (v <= want_v)
     v_src = np.where(covered, stretch, v)
@@ -172,29 +176,6 @@ def kept_open(src: np.ndarray, target: np.ndarray, groups: Groups) -> np.ndarray
         t_gap = np.interp(t_face[upper, 0], *_sorted(t_face[lower])) - t_face[upper, 1]
         stay = np.minimum(s_face[upper, 1], t_face[upper, 1])
         out[upper, 1] = np.where(t_gap < s_gap, stay, t_face[upper, 1])
-    return out * t_dist @ t_axes.T + origin
-
-
-def blinks_kept(
-    src: np.ndarray, target: np.ndarray, groups: Groups, offsets: np.ndarray
-) -> np.ndarray:
-    """``target`` with each upper lid at least as closed as in ``src`` (the FOMM result) unless
-    the driver opens that lid wider: a blink the result shows stays, though the landmarks
-    under-report it."""
-    s_dist, s_axes = face_axes(src, groups)
-    t_dist, t_axes = face_axes(target, groups)
-    s_face = (src - np.mean(eye_centres(src, groups), axis=0)) @ s_axes / s_dist
-    origin = np.mean(eye_centres(target, groups), axis=0)
-    t_face = (target - origin) @ t_axes / t_dist
-    out = t_face.copy()
-    for side in ("left", "right"):
-        upper = groups[f"{side}_eye_upper"][1:-1]
-        lower = groups[f"{side}_eye_lower"]
-        s_gap = np.interp(s_face[upper, 0], *_sorted(s_face[lower])) - s_face[upper, 1]
-        t_low = np.interp(t_face[upper, 0], *_sorted(t_face[lower]))
-        closer = np.maximum(t_face[upper, 1], t_low - np.maximum(s_gap, 0.0))
-        opening = offsets[upper, 1] < -OPENING
-        out[upper, 1] = np.where(opening, t_face[upper, 1], closer)
     return out * t_dist @ t_axes.T + origin
 
 

@@ -307,8 +307,6 @@ class ExpressionLayer:
             target = src + (wanted - photo) @ pose[:, :2].T  # the rest pinned where it is
         else:
             target = geometry.transform(pose, wanted)
-        if opts.region == "all" and driver is not None:
-            target = eyes.blinks_kept(src, target, groups, offsets)
         idx = self._controls
         oval = groups["face_oval"]
         warped = eyes.kept_open(src, target, groups)

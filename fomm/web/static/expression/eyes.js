@@ -18,7 +18,6 @@ import {
 import { gaussianBlur, sampleLinear } from './imaging.js';
 import { blend, mappedBox, polygonMask } from './mouth.js';
 
-export const OPENING = 0.01;
 export const SHUT_OVERLAP = 0.015;
 export const BAND = 0.11;
 export const LASH = 0.025;
@@ -134,8 +133,10 @@ export function closeLid(image, lid, wanted, origin, axes, eyeDistance, brow = n
         plain = lv0 - PLAIN_SHARE * Math.max(lv0 - browV, 2 * LASH);
       }
       const edge = want - LASH;
+      // to the power of the stretch (1 to 2): the identity where the lid stays
+      const power = Math.min(Math.max((edge - top) / Math.max(band - LASH, 1e-6), 1), 2);
       const t = Math.min(Math.max((v - top) / Math.max(edge - top, 1e-6), 0), 1);
-      const skin = top + t * t * (band - LASH);
+      const skin = top + t ** power * (band - LASH);
       const stretch = v > edge ? v - (want - lv0) : skin;
       const covered = ins && v > top && v <= want;
       const vSrc = covered ? stretch : v;
@@ -258,28 +259,6 @@ export function keptOpen(src, target, groups) {
     }
   }
   return fromFace(out, origin, axes, axes.dist);
-}
-
-/** `target` with each upper lid at least as closed as in `src` unless the driver opens it. */
-export function blinksKept(src, target, groups, offsets) {
-  const sAxes = faceAxes(src, groups);
-  const tAxes = faceAxes(target, groups);
-  const sFace = toFace(src, eyeMid(src, groups), sAxes, sAxes.dist);
-  const origin = eyeMid(target, groups);
-  const tFace = toFace(target, origin, tAxes, tAxes.dist);
-  const out = Float64Array.from(tFace);
-  for (const side of ['left', 'right']) {
-    const lower = groups[`${side}_eye_lower`];
-    const [sx, sy] = sortedCurve(sFace, lower);
-    const [tx, ty] = sortedCurve(tFace, lower);
-    for (const i of interior(groups, `${side}_eye_upper`)) {
-      const sGap = interp(sFace[2 * i], sx, sy) - sFace[2 * i + 1];
-      const tLow = interp(tFace[2 * i], tx, ty);
-      const closer = Math.max(tFace[2 * i + 1], tLow - Math.max(sGap, 0));
-      if (!(offsets[2 * i + 1] < -OPENING)) out[2 * i + 1] = closer;
-    }
-  }
-  return fromFace(out, origin, tAxes, tAxes.dist);
 }
 
 /** `target` with each upper lid that (nearly) meets its lower lid slid just past it. */

@@ -392,9 +392,6 @@ export class ExpressionLayer {
     } else {
       target = geometry.transform(pose, wanted);
     }
-    if (opts.region === 'all' && driver !== null) {
-      target = eyes.blinksKept(src, target, groups, offsets);
-    }
     const idx = this.controls;
     const oval = groups.face_oval;
     const warped = eyes.keptOpen(src, target, groups);

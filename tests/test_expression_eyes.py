@@ -1,0 +1,68 @@
+"""Eyelids of the expression layer: the driver's lids set the result's, a lid slides shut."""
+
+from __future__ import annotations
+
+import numpy as np
+from test_expression_geometry import synthetic_face
+from test_expression_layer import ScriptedMesh, frame
+
+from fomm.expression import ExpressionLayer, ExpressionOptions, eyes, geometry, layer
+
+
+def _lid_gap(points: np.ndarray, groups: dict, side: str) -> float:
+    upper, lower = groups[f"{side}_eye_upper"], groups[f"{side}_eye_lower"]
+    return geometry.gap(points, upper, lower, groups)
+
+
+def test_the_results_own_blink_does_not_override_the_drivers_open_eyes(monkeypatch):
+    mesh = ScriptedMesh()
+    pts, groups = synthetic_face(eye_distance=60.0)
+    photo = mesh.add(frame(0), pts, groups)
+    driving = mesh.add(frame(1), pts, groups)  # the driver keeps its eyes open
+    blinked = pts.copy()  # the FOMM result shut its left eye on its own
+    upper, lower = groups["left_eye_upper"][1:-1], groups["left_eye_lower"][1:-1]
+    blinked[upper, 1] = np.interp(pts[upper, 0], pts[lower, 0], pts[lower, 1]) - 0.5
+    result = mesh.add(frame(2), blinked, groups)
+    seen = {}
+    original = layer.warp.warp
+
+    def warp(image, src, dst, *args, **kwargs):
+        seen["src"], seen["dst"] = src, dst
+        return original(image, src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(layer.warp, "warp", warp)
+    expression = ExpressionLayer(photo, ExpressionOptions(region="all"), mesh=mesh)
+    assert expression.set_reference(driving)
+    expression.apply(result, driving)
+    controls = expression._controls
+    wanted = np.full_like(pts, np.nan)
+    wanted[controls] = seen["dst"]
+    assert _lid_gap(blinked, groups, "left") < 0.02
+    # the warp opens the result's lid as far as the photo's (the driver's expression: none)
+    opened = pts.copy()
+    opened[upper] = wanted[upper]
+    assert abs(_lid_gap(opened, groups, "left") - _lid_gap(pts, groups, "left")) < 0.01
+
+
+def test_a_lid_that_stays_leaves_the_skin_beside_it_as_it_is():
+    rng = np.random.default_rng(0)
+    image = rng.integers(60, 200, (128, 128, 3), dtype=np.uint8)  # textured skin
+    lid = np.stack([np.linspace(30, 98, 9), np.full(9, 50.0)], axis=1)
+    wanted = lid.copy()
+    wanted[1:4, 1] = 66.0  # the lid comes down at its left end only
+    out = eyes.close_lid(image.copy(), lid, wanted, np.array([64.0, 60.0]), np.eye(2), 60.0)
+    assert (out[40:66, 36:52] != image[40:66, 36:52]).any()  # where it came down
+    # where it stays (from its fifth point on) the image is unchanged: no seam beside the
+    # part that moved
+    np.testing.assert_array_equal(out[:, 66:], image[:, 66:])
+
+
+def test_a_shut_lid_still_covers_the_eye():
+    image = np.full((128, 128, 3), 200, np.uint8)  # skin
+    image[50:70, 30:98] = (20, 20, 250)  # the eye: blue
+    lid = np.stack([np.linspace(30, 98, 9), np.full(9, 50.0)], axis=1)
+    wanted = lid.copy()
+    wanted[1:-1, 1] = 68.0
+    out = eyes.close_lid(image.copy(), lid, wanted, np.array([64.0, 60.0]), np.eye(2), 60.0)
+    eye = out[52:62, 40:88]
+    assert (np.abs(eye.astype(int) - 200).max(axis=-1) < 30).mean() > 0.95  # lid skin
