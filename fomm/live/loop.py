@@ -279,9 +279,10 @@ def auto_network_size(animator: Animator, opts: AnimateOptions, image: np.ndarra
     """The live animator at the largest of the candidate sizes (``NETWORK_SIZE_STEPS`` of the
     model's size, multiples of 64, at least 64) whose networks take at most ``budget_ms`` on
     ``image`` (:func:`network_ms`), else at the smallest; and what was measured, per size
-    (``size``, ``ms``). On the 2-core AMD EPYC (AVX2, fp32) the bundled 256 px model's
-    networks take about 80 CPU ms a frame and 192 px about 45: live runs at 192 there; on a
-    CPU with AMX (bf16) 256 px takes about 30 and stays.
+    (``size``, ``ms``); on a GPU the model's size, unmeasured. On the 2-core AMD EPYC (AVX2,
+    fp32) the bundled 256 px model's networks take about 80 CPU ms a frame on one thread and
+    192 px about 45: live runs at 192 there; on the 2-core Xeon with AMX (bf16) 256 px took
+    37.5 CPU ms on two threads (``benchmarks/results/live-cpu.json``) and stays.
 
     Args:
         animator: the loaded model.
@@ -296,7 +297,7 @@ def auto_network_size(animator: Animator, opts: AnimateOptions, image: np.ndarra
         size = max(64, int(round(animator.size * step / 64)) * 64)
         if size not in sizes:
             sizes.append(size)
-    if resolve_device(opts.device).type != "cpu":
+    if animator.device.type != "cpu":
         sizes = sizes[:1]
     measured: list[dict] = []
     chosen = animator
@@ -304,7 +305,8 @@ def auto_network_size(animator: Animator, opts: AnimateOptions, image: np.ndarra
         chosen = live_animator(animator, opts, size, threads)
         if len(sizes) == 1:
             break
-        ms = network_ms(chosen, image, threads=threads or torch.get_num_threads())
+        graph = chosen.backend in GRAPH_BACKENDS  # torch eager runs on torch's threads
+        ms = network_ms(chosen, image, threads=(graph and threads) or torch.get_num_threads())
         measured.append({"size": size, "ms": round(ms, 1)})
         if ms <= budget_ms:
             break
