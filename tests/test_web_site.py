@@ -250,21 +250,24 @@ def test_live_framing_follows_a_face_from_its_last_box(browser, url, media):
 
 OVERLAP = """
 const { Overlap } = await import('file://' + process.env.FOMM_STATS_JS);
-// frames shown every `serial` / `overlap` ms with median latencies `lat`: the modes chosen
-function run(serial, overlap, lat, frames) {
+// frames shown every `serial` / `overlap` ms with latencies `lat` and generator times `draw`
+// per mode: the modes chosen
+function run(serial, overlap, lat, draw, frames) {
   const o = new Overlap(true), modes = [];
   let now = 0;
   for (let i = 0; i < frames; i += 1) {
     modes.push(o.mode);
     now += o.on ? overlap : serial;
-    o.shown(now, o.on ? lat.overlap : lat.serial);
+    o.shown(now, o.on ? lat.overlap : lat.serial, o.on ? draw.overlap : draw.serial);
   }
   return modes;
 }
+const alike = { serial: 100, overlap: 105 }, free = { serial: 60, overlap: 62 };
 console.log(JSON.stringify({
-  faster: run(100, 60, { serial: 100, overlap: 105 }, 250),
-  laggier: run(100, 60, { serial: 100, overlap: 180 }, 250),
-  slower: run(100, 95, { serial: 100, overlap: 100 }, 250),
+  faster: run(100, 60, alike, free, 250),
+  laggier: run(100, 60, { serial: 100, overlap: 180 }, free, 250),
+  slower: run(100, 95, alike, free, 250),
+  crowded: run(100, 60, alike, { serial: 60, overlap: 90 }, 250),
 }));
 """
 
@@ -272,7 +275,7 @@ console.log(JSON.stringify({
 def test_overlap_is_chosen_where_it_is_faster():
     """The live loop's choice between overlapped and serial frames (js/stats.js Overlap): a probe
     of each, then the better for long (overlap only when its frames come faster without a much
-    longer latency), then a probe of the other again."""
+    longer latency and without slowing the generator), then a probe of the other again."""
     node = shutil.which("node")
     if node is None:
         pytest.skip("no node")
@@ -285,7 +288,7 @@ def test_overlap_is_chosen_where_it_is_faster():
     assert modes["faster"][probe:2 * probe] == ["overlap"] * probe
     assert modes["faster"][2 * probe:2 * probe + long] == ["overlap"] * long
     assert modes["faster"][2 * probe + long:3 * probe + long] == ["serial"] * probe  # re-probed
-    for case in ("laggier", "slower"):
+    for case in ("laggier", "slower", "crowded"):
         assert modes[case][2 * probe:2 * probe + long] == ["serial"] * long, case
         assert modes[case][2 * probe + long:3 * probe + long] == ["overlap"] * probe, case
 

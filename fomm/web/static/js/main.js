@@ -214,12 +214,14 @@ async function liveLoop() {
       if (inFlight.length) await inFlight[inFlight.length - 1].drawn;
       if (!state.running || animator !== state.animator) break;
       const networks = pose ? animator.usesNetworks() : false;
-      const item = { done: false };
-      drawStart = performance.now();
+      const item = { done: false, drawMs: null };
+      const begun = drawStart = performance.now();
       item.drawn = pose ? animator.draw(pose) : Promise.resolve(null);
       if (networks) {
-        item.drawn.then(() => { item.done = true; stats.stage("draw", performance.now() - drawStart); },
-          () => { item.done = true; });
+        item.drawn.then(() => {
+          item.done = true; item.drawMs = performance.now() - begun;
+          stats.stage("draw", item.drawMs);
+        }, () => { item.done = true; });
       } else item.done = true;
       const previous = last ? last.shown : Promise.resolve();
       item.shown = (async () => {
@@ -233,7 +235,7 @@ async function liveLoop() {
         const now = performance.now();
         stats.stage("finish", now - finishing);
         stats.frameOut(now - frame.t, out.face, frame.t);
-        overlap.shown(now, now - frame.t);
+        overlap.shown(now, now - frame.t, item.drawMs);
       })();
       inFlight.push(item);
     }

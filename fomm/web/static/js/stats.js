@@ -55,46 +55,57 @@ export class LiveStats {
 
 /** Whether the next frame is taken while the generator draws the previous one (overlap) or after
  * it is shown (serial): overlap gains where a core is free for each and loses where the two
- * compete for one (a busy device), so the loop measures both — PROBE frames of each, then LONG
- * frames of the better, then PROBE frames of the other again. Overlap is the better when its
- * frames come at least FASTER times as often and their median latency is at most SLOWER times
- * serial's. */
+ * compete for one (a busy device: the generator then draws slower beside the page's thread), so
+ * the loop measures both — PROBE frames of each, then LONG frames of the better, then PROBE
+ * frames of the other again. Overlap is the better when its frames come at least FASTER times as
+ * often, its median latency is at most SLOWER times serial's and the generator's median time
+ * beside the page's work at most SHARED times its time alone. */
 export class Overlap {
-  static PROBE = 16; static SKIP = 3; static LONG = 150; static FASTER = 1.15; static SLOWER = 1.2;
+  static PROBE = 16; static SKIP = 3; static LONG = 150;
+  static FASTER = 1.15; static SLOWER = 1.2; static SHARED = 1.25;
 
   constructor(possible) {
     this.possible = possible;
-    this.interval = { serial: null, overlap: null };  // ms between frames shown, per mode
-    this.latency = { serial: null, overlap: null };  // median ms from camera to shown, per mode
+    const none = () => ({ serial: null, overlap: null });
+    this.interval = none();  // ms between frames shown, per mode
+    this.latency = none();  // median ms from camera to shown, per mode
+    this.draw = none();  // the generator's median ms, per mode
     this.mode = possible ? "serial" : "none"; this.left = Overlap.PROBE; this.times = [];
-    this.latencies = []; this.probing = true;
+    this.latencies = []; this.draws = []; this.probing = true;
   }
 
   get on() { return this.mode === "overlap"; }
 
-  shown(now, latency) {
+  /** A frame shown at `now` (ms), `latency` ms after the camera took it; `draw`: the
+   * generator's ms for it (null when it did not run). */
+  shown(now, latency, draw = null) {
     if (!this.possible) return;
     this.times.push(now);
     this.latencies.push(latency);
+    if (draw !== null) this.draws.push(draw);
     this.left -= 1;
     if (this.left > 0) return;
+    const median = (a) => { const b = a.slice(Overlap.SKIP).sort((x, y) => x - y);
+      return b.length ? b[b.length >> 1] : null; };
     const t = this.times.slice(Overlap.SKIP);
     if (t.length > 1) {
       this.interval[this.mode] = (t[t.length - 1] - t[0]) / (t.length - 1);
-      const l = this.latencies.slice(Overlap.SKIP).sort((x, y) => x - y);
-      this.latency[this.mode] = l[l.length >> 1];
+      this.latency[this.mode] = median(this.latencies);
+      this.draw[this.mode] = median(this.draws) ?? this.draw[this.mode];
     }
     const { serial, overlap } = this.interval;
     if (serial === null || overlap === null) {
       this.mode = serial === null ? "serial" : "overlap"; this.probing = true;
     } else {
-      const best = Overlap.FASTER * overlap <= serial
+      const shared = this.draw.serial === null || this.draw.overlap === null
+        || this.draw.overlap <= Overlap.SHARED * this.draw.serial;
+      const best = Overlap.FASTER * overlap <= serial && shared
         && this.latency.overlap <= Overlap.SLOWER * this.latency.serial ? "overlap" : "serial";
       // after a probe, the better for long; after a long run, a probe of the other
       this.probing = !this.probing;
       this.mode = this.probing ? (best === "overlap" ? "serial" : "overlap") : best;
     }
     this.left = this.probing ? Overlap.PROBE : Overlap.LONG;
-    this.times = []; this.latencies = [];
+    this.times = []; this.latencies = []; this.draws = [];
   }
 }
