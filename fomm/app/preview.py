@@ -21,7 +21,12 @@ import numpy as np
 from fomm.config import AnimateOptions
 from fomm.errors import NoFaceError
 from fomm.inference.animator import Animator
-from fomm.inference.pipeline import expression_layers, expression_options, source_target
+from fomm.inference.pipeline import (
+    expression_layers,
+    expression_options,
+    head_only,
+    source_target,
+)
 from fomm.media.image import read_image, resize
 
 MAX_SIDE = 640  # px: the preview's longest side
@@ -114,7 +119,7 @@ class Previewer:
                 if not photo.sources:
                     photo.sources = [self.animator.prepare_source(c) for c in crops]
                 results = self.animator.render(photo.sources, kp_drive, kp_ref, opts.relative,
-                                               opts.adapt_scale)[0]
+                                               opts.adapt_scale, head_only(opts))[0]
         if layers is not None:
             options = expression_options(opts)
             rendered = []

@@ -246,7 +246,7 @@ class Animator:
 
     def animate(self, source: Source, driving: Iterable[np.ndarray], relative: bool = True,
                 adapt_scale: bool = False, reference: np.ndarray | None = None,
-                batch_size: int = 8) -> Iterator[np.ndarray]:
+                batch_size: int = 8, head_only: bool = False) -> Iterator[np.ndarray]:
         """Yield one uint8 (S, S, 3) result per driving frame, in order, streaming.
 
         Args:
@@ -258,15 +258,17 @@ class Animator:
                 Animating forward and backward from it and joining, as the original demo does,
                 equals using it as the reference for every frame.
             batch_size: driving frames per network call; results do not depend on it.
+            head_only: move the source by the driver's head motion alone, its expression left
+                out (``--animation-region pose``: :func:`fomm.models.motion.head_motion`).
         """
         for frames in self.animate_many([source], driving, relative, adapt_scale, reference,
-                                        batch_size):
+                                        batch_size, head_only):
             yield frames[0]
 
     def animate_many(self, sources: list[Source], driving: Iterable[np.ndarray],
                      relative: bool = True, adapt_scale: bool = False,
-                     reference: np.ndarray | None = None,
-                     batch_size: int = 8) -> Iterator[list[np.ndarray]]:
+                     reference: np.ndarray | None = None, batch_size: int = 8,
+                     head_only: bool = False) -> Iterator[list[np.ndarray]]:
         """Like :meth:`animate` for several sources driven by the same frames (multi-person).
 
         Yields:
@@ -281,21 +283,25 @@ class Animator:
             kp_driving = self.keypoints(self.to_model_input(chunk))
             if kp_initial is None:
                 kp_initial = kp_driving.select(slice(0, 1))
-            yield from self.render(sources, kp_driving, kp_initial, relative, adapt_scale)
+            yield from self.render(sources, kp_driving, kp_initial, relative, adapt_scale,
+                                   head_only)
 
     def render(self, sources: list[Source], kp_driving: Keypoints, kp_initial: Keypoints,
-               relative: bool = True, adapt_scale: bool = False) -> list[list[np.ndarray]]:
+               relative: bool = True, adapt_scale: bool = False,
+               head_only: bool = False) -> list[list[np.ndarray]]:
         """Frames for a batch of driving keypoints: the step shared by files and ``fomm live``.
 
         Args:
             sources: from :meth:`prepare_source`.
             kp_driving: (B, K, ·) keypoints of B driving frames, from :meth:`keypoints`.
             kp_initial: (1, K, ·) keypoints of the reference driving frame.
+            head_only: the driver's head motion alone (see :meth:`animate`).
         Returns:
             For each of the B driving frames, one uint8 (S, S, 3) result per source.
         """
         kp_norms = [motion.normalize_kp(source.kp, kp_driving, kp_initial, relative=relative,
-                                        adapt_scale=adapt_scale)[0] for source in sources]
+                                        adapt_scale=adapt_scale, head_only=head_only)[0]
+                    for source in sources]
         if len(sources) > 1 and self.batch_faces:
             results = self._generate_faces(sources, kp_norms)
         else:

@@ -121,6 +121,12 @@ def stitches(opts: AnimateOptions) -> bool:
     return opts.expression and uses_networks(opts.animation_region)
 
 
+def head_only(opts: AnimateOptions) -> bool:
+    """Whether the motion networks get the driver's head motion alone, its expression left out
+    (:func:`fomm.models.motion.head_motion`): region ``pose`` with the expression layer on."""
+    return opts.expression and opts.animation_region == "pose"
+
+
 def faces_note(found: int, opts: AnimateOptions) -> str:
     """Which of the ``found`` faces are animated, in words (largest first, index 0)."""
     if opts.multi_person:
@@ -294,10 +300,11 @@ def _animated(animator: Animator, sources: list, frames: Iterator[np.ndarray], t
               opts: AnimateOptions) -> Iterator[list[np.ndarray]]:
     """For each driving frame, one result crop per face: the motion networks' (without a
     layer), those with the driving frame's expression rendered on them, or with a region that
-    keeps the head the photo's crops with the expression (no networks)."""
+    keeps the head the photo's crops with the expression (no networks). Region ``pose`` moves
+    the photo by the driver's head motion alone (:func:`head_only`)."""
     if layers is None:
         yield from animator.animate_many(sources, frames, opts.relative, opts.adapt_scale,
-                                         reference, opts.batch_size)
+                                         reference, opts.batch_size, head_only(opts))
         return
     if not sources:  # expression / eyes / lips: rendered on the still photo
         target.colour_match(False)
@@ -308,7 +315,8 @@ def _animated(animator: Animator, sources: list, frames: Iterator[np.ndarray], t
         return
     taken: deque[np.ndarray] = deque()  # the driving frames whose results are coming
     for animated in animator.animate_many(sources, _remembered(frames, taken), opts.relative,
-                                          opts.adapt_scale, reference, opts.batch_size):
+                                          opts.adapt_scale, reference, opts.batch_size,
+                                          head_only(opts)):
         driving = taken.popleft()
         yield [layer.apply(result, driving) for layer, result in zip(layers, animated,
                                                                      strict=True)]

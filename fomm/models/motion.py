@@ -208,17 +208,135 @@ def relative_motion(kp_source: Keypoints, kp_driving: Keypoints, kp_driving_init
     return Keypoints(value, jacobian)
 
 
+HEAD_FIT_FLOOR = 0.005  # the robust fit's least residual scale (normalised units: 0.64 px at 256)
+HEAD_FIT_TUKEY = 4.685  # Tukey's biweight cut-off, in residual scales
+HEAD_FIT_STEPS = 3  # reweighted refits after the least-median start
+# head_motion: a keypoint within this distance (normalised units) of where the head's transform
+# takes it keeps part of its own motion (Tukey's biweight): the head's turn out of the image plane
+HEAD_KEEP = 0.06
+
+
+def _complex(points: Tensor) -> Tensor:
+    """(..., 2) x, y → (...) complex128 x + iy."""
+    return torch.complex(points[..., 0].double(), points[..., 1].double())
+
+
+def _similarity_fit(zp: Tensor, zq: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+    """Weighted least-squares ``q ≈ a p + b`` of complex points (B, K) with weights (B, K):
+    the similarity (rotation, uniform scale, translation) as complex ``a`` and ``b``, (B,)."""
+    total = weights.sum(-1).clamp_min(1e-12)
+    cp = (weights * zp).sum(-1) / total
+    cq = (weights * zq).sum(-1) / total
+    dp, dq = zp - cp[:, None], zq - cq[:, None]
+    a = (weights * dp.conj() * dq).sum(-1) / (weights * dp.abs() ** 2).sum(-1).clamp_min(1e-12)
+    return a, cq - a * cp
+
+
+def head_transform(points_from: Tensor, points_to: Tensor) -> Tensor:
+    """The head's motion between two sets of keypoints: the similarity transform (rotation,
+    uniform scale, translation) that maps ``points_from`` onto ``points_to`` where they move
+    together, robust to the points that move on their own (a mouth opening, a brow raised).
+
+    A least-median-of-squares start over the similarities that map each pair of points
+    exactly, then ``HEAD_FIT_STEPS`` least-squares refits weighted by Tukey's biweight of the
+    residuals (scale from the median residual, at least ``HEAD_FIT_FLOOR``). A rigid motion of
+    all points is returned exactly; points whose own motion is several residual scales from the
+    rest's get no weight.
+
+    Args:
+        points_from: (B, K, 2) or (1, K, 2) positions (K ≥ 2).
+        points_to: (B, K, 2) positions.
+    Returns:
+        (B, 2, 3) float64 matrices ``[A | t]``, ``to ≈ A @ from + t`` (``A`` = ``s R``).
+    """
+    zp = _complex(points_from).expand(points_to.shape[:-1])
+    zq = _complex(points_to)
+    bs, num = zq.shape
+    weights = torch.ones(bs, num, dtype=torch.float64, device=zq.device)
+    if num >= 3:
+        pairs = torch.combinations(torch.arange(num, device=zq.device), 2)  # (P, 2)
+        i, j = pairs[:, 0], pairs[:, 1]
+        span = zp[:, j] - zp[:, i]
+        span = torch.where(span.abs() > 1e-12, span, torch.full_like(span, 1e-12))
+        a = (zq[:, j] - zq[:, i]) / span  # (B, P)
+        b = zq[:, i] - a * zp[:, i]
+        residual = (a[..., None] * zp[:, None] + b[..., None] - zq[:, None]).abs()  # (B, P, K)
+        median, best = residual.kthvalue(num // 2 + 1, dim=-1).values.min(-1)  # (B,)
+        # Rousseeuw's consistency factor for the least-median scale of a 4-parameter fit
+        scale = 1.4826 * (1 + 5 / max(num - 4, 1)) * median
+        cut = HEAD_FIT_TUKEY * scale.clamp_min(HEAD_FIT_FLOOR)[:, None]
+        residual = residual[torch.arange(bs, device=zq.device), best]  # (B, K)
+        for _ in range(HEAD_FIT_STEPS):
+            weights = (1 - (residual / cut).clamp(max=1) ** 2) ** 2
+            a, b = _similarity_fit(zp, zq, weights)
+            residual = (a[:, None] * zp + b[:, None] - zq).abs()
+    else:
+        a, b = _similarity_fit(zp, zq, weights)
+    linear = torch.stack([torch.stack([a.real, -a.imag], -1), torch.stack([a.imag, a.real], -1)],
+                         -2)
+    return torch.cat([linear, torch.stack([b.real, b.imag], -1)[..., None]], -1)
+
+
+def head_motion(kp_source: Keypoints, kp_driving: Keypoints, kp_driving_initial: Keypoints,
+                scale: float = 1.0, keep: float = HEAD_KEEP) -> Keypoints:
+    """The source keypoints moved by the driver's head motion alone (its expression left out).
+
+    The motion since ``kp_driving_initial`` is fitted as one similarity transform
+    (:func:`head_transform`); the source keypoints turn and scale by its linear part about their
+    centroid, and move by the displacement (times ``scale``) of the initial keypoints' centroid
+    under it. The jacobians turn with the linear part: ``J = A J^S``. With the source's
+    keypoints at the initial ones' and ``scale`` 1, that is the transform itself.
+
+    A keypoint whose own relative motion (:func:`relative_motion`) ends within ``keep`` of that
+    keeps it in part, by Tukey's biweight of the distance (all of it at 0, none from ``keep``
+    on): the small departures from a flat transform that a head turning out of the image plane
+    makes. A mouth or brow that moves further moves with the head only. ``keep`` 0: the
+    transform alone.
+
+    Returns:
+        (B, K, ·) keypoints for the generator, like :func:`relative_motion`'s.
+    """
+    fit = head_transform(kp_driving_initial.value, kp_driving.value)  # (B, 2, 3) float64
+    linear, shift = fit[..., :2], fit[..., 2]
+    source = kp_source.value.double()
+    initial = kp_driving_initial.value.double().mean(-2)  # (1 or B, 2)
+    centre = source.mean(-2, keepdim=True)
+    moved = torch.einsum("bij,bj->bi", linear, initial.expand(shift.shape)) + shift
+    value = centre + torch.einsum("bij,bkj->bki", linear, source.expand(
+        fit.shape[0], -1, -1) - centre) + scale * (moved - initial)[:, None]
+    jacobian = None
+    if kp_source.jacobian is not None:
+        jacobian = torch.matmul(linear[:, None].to(kp_source.jacobian.dtype), kp_source.jacobian)
+    head = Keypoints(value.to(kp_source.value.dtype), jacobian)
+    if keep <= 0:
+        return head
+    own = relative_motion(kp_source, kp_driving, kp_driving_initial, scale)
+    distance = (own.value - head.value).norm(dim=-1)  # (B, K)
+    weight = (1 - (distance / keep).clamp(max=1) ** 2) ** 2
+    value = head.value + weight[..., None] * (own.value - head.value)
+    if jacobian is not None and own.jacobian is not None:
+        jacobian = jacobian + weight[..., None, None] * (own.jacobian - jacobian)
+    return Keypoints(value, jacobian)
+
+
 def normalize_kp(kp_source: Keypoints, kp_driving: Keypoints, kp_driving_initial: Keypoints,
                  relative: bool = True, adapt_scale: bool = False,
-                 relative_jacobian: bool = True) -> tuple[Keypoints, float]:
+                 relative_jacobian: bool = True,
+                 head_only: bool = False) -> tuple[Keypoints, float]:
     """The driving keypoints the generator sees, as in the original demo's ``normalize_kp``.
 
     Absolute mode returns ``kp_driving`` unchanged (the scale is then unused).
+    ``head_only``: the source keypoints moved by the driver's head motion only
+    (:func:`head_motion`: since ``kp_driving_initial``, or in absolute mode from the source's
+    keypoints to the driver's), the expression's motion left out.
 
     Returns:
         The keypoints and the movement scale used (1.0 unless ``adapt_scale``).
     """
     scale = movement_scale(kp_source, kp_driving_initial) if adapt_scale else 1.0
+    if head_only:
+        return head_motion(kp_source, kp_driving, kp_driving_initial if relative else kp_source,
+                           scale if relative else 1.0), scale
     if not relative:
         return kp_driving, scale
     return relative_motion(kp_source, kp_driving, kp_driving_initial, scale,

@@ -63,8 +63,108 @@ function hullArea(points) {
   return Math.abs(area) / 2;
 }
 
-/** fomm.models.motion.normalize_kp for one driving frame ({value, jacobian} Float32Arrays). */
-export function normalizeKp(source, driving, initial, relative = true, adaptScale = false) {
+// fomm.models.motion.HEAD_FIT_FLOOR, HEAD_FIT_TUKEY, HEAD_FIT_STEPS
+const HEAD_FIT_FLOOR = 0.005, HEAD_FIT_TUKEY = 4.685, HEAD_FIT_STEPS = 3, HEAD_KEEP = 0.06;
+
+/** Weighted least-squares similarity q ≈ a p + b of (K, 2) points (complex a, b as [re, im]). */
+function similarityFit(p, q, w) {
+  let total = 0, cpx = 0, cpy = 0, cqx = 0, cqy = 0;
+  for (let k = 0; k < w.length; k += 1) {
+    total += w[k]; cpx += w[k] * p[2 * k]; cpy += w[k] * p[2 * k + 1];
+    cqx += w[k] * q[2 * k]; cqy += w[k] * q[2 * k + 1];
+  }
+  total = Math.max(total, 1e-12);
+  cpx /= total; cpy /= total; cqx /= total; cqy /= total;
+  let re = 0, im = 0, norm = 0;
+  for (let k = 0; k < w.length; k += 1) {
+    const px = p[2 * k] - cpx, py = p[2 * k + 1] - cpy, qx = q[2 * k] - cqx, qy = q[2 * k + 1] - cqy;
+    re += w[k] * (px * qx + py * qy); im += w[k] * (px * qy - py * qx); norm += w[k] * (px * px + py * py);
+  }
+  norm = Math.max(norm, 1e-12);
+  const ar = re / norm, ai = im / norm;
+  return [ar, ai, cqx - (ar * cpx - ai * cpy), cqy - (ai * cpx + ar * cpy)];
+}
+
+function residuals([ar, ai, bx, by], p, q, out) {
+  for (let k = 0; k < out.length; k += 1) {
+    const x = p[2 * k], y = p[2 * k + 1];
+    out[k] = Math.hypot(ar * x - ai * y + bx - q[2 * k], ai * x + ar * y + by - q[2 * k + 1]);
+  }
+  return out;
+}
+
+/** fomm.models.motion.head_transform for one frame: [a, b, tx, ty] of to ≈ [[a, -b], [b, a]] from
+ * + t, fitted robustly (least-median start over the pairs, Tukey-weighted refits). */
+export function headTransform(from, to) {
+  const num = from.length / 2, w = new Float64Array(num).fill(1);
+  if (num < 3) return similarityFit(from, to, w);
+  const h = Math.floor(num / 2), r = new Float64Array(num), sorted = new Float64Array(num);
+  let median = Infinity, best = null;
+  for (let i = 0; i < num; i += 1) {
+    for (let j = i + 1; j < num; j += 1) {
+      let sx = from[2 * j] - from[2 * i], sy = from[2 * j + 1] - from[2 * i + 1];
+      if (Math.hypot(sx, sy) <= 1e-12) { sx = 1e-12; sy = 0; }
+      const dx = to[2 * j] - to[2 * i], dy = to[2 * j + 1] - to[2 * i + 1], n = sx * sx + sy * sy;
+      const ar = (dx * sx + dy * sy) / n, ai = (dy * sx - dx * sy) / n;
+      const fit = [ar, ai, to[2 * i] - (ar * from[2 * i] - ai * from[2 * i + 1]),
+        to[2 * i + 1] - (ai * from[2 * i] + ar * from[2 * i + 1])];
+      sorted.set(residuals(fit, from, to, r)); sorted.sort();
+      if (sorted[h] < median) { median = sorted[h]; best = fit; }
+    }
+  }
+  const cut = HEAD_FIT_TUKEY * Math.max(1.4826 * (1 + 5 / Math.max(num - 4, 1)) * median, HEAD_FIT_FLOOR);
+  let fit = best;
+  for (let step = 0; step < HEAD_FIT_STEPS; step += 1) {
+    residuals(fit, from, to, r);
+    for (let k = 0; k < num; k += 1) { const u = Math.min(r[k] / cut, 1); w[k] = (1 - u * u) ** 2; }
+    fit = similarityFit(from, to, w);
+  }
+  return fit;
+}
+
+/** fomm.models.motion.head_motion for one driving frame: the source moved by the driver's head
+ * motion alone (turned about its centroid, moved as the initial keypoints' centroid is); `own`:
+ * the keypoints' own relative motion, kept in part within HEAD_KEEP of that. */
+export function headMotion(source, driving, initial, scale = 1, own = null) {
+  const [ar, ai, tx, ty] = headTransform(initial.value, driving.value);
+  const num = source.value.length / 2;
+  let cx = 0, cy = 0, ix = 0, iy = 0;
+  for (let k = 0; k < num; k += 1) {
+    cx += source.value[2 * k] / num; cy += source.value[2 * k + 1] / num;
+    ix += initial.value[2 * k] / num; iy += initial.value[2 * k + 1] / num;
+  }
+  const mx = ar * ix - ai * iy + tx - ix, my = ai * ix + ar * iy + ty - iy;
+  const value = new Float32Array(source.value.length);
+  for (let k = 0; k < num; k += 1) {
+    const x = source.value[2 * k] - cx, y = source.value[2 * k + 1] - cy;
+    value[2 * k] = cx + ar * x - ai * y + scale * mx;
+    value[2 * k + 1] = cy + ai * x + ar * y + scale * my;
+  }
+  let jacobian = source.jacobian;
+  if (source.jacobian) {
+    jacobian = new Float32Array(source.jacobian.length);
+    for (let k = 0; k < jacobian.length; k += 4) {
+      mul2(Float32Array.of(ar, -ai, ai, ar), 0, source.jacobian, k, jacobian, k);
+    }
+  }
+  if (own && HEAD_KEEP > 0) {
+    for (let k = 0; k < num; k += 1) {
+      const dx = own.value[2 * k] - value[2 * k], dy = own.value[2 * k + 1] - value[2 * k + 1];
+      const u = Math.min(Math.hypot(dx, dy) / HEAD_KEEP, 1), w = (1 - u * u) ** 2;
+      value[2 * k] += w * dx; value[2 * k + 1] += w * dy;
+      if (jacobian && own.jacobian) {
+        for (let i = 4 * k; i < 4 * k + 4; i += 1) jacobian[i] += w * (own.jacobian[i] - jacobian[i]);
+      }
+    }
+  }
+  return { value, jacobian };
+}
+
+/** fomm.models.motion.normalize_kp for one driving frame ({value, jacobian} Float32Arrays);
+ * `headOnly`: the driver's head motion alone (--animation-region pose). */
+export function normalizeKp(source, driving, initial, relative = true, adaptScale = false,
+  headOnly = false) {
+  if (headOnly && !relative) return headMotion(source, driving, source, 1, driving);
   if (!relative) return driving;
   let scale = 1;
   if (adaptScale) {
@@ -86,6 +186,7 @@ export function normalizeKp(source, driving, initial, relative = true, adaptScal
       mul2(tmp, 0, source.jacobian, k, jacobian, k);
     }
   }
+  if (headOnly) return headMotion(source, driving, initial, scale, { value, jacobian });
   return { value, jacobian };
 }
 

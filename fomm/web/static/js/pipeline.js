@@ -77,7 +77,9 @@ export class FaceAnimator {
   async draw(pose) {
     if (!this.usesNetworks()) return this.crop;
     const o = this.options;
-    const kp = normalizeKp(this.source.kp, pose.kp, pose.reference, o.relative, o.adaptScale);
+    const headOnly = Boolean(this.layer) && this.layer.options.region === "pose";
+    const kp = normalizeKp(this.source.kp, pose.kp, pose.reference, o.relative, o.adaptScale,
+      headOnly);
     return this.networks.generate(this.source, kp);
   }
 
