@@ -324,6 +324,44 @@ def test_a_stalled_run_that_lost_its_job_cannot_write_a_result(redis):
     assert redis.zcard(ACTIVE) == 0 and redis.zscore(FINISHED_SET, "j") is not None
 
 
+def test_a_job_no_run_and_no_queue_holds_is_queued_again(tmp_path, redis, redis_url):
+    """The janitor's reconcile pass: a job whose run vanished without RQ's clean-up (a running job
+    without a lease, a queued job RQ does not hold) is queued again after LOST_ROUNDS rounds, by
+    one API process only; a live lease and a job RQ holds are left alone; a job lost more times
+    than MAX_RETRIES allows fails."""
+    from rq.job import Job
+
+    from fomm.app.broker import (
+        ABANDONED_ERROR, LOST_ROUNDS, MAX_RETRIES, QUEUE, BrokerJobs, lease_key,
+    )
+
+    storage = DirectoryStorage(tmp_path / "jobs")
+    apis = [BrokerJobs(redis_url, storage, janitor_s=1.0) for _ in range(2)]
+    jobs = {"dead-run": ("running", 1), "never-queued": ("queued", 0),
+            "alive": ("running", 1), "rq-has-it": ("queued", 0), "lost-twice": ("running", 2)}
+    for n, (job_id, (status, attempts)) in enumerate(jobs.items()):
+        redis.hset(job_key(job_id), mapping={"status": status, "attempts": attempts,
+                                             "attempt": "t" if status == "running" else ""})
+        redis.zadd(ACTIVE, {job_id: n})
+    redis.set(lease_key("alive"), "t", px=60_000)
+    apis[0]._enqueue("rq-has-it", MAX_RETRIES)
+
+    for _ in range(LOST_ROUNDS - 1):
+        assert apis[0].reconcile() == [] and apis[1].reconcile() == []
+    requeued = apis[0].reconcile() + apis[1].reconcile()
+    assert sorted(requeued) == ["dead-run", "never-queued"]  # each once, by one of the two
+    queued = [i.decode() for i in redis.lrange(f"rq:queue:{QUEUE}", 0, -1)]
+    assert sorted(queued) == ["dead-run", "never-queued", "rq-has-it"]
+    status = {j: redis.hget(job_key(j), "status").decode() for j in jobs}
+    assert status == {"dead-run": "queued", "never-queued": "queued", "alive": "running",
+                      "rq-has-it": "queued", "lost-twice": "failed"}
+    assert redis.hget(job_key("lost-twice"), "error").decode() == ABANDONED_ERROR
+    assert Job.fetch("dead-run", connection=redis).retries_left is None  # its one retry is used
+    assert Job.fetch("never-queued", connection=redis).retries_left == MAX_RETRIES
+    for _ in range(LOST_ROUNDS + 1):  # held by RQ now: nothing more to do
+        assert apis[0].reconcile() == [] and apis[1].reconcile() == []
+
+
 def _start_redis(port: int, folder: Path) -> subprocess.Popen:
     """redis-server on ``port`` with an append-only file in ``folder`` (kept across restarts)."""
     proc = subprocess.Popen([REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "",

@@ -39,6 +39,7 @@ JANITOR_LOCK = PREFIX + "janitor"
 RUN_FUNCTION = "fomm.app.worker.run_job"
 FAILURE_CALLBACK = "fomm.app.broker.on_rq_failure"
 MAX_RETRIES = 1  # a job whose worker dies is run again this many times
+LOST_ROUNDS = 2  # janitor rounds a job must look lost (held by no run) before it is queued again
 ABANDONED_ERROR = ("the worker running this job stopped twice; it was not tried a third time "
                    "(submit it again, perhaps with a shorter clip)")
 GENERIC_ERROR = "internal error while animating; the worker log has the details"
@@ -279,6 +280,7 @@ class BrokerJobs:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._accepting = False
+        self._lost: dict[str, int] = {}  # job id → janitor rounds in a row it looked lost
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -327,8 +329,6 @@ class BrokerJobs:
 
         ``job.payload`` is a :class:`fomm.app.api.JobInput` whose files are in ``job.folder``.
         """
-        from rq import Callback, Retry
-
         if not self._accepting:
             raise QueueFull(30, "the server is not accepting jobs (starting or shutting down)")
         inp = job.payload
@@ -348,10 +348,7 @@ class BrokerJobs:
             if not self.scripts.reserve([ACTIVE, job_key(job.id)], args):
                 raise QueueFull(self._retry_after())
             try:
-                self.queue.enqueue(RUN_FUNCTION, job.id, job_id=job.id,
-                                   job_timeout=int(self.job_timeout_s), result_ttl=600,
-                                   failure_ttl=int(self.ttl_s), retry=Retry(max=MAX_RETRIES),
-                                   on_failure=Callback(FAILURE_CALLBACK))
+                self._enqueue(job.id, MAX_RETRIES)
             except BaseException:
                 self.client.zrem(ACTIVE, job.id)
                 self.client.delete(job_key(job.id))
@@ -362,6 +359,16 @@ class BrokerJobs:
         finally:
             if self.storage.local(keys["source"]) is None:  # sent on: the local copies go
                 shutil.rmtree(job.folder, ignore_errors=True)
+
+    def _enqueue(self, job_id: str, retries: int) -> None:
+        """Put ``job_id`` on RQ's queue; RQ runs it again ``retries`` times if its worker dies."""
+        from rq import Callback, Retry
+
+        self.queue.enqueue(RUN_FUNCTION, job_id, job_id=job_id,
+                           job_timeout=int(self.job_timeout_s), result_ttl=600,
+                           failure_ttl=int(self.ttl_s),
+                           retry=Retry(max=retries) if retries > 0 else None,
+                           on_failure=Callback(FAILURE_CALLBACK))
 
     @_needs_broker
     def state(self, job_id: str) -> dict[str, Any] | None:
@@ -448,10 +455,55 @@ class BrokerJobs:
             finally:
                 self.queue.release_maintenance_lock()
 
+    def reconcile(self) -> list[str]:
+        """Queue again the jobs that no run holds and RQ does not hold either; returns their ids.
+
+        fomm's job hash is the record: a job ``running`` whose lease ran out, or ``queued`` while
+        RQ has it neither queued nor started, is lost (RQ's clean-up, :meth:`recover`, handles
+        the usual case first). Seen so for :data:`LOST_ROUNDS` janitor rounds in a row, it is put
+        on RQ's queue again; a lost run counts as a run, so a job runs at most
+        ``MAX_RETRIES + 1`` times and then fails with :data:`ABANDONED_ERROR`. One API process
+        acts on each job (the state change and a lock are atomic in Redis).
+        """
+        from rq.job import Job
+
+        held = {b"queued", b"started", b"scheduled", b"deferred"}
+        lost: dict[str, int] = {}
+        for raw in self.client.zrange(ACTIVE, 0, -1):
+            job_id = raw.decode()
+            status, attempts = self.client.hmget(job_key(job_id), "status", "attempts")
+            if status == b"running":
+                if self.client.exists(lease_key(job_id)):
+                    continue
+            elif status != b"queued" or self.client.hget(Job.key_for(job_id), "status") in held:
+                continue
+            lost[job_id] = int(attempts or 0)
+        self._lost = {job_id: self._lost.get(job_id, 0) + 1 for job_id in lost}
+        requeued = []
+        for job_id, rounds in self._lost.items():
+            if rounds < LOST_ROUNDS:
+                continue
+            attempts = lost[job_id]
+            if not self.client.set(f"{PREFIX}requeue:{job_id}", 1, nx=True,
+                                   ex=max(1, round(self.janitor_s * LOST_ROUNDS))):
+                continue  # another API process has it
+            before = stop_job(self.client, self.scripts, job_id, error=ABANDONED_ERROR,
+                              requeue=attempts <= MAX_RETRIES, states=("queued", "running"))
+            if not before:
+                continue
+            if attempts > MAX_RETRIES:
+                log.warning("job %s: its run was lost %d times; failed", job_id, attempts)
+                continue
+            self._enqueue(job_id, MAX_RETRIES - attempts)
+            log.warning("job %s: %s but held by no worker; queued again", job_id, before)
+            requeued.append(job_id)
+        return requeued
+
     def _janitor(self) -> None:
         while not self._stopped.wait(self.janitor_s):
             try:
                 self.recover()
+                self.reconcile()
                 self.observe()
                 if self.client.set(JANITOR_LOCK, 1, nx=True, ex=max(1, int(self.janitor_s))):
                     self.remove_expired()
