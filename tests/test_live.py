@@ -450,6 +450,7 @@ def test_live_network_size(live_media, tiny_ckpt, tmp_path):
     from fomm.checkpoints.loading import load_model
     from fomm.cli.main import build_parser
     from fomm.inference.animator import Animator
+    from fomm.live.loop import MAX_SIDE
 
     photo, clip = live_media
     opts = LiveOptions(
@@ -474,6 +475,14 @@ def test_live_network_size(live_media, tiny_ckpt, tmp_path):
         )
     args = build_parser().parse_args(["live", "p.png", "--network-size", "128"])
     assert args.network_size == 128 and args.overlap  # overlapped by default
+    assert args.max_side == MAX_SIDE and args.network_size == 128
+    assert build_parser().parse_args(["live", "p.png", "--max-side", "0"]).max_side == 0
+    stats = run_live(  # the photo scaled down: a smaller output
+        photo, dataclasses.replace(opts, max_frames=3, max_side=256),
+        animator=Animator(*load_model(tiny_ckpt), device="cpu"), log=False,
+    )
+    assert stats.frames_out >= 1
+    assert next(iter_frames(tmp_path / "out.mp4")).shape == (256, 256, 3)
     assert not build_parser().parse_args(["live", "p.png", "--no-overlap"]).overlap
 
 

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from fomm.cli.argtypes import positive_float, positive_int
+from fomm.cli.argtypes import non_negative_int, positive_float, positive_int
 
 
 def cmd_live(args: argparse.Namespace) -> None:
@@ -24,6 +24,7 @@ def cmd_live(args: argparse.Namespace) -> None:
         smoothing_cutoff=args.smoothing_cutoff,
         detect_every=args.detect_every,
         network_size=args.network_size,
+        max_side=args.max_side or None,
         overlap=args.overlap,
         max_frames=args.max_frames,
         animate=animate,
@@ -105,6 +106,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run the networks at PX×PX, a multiple of 64 (default: the model's size where "
         "this CPU draws it fast enough live, else three quarters of it, e.g. 192 for 256; 128 "
         "on a slow or busy CPU: about a quarter of the work at 256, for a softer face)",
+    )
+    live.add_argument(
+        "--max-side",
+        type=non_negative_int,
+        default=1024,
+        metavar="PX",
+        help="scale the photo (and so the output) down to this longest side at start (default "
+        "1024; 0: the photo's own size): a larger frame costs CPU time a frame to paste, show "
+        "and record, without a sharper face",
     )
     add_model_arguments(p)
     add_animate_arguments(p)

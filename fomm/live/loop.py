@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+import cv2
 import numpy as np
 import torch
 
@@ -60,6 +61,9 @@ DRAWS_IN_FLIGHT = 1
 NETWORK_BUDGET_MS = 55.0
 NETWORK_SIZE_STEPS = (1.0, 0.75)  # candidates: the model's size, then three quarters of it
 PROBE_FRAMES = 3  # frames timed per candidate (after one warm-up), the median counts
+# the live output's longest side (the photo scaled down at start): a 2048 px photo took 110
+# CPU ms a frame to paste, lay the expression on and record (x264 veryfast), 51 at 1024
+MAX_SIDE = 1024
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,10 @@ class LiveOptions:
     softer face; 192 a little over half, hardly softer); None: chosen at start by
     :func:`auto_network_size` (the model's size where the CPU draws it fast enough live,
     else three quarters of it);
+    ``max_side``: the photo (and so the output) is scaled down at start to this longest side
+    (px; None: its own size): pasting, showing and recording a larger frame costs CPU time a
+    frame without a sharper face (the networks draw it at ``network_size``; ``--detail``
+    draws it at the scaled photo's resolution);
     ``overlap``: frame the next camera frame and find its keypoints (and the expression
     layer's driving landmarks) while the generator draws this one, lay the expression on a
     drawn frame and paste it back while the next one is drawn, and show a result while the next
@@ -97,6 +105,7 @@ class LiveOptions:
     max_frames: int | None = None
     realtime: bool = True
     network_size: int | None = None
+    max_side: int | None = MAX_SIDE
     overlap: bool = True
     animate: AnimateOptions = field(default_factory=lambda: AnimateOptions(detail=False))
 
@@ -313,6 +322,17 @@ def auto_network_size(animator: Animator, opts: AnimateOptions, image: np.ndarra
     return chosen, measured
 
 
+def fit_side(image: np.ndarray, max_side: int | None) -> np.ndarray:
+    """``image`` scaled down (area average) so that its longest side is at most ``max_side``;
+    ``image`` itself when it is no larger or ``max_side`` is None."""
+    h, w = image.shape[:2]
+    if max_side is None or max(h, w) <= max_side:
+        return image
+    factor = max_side / max(h, w)
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
 def _percentile(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 1) if values else 0.0
 
@@ -475,9 +495,8 @@ class LiveAnimator:
         if expression and not uses_networks(options.region):  # type: ignore[union-attr]
             # the still photo's face with the expression: no networks
             return Drawn(list(self._photos), networks=False, expression=True)
-        head_only = options is not None and options.region == "pose"  # the head's motion alone
         frames = self.animator.render(
-            self._sources, pose.kp, pose.reference, self.relative, self.adapt_scale, head_only
+            self._sources, pose.kp, pose.reference, self.relative, self.adapt_scale
         )
         return Drawn(frames[0], networks=True, expression=expression)
 
@@ -574,7 +593,7 @@ def run_live(
     check_network_size(opts.network_size)
     if not Path(photo).exists():
         raise InputError(f"{photo}: source image not found")
-    source_image = read_image(photo)
+    source_image = fit_side(read_image(photo), opts.max_side)
     capture = Capture(opts.camera, realtime=opts.realtime)  # a missing camera fails first
     ok = False
     stats = LiveStats()
