@@ -495,8 +495,9 @@ class LiveAnimator:
         if expression and not uses_networks(options.region):  # type: ignore[union-attr]
             # the still photo's face with the expression: no networks
             return Drawn(list(self._photos), networks=False, expression=True)
+        head_only = options is not None and options.region == "pose"  # the head's motion alone
         frames = self.animator.render(
-            self._sources, pose.kp, pose.reference, self.relative, self.adapt_scale
+            self._sources, pose.kp, pose.reference, self.relative, self.adapt_scale, head_only
         )
         return Drawn(frames[0], networks=True, expression=expression)
 
