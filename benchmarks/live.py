@@ -8,13 +8,15 @@
   native bf16; ONNX Runtime fp32 one stage after the other elsewhere), session 6's defaults
   (fp32 on ONNX Runtime, a frame's pose overlapping the previous frame's render) and now
   (``fomm live``'s defaults: OpenVINO with bf16 islands where the CPU has native bf16, fp32
-  elsewhere, overlapped; and ``--network-size 128``), interleaved and repeated; each run records
+  elsewhere, on one thread per two CPUs, at the network size it chooses, overlapped; and
+  ``--network-size 128``), interleaved and repeated; each run records
   the load average and the share of the machine's CPU that other processes used meanwhile;
 * the live frame path stage by stage (face framing with detection every 3rd frame, keypoints,
   generator, ``--detail``, conversion, the expression layer's driving landmarks
   (``observe``) and its rendering on the result (``apply``: the result's landmarks, the warp,
-  lids and mouth), paste), CPU ms per frame, detail off and on, the layer on, and at
-  ``--network-size 128``;
+  lids and mouth), paste), CPU ms per frame, at the network size and threads ``fomm live``
+  chooses (detail off and on, the layer off and on), the layer on at 256 px on 2 threads (the
+  default before the choice) and on 1, and at ``--network-size 128``;
 * network ms/frame (keypoints + generator, batch 1, source encoded once) per backend (and
   precision) for the bundled model and the full vox-256 config (random weights), and for
   OpenVINO fp32 also on one thread (``threads``: the networks' threads; CPU ms count all);
@@ -325,7 +327,7 @@ RUNS = [  # (label, live_run keywords)
     ),
     (
         "now: defaults (auto → OpenVINO, bf16 islands where the CPU has native bf16, fp32 "
-        "elsewhere; pose beside the previous render)",
+        "elsewhere; the network size chosen at start; pose beside the previous render)",
         {"precision": "auto"},
     ),
     ("now: --network-size 128", {"precision": "auto", "network_size": 128}),
