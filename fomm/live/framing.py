@@ -1,10 +1,10 @@
 """Causal face framing for live input: the driving face's crop, from past frames only.
 
 File animation frames the driving face with a look-ahead track (fomm.faces.track); a live camera
-has no future frames, so here the face box is detected every few frames (near the followed face
-first), continued with the track's own face choice (:func:`fomm.faces.track.pick_face`),
-smoothed with a One-Euro filter and framed and cut exactly as for files
-(:func:`fomm.faces.crop.square_box`, :func:`crop`).
+has no future frames, so here the face box is found every few frames (a followed face again from
+its last box by MTCNN's last two networks, else near it, else in the whole frame), continued
+with the track's own face choice (:func:`fomm.faces.track.pick_face`), smoothed with a One-Euro
+filter and framed and cut exactly as for files (:func:`fomm.faces.crop.square_box`, :func:`crop`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from fomm.faces.crop import MARGIN, SHIFT_Y, crop, face_size, square_box
-from fomm.faces.detect import Box, Face, detect_faces
+from fomm.faces.detect import Box, Face, detect_faces, refine_face
 from fomm.faces.track import pick_face
 from fomm.live.smoothing import BOX_BETA, BOX_MIN_CUTOFF, OneEuroFilter
 
@@ -41,6 +41,8 @@ class LiveFramer:
             seen at ``NEAR_MAX_SIDE`` px), and in the whole frame only when it is not there:
             on the benchmark clip 11.9 instead of 21.3 CPU ms per detection, the same boxes to
             detector jitter.
+        track: find a followed face again from its last box first (MTCNN's RNet and ONet on that
+            one candidate, :func:`fomm.faces.detect.refine_face`), before looking around it.
     """
 
     def __init__(
@@ -53,13 +55,14 @@ class LiveFramer:
         max_side: int = DETECT_MAX_SIDE,
         min_face: float = MIN_FACE,
         near: bool = True,
+        track: bool = True,
     ) -> None:
         if detect_every < 1:
             raise ValueError(f"detect_every must be ≥ 1, got {detect_every}")
         self.size, self.detect_every = size, detect_every
         self.margin, self.shift_y, self.max_side = margin, shift_y, max_side
         self.min_face = min_face
-        self.near = near
+        self.near, self.track = near, track
         self._filter = OneEuroFilter(BOX_MIN_CUTOFF, BOX_BETA) if smoothing else None
         self._face: Box | None = None  # last smoothed face box
         self._misses = 0
@@ -95,7 +98,10 @@ class LiveFramer:
     def _detect(self, frame: np.ndarray, t: float) -> None:
         self.detections += 1
         faces: list[Face] = []
-        if self._face is not None and not self._misses and self.near:
+        if self._face is not None and not self._misses and self.track:  # cheapest: its last box
+            min_size = max(20.0, NEAR_MIN_FACE * face_size(self._face))
+            faces = refine_face(frame, self._face, min_size=min_size)
+        if not faces and self._face is not None and not self._misses and self.near:
             faces = self._detect_near(frame, self._face)  # the followed face, cheaply
         if not faces:  # none yet, or it left the square: the whole frame
             min_size = max(20.0, self.min_face * min(frame.shape[:2]))
