@@ -16,7 +16,7 @@ same models and runtime, the page's code from ``git archive REV``), interleaved 
 that a change is measured side by side under the same load.
 
     python benchmarks/web_live.py [--seconds 10] [--repeats 2] [--site DIR] [--before REV]
-        [--sizes 128 256] [--no-extras]
+        [--sizes 128 256] [--no-extras] [--note TEXT]
 
 Writes benchmarks/results/web-live-cpu.json (the machine is named in it). Nothing asserts on time.
 """
@@ -247,6 +247,7 @@ def main() -> None:
     parser.add_argument("--no-extras", action="store_true",
                         help="leave out the page with the expression layer on and with two "
                         "WASM threads")
+    parser.add_argument("--note", help="a note kept in the results (the conditions of the run)")
     parser.add_argument("--out", type=Path, default=RESULTS / "web-live-cpu.json")
     args = parser.parse_args()
     from skimage import data
@@ -293,8 +294,11 @@ def main() -> None:
                 server.__exit__(None, None, None)
         sizes = [download(site, s) for s in (128, 256)]
     result = {"machine": machine(), "seconds": args.seconds, "camera": "640x480 30 fps",
-              "browser": "Debian Chromium headless (Playwright), no GPU: WebGPU has no adapter",
-              "before": args.before, "medians": medians(runs), "runs": runs, "download": sizes}
+              "browser": "Debian Chromium headless (Playwright), no GPU: WebGPU has no adapter "
+              "(only SwiftShader's fallback one with --enable-unsafe-webgpu, which the page passes "
+              "over)",
+              "note": args.note, "before": args.before, "medians": medians(runs), "runs": runs,
+              "download": sizes}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")
