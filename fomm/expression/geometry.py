@@ -16,7 +16,10 @@ expression. :func:`clamp` then keeps the eyelids from crossing and the lip gaps 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -36,6 +39,43 @@ SMILE_UP = 0.07  # ... and up by this
 # correlation with the driver's up on lp_d5 and dt_w009_front_happy (self-reenactment)
 LID_GAIN = 1.6
 MIN_GAP = 0.012  # closed lids and lips keep this gap (eye distances): the warp stays regular
+MEMO_SIZE = 16  # faces whose eye centres, axes and coordinates are remembered (per function)
+
+_T = TypeVar("_T")
+
+
+def _copied(value: _T) -> _T:
+    if isinstance(value, np.ndarray):
+        return value.copy()  # type: ignore[return-value]
+    if isinstance(value, tuple):
+        return tuple(_copied(v) for v in value)  # type: ignore[return-value]
+    return value
+
+
+def _by_content(func: Callable[[Any, Groups], _T]) -> Callable[[Any, Groups], _T]:
+    """``func(points, groups)`` remembered for the last ``MEMO_SIZE`` arrays ``points`` (by
+    their dtype, shape and values, with the same ``groups`` object, which is never changed in
+    place): one frame asks for the same faces' axes and coordinates many times. The same
+    results bit for bit, as copies (the caller may change them)."""
+    entries: dict[tuple, tuple[Groups, _T]] = {}
+    lock = threading.Lock()
+
+    @functools.wraps(func)
+    def remembered(points: Any, groups: Groups) -> _T:
+        if not isinstance(points, np.ndarray):
+            return func(points, groups)
+        key = (points.dtype.str, points.shape, points.tobytes(), id(groups))
+        with lock:
+            hit = entries.get(key)
+        if hit is None or hit[0] is not groups:  # (a cached groups object is kept alive)
+            hit = (groups, func(points, groups))
+            with lock:
+                if len(entries) >= MEMO_SIZE:
+                    del entries[next(iter(entries))]
+                entries[key] = hit
+        return _copied(hit[1])
+
+    return remembered
 
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -63,6 +103,7 @@ def transform(m: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.asarray(points, dtype=np.float64) @ m[:, :2].T + m[:, 2]
 
 
+@_by_content
 def eye_centres(points: np.ndarray, groups: Groups) -> tuple[np.ndarray, np.ndarray]:
     """The image-left and image-right eye centres (means of each eye's lid points)."""
 
@@ -74,6 +115,7 @@ def eye_centres(points: np.ndarray, groups: Groups) -> tuple[np.ndarray, np.ndar
     return centre("left"), centre("right")
 
 
+@_by_content
 def face_axes(points: np.ndarray, groups: Groups) -> tuple[float, np.ndarray]:
     """The eye distance (pixels) and the face's axes: columns x (eye line, image left to right)
     and y (perpendicular, down the face), as a (2, 2) rotation."""
@@ -155,6 +197,7 @@ def to_pixels(offsets: np.ndarray, points: np.ndarray, groups: Groups) -> np.nda
     return offsets @ axes.T * dist
 
 
+@_by_content
 def _face_coords(points: np.ndarray, groups: Groups) -> np.ndarray:
     dist, axes = face_axes(points, groups)
     left, right = eye_centres(points, groups)

@@ -295,6 +295,8 @@ export class Networks {
       await this.worker.call({ type: "source", feeds: this.worker.feeds(all) });
       src.worker = this.worker;
     }
+    // a session's first run is slow (it sets up its buffers): done here, not on a live frame
+    await this.generate(src, src.kp);
     return src;
   }
 
