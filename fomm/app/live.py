@@ -13,8 +13,10 @@ while one is being animated replace it and are counted as dropped, never queued.
 session per model: another one is told ``{"type": "error", "code": "busy"}``. The per-frame
 work is :class:`fomm.live.loop.LiveAnimator`, the step of ``fomm live``, with its defaults:
 ``--detail`` off, ``--precision auto`` on a graph backend on a CPU
-(:func:`fomm.live.loop.live_animator`) and torch's own work on one thread beside the backend's
-(:func:`fomm.live.loop.glue_threads`).
+(:func:`fomm.live.loop.live_animator`), the networks' side chosen at the first session where
+the CPU draws them fast enough (:func:`fomm.live.loop.auto_network_size`) on half the CPUs
+(:func:`fomm.live.loop.network_threads`) and torch's own work on one thread beside the
+backend's (:func:`fomm.live.loop.glue_threads`).
 The page keeps two frames in flight (one animating, the next waiting in the slot) and sends a
 new camera frame when a result comes back, so the model never waits for the page's round trip.
 
@@ -53,7 +55,13 @@ from fomm.app.uploads import UploadError, decode_image_bytes
 from fomm.config import AnimateOptions
 from fomm.errors import FommError
 from fomm.inference.animator import Animator
-from fomm.live.loop import LiveAnimator, LiveOptions, glue_threads, live_animator
+from fomm.live.loop import (
+    LiveAnimator,
+    LiveOptions,
+    auto_network_size,
+    glue_threads,
+    network_threads,
+)
 
 MAX_MESSAGE = 8 * 2**20  # bytes: a photo or a camera frame
 MAX_TEXT = 4096  # bytes: a command
@@ -140,9 +148,10 @@ def add_live_routes(app: FastAPI, animator: Animator, options: AnimateOptions,
                     limits: LiveLimits | None = None) -> None:
     """Add the ``/v1/live`` WebSocket to ``app``; one session at a time per ``animator``.
 
-    ``options`` are the server's; live runs them with ``fomm live``'s defaults: ``detail`` off
-    and the live precision (the server's model is used when it already runs that way, else a
-    second animator on the same networks is made at the first session). ``limits`` bound each
+    ``options`` are the server's; live runs them with ``fomm live``'s defaults: ``detail`` off,
+    the live precision, the networks' side and threads (the server's model is used when it
+    already runs that way, else a second animator on the same networks is made at the first
+    session, its side timed there on a noise image). ``limits`` bound each
     session (default: :class:`LiveLimits`'s).
     """
     limits = limits or LiveLimits()
@@ -151,8 +160,11 @@ def add_live_routes(app: FastAPI, animator: Animator, options: AnimateOptions,
     made: list[Animator] = []  # the live animator, made at the first session
 
     def live_model() -> Animator:
-        if not made:
-            made.append(live_animator(animator, options))
+        if not made:  # as fomm live: the side the CPU draws fast enough, half its CPUs
+            probe = np.random.default_rng(0).integers(0, 256, (animator.size,) * 2 + (3,))
+            chosen, _ = auto_network_size(animator, options, probe.astype(np.uint8),
+                                          network_threads())
+            made.append(chosen)
         return made[0]
 
     @app.websocket("/v1/live")
