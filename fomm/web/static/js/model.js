@@ -64,7 +64,7 @@ function hullArea(points) {
 }
 
 // fomm.models.motion.HEAD_FIT_FLOOR, HEAD_FIT_TUKEY, HEAD_FIT_STEPS
-const HEAD_FIT_FLOOR = 0.005, HEAD_FIT_TUKEY = 4.685, HEAD_FIT_STEPS = 3, HEAD_KEEP = 0.06;
+const HEAD_FIT_FLOOR = 0.005, HEAD_FIT_TUKEY = 4.685, HEAD_FIT_STEPS = 3, HEAD_KEEP = 0.10;
 
 /** Weighted least-squares similarity q ≈ a p + b of (K, 2) points (complex a, b as [re, im]). */
 function similarityFit(p, q, w) {
