@@ -10,10 +10,11 @@ drawn result), CPU ms per frame out (the browser's processes, or fomm's), the sh
 that other processes used meanwhile; per page: the bytes it downloads (raw and gzip), the time
 to load the models and the time from Start to the first animated frame. The networks run at 128
 (the page's WASM default, ``fomm live --network-size 128``) and at the model's 256; at the
-smallest size the page also runs with the expression layer on and with two WASM threads (leave
-them out with --no-extras). ``--before REV`` also runs the page as it was at a git revision (the
-same models and runtime, the page's code from ``git archive REV``), interleaved with this one, so
-that a change is measured side by side under the same load.
+smallest size the page also runs with the expression layer on, with ``?overlap=auto`` (the
+generator overlapped with the next frame's pose where measured faster) and with two WASM threads
+(leave them out with --no-extras). ``--before REV`` also runs the page as it was at a git
+revision (the same models and runtime, the page's code from ``git archive REV``), interleaved with
+this one, so that a change is measured side by side under the same load.
 
     python benchmarks/web_live.py [--seconds 10] [--repeats 2] [--site DIR] [--before REV]
         [--sizes 128 256] [--no-extras] [--note TEXT]
@@ -274,6 +275,7 @@ def main() -> None:
             plan.append(("fomm live", "", size, {}))
             if size == min(args.sizes) and not args.no_extras:
                 plan += [("page", "this, expression on", size, {"expression": True}),
+                         ("page", "this, overlap auto", size, {"query": "&overlap=auto"}),
                          ("page", "this, 2 threads", size, {"threads": 2})]
         runs = []
         servers = {name: serve_site(path) for name, path in sites.items()}

@@ -99,10 +99,12 @@ async function useNetworks(size, counter = { bytes: 0 }) {
   for (const [name, path] of Object.entries(state.manifest.model.networks[String(size)])) {
     graphs[name] = await fetchBytes(path, counter);
   }
-  // on WASM the generator runs in a worker of its own (?worker=0: on this thread), beside the
-  // framing, the keypoints and the paste-back on this one
+  // with ?overlap=1 or auto on WASM, the generator runs in a worker of its own, beside the
+  // framing, the keypoints and the paste-back on this thread (?worker=1 without the overlap);
+  // else on this thread (on the shared 2-core machine the worker drew 5-10 % slower)
   const { runtime } = state;
-  const worker = runtime.backend === "wasm" && params.get("worker") !== "0"
+  const inWorker = params.get("worker") ?? ((params.get("overlap") || "0") !== "0" ? "1" : "0");
+  const worker = runtime.backend === "wasm" && inWorker === "1"
     ? { vendor: runtime.vendor, threads: runtime.threads } : null;
   if (state.networks) state.networks.release();
   state.networks = await Networks.create(runtime.ort, graphs, state.options, size, worker);
@@ -180,18 +182,18 @@ const nextTurn = () => new Promise((resolve) => { turns.push(resolve); channel.p
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-// As fomm live's overlap: this thread takes a frame's pose (framing, keypoints) while the
-// generator (in its worker) draws the previous one; one frame is drawn at a time and each is
-// finished (the expression layer, the paste-back) and shown in order. The next camera frame is
-// taken as late as lets its pose be ready when the generator is free (the newest frame, the
-// shortest wait), from the steps' recent durations. Where the two compete for one core, the
-// frames go one after the other instead (Overlap).
+// One frame after the other by default. With ?overlap=1, as fomm live's overlap: this thread takes
+// a frame's pose (framing, keypoints) while the generator draws the previous one; one frame is
+// drawn at a time and each is finished (the expression layer, the paste-back) and shown in
+// order, the next camera frame taken as late as lets its pose be ready when the generator is
+// free (from the steps' recent durations). ?overlap=auto measures both and keeps the better
+// (Overlap). On the shared 2-core machine overlap lost: the two threads competed for one core.
 async function liveLoop() {
   stats.start();
   const animator = state.animator;
   // live, a followed face is found again from its last box (?track=0: as fomm live, around it)
   animator.reset({ track: params.get("track") !== "0" });
-  const wanted = params.get("overlap");  // "1" or "0": always or never; else measured
+  const wanted = params.get("overlap") || "0";  // "1", "0" or "auto"
   const overlap = new Overlap(Boolean(state.networks.worker) && wanted !== "0");
   if (overlap.possible && wanted === "1") { overlap.mode = "overlap"; overlap.left = Infinity; }
   const inFlight = [];  // {drawn, shown, done} of the frames not shown yet, oldest first
