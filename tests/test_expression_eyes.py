@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from test_expression_geometry import synthetic_face
 from test_expression_layer import ScriptedMesh, frame
@@ -66,3 +67,31 @@ def test_a_shut_lid_still_covers_the_eye():
     out = eyes.close_lid(image.copy(), lid, wanted, np.array([64.0, 60.0]), np.eye(2), 60.0)
     eye = out[52:62, 40:88]
     assert (np.abs(eye.astype(int) - 200).max(axis=-1) < 30).mean() > 0.95  # lid skin
+
+
+def test_the_drivers_eye_drawn_in_takes_a_grey_photos_colour():
+    pts, groups = synthetic_face(eye_distance=60.0)
+    before = pts.copy()
+    upper = groups["left_eye_upper"][1:-1]
+    before[upper, 1] += 4.0  # the photo's eye nearly shut, the target open: the driver's is drawn
+    rng = np.random.default_rng(1)
+    grey = rng.integers(90, 200, (256, 256, 1), dtype=np.uint8)
+    photo = np.repeat(grey, 3, axis=2)  # a black-and-white photo
+    driver = np.empty((256, 256, 3), np.uint8)
+    driver[:] = (205, 160, 135)  # skin
+    poly = np.round(eyes.eye_contour(pts, groups, "left")).astype(np.int32)
+    cv2.fillPoly(driver, [poly], (235, 235, 230))  # the white of the eye
+    centre = np.round(pts[groups["left_eye_lower"][3]] * 0.5
+                      + pts[groups["left_eye_upper"][3]] * 0.5).astype(int)
+    cv2.circle(driver, (int(centre[0]), int(centre[1])), 5, (40, 150, 60), -1)  # a green iris
+    out = eyes.fill_eye(photo, pts, before, groups, driver, pts)
+    eye = out[centre[1] - 3 : centre[1] + 4, centre[0] - 3 : centre[0] + 4].astype(int)
+    assert (eye != photo[centre[1] - 3 : centre[1] + 4, centre[0] - 3 : centre[0] + 4]).any()
+    assert np.abs(eye - eye.mean(axis=-1, keepdims=True)).max() <= 2  # grey, as the photo
+    assert eye.mean() < 110  # the iris is still there, dark
+    # a colour photo keeps the driver's green iris
+    skin = np.array([190, 150, 125])
+    colour = np.clip(skin + rng.normal(0, 25, (256, 256, 3)), 0, 255).astype(np.uint8)
+    out = eyes.fill_eye(colour, pts, before, groups, driver, pts)
+    iris = out[centre[1] - 1 : centre[1] + 2, centre[0] - 1 : centre[0] + 2].astype(int)
+    assert (iris[..., 1] - iris[..., [0, 2]].max(axis=-1) > 40).all()

@@ -145,7 +145,7 @@ def test_fill_eye_shows_the_drivers_eye_where_the_lid_lifted():
     before = pts.copy()
     upper = groups["left_eye_upper"][1:-1]
     before[upper, 1] += 4.0  # the frame's eye nearly shut, the target open
-    frame = np.full((256, 256, 3), 180, np.uint8)
+    frame = np.random.default_rng(0).integers(110, 250, (256, 256, 3), dtype=np.uint8)  # colour
     source = np.full((256, 256, 3), 180, np.uint8)
     poly = np.round(eyes.eye_contour(pts, groups, "left")).astype(np.int32)
     cv2.fillPoly(source, [poly], (20, 60, 200))

@@ -31,6 +31,17 @@ export const LASH_DARK = 0.85;
 export const LASH_WIDTH = 0.012;
 export const FILL_FROM = 0.01;
 export const FILL_FULL = 0.025;
+export const TINT_PAD = 0.4;
+// full-range BT.601 chroma of RGB: (Cb, Cr) rows; back to RGB from luma and chroma
+const CHROMA = [
+  [-0.168736, -0.331264, 0.5],
+  [0.5, -0.418688, -0.081312],
+];
+const FROM_CHROMA = [
+  [0.0, 1.402],
+  [-0.344136, -0.714136],
+  [1.772, 0.0],
+];
 
 function curveOf(face) {
   return sortedCurve(face, Int32Array.from({ length: face.length / 2 }, (_, i) => i));
@@ -340,6 +351,58 @@ function skinColour(image, contour, dist) {
   return sum.map((v) => v / n + 1);
 }
 
+/** Mean and spread ([[meanCb, meanCr], [stdCb, stdCr]]) of the chroma around an eye. */
+function chromaStats(image, contour, dist) {
+  const { width: w, height: h, data } = image;
+  let cx0 = Infinity;
+  let cy0 = Infinity;
+  let cx1 = -Infinity;
+  let cy1 = -Infinity;
+  for (let i = 0; i < contour.length; i += 2) {
+    cx0 = Math.min(cx0, contour[i]);
+    cx1 = Math.max(cx1, contour[i]);
+    cy0 = Math.min(cy0, contour[i + 1]);
+    cy1 = Math.max(cy1, contour[i + 1]);
+  }
+  const pad = TINT_PAD * dist;
+  const x0 = Math.trunc(clip(Math.floor(cx0 - pad), 0, w - 1));
+  const y0 = Math.trunc(clip(Math.floor(cy0 - pad), 0, h - 1));
+  const x1 = Math.trunc(clip(Math.ceil(cx1 + pad) + 1, x0 + 1, w));
+  const y1 = Math.trunc(clip(Math.ceil(cy1 + pad) + 1, y0 + 1, h));
+  const sum = [0, 0];
+  const sq = [0, 0];
+  for (let y = y0; y < y1; y++) {
+    for (let x = x0; x < x1; x++) {
+      const i = (y * w + x) * 4;
+      for (let k = 0; k < 2; k++) {
+        const v = CHROMA[k][0] * data[i] + CHROMA[k][1] * data[i + 1] + CHROMA[k][2] * data[i + 2];
+        sum[k] += v;
+        sq[k] += v * v;
+      }
+    }
+  }
+  const n = (x1 - x0) * (y1 - y0);
+  const mean = sum.map((v) => v / n);
+  return [mean, sq.map((v, k) => Math.sqrt(Math.max(v / n - mean[k] * mean[k], 0)))];
+}
+
+/**
+ * `inside` (float RGB, changed in place) with its chroma moved from the `driver`'s statistics to
+ * the `photo`'s: its mean shifted, its spread scaled down to the photo's; its luma kept.
+ */
+function tint(inside, photo, driver) {
+  const scale = [0, 1].map((k) => clip(photo[1][k] / Math.max(driver[1][k], 1e-6), 0, 1));
+  for (let q = 0; q < inside.length; q += 3) {
+    const rgb = [inside[q], inside[q + 1], inside[q + 2]];
+    const chroma = CHROMA.map((row) => row[0] * rgb[0] + row[1] * rgb[1] + row[2] * rgb[2]);
+    const moved = chroma.map((v, k) => photo[0][k] + (v - driver[0][k]) * scale[k]);
+    for (let c = 0; c < 3; c++) {
+      const f = FROM_CHROMA[c];
+      inside[q + c] = rgb[c] + f[0] * (moved[0] - chroma[0]) + f[1] * (moved[1] - chroma[1]);
+    }
+  }
+}
+
 /**
  * `frame` with each eye the warp opened wider than the frame showed it (`before`: its
  * landmarks before the warp) showing the driver's eye (`source`, landmarks `sourcePoints`)
@@ -386,6 +449,7 @@ export function fillEye(frame, target, before, groups, source, sourcePoints) {
     const bw = box[2] - box[0];
     const bh = box[3] - box[1];
     for (let q = 0; q < bw * bh; q++) for (let c = 0; c < 3; c++) inside[3 * q + c] *= gain[c];
+    tint(inside, chromaStats(out, polyT, dist), chromaStats(source, polyS, sDist));
     const mask = gaussianBlur(polygonMask(polyT, box), bw, bh, Math.max(0.7, 0.015 * dist));
     for (let q = 0; q < mask.length; q++) mask[q] *= strength;
     out = blend(out, box, mask, inside);
