@@ -103,9 +103,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--network-size",
         type=positive_int,
         metavar="PX",
-        help="run the networks at PX×PX, a multiple of 64 (default: the model's size where "
-        "this CPU draws it fast enough live, else three quarters of it, e.g. 192 for 256; 128 "
-        "on a slow or busy CPU: about a quarter of the work at 256, for a softer face)",
+        help="run the networks at PX×PX, a multiple of 64 (default: the largest of the model's "
+        "size, three quarters and half of it that this CPU draws fast enough live beside the "
+        "expression layer, e.g. 256, 192 or 128 for a 256 px model; 128 is about a quarter of "
+        "the work at 256, for a softer face)",
     )
     live.add_argument(
         "--max-side",

@@ -54,12 +54,15 @@ SCALE_STEP = 0.25
 KEYS_HELP = "r reference, space pause, e expression, 1-5 region, +/- strength, q quit"
 # frames drawn by the networks at the same time with overlap (each shown that many frames later)
 DRAWS_IN_FLIGHT = 1
-# --network-size's automatic choice (None): the model's size where its keypoints and generator
-# take at most this many CPU ms a frame (one thread), else the next smaller candidate
-# (NETWORK_SIZE_STEPS); a 2-core machine keeps 20 frames/s with the expression layer on
-# (whose own work, the face framing and the paste take about 30 CPU ms) within this
+# --network-size's automatic choice (None): the largest candidate size (NETWORK_SIZE_STEPS of
+# the model's) whose keypoints and generator take at most this many CPU ms a frame (one
+# thread). With the expression layer on, its own work (about 30 CPU ms a frame with the face
+# framing and the stitched paste) leaves the networks LAYER_NETWORK_BUDGET_MS. On the 2-core AMD
+# EPYC (fp32), quiet: layer off at 192 px 23 frames/s (p95 115 ms); layer on at 192 15 frames/s
+# (p95 170 ms), at 128 22 frames/s (p95 125 ms) (benchmarks/results/live-expression-cpu.json)
 NETWORK_BUDGET_MS = 55.0
-NETWORK_SIZE_STEPS = (1.0, 0.75)  # candidates: the model's size, then three quarters of it
+LAYER_NETWORK_BUDGET_MS = 35.0
+NETWORK_SIZE_STEPS = (1.0, 0.75, 0.5)  # candidates: the model's size, 3/4 and 1/2 of it
 PROBE_FRAMES = 3  # frames timed per candidate (after one warm-up), the median counts
 # the live output's longest side (the photo scaled down at start): a 2048 px photo took 110
 # CPU ms a frame to paste, lay the expression on and record (x264 veryfast), 51 at 1024
@@ -78,8 +81,8 @@ class LiveOptions:
     ``network_size``: run the networks at this side (px) instead of the model's own (a
     fully convolutional model runs at other sizes: 128 costs about a quarter of 256, for a
     softer face; 192 a little over half, hardly softer); None: chosen at start by
-    :func:`auto_network_size` (the model's size where the CPU draws it fast enough live,
-    else three quarters of it);
+    :func:`auto_network_size` (the largest of the model's size, three quarters and half of
+    it that the CPU draws fast enough live, with room for the expression layer when it is on);
     ``max_side``: the photo (and so the output) is scaled down at start to this longest side
     (px; None: its own size): pasting, showing and recording a larger frame costs CPU time a
     frame without a sharper face (the networks draw it at ``network_size``; ``--detail``
@@ -282,16 +285,23 @@ def network_ms(animator: Animator, image: np.ndarray, frames: int = PROBE_FRAMES
     return float(np.median(times[1:]))
 
 
+def network_budget_ms(opts: AnimateOptions) -> float:
+    """The networks' CPU ms a frame for :func:`auto_network_size`: less with the expression
+    layer on, whose own work shares the frame."""
+    return LAYER_NETWORK_BUDGET_MS if opts.expression else NETWORK_BUDGET_MS
+
+
 def auto_network_size(animator: Animator, opts: AnimateOptions, image: np.ndarray,
                       threads: int | None = None,
-                      budget_ms: float = NETWORK_BUDGET_MS) -> tuple[Animator, list[dict]]:
+                      budget_ms: float | None = None) -> tuple[Animator, list[dict]]:
     """The live animator at the largest of the candidate sizes (``NETWORK_SIZE_STEPS`` of the
     model's size, multiples of 64, at least 64) whose networks take at most ``budget_ms`` on
     ``image`` (:func:`network_ms`), else at the smallest; and what was measured, per size
     (``size``, ``ms``); on a GPU the model's size, unmeasured. On the 2-core AMD EPYC (AVX2,
-    fp32) the bundled 256 px model's networks take about 80 CPU ms a frame on one thread and
-    192 px about 45: live runs at 192 there; on the 2-core Xeon with AMX (bf16) 256 px took
-    37.5 CPU ms on two threads (``benchmarks/results/live-cpu.json``) and stays.
+    fp32) the bundled 256 px model's networks take about 80 CPU ms a frame on one thread, 192 px
+    about 45 and 128 px about 24: live runs at 192 there, at 128 with the expression layer on;
+    on the 2-core Xeon with AMX (bf16) 256 px took 37.5 CPU ms on two threads
+    (``benchmarks/results/live-cpu.json``).
 
     Args:
         animator: the loaded model.
@@ -299,8 +309,10 @@ def auto_network_size(animator: Animator, opts: AnimateOptions, image: np.ndarra
         image: a uint8 (H, W, 3) image to time the networks on (e.g. the photo: their cost
             does not depend on what it shows).
         threads: the networks' threads (as for :func:`live_animator`).
-        budget_ms: the networks' budget a frame.
+        budget_ms: the networks' budget a frame (default: :func:`network_budget_ms`).
     """
+    if budget_ms is None:
+        budget_ms = network_budget_ms(opts)
     sizes: list[int] = []
     for step in NETWORK_SIZE_STEPS:
         size = max(64, int(round(animator.size * step / 64)) * 64)
