@@ -276,7 +276,11 @@ def main() -> None:
             if size == min(args.sizes) and not args.no_extras:
                 plan += [("page", "this, expression on", size, {"expression": True}),
                          ("page", "this, overlap auto", size, {"query": "&overlap=auto"}),
-                         ("page", "this, 2 threads", size, {"threads": 2})]
+                         ("page", "this, 2 threads", size, {"threads": 2}),
+                         ("page", "this, expression on, overlap auto", size,
+                          {"expression": True, "query": "&overlap=auto"}),
+                         ("page", "this, expression on, 2 threads", size,
+                          {"expression": True, "threads": 2})]
         runs = []
         servers = {name: serve_site(path) for name, path in sites.items()}
         urls = {name: server.__enter__() for name, server in servers.items()}
