@@ -332,7 +332,12 @@ def test_a_job_no_run_and_no_queue_holds_is_queued_again(tmp_path, redis, redis_
     from rq.job import Job
 
     from fomm.app.broker import (
-        ABANDONED_ERROR, LOST_ROUNDS, MAX_RETRIES, QUEUE, BrokerJobs, lease_key,
+        ABANDONED_ERROR,
+        LOST_ROUNDS,
+        MAX_RETRIES,
+        QUEUE,
+        BrokerJobs,
+        lease_key,
     )
 
     storage = DirectoryStorage(tmp_path / "jobs")
