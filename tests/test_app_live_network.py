@@ -25,7 +25,7 @@ def test_live_socket_chooses_the_network_size_and_threads(tmp_path, monkeypatch)
 
     def network_ms(animator, image, frames=loop.PROBE_FRAMES, threads=1):
         timed.append((animator.size, threads))
-        return 80.0 if animator.size == 256 else 40.0  # 256 px over the budget, 192 within
+        return 80.0 if animator.size == 256 else 30.0  # 256 over either budget, 192 within
 
     monkeypatch.setattr(loop, "network_ms", network_ms)
     monkeypatch.setattr(live_module, "network_threads", lambda: 1)
