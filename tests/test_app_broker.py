@@ -367,6 +367,31 @@ def test_a_job_no_run_and_no_queue_holds_is_queued_again(tmp_path, redis, redis_
         assert apis[0].reconcile() == [] and apis[1].reconcile() == []
 
 
+def test_the_janitor_thread_records_a_dead_workers_job_as_queued_again(tmp_path, redis,
+                                                                      redis_url):
+    """RQ's clean-up run by an API process's janitor (a thread, where SIGALRM cannot be set):
+    the failure callback runs, so the job's state says queued (not the dead run) when RQ queues
+    it again."""
+    from rq.job import Job, JobStatus
+
+    from fomm.app.broker import QUEUE, BrokerJobs, lease_key
+
+    api = BrokerJobs(redis_url, DirectoryStorage(tmp_path / "jobs"))
+    redis.hset(job_key("j"), mapping={"status": "running", "attempts": 1, "attempt": "dead"})
+    redis.zadd(ACTIVE, {"j": 1})
+    api._enqueue("j", 1)
+    redis.lrem(f"rq:queue:{QUEUE}", 0, "j")  # a worker took it ...
+    Job.fetch("j", connection=redis).set_status(JobStatus.STARTED)
+    redis.zadd(f"rq:wip:{QUEUE}", {"j:run": time.time() - 10})  # ... and stopped renewing it
+    assert not redis.exists(lease_key("j"))
+    janitor = threading.Thread(target=api.recover)
+    janitor.start()
+    janitor.join(timeout=30)
+    assert redis.hget(job_key("j"), "status") == b"queued"
+    assert redis.hget(job_key("j"), "attempt") == b""  # the dead run no longer owns it
+    assert [i.decode() for i in redis.lrange(f"rq:queue:{QUEUE}", 0, -1)] == ["j"]
+
+
 def _start_redis(port: int, folder: Path) -> subprocess.Popen:
     """redis-server on ``port`` with an append-only file in ``folder`` (kept across restarts)."""
     proc = subprocess.Popen([REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "",

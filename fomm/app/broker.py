@@ -446,11 +446,20 @@ class BrokerJobs:
                     self.on_observe(seen["status"], seen["seconds"], seen["frames"])
 
     def recover(self) -> None:
-        """RQ's registry cleanup: the jobs of workers that stopped renewing are retried."""
-        from rq.registry import clean_registries
+        """RQ's registry cleanup: the jobs of workers that stopped renewing are retried.
+
+        It runs on the janitor thread, so the failure callback's time limit (:func:`on_rq_failure`
+        records the retry in the job's state) is a timer: RQ's default, SIGALRM, can only be set
+        on the main thread, and without the callback RQ would queue the job again while its state
+        still named the dead run.
+        """
+        from rq.registry import StartedJobRegistry, clean_registries
+        from rq.timeouts import TimerDeathPenalty
 
         if self.queue.acquire_maintenance_lock():
             try:
+                StartedJobRegistry(queue=self.queue,
+                                   death_penalty_class=TimerDeathPenalty).cleanup()
                 clean_registries(self.queue)
             finally:
                 self.queue.release_maintenance_lock()
