@@ -113,14 +113,10 @@ class FaceDetector:
             scale = size[0] / width  # the scale actually applied, for mapping boxes back
         min_face = max(MIN_DETECTOR_FACE, min_size * scale)
         boxes, points = self._raw_detect(np.ascontiguousarray(small), min_face)
-        faces = []
-        for (x0, y0, x1, y1, score), pts in zip(boxes, points, strict=True):
-            face = Face((float(x0), float(y0), float(x1), float(y1)), float(score), pts)
-            face = face.scaled(1.0 / scale)
-            if face.score >= min_score and min(face.width, face.height) >= min_size:
-                faces.append(face)
-        # a new list: PaddleGAN calls sorted() and drops the result, so it keeps the first found
-        return sorted(faces, key=lambda f: f.area, reverse=True)
+        faces = [Face((float(x0), float(y0), float(x1), float(y1)), float(score), pts)
+                 .scaled(1.0 / scale)
+                 for (x0, y0, x1, y1, score), pts in zip(boxes, points, strict=True)]
+        return _kept(faces, min_score, min_size)
 
     def refine(
         self, image: np.ndarray, box: Box, min_score: float = 0.95, min_size: float = 40.0
@@ -158,18 +154,12 @@ class FaceDetector:
         with self._lock:
             status = self._stage_status(pad_boxes(candidate.copy(), w, h), width=w, height=h)
             result = stage2(patch, candidate, status)
-            boxes, points = stage3(patch, *result)
-        if boxes.size == 0 or points.size == 0:
-            return []
-        points = np.stack([points[0:5].T, points[5:10].T], axis=-1).astype(np.float64)
+            boxes, points = _stage_arrays(*stage3(patch, *result))
         shift = np.array([x0, y0], dtype=np.float64)
-        faces = []
-        for (bx0, by0, bx1, by1, score), pts in zip(boxes[:, :5], points, strict=True):
-            corners = (float(bx0) + x0, float(by0) + y0, float(bx1) + x0, float(by1) + y0)
-            face = Face(corners, float(score), pts + shift)
-            if face.score >= min_score and min(face.width, face.height) >= min_size:
-                faces.append(face)
-        return sorted(faces, key=lambda f: f.area, reverse=True)
+        faces = [Face((float(bx0) + x0, float(by0) + y0, float(bx1) + x0, float(by1) + y0),
+                      float(score), pts + shift)
+                 for (bx0, by0, bx1, by1, score), pts in zip(boxes, points, strict=True)]
+        return _kept(faces, min_score, min_size)
 
     def _raw_detect(self, image: np.ndarray, min_face: float) -> tuple[np.ndarray, np.ndarray]:
         """Run the three MTCNN stages; returns boxes (N, 5: x0 y0 x1 y1 score), points (N, 5, 2)."""
@@ -188,11 +178,22 @@ class FaceDetector:
             )
             for stage in stages:
                 result = stage(image, *result)
-        boxes, points = result
-        if boxes.size == 0 or points.size == 0:
-            return np.zeros((0, 5)), np.zeros((0, 5, 2))
-        points = np.stack([points[0:5].T, points[5:10].T], axis=-1)  # (10, N) -> (N, 5, 2)
-        return boxes[:, :5].astype(np.float64), points.astype(np.float64)
+        return _stage_arrays(*result)
+
+
+def _stage_arrays(boxes: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """MTCNN's last stage output → boxes (N, 5: x0 y0 x1 y1 score), points (N, 5, 2), float64."""
+    if boxes.size == 0 or points.size == 0:
+        return np.zeros((0, 5)), np.zeros((0, 5, 2))
+    points = np.stack([points[0:5].T, points[5:10].T], axis=-1)  # (10, N) -> (N, 5, 2)
+    return boxes[:, :5].astype(np.float64), points.astype(np.float64)
+
+
+def _kept(faces: list[Face], min_score: float, min_size: float) -> list[Face]:
+    """The faces at ``min_score`` and ``min_size`` or above, largest box first."""
+    kept = [f for f in faces if f.score >= min_score and min(f.width, f.height) >= min_size]
+    # a new list: PaddleGAN calls sorted() and drops the result, so it keeps the first found
+    return sorted(kept, key=lambda f: f.area, reverse=True)
 
 
 def _from_public_api(found: list[dict]) -> tuple[np.ndarray, np.ndarray]:
