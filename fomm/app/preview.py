@@ -25,6 +25,7 @@ from fomm.inference.pipeline import (
     expression_layers,
     expression_options,
     head_only,
+    keep_head,
     source_target,
 )
 from fomm.media.image import read_image, resize
@@ -118,6 +119,7 @@ class Previewer:
             else:
                 if not photo.sources:
                     photo.sources = [self.animator.prepare_source(c) for c in crops]
+                    keep_head(photo.sources, photo.layers)
                 results = self.animator.render(photo.sources, kp_drive, kp_ref, opts.relative,
                                                opts.adapt_scale, head_only(opts))[0]
         if layers is not None:

@@ -52,6 +52,11 @@ RESULT_FILTER = {"min_cutoff": 3.0, "beta": 10.0, "d_cutoff": 5.0}
 # each eye's corner frame). An open eye's correction hardly changes; a closing one is refined.
 LID_REFRESH = 4
 LID_CLOSING = 0.9
+# region pose's head motion (fomm.models.motion.head_motion): a FOMM keypoint on the photo's lower
+# face keeps none of its own motion (its small motions are the mouth's and the jaw's, not the
+# head's turn); all of it above. The share falls (smoothstep) from HEAD_KEEP_FACE[0] to [1] of
+# the way from the eye line down to the top of the upper lip.
+HEAD_KEEP_FACE = (0.5, 0.8)
 FOCUS_MARGIN = 0.2  # the warp is finer over the lips' box grown by this (eye distances)
 SPARSE = ("face_oval", "left_brow", "right_brow", "nose")
 CONTROL_GROUPS = (
@@ -244,6 +249,29 @@ class ExpressionLayer:
                 a, b = _complex(raw[ends])
                 points[lids] = _points(a + (b - a) * (_in_eye(raw, raw, lids, ends) + fix))
         return points / factor
+
+    def head_keep(self, keypoints: np.ndarray) -> np.ndarray:
+        """How much of its own small motion each FOMM keypoint of the photo keeps under region
+        ``pose``'s head motion (:func:`fomm.models.motion.head_motion`'s ``kept``): 1 on the
+        upper face (the head's turn out of the image plane moves those), 0 on the mouth and
+        the jaw (their motion is the expression's), by ``HEAD_KEEP_FACE``.
+
+        Args:
+            keypoints: (K, 2) the photo's keypoints, x and y in [-1, 1] of the photo crop.
+        Returns:
+            (K,) float32 factors 0..1.
+        """
+        h, w = self._photo.shape[:2]
+        pixels = (np.asarray(keypoints, dtype=np.float64).reshape(-1, 2) + 1) / 2 * (w - 1, h - 1)
+        points, groups = self._photo_points, self._groups
+        dist, axes = geometry.face_axes(points, groups)
+        origin = np.mean(geometry.eye_centres(points, groups), axis=0)
+        down = axes[:, 1]
+        lip = float(np.min((points[groups["lips_outer_upper"]] - origin) @ down))
+        depth = ((pixels - origin) @ down) / max(lip, 1e-6 * max(dist, 1.0))
+        low, high = HEAD_KEEP_FACE
+        t = np.clip((depth - low) / (high - low), 0.0, 1.0)
+        return (1.0 - t * t * (3.0 - 2.0 * t)).astype(np.float32)
 
     def _photo_at(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """The photo crop and its landmarks at a result's size (area-averaged once: a much larger

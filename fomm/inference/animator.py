@@ -87,6 +87,9 @@ class Source:
     encoding: SourceEncoding
     detail: Tensor | None = None  # (1, C, R, R) the source at the output resolution (--detail)
     arrays: dict | None = None  # the source's generator inputs for the ONNX backend, made once
+    # head-only motion: per keypoint (K,), how much of its own small motion it keeps (None: all
+    # within HEAD_KEEP; fomm.models.motion.head_motion's ``kept``)
+    head_keep: Tensor | None = None
 
 
 class Animator:
@@ -295,12 +298,14 @@ class Animator:
             sources: from :meth:`prepare_source`.
             kp_driving: (B, K, ·) keypoints of B driving frames, from :meth:`keypoints`.
             kp_initial: (1, K, ·) keypoints of the reference driving frame.
-            head_only: the driver's head motion alone (see :meth:`animate`).
+            head_only: the driver's head motion alone (see :meth:`animate`; each source's
+                ``head_keep``).
         Returns:
             For each of the B driving frames, one uint8 (S, S, 3) result per source.
         """
         kp_norms = [motion.normalize_kp(source.kp, kp_driving, kp_initial, relative=relative,
-                                        adapt_scale=adapt_scale, head_only=head_only)[0]
+                                        adapt_scale=adapt_scale, head_only=head_only,
+                                        head_keep=source.head_keep)[0]
                     for source in sources]
         if len(sources) > 1 and self.batch_faces:
             results = self._generate_faces(sources, kp_norms)

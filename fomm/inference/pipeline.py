@@ -194,6 +194,20 @@ def expression_layers(target: _Target, opts: AnimateOptions,
         return None
 
 
+def keep_head(sources: list, layers: list[ExpressionLayer] | None) -> None:
+    """Set each prepared source's ``head_keep`` from its face's layer
+    (:meth:`~fomm.expression.ExpressionLayer.head_keep`: region ``pose``'s head motion keeps no
+    own motion of the keypoints on the mouth and jaw); nothing without layers or sources (the
+    regions that keep the photo's head)."""
+    if layers is None or not sources:
+        return
+    import torch
+
+    for source, layer in zip(sources, layers, strict=True):
+        points = source.kp.value[0].detach().float().cpu().numpy()
+        source.head_keep = torch.from_numpy(layer.head_keep(points)).to(source.kp.value.device)
+
+
 def uses_motion(opts: AnimateOptions, layers: list[ExpressionLayer] | None) -> bool:
     """Whether frames need the motion networks: always without a layer; with one, for the
     regions that move the head (``all``, ``pose``)."""
@@ -360,6 +374,7 @@ def animate_file(source: str | Path, driving: str | Path, output: str | Path,
     motion = uses_motion(opts, layers)
     sources = [animator.prepare_source(c, detail=d) for c, d in zip(target.crops, details)
                ] if motion else []
+    keep_head(sources, layers)
     reference = _reference_frame(driving, source_image, info, size, opts)
     if layers is not None:
         # the expression the photo has is the reference frame's: the chosen motion reference,

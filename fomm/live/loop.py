@@ -27,7 +27,12 @@ import torch
 from fomm.config import ANIMATION_REGIONS, EXPRESSION_SCALE_RANGE, AnimateOptions
 from fomm.errors import FommError, InputError
 from fomm.inference.animator import Animator, resolve_device
-from fomm.inference.pipeline import expression_layers, expression_options, source_target
+from fomm.inference.pipeline import (
+    expression_layers,
+    expression_options,
+    keep_head,
+    source_target,
+)
 from fomm.live.capture import Capture, Frame
 from fomm.live.framing import LiveFramer
 from fomm.live.sinks import Recorder, VirtualCamera, Window
@@ -397,6 +402,7 @@ class LiveAnimator:
         self._target, self._anim = target, anim
         self._photos = target.details or list(target.crops)  # the expression is drawn on these
         self._layers = expression_layers(target, anim, self._note)
+        keep_head(self._sources, self._layers)
         self._expression = expression_options(anim) if self._layers is not None else None
         self._layer_reference: np.ndarray | None = None  # the crop the layers' reference is
         self._reference_crop: np.ndarray | None = None
@@ -434,6 +440,7 @@ class LiveAnimator:
             if layers is None:
                 return False
             self._layers = layers
+            keep_head(self._sources, layers)
         if self._expression is None:  # on again: a fresh reference and smoothing
             self._layer_reference = None
         for layer in self._layers:

@@ -278,7 +278,8 @@ def head_transform(points_from: Tensor, points_to: Tensor) -> Tensor:
 
 
 def head_motion(kp_source: Keypoints, kp_driving: Keypoints, kp_driving_initial: Keypoints,
-                scale: float = 1.0, keep: float = HEAD_KEEP) -> Keypoints:
+                scale: float = 1.0, keep: float = HEAD_KEEP,
+                kept: Tensor | None = None) -> Keypoints:
     """The source keypoints moved by the driver's head motion alone (its expression left out).
 
     The motion since ``kp_driving_initial`` is fitted as one similarity transform
@@ -291,7 +292,9 @@ def head_motion(kp_source: Keypoints, kp_driving: Keypoints, kp_driving_initial:
     keeps it in part, by Tukey's biweight of the distance (all of it at 0, none from ``keep``
     on): the small departures from a flat transform that a head turning out of the image plane
     makes. A mouth or brow that moves further moves with the head only. ``keep`` 0: the
-    transform alone.
+    transform alone. ``kept``: (K,) or (1 or B, K) factors 0..1 on that share per keypoint
+    (None: 1), e.g. 0 for the keypoints on the mouth and jaw, whose small motions are the
+    expression's rather than the turn's (:meth:`fomm.expression.ExpressionLayer.head_keep`).
 
     Returns:
         (B, K, ·) keypoints for the generator, like :func:`relative_motion`'s.
@@ -313,6 +316,8 @@ def head_motion(kp_source: Keypoints, kp_driving: Keypoints, kp_driving_initial:
     own = relative_motion(kp_source, kp_driving, kp_driving_initial, scale)
     distance = (own.value - head.value).norm(dim=-1)  # (B, K)
     weight = (1 - (distance / keep).clamp(max=1) ** 2) ** 2
+    if kept is not None:
+        weight = weight * kept.to(weight)
     value = head.value + weight[..., None] * (own.value - head.value)
     if jacobian is not None and own.jacobian is not None:
         jacobian = jacobian + weight[..., None, None] * (own.jacobian - jacobian)
@@ -321,14 +326,14 @@ def head_motion(kp_source: Keypoints, kp_driving: Keypoints, kp_driving_initial:
 
 def normalize_kp(kp_source: Keypoints, kp_driving: Keypoints, kp_driving_initial: Keypoints,
                  relative: bool = True, adapt_scale: bool = False,
-                 relative_jacobian: bool = True,
-                 head_only: bool = False) -> tuple[Keypoints, float]:
+                 relative_jacobian: bool = True, head_only: bool = False,
+                 head_keep: Tensor | None = None) -> tuple[Keypoints, float]:
     """The driving keypoints the generator sees, as in the original demo's ``normalize_kp``.
 
     Absolute mode returns ``kp_driving`` unchanged (the scale is then unused).
     ``head_only``: the source keypoints moved by the driver's head motion only
     (:func:`head_motion`: since ``kp_driving_initial``, or in absolute mode from the source's
-    keypoints to the driver's), the expression's motion left out.
+    keypoints to the driver's), the expression's motion left out; ``head_keep``: its ``kept``.
 
     Returns:
         The keypoints and the movement scale used (1.0 unless ``adapt_scale``).
@@ -336,7 +341,7 @@ def normalize_kp(kp_source: Keypoints, kp_driving: Keypoints, kp_driving_initial
     scale = movement_scale(kp_source, kp_driving_initial) if adapt_scale else 1.0
     if head_only:
         return head_motion(kp_source, kp_driving, kp_driving_initial if relative else kp_source,
-                           scale if relative else 1.0), scale
+                           scale if relative else 1.0, kept=head_keep), scale
     if not relative:
         return kp_driving, scale
     return relative_motion(kp_source, kp_driving, kp_driving_initial, scale,

@@ -28,6 +28,7 @@ export const RESULT_FILTER = { minCutoff: 3.0, beta: 10.0, dCutoff: 5.0 };
 export const LID_REFRESH = 4;
 export const LID_CLOSING = 0.9;
 export const FOCUS_MARGIN = 0.2;
+export const HEAD_KEEP_FACE = [0.5, 0.8];
 const SPARSE = ['face_oval', 'left_brow', 'right_brow', 'nose'];
 const CONTROL_GROUPS = ['face_oval', 'left_brow', 'right_brow', 'nose', 'stable',
   ...geometry.LIDS, ...geometry.LIPS];
@@ -323,6 +324,31 @@ export class ExpressionLayer {
       });
     }
     return factor < 1 ? points.map((v) => v / factor) : points;
+  }
+
+  /** fomm.expression.ExpressionLayer.head_keep: how much of its own small motion each FOMM
+   * keypoint of the photo keeps under region pose's head motion (1 on the upper face, 0 on the
+   * mouth and jaw). keypoints: flat [x0, y0, x1, ...] in [-1, 1] of the photo crop. */
+  headKeep(keypoints) {
+    const { width: w, height: h } = this.photo;
+    const points = this.photoPoints;
+    const { dist, ay } = geometry.faceAxes(points, this.groups);
+    const [lx, ly, rx, ry] = geometry.eyeCentres(points, this.groups);
+    const ox = (lx + rx) / 2, oy = (ly + ry) / 2;
+    const down = (x, y) => (x - ox) * ay[0] + (y - oy) * ay[1];
+    let lip = Infinity;
+    for (const i of this.groups.lips_outer_upper) {
+      lip = Math.min(lip, down(points[2 * i], points[2 * i + 1]));
+    }
+    lip = Math.max(lip, 1e-6 * Math.max(dist, 1));
+    const [low, high] = HEAD_KEEP_FACE;
+    const out = new Float32Array(keypoints.length / 2);
+    for (let k = 0; k < out.length; k += 1) {
+      const x = (keypoints[2 * k] + 1) / 2 * (w - 1), y = (keypoints[2 * k + 1] + 1) / 2 * (h - 1);
+      const t = Math.min(Math.max((down(x, y) / lip - low) / (high - low), 0), 1);
+      out[k] = 1 - t * t * (3 - 2 * t);
+    }
+    return out;
   }
 
   photoAt(width, height) {

@@ -124,8 +124,9 @@ export function headTransform(from, to) {
 
 /** fomm.models.motion.head_motion for one driving frame: the source moved by the driver's head
  * motion alone (turned about its centroid, moved as the initial keypoints' centroid is); `own`:
- * the keypoints' own relative motion, kept in part within HEAD_KEEP of that. */
-export function headMotion(source, driving, initial, scale = 1, own = null) {
+ * the keypoints' own relative motion, kept in part within HEAD_KEEP of that; `kept`: per
+ * keypoint, a factor 0..1 on that part (null: 1; ExpressionLayer.headKeep). */
+export function headMotion(source, driving, initial, scale = 1, own = null, kept = null) {
   const [ar, ai, tx, ty] = headTransform(initial.value, driving.value);
   const num = source.value.length / 2;
   let cx = 0, cy = 0, ix = 0, iy = 0;
@@ -150,7 +151,8 @@ export function headMotion(source, driving, initial, scale = 1, own = null) {
   if (own && HEAD_KEEP > 0) {
     for (let k = 0; k < num; k += 1) {
       const dx = own.value[2 * k] - value[2 * k], dy = own.value[2 * k + 1] - value[2 * k + 1];
-      const u = Math.min(Math.hypot(dx, dy) / HEAD_KEEP, 1), w = (1 - u * u) ** 2;
+      const u = Math.min(Math.hypot(dx, dy) / HEAD_KEEP, 1);
+      const w = (1 - u * u) ** 2 * (kept ? kept[k] : 1);
       value[2 * k] += w * dx; value[2 * k + 1] += w * dy;
       if (jacobian && own.jacobian) {
         for (let i = 4 * k; i < 4 * k + 4; i += 1) jacobian[i] += w * (own.jacobian[i] - jacobian[i]);
@@ -161,10 +163,10 @@ export function headMotion(source, driving, initial, scale = 1, own = null) {
 }
 
 /** fomm.models.motion.normalize_kp for one driving frame ({value, jacobian} Float32Arrays);
- * `headOnly`: the driver's head motion alone (--animation-region pose). */
+ * `headOnly`: the driver's head motion alone (--animation-region pose), `headKeep` its `kept`. */
 export function normalizeKp(source, driving, initial, relative = true, adaptScale = false,
-  headOnly = false) {
-  if (headOnly && !relative) return headMotion(source, driving, source, 1, driving);
+  headOnly = false, headKeep = null) {
+  if (headOnly && !relative) return headMotion(source, driving, source, 1, driving, headKeep);
   if (!relative) return driving;
   let scale = 1;
   if (adaptScale) {
@@ -186,7 +188,7 @@ export function normalizeKp(source, driving, initial, relative = true, adaptScal
       mul2(tmp, 0, source.jacobian, k, jacobian, k);
     }
   }
-  if (headOnly) return headMotion(source, driving, initial, scale, { value, jacobian });
+  if (headOnly) return headMotion(source, driving, initial, scale, { value, jacobian }, headKeep);
   return { value, jacobian };
 }
 

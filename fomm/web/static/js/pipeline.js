@@ -78,8 +78,10 @@ export class FaceAnimator {
     if (!this.usesNetworks()) return this.crop;
     const o = this.options;
     const headOnly = Boolean(this.layer) && this.layer.options.region === "pose";
+    // the keypoints on the photo's mouth and jaw keep none of their own motion
+    const keep = headOnly ? this.layer.headKeep(this.source.kp.value) : null;
     const kp = normalizeKp(this.source.kp, pose.kp, pose.reference, o.relative, o.adaptScale,
-      headOnly);
+      headOnly, keep);
     return this.networks.generate(this.source, kp);
   }
 
