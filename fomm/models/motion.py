@@ -213,7 +213,9 @@ HEAD_FIT_TUKEY = 4.685  # Tukey's biweight cut-off, in residual scales
 HEAD_FIT_STEPS = 3  # reweighted refits after the least-median start
 # head_motion: a keypoint within this distance (normalised units) of where the head's transform
 # takes it keeps part of its own motion (Tukey's biweight): the head's turn out of the image plane
-HEAD_KEEP = 0.10  # tuning set: head within 1.13 deg, 0.033 eye distances; mouth spread 0.20
+# (tuning set: head within 1.13 deg, 0.033 eye distances; mouth spread 0.18 with the keypoints
+# on the mouth and jaw keeping none: head_motion's ``kept``)
+HEAD_KEEP = 0.10
 
 
 def _complex(points: Tensor) -> Tensor:
