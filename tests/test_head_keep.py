@@ -145,3 +145,44 @@ def test_the_page_keeps_the_same_keypoints_as_python():
                                   head_keep=torch.from_numpy(keep))
     assert got["value"] == pytest.approx(want.value.flatten().tolist(), abs=1e-5)
     assert got["jacobian"] == pytest.approx(want.jacobian.flatten().tolist(), abs=1e-5)
+
+
+DRAW = """
+const p = await import('file://' + process.env.FOMM_WEB + '/js/pipeline.js');
+const m = await import('file://' + process.env.FOMM_WEB + '/js/model.js');
+const kp = (s) => ({
+  value: Float32Array.from({ length: 20 }, (_, i) => 0.5 * Math.sin(i + s)),
+  jacobian: Float32Array.from({ length: 40 }, (_, i) => (i % 4 === 0 || i % 4 === 3 ? 1 : 0)
+    + 0.01 * Math.cos(i + s)),
+});
+const keep = Float32Array.from({ length: 10 }, (_, k) => (k < 5 ? 1 : 0));
+const animator = new p.FaceAnimator({}, {}, { width: 8, height: 8 });
+animator.source = { kp: kp(0) };
+animator.networks = { generate: async (source, k) => k };
+let asked = null;
+const pose = { kp: kp(0.01), reference: kp(0.02) };
+const out = {};
+for (const region of ['pose', 'all']) {
+  animator.layer = { options: { region }, headKeep: (v) => { asked = v; return keep; } };
+  out[region] = Array.from((await animator.draw(pose)).value);
+}
+const want = (headOnly, k) => Array.from(m.normalizeKp(animator.source.kp, pose.kp, pose.reference,
+  true, false, headOnly, k).value);
+console.log(JSON.stringify({ asked: asked === animator.source.kp.value, out,
+  pose: want(true, keep), plain: want(true, null), all: want(false, null) }));
+"""
+
+
+def test_the_page_draws_region_pose_with_the_layers_head_keep():
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("no node to run the browser modules")
+    done = subprocess.run([node, "--input-type=module", "-e", DRAW], capture_output=True,
+                          text=True, timeout=60, check=False,
+                          env={**os.environ, "FOMM_WEB": str(STATIC)})
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["asked"]  # the layer was asked about the source's keypoints
+    assert got["out"]["pose"] == got["pose"]
+    assert got["pose"] != got["plain"]  # the kept factors matter here
+    assert got["out"]["all"] == got["all"]
