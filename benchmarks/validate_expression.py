@@ -29,6 +29,9 @@ the real frame rate). Reported, result against driver (frames where both have a 
   from the source's, in source eye distances: per-frame mean, then ``mean`` and ``max`` over
   frames; ``nose_r`` / ``nose_std_ratio``: how the nose tip's displacement from the first frame
   (x and y, in eye distances) follows the driver's.
+* ``floor`` (self, region pose only): the mouth numbers of the source moved by the driver's
+  head alone (a similarity on the stable landmarks), a mouth that does not move: dlib's own
+  spread there is the least a region-pose result's ``mouth.std_ratio`` can reach.
 * ``corners`` (cross only: stitching): mean absolute change (0-255) of the result's pixels in the
   four corner patches of the paste box from one measured frame to the next (``swim``), and
   against the photo (``vs_photo``).
@@ -343,9 +346,42 @@ def run_self(animator, clip: Path, framed: list[np.ndarray], driver: np.ndarray,
     results = [f if f.shape[0] == SIZE else resize(f, SIZE)
                for f in list(iter_frames(out_dir))[::args.stride]]
     points = np.stack([landmarks(f) for f in results])
-    report = expression_report(driver, points, landmarks(framed[0]), args.series)
+    source_points = landmarks(framed[0])
+    report = expression_report(driver, points, source_points, args.series)
     report["aed"] = aed(framed[0], results, args.aed_frames)
+    if args.region == "pose":
+        report["floor"] = still_mouth_floor(framed[0], source_points, driver)
     return report, _options(opts), results
+
+
+def still_mouth_floor(source: np.ndarray, source_points: np.ndarray,
+                      driver: np.ndarray) -> dict[str, float | None]:
+    """The mouth numbers of a perfectly still mouth under the driver's head motion: the source
+    moved by the similarity that takes its stable landmarks to each driving frame's (dlib), then
+    measured like a result. Its ``std_ratio`` is the least a region-pose result can score
+    (dlib's own spread on a mouth that does not move), beside which that result is read.
+
+    Args:
+        source: the source frame (uint8 RGB, SIZE square).
+        source_points: (68, 2) its landmarks.
+        driver: (N, 68, 2) the measured driving frames' landmarks (NaN rows: no face).
+    Returns:
+        :func:`follow` of the mouth opening (``r``, ``std_ratio``, ``driver_std``, ``frames``).
+    """
+    import cv2
+
+    moved = np.full_like(driver, np.nan)
+    if np.isfinite(source_points).all():
+        for i, points in enumerate(driver):
+            if not np.isfinite(points).all():
+                continue
+            matrix, _ = cv2.estimateAffinePartial2D(source_points[STABLE], points[STABLE])
+            if matrix is None:
+                continue
+            frame = cv2.warpAffine(source, matrix, source.shape[1::-1], flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_REFLECT)
+            moved[i] = landmarks(frame)
+    return follow(expression_features(driver)[:, 0], expression_features(moved)[:, 0])
 
 
 def run_cross(animator, clip: Path, photo_path: Path, driver: np.ndarray,
@@ -410,7 +446,7 @@ def _fmt(value: float | None, width: int = 6, digits: int = 2) -> str:
 
 HEADER = (f"{'clip':36} {'n':>3} {'face%':>6} | {'mouth r':>7} {'std':>5} | {'width r':>7} "
           f"{'std':>5} | {'eyes r':>6} {'std':>5} | {'AED':>5} | {'head':>5} {'max':>5} "
-          f"{'nose r':>6} | {'swim':>5} {'photo':>5} | fails")
+          f"{'nose r':>6} | {'swim':>5} {'photo':>5} | {'floor':>5} | fails")
 
 
 def table_row(name: str, r: dict, verdict: dict[str, bool]) -> str:
@@ -425,6 +461,7 @@ def table_row(name: str, r: dict, verdict: dict[str, bool]) -> str:
             f" {_fmt(lookup(r, 'head.max'), 5, 3)} {_fmt(lookup(r, 'nose_r'), 6)}"
             f" | {_fmt(lookup(r, 'corners.swim'), 5, 1)}"
             f" {_fmt(lookup(r, 'corners.vs_photo'), 5, 1)}"
+            f" | {_fmt(lookup(r, 'floor.std_ratio'), 5)}"
             f" | {'PASS' if not fails else 'FAIL ' + ', '.join(fails)}")
 
 

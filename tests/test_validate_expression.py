@@ -173,3 +173,43 @@ def test_series_are_per_frame_features():
     assert len(report["series"]["driver"]) == 6 and report["series"]["result"][2] == [None] * 3
     assert report["series"]["result"][0] == report["series"]["driver"][0]
     assert report["series"]["driver"][0][0] == pytest.approx(10 / EYE_DISTANCE, abs=1e-4)
+
+
+def test_still_mouth_floor_moves_the_source_with_the_drivers_head(monkeypatch):
+    """The floor measures the source moved by the driver's head: a mouth that does not move
+    there scores a std ratio near 0 however the driver's mouth and head move."""
+    source = np.zeros((256, 256, 3), np.uint8)
+    source[128:133, 128:133] = 255  # a marker the fake landmark finder follows
+
+    def fake_landmarks(frame: np.ndarray) -> np.ndarray:
+        ys, xs = np.nonzero(frame[..., 0] > 127)
+        return face(mouth=6.0, dx=xs.mean() - 130.0, dy=ys.mean() - 130.0)
+
+    monkeypatch.setattr(v, "landmarks", fake_landmarks)
+    shifts = np.linspace(-12, 12, 20)
+    driver = np.stack([face(mouth=10.0 + 6.0 * math.sin(i / 2), dx=s, dy=-s / 2)
+                       for i, s in enumerate(shifts)])
+    driver[5] = np.nan  # no face: not measured
+    floor = v.still_mouth_floor(source, face(mouth=6.0), driver)
+    assert floor["frames"] == 19
+    assert floor["driver_std"] > 0.05
+    assert floor["std_ratio"] < 0.02
+
+
+def test_still_mouth_floor_follows_the_drivers_head_shift(monkeypatch):
+    """A landmark finder whose mouth reading drifts with the face's position (as dlib's does
+    with the pixels) gives the floor exactly that drift, measured where the driver's head is."""
+    source = np.zeros((256, 256, 3), np.uint8)
+    source[128:133, 128:133] = 255
+
+    def drifting(frame: np.ndarray) -> np.ndarray:
+        ys, xs = np.nonzero(frame[..., 0] > 127)
+        return face(mouth=12.0 + 0.5 * (xs.mean() - 130.0), dx=xs.mean() - 130.0)
+
+    monkeypatch.setattr(v, "landmarks", drifting)
+    shifts = np.linspace(-10, 10, 21)
+    mouths = 10.0 + 6.0 * np.cos(np.arange(21) / 1.7)
+    driver = np.stack([face(mouth=m, dx=s) for m, s in zip(mouths, shifts)])
+    floor = v.still_mouth_floor(source, face(mouth=6.0), driver)
+    expected = np.std(0.5 * shifts) / np.std(mouths)
+    assert floor["std_ratio"] == pytest.approx(expected, rel=0.05)
