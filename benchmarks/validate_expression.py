@@ -32,6 +32,9 @@ the real frame rate). Reported, result against driver (frames where both have a 
 * ``floor`` (self, region pose only): the mouth numbers of the source moved by the driver's
   head alone (a similarity on the stable landmarks), a mouth that does not move: dlib's own
   spread there is the least a region-pose result's ``mouth.std_ratio`` can reach.
+* ``ceiling`` (self, region all only): dlib against itself on the driving frames moved by a
+  small similarity, per feature: the ``r`` a perfect copy of the driver's expression would score
+  (low where the driver's feature hardly moves).
 * ``corners`` (cross only: stitching): mean absolute change (0-255) of the result's pixels in the
   four corner patches of the paste box from one measured frame to the next (``swim``), and
   against the photo (``vs_photo``).
@@ -351,7 +354,36 @@ def run_self(animator, clip: Path, framed: list[np.ndarray], driver: np.ndarray,
     report["aed"] = aed(framed[0], results, args.aed_frames)
     if args.region == "pose":
         report["floor"] = still_mouth_floor(framed[0], source_points, driver)
+    elif args.region == "all":
+        report["ceiling"] = self_agreement(framed[::args.stride], driver)
     return report, _options(opts), results
+
+
+CEILING_MOVE = (3.0, 0.97, (2.5, -1.5))  # degrees, scale, shift (pixels): a small resampling
+
+
+def self_agreement(frames: Sequence[np.ndarray], driver: np.ndarray) -> dict[str, dict]:
+    """dlib's agreement with itself on the driving frames: each frame moved by a small
+    similarity (:data:`CEILING_MOVE`) and measured again, then :func:`follow` of each feature
+    against the driver's. A perfect copy of the driver's expression would score about this
+    ``r``: where the driver's features hardly move (a clip without blinks), it is low.
+
+    Args:
+        frames: the measured driving frames (uint8 RGB).
+        driver: (N, 68, 2) their landmarks.
+    """
+    import cv2
+
+    angle, scale, shift = CEILING_MOVE
+    moved = []
+    for frame in frames:
+        h, w = frame.shape[:2]
+        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+        matrix[:, 2] += shift
+        moved.append(landmarks(cv2.warpAffine(frame, matrix, (w, h), flags=cv2.INTER_LINEAR,
+                                              borderMode=cv2.BORDER_REFLECT)))
+    fd, fm = expression_features(driver), expression_features(np.stack(moved))
+    return {name: follow(fd[:, i], fm[:, i]) for i, name in enumerate(FEATURES)}
 
 
 def still_mouth_floor(source: np.ndarray, source_points: np.ndarray,
@@ -446,7 +478,7 @@ def _fmt(value: float | None, width: int = 6, digits: int = 2) -> str:
 
 HEADER = (f"{'clip':36} {'n':>3} {'face%':>6} | {'mouth r':>7} {'std':>5} | {'width r':>7} "
           f"{'std':>5} | {'eyes r':>6} {'std':>5} | {'AED':>5} | {'head':>5} {'max':>5} "
-          f"{'nose r':>6} | {'swim':>5} {'photo':>5} | {'floor':>5} | fails")
+          f"{'nose r':>6} | {'swim':>5} {'photo':>5} | {'floor':>5} {'eye c':>5} | fails")
 
 
 def table_row(name: str, r: dict, verdict: dict[str, bool]) -> str:
@@ -461,7 +493,7 @@ def table_row(name: str, r: dict, verdict: dict[str, bool]) -> str:
             f" {_fmt(lookup(r, 'head.max'), 5, 3)} {_fmt(lookup(r, 'nose_r'), 6)}"
             f" | {_fmt(lookup(r, 'corners.swim'), 5, 1)}"
             f" {_fmt(lookup(r, 'corners.vs_photo'), 5, 1)}"
-            f" | {_fmt(lookup(r, 'floor.std_ratio'), 5)}"
+            f" | {_fmt(lookup(r, 'floor.std_ratio'), 5)} {_fmt(lookup(r, 'ceiling.eyes.r'), 5)}"
             f" | {'PASS' if not fails else 'FAIL ' + ', '.join(fails)}")
 
 

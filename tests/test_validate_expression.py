@@ -213,3 +213,30 @@ def test_still_mouth_floor_follows_the_drivers_head_shift(monkeypatch):
     floor = v.still_mouth_floor(source, face(mouth=6.0), driver)
     expected = np.std(0.5 * shifts) / np.std(mouths)
     assert floor["std_ratio"] == pytest.approx(expected, rel=0.05)
+
+
+def test_self_agreement_measures_the_moved_driving_frames(monkeypatch):
+    """The ceiling measures each driving frame moved by CEILING_MOVE: a finder that reads the
+    expression off the pixels exactly agrees with itself (r 1), and it saw moved frames."""
+    seen = []
+
+    def reader(frame: np.ndarray) -> np.ndarray:
+        ys, xs = np.nonzero(frame[..., 2] > 127)
+        seen.append((xs.mean(), ys.mean()))
+        return face(mouth=float(frame[5, 5, 0]) / 10, lids=float(frame[5, 5, 1]) / 20)
+
+    monkeypatch.setattr(v, "landmarks", reader)
+    rng = np.random.default_rng(0)
+    frames, driver = [], []
+    for _ in range(12):
+        frame = np.zeros((256, 256, 3), np.uint8)
+        frame[..., 0], frame[..., 1] = rng.integers(60, 200), rng.integers(60, 200)
+        frame[60:65, 60:65, 2] = 255  # a marker off the centre: the move shifts it
+        frames.append(frame)
+        driver.append(face(mouth=float(frame[5, 5, 0]) / 10, lids=float(frame[5, 5, 1]) / 20))
+    ceiling = v.self_agreement(frames, np.stack(driver))
+    assert ceiling["mouth"]["r"] == pytest.approx(1.0, abs=1e-3)
+    assert ceiling["eyes"]["r"] == pytest.approx(1.0, abs=1e-3)
+    assert ceiling["width"]["r"] is None  # the width never changes
+    x, y = np.mean(seen, axis=0)
+    assert math.hypot(x - 62, y - 62) > 4  # moved by the rotation, scale and shift
