@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 from test_expression_geometry import synthetic_face
-from test_expression_layer import ScriptedMesh, frame
+from test_expression_layer import ScriptedMesh, frame, portrait  # noqa: F401 (a fixture)
 
 from fomm.expression import ExpressionLayer, ExpressionOptions, eyes, geometry, layer
 
@@ -95,3 +95,42 @@ def test_the_drivers_eye_drawn_in_takes_a_grey_photos_colour():
     out = eyes.fill_eye(colour, pts, before, groups, driver, pts)
     iris = out[centre[1] - 1 : centre[1] + 2, centre[0] - 1 : centre[0] + 2].astype(int)
     assert (iris[..., 1] - iris[..., [0, 2]].max(axis=-1) > 40).all()
+
+
+def test_the_drivers_lids_lie_between_the_face_and_the_iris_networks(portrait):  # noqa: F811
+    """The driver's eyelids: ``LID_BLEND`` of the way from the iris network's to the face
+    network's (each has slow errors of its own); the rest of the face is the face network's."""
+    crop, _, groups, mesh_module = portrait
+    driving = np.roll(crop, 3, axis=0)
+    got = ExpressionLayer(crop).observe(driving).points
+    mesh = mesh_module.FaceMesh(refine_eyes=False)
+    found = mesh.detect(driving)
+    face = np.asarray(found.points, dtype=np.float64)
+    iris = np.asarray(mesh.refined(driving, found).points, dtype=np.float64)
+    lids = np.unique(np.concatenate([groups[g] for g in geometry.LIDS]))
+    assert np.abs(iris[lids] - face[lids]).max() > 0.2  # the two networks differ here
+    want = iris[lids] + layer.LID_BLEND * (face[lids] - iris[lids])
+    np.testing.assert_allclose(got[lids], want, atol=1e-3)
+    rest = np.setdiff1d(np.arange(len(face)), lids)
+    np.testing.assert_allclose(got[rest], face[rest], atol=1e-3)
+
+
+def test_a_drivers_shut_eyes_shut_the_photos(portrait):  # noqa: F811
+    """With the driver's lids between the two networks' (the face network leaves a shut eye
+    half open), a driver whose eyes shut still shuts the photo's."""
+    crop, pts, groups, mesh_module = portrait
+    dist, axes = geometry.face_axes(pts, groups)
+    origin = np.mean(geometry.eye_centres(pts, groups), axis=0)
+    lowered = pts + geometry.to_pixels(geometry.slider_offsets(pts, groups, eyes=-1.0), pts, groups)
+    shut = eyes.shut(geometry.clamp(lowered, groups), groups)
+    closed = crop.copy()
+    for side in ("left", "right"):
+        upper = groups[f"{side}_eye_upper"]
+        closed = eyes.close_lid(closed, pts[upper], shut[upper], origin, axes, dist)
+    expression = ExpressionLayer(crop, ExpressionOptions(region="eyes"))
+    assert expression.set_reference(crop)
+    out = expression.apply(crop, closed)
+    found = np.asarray(mesh_module.FaceMesh().detect(out).points, dtype=np.float64)
+    for side in ("left", "right"):
+        lids = groups[f"{side}_eye_upper"], groups[f"{side}_eye_lower"]
+        assert geometry.gap(found, *lids, groups) < 0.5 * geometry.gap(pts, *lids, groups)

@@ -34,10 +34,11 @@ EYE_CLOSE = 0.25  # eyes=-1 lowers it by this: more than any lid gap, so the eye
 MOUTH_OPEN = 0.22  # mouth=+1 lowers the lower lip's (and the chin's) middle by this
 SMILE_OUT = 0.07  # smile=+1 moves each mouth corner outward by this
 SMILE_UP = 0.07  # ... and up by this
-# FaceMesh under-reports eyelid motion (its centre lid gap moves 0.6-0.8x as much as dlib's
-# 68-point one on the tuning clips); 1.6 brought the transferred blinks' amplitude and their
-# correlation with the driver's up on lp_d5 and dt_w009_front_happy (self-reenactment)
-LID_GAIN = 1.6
+# FaceMesh under-reports eyelid motion (the iris network's centre lid gap moves 0.6-0.8x as
+# much as dlib's 68-point one on the tuning clips; 1.6 brought the transferred blinks' amplitude
+# and their correlation with the driver's up), and the driver's lids, halfway to the face
+# network's (layer.LID_BLEND), move 0.8x as much as the iris network's alone: 1.6 / 0.8
+LID_GAIN = 2.0
 MIN_GAP = 0.012  # closed lids and lips keep this gap (eye distances): the warp stays regular
 MEMO_SIZE = 16  # faces whose eye centres, axes and coordinates are remembered (per function)
 

@@ -10,7 +10,7 @@ export const EYE_CLOSE = 0.25;
 export const MOUTH_OPEN = 0.22;
 export const SMILE_OUT = 0.07;
 export const SMILE_UP = 0.07;
-export const LID_GAIN = 1.6;
+export const LID_GAIN = 2.0;
 export const MIN_GAP = 0.012;
 
 const clip = (x, lo, hi) => (x < lo ? lo : x > hi ? hi : x);

@@ -27,6 +27,7 @@ export const OFFSETS_FILTER = { minCutoff: 3.0, beta: 30.0, dCutoff: 5.0 };
 export const RESULT_FILTER = { minCutoff: 3.0, beta: 10.0, dCutoff: 5.0 };
 export const LID_REFRESH = 4;
 export const LID_CLOSING = 0.9;
+export const LID_BLEND = 0.5; // the driver's lids: this share of the way to the face network's
 export const FOCUS_MARGIN = 0.2;
 export const HEAD_KEEP_FACE = [0.5, 0.8];
 const SPARSE = ['face_oval', 'left_brow', 'right_brow', 'nose'];
@@ -175,7 +176,7 @@ export class ExpressionLayer {
     this.networks = networks;
     this.options = options;
     this.meshPhoto = new FaceMesh(networks);
-    this.meshDriving = new FaceMesh(networks, { track: true });
+    this.meshDriving = new FaceMesh(networks, { track: true, refineEyes: false }); // LID_BLEND
     this.meshResult = new FaceMesh(networks, { track: true, refineEyes: false });
     this.photo = copyImage(rgba(photo));
     this.groups = GROUPS;
@@ -241,7 +242,24 @@ export class ExpressionLayer {
    * @returns {points: Float64Array | null}
    */
   async observe(drivingImageData) {
-    return { points: await this.detect(rgba(drivingImageData), this.meshDriving) };
+    const { small, factor } = shrink(rgba(drivingImageData));
+    const t = now();
+    const found = await this.meshDriving.detect(small);
+    if (found === null) {
+      this.timings.mesh += now() - t;
+      return { points: null };
+    }
+    const raw = found.points;
+    const points = Float64Array.from(Float32Array.from(await this.meshDriving.refined(small, raw)));
+    this.timings.mesh += now() - t;
+    for (const { lids } of this.eyes) {
+      for (const i of lids) {
+        for (let c = 0; c < 2; c += 1) {
+          points[2 * i + c] += LID_BLEND * (raw[2 * i + c] - points[2 * i + c]);
+        }
+      }
+    }
+    return { points: factor < 1 ? points.map((v) => v / factor) : points };
   }
 
   /** Take `driving`'s expression as the photo's own; false if it shows no face. */
