@@ -383,7 +383,11 @@ class ExpressionLayer:
             shown = photo
         inner = groups["lips_inner_upper"], groups["lips_inner_lower"]
         target_gap = geometry.gap(target, *inner, groups)
-        strength = mouth.fill_strength(target_gap, geometry.gap(shown, *inner, groups))
+        # a frame shows at most the photo's own mouth interior: it is drawn from the photo's
+        # pixels, and the networks part the lips without the teeth or the dark between them
+        # (FaceMesh reads such lips as apart where the image shows no interior)
+        shown_gap = min(geometry.gap(shown, *inner, groups), geometry.gap(photo, *inner, groups))
+        strength = mouth.fill_strength(target_gap, shown_gap)
         share = mouth.source_share(target_gap, geometry.gap(source_points, *inner, groups))
         return mouth.fill_mouth(out, target, groups, source, source_points, strength, dist, share)
 

@@ -33,6 +33,11 @@ WEIGHTS = np.array([2.0, 1.0, 1.0, 1.0])
 # reference keeps the photo's pose: the stable points' misfit after a similarity fit onto the
 # photo's, in eye distances, weighs this much
 POSE_WEIGHT = 10.0
+# ... and a reference mouth more open than the photo's weighs this much instead of WEIGHTS[0]:
+# the driver's openings are measured from the reference's, and the photo's lips cannot close
+# past each other, so every opening smaller than the reference's shows as the same shut mouth
+# (a talking driver's closing and half-open frames alike); as much as a pose misfit of that size
+MOUTH_WIDER_WEIGHT = 10.0
 
 
 def expression_features(points: np.ndarray, groups: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -86,6 +91,8 @@ def matching_frame(photo: FaceLandmarks, frames: Iterable[np.ndarray], mesh: Fac
     features = np.stack([f for _, _, f, _ in seen])
     want = np.concatenate([want[:1], np.median(features[:, 1:], axis=0)])
     distances = ((features - want) ** 2 * WEIGHTS).sum(axis=1)
+    wider = np.maximum(features[:, 0] - want[0], 0.0)
+    distances += (MOUTH_WIDER_WEIGHT - WEIGHTS[0]) * wider**2
     distances += POSE_WEIGHT * np.array([misfit for *_, misfit in seen]) ** 2
     index, frame, _, _ = seen[int(np.argmin(distances))]
     return index, frame

@@ -488,7 +488,11 @@ export class ExpressionLayer {
     const up = groups.lips_inner_upper;
     const low = groups.lips_inner_lower;
     const targetGap = geometry.gap(target, up, low, groups);
-    const strength = mouth.fillStrength(targetGap, geometry.gap(shown, up, low, groups));
+    // a frame shows at most the photo's own mouth interior: it is drawn from the photo's
+    // pixels, and the networks part the lips without the teeth or the dark between them
+    const shownGap = Math.min(geometry.gap(shown, up, low, groups),
+      geometry.gap(photo, up, low, groups));
+    const strength = mouth.fillStrength(targetGap, shownGap);
     const share = mouth.sourceShare(targetGap, geometry.gap(sourcePoints, up, low, groups));
     return mouth.fillMouth(out, target, groups, source, sourcePoints, strength, dist, share);
   }
