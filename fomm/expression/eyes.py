@@ -16,6 +16,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from fomm.expression.colour import chroma_stats, tinted
 from fomm.expression.geometry import (
     MIN_GAP,
     Groups,
@@ -44,9 +45,6 @@ FILL_FROM = 0.01  # an eye opened this much wider than the frame shows it (eye d
 FILL_FULL = 0.025  # ... gets the driver's eye from this much wider on
 TINT_PAD = 0.4  # the driver's eye takes the chroma of the face this far around the eye (eye
 # distances): its mean, and its spread where the photo's is the smaller (none on a grey photo)
-# full-range BT.601 chroma of RGB: (Cb, Cr) rows; back to RGB from luma and chroma
-_CHROMA = np.array([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
-_FROM_CHROMA = np.array([[0.0, 1.402], [-0.344136, -0.714136], [1.772, 0.0]])
 
 
 def _curve(u: np.ndarray, pu: np.ndarray, pv: np.ndarray) -> np.ndarray:
@@ -247,27 +245,15 @@ def _skin_colour(image: np.ndarray, contour: np.ndarray, dist: float) -> np.ndar
 
 
 def _chroma_stats(image: np.ndarray, contour: np.ndarray, dist: float) -> np.ndarray:
-    """Mean and spread (2, 2: rows mean, std; columns Cb, Cr) of the chroma around an eye (its
-    contour's box grown by ``TINT_PAD`` eye distances)."""
+    """Mean and spread of the chroma around an eye (:func:`~fomm.expression.colour.chroma_stats`
+    of its contour's box grown by ``TINT_PAD`` eye distances)."""
     h, w = image.shape[:2]
     pad = TINT_PAD * dist
     x0 = int(np.clip(np.floor(contour[:, 0].min() - pad), 0, w - 1))
     y0 = int(np.clip(np.floor(contour[:, 1].min() - pad), 0, h - 1))
     x1 = int(np.clip(np.ceil(contour[:, 0].max() + pad) + 1, x0 + 1, w))
     y1 = int(np.clip(np.ceil(contour[:, 1].max() + pad) + 1, y0 + 1, h))
-    chroma = image[y0:y1, x0:x1, :3].reshape(-1, 3).astype(np.float64) @ _CHROMA.T
-    return np.stack([chroma.mean(0), chroma.std(0)])
-
-
-def _tinted(inside: np.ndarray, photo: np.ndarray, driver: np.ndarray) -> np.ndarray:
-    """``inside`` (float RGB) with its chroma moved from the ``driver``'s statistics to the
-    ``photo``'s (:func:`_chroma_stats`): its mean shifted, its spread scaled down to the photo's
-    (kept where the photo's is the wider); its luma kept."""
-    chroma = inside @ _CHROMA.T
-    luma = inside - chroma @ _FROM_CHROMA.T  # R, G and B less their chroma parts: the luma
-    scale = np.clip(photo[1] / np.maximum(driver[1], 1e-6), 0.0, 1.0)
-    chroma = photo[0] + (chroma - driver[0]) * scale
-    return luma + chroma @ _FROM_CHROMA.T
+    return chroma_stats(image[y0:y1, x0:x1, :3])
 
 
 def fill_eye(
@@ -307,8 +293,8 @@ def fill_eye(
         s_dist = face_axes(source_points, groups)[0]
         gain = np.clip(_skin_colour(out, poly_t, dist) / _skin_colour(source, poly_s, s_dist),
                        0.7, 1.4)
-        tint = _tinted(inside.astype(np.float64) * gain, _chroma_stats(out, poly_t, dist),
-                       _chroma_stats(source, poly_s, s_dist))
+        tint = tinted(inside.astype(np.float64) * gain, _chroma_stats(out, poly_t, dist),
+                      _chroma_stats(source, poly_s, s_dist))
         mask = cv2.GaussianBlur(_polygon(poly_t, box), (0, 0), max(0.7, 0.015 * dist))
         out = _blend(out, box, mask * strength, tint.astype(np.float32))
     return out

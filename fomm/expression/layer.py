@@ -389,7 +389,8 @@ class ExpressionLayer:
         shown_gap = min(geometry.gap(shown, *inner, groups), geometry.gap(photo, *inner, groups))
         strength = mouth.fill_strength(target_gap, shown_gap)
         share = mouth.source_share(target_gap, geometry.gap(source_points, *inner, groups))
-        return mouth.fill_mouth(out, target, groups, source, source_points, strength, dist, share)
+        return mouth.fill_mouth(out, target, groups, source, source_points, strength, dist, share,
+                                tint=self._photo_at(result.shape[:2]))
 
 
 def _shrunk(image: np.ndarray) -> tuple[np.ndarray, float]:

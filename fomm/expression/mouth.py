@@ -4,7 +4,10 @@ A warp can stretch a closed mouth open, but it has no teeth to show: it smears t
 the target opening is wider than the frame's own, the area inside the target inner-lip contour is
 filled with the interior of another mouth (the driver's, or the photo's own when the photo's
 expression is kept): the region inside its inner-lip contour, mapped onto the target contour by a
-thin-plate spline, colour-matched to the frame's face and feathered into the lips.
+thin-plate spline, colour-matched to the frame's face (its brightness per channel with the
+area around the mouth, its chroma with the frame's lips and the skin around them: a
+black-and-white photo gets grey teeth, a colour photo its own lips' tint) and feathered into
+the lips.
 :func:`paste_mouth` lays a whole mouth (lips and interior) of another image on a frame the same
 way: the photo's own where its expression is kept on a FOMM result that opened its mouth.
 """
@@ -16,6 +19,7 @@ from collections.abc import Mapping
 import cv2
 import numpy as np
 
+from fomm.expression.colour import masked_chroma_stats, tinted
 from fomm.expression.geometry import face_axes
 from fomm.expression.warp import thin_plate
 
@@ -58,10 +62,10 @@ def source_share(target_gap: float, source_gap: float) -> float:
     return float(np.clip(2.0 * source_gap / target_gap - 0.5, 0.0, 1.0))
 
 
-def _mean_colour(
+def _mouth_box(
     image: np.ndarray, points: np.ndarray, groups: Mapping[str, np.ndarray]
-) -> np.ndarray:
-    """Mean colour around the mouth (the outer lips' box, doubled): lips and skin."""
+) -> tuple[int, int, int, int]:
+    """The area around the mouth (x0, y0, x1, y1): the outer lips' box, doubled."""
     lips = np.asarray(points, dtype=np.float64)[
         np.concatenate([groups["lips_outer_upper"], groups["lips_outer_lower"]])
     ]
@@ -70,8 +74,33 @@ def _mean_colour(
     h, w = image.shape[:2]
     x0, y0 = np.clip(np.floor(centre - half).astype(int), 0, (w - 1, h - 1))
     x1, y1 = np.clip(np.ceil(centre + half).astype(int), 1, (w, h))
-    patch = image[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)].reshape(-1, image.shape[2])
-    return patch.mean(0) + 1.0
+    return int(x0), int(y0), int(max(x1, x0 + 1)), int(max(y1, y0 + 1))
+
+
+def _mean_colour(
+    image: np.ndarray, points: np.ndarray, groups: Mapping[str, np.ndarray]
+) -> np.ndarray:
+    """Mean colour around the mouth (:func:`_mouth_box`): lips and skin."""
+    x0, y0, x1, y1 = _mouth_box(image, points, groups)
+    return image[y0:y1, x0:x1].reshape(-1, image.shape[2]).mean(0) + 1.0
+
+
+def _mouth_chroma(
+    image: np.ndarray,
+    points: np.ndarray,
+    groups: Mapping[str, np.ndarray],
+    gain: np.ndarray | None = None,
+) -> np.ndarray:
+    """Chroma statistics (:func:`~fomm.expression.colour.masked_chroma_stats`) of the lips and
+    the skin around them (:func:`_mouth_box` less the inside of the inner lips: an open mouth's
+    teeth and dark would weigh on one side only), of ``image`` times ``gain`` per channel if
+    given."""
+    x0, y0, x1, y1 = _mouth_box(image, points, groups)
+    patch = image[y0:y1, x0:x1, :3]
+    mask = np.ones(patch.shape[:2], np.uint8)
+    inner = inner_contour(points, groups) - (x0, y0)
+    cv2.fillPoly(mask, [np.round(inner).astype(np.int32)], 0)
+    return masked_chroma_stats(patch, mask, gain)
 
 
 def _lip_colour(
@@ -160,6 +189,7 @@ def fill_mouth(
     strength: float,
     eye_distance: float,
     share: float = 1.0,
+    tint: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """``frame`` with the area inside the target inner lips showing ``source``'s mouth interior.
 
@@ -173,6 +203,9 @@ def fill_mouth(
         eye_distance: the target face's eye distance in pixels (sets the feather).
         share: how much of the fill is ``source``'s interior; the rest is a dark cavity in the
             lips' colour (see :func:`source_share`).
+        tint: an image and its landmarks whose lips and the skin around them give the fill its
+            chroma (the photo's: a black-and-white photo's mouth is grey); ``frame`` at
+            ``target`` if None.
 
     Returns:
         A new frame (``frame`` itself when there is nothing to fill).
@@ -192,6 +225,9 @@ def fill_mouth(
         return frame
     gain = _colour_gain(frame, target, source, source_points, groups)
     interior = interior.astype(np.float32) * gain.astype(np.float32)
+    photo, photo_points = (frame, target) if tint is None else tint
+    interior = tinted(interior.astype(np.float64), _mouth_chroma(photo, photo_points, groups),
+                      _mouth_chroma(source, source_points, groups, gain)).astype(np.float32)
     shape = _polygon(poly_t, box)
     if share < 1.0:
         # darker deep inside, lighter towards the lips

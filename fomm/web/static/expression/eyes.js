@@ -15,6 +15,7 @@ import {
   toFace,
   transform,
 } from './geometry.js';
+import { chromaStats as boxChroma, tint } from './colour.js';
 import { gaussianBlur, sampleLinear } from './imaging.js';
 import { blend, mappedBox, polygonMask } from './mouth.js';
 
@@ -32,16 +33,6 @@ export const LASH_WIDTH = 0.012;
 export const FILL_FROM = 0.01;
 export const FILL_FULL = 0.025;
 export const TINT_PAD = 0.4;
-// full-range BT.601 chroma of RGB: (Cb, Cr) rows; back to RGB from luma and chroma
-const CHROMA = [
-  [-0.168736, -0.331264, 0.5],
-  [0.5, -0.418688, -0.081312],
-];
-const FROM_CHROMA = [
-  [0.0, 1.402],
-  [-0.344136, -0.714136],
-  [1.772, 0.0],
-];
 
 function curveOf(face) {
   return sortedCurve(face, Int32Array.from({ length: face.length / 2 }, (_, i) => i));
@@ -353,7 +344,7 @@ function skinColour(image, contour, dist) {
 
 /** Mean and spread ([[meanCb, meanCr], [stdCb, stdCr]]) of the chroma around an eye. */
 function chromaStats(image, contour, dist) {
-  const { width: w, height: h, data } = image;
+  const { width: w, height: h } = image;
   let cx0 = Infinity;
   let cy0 = Infinity;
   let cx1 = -Infinity;
@@ -369,38 +360,7 @@ function chromaStats(image, contour, dist) {
   const y0 = Math.trunc(clip(Math.floor(cy0 - pad), 0, h - 1));
   const x1 = Math.trunc(clip(Math.ceil(cx1 + pad) + 1, x0 + 1, w));
   const y1 = Math.trunc(clip(Math.ceil(cy1 + pad) + 1, y0 + 1, h));
-  const sum = [0, 0];
-  const sq = [0, 0];
-  for (let y = y0; y < y1; y++) {
-    for (let x = x0; x < x1; x++) {
-      const i = (y * w + x) * 4;
-      for (let k = 0; k < 2; k++) {
-        const v = CHROMA[k][0] * data[i] + CHROMA[k][1] * data[i + 1] + CHROMA[k][2] * data[i + 2];
-        sum[k] += v;
-        sq[k] += v * v;
-      }
-    }
-  }
-  const n = (x1 - x0) * (y1 - y0);
-  const mean = sum.map((v) => v / n);
-  return [mean, sq.map((v, k) => Math.sqrt(Math.max(v / n - mean[k] * mean[k], 0)))];
-}
-
-/**
- * `inside` (float RGB, changed in place) with its chroma moved from the `driver`'s statistics to
- * the `photo`'s: its mean shifted, its spread scaled down to the photo's; its luma kept.
- */
-function tint(inside, photo, driver) {
-  const scale = [0, 1].map((k) => clip(photo[1][k] / Math.max(driver[1][k], 1e-6), 0, 1));
-  for (let q = 0; q < inside.length; q += 3) {
-    const rgb = [inside[q], inside[q + 1], inside[q + 2]];
-    const chroma = CHROMA.map((row) => row[0] * rgb[0] + row[1] * rgb[1] + row[2] * rgb[2]);
-    const moved = chroma.map((v, k) => photo[0][k] + (v - driver[0][k]) * scale[k]);
-    for (let c = 0; c < 3; c++) {
-      const f = FROM_CHROMA[c];
-      inside[q + c] = rgb[c] + f[0] * (moved[0] - chroma[0]) + f[1] * (moved[1] - chroma[1]);
-    }
-  }
+  return boxChroma(image, [x0, y0, x1, y1]);
 }
 
 /**

@@ -494,6 +494,7 @@ export class ExpressionLayer {
       geometry.gap(photo, up, low, groups));
     const strength = mouth.fillStrength(targetGap, shownGap);
     const share = mouth.sourceShare(targetGap, geometry.gap(sourcePoints, up, low, groups));
-    return mouth.fillMouth(out, target, groups, source, sourcePoints, strength, dist, share);
+    return mouth.fillMouth(out, target, groups, source, sourcePoints, strength, dist, share,
+      this.photoAt(result.width, result.height));
   }
 }

@@ -1,6 +1,7 @@
 // The mouth's interior where a warp opens a mouth wider than the frame shows it, and a whole
 // mouth laid on a frame (fomm/expression/mouth.py).
 
+import { chromaStats, tint as tinted } from './colour.js';
 import { faceAxes, take } from './geometry.js';
 import {
   copyImage,
@@ -55,18 +56,25 @@ function bounds(pts) {
   return [x0, y0, x1, y1];
 }
 
-function meanColour(image, points, groups) {
+/** The area around the mouth ([x0, y0, x1, y1]): the outer lips' box, doubled. */
+function mouthBox(image, points, groups) {
   const lips = take(points, [...groups.lips_outer_upper, ...groups.lips_outer_lower]);
   const [mx0, my0, mx1, my1] = bounds(lips);
   const cx = (mx0 + mx1) / 2;
   const cy = (my0 + my1) / 2;
   const hx = Math.max(mx1 - mx0, 4);
   const hy = Math.max(my1 - my0, 4);
-  const { width: w, height: h, data } = image;
+  const { width: w, height: h } = image;
   const x0 = clip(Math.floor(cx - hx), 0, w - 1);
   const y0 = clip(Math.floor(cy - hy), 0, h - 1);
   const x1 = Math.max(clip(Math.ceil(cx + hx), 1, w), x0 + 1);
   const y1 = Math.max(clip(Math.ceil(cy + hy), 1, h), y0 + 1);
+  return [x0, y0, x1, y1];
+}
+
+function meanColour(image, points, groups) {
+  const [x0, y0, x1, y1] = mouthBox(image, points, groups);
+  const { width: w, data } = image;
   const sum = [0, 0, 0];
   for (let y = y0; y < y1; y++) {
     for (let x = x0; x < x1; x++) {
@@ -78,6 +86,14 @@ function meanColour(image, points, groups) {
   }
   const n = (x1 - x0) * (y1 - y0);
   return sum.map((s) => s / n + 1);
+}
+
+/** Chroma statistics of the lips and the skin around them (mouthBox less the inner lips). */
+function mouthChroma(image, points, groups, gain = null) {
+  const box = mouthBox(image, points, groups);
+  const [x0, y0, x1, y1] = box;
+  const local = innerContour(points, groups).map((v, i) => Math.round(v - (i % 2 ? y0 : x0)));
+  return chromaStats(image, box, fillPolygon(local, x1 - x0, y1 - y0), gain);
 }
 
 function lipColour(image, points, groups) {
@@ -178,9 +194,12 @@ export function polygonMask(poly, box) {
   return fillPolygonSoft(local, x1 - x0, y1 - y0);
 }
 
-/** `frame` with the area inside the target inner lips showing `source`'s mouth interior. */
+/**
+ * `frame` with the area inside the target inner lips showing `source`'s mouth interior, its
+ * chroma that of the lips of `tint` ([image, points]: the photo's; `frame` at `target` if null).
+ */
 export function fillMouth(frame, target, groups, source, sourcePoints, strength, eyeDistance,
-  share = 1) {
+  share = 1, tint = null) {
   if (strength <= 0) return frame;
   const polyT = innerContour(target, groups);
   const polyS = innerContour(sourcePoints, groups);
@@ -201,6 +220,9 @@ export function fillMouth(frame, target, groups, source, sourcePoints, strength,
   const bh = box[3] - box[1];
   const n = bw * bh;
   for (let q = 0; q < n; q++) for (let c = 0; c < 3; c++) inner[3 * q + c] *= gain[c];
+  const [photo, photoPoints] = tint === null ? [frame, target] : tint;
+  tinted(inner, mouthChroma(photo, photoPoints, groups),
+    mouthChroma(source, sourcePoints, groups, gain));
   const shape = polygonMask(polyT, box);
   if (share < 1) {
     const depth = gaussianBlur(shape, bw, bh, 4 * feather);
