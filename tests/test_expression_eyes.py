@@ -5,7 +5,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 from test_expression_geometry import synthetic_face
-from test_expression_layer import ScriptedMesh, frame, portrait  # noqa: F401 (a fixture)
+from test_expression_layer import (  # noqa: F401 (portrait: a fixture)
+    ScriptedMesh,
+    eyes_drawn_shut,
+    frame,
+    portrait,
+)
 
 from fomm.expression import ExpressionLayer, ExpressionOptions, eyes, geometry, layer
 
@@ -119,14 +124,7 @@ def test_a_drivers_shut_eyes_shut_the_photos(portrait):  # noqa: F811
     """With the driver's lids between the two networks' (the face network leaves a shut eye
     half open), a driver whose eyes shut still shuts the photo's."""
     crop, pts, groups, mesh_module = portrait
-    dist, axes = geometry.face_axes(pts, groups)
-    origin = np.mean(geometry.eye_centres(pts, groups), axis=0)
-    lowered = pts + geometry.to_pixels(geometry.slider_offsets(pts, groups, eyes=-1.0), pts, groups)
-    shut = eyes.shut(geometry.clamp(lowered, groups), groups)
-    closed = crop.copy()
-    for side in ("left", "right"):
-        upper = groups[f"{side}_eye_upper"]
-        closed = eyes.close_lid(closed, pts[upper], shut[upper], origin, axes, dist)
+    closed = eyes_drawn_shut(crop, pts, groups)
     expression = ExpressionLayer(crop, ExpressionOptions(region="eyes"))
     assert expression.set_reference(crop)
     out = expression.apply(crop, closed)

@@ -131,6 +131,21 @@ def portrait():
     return crop, np.asarray(found.points, dtype=np.float64), dict(found.groups), mesh_module
 
 
+def eyes_drawn_shut(crop: np.ndarray, pts: np.ndarray, groups: dict) -> np.ndarray:
+    """``crop`` with both upper lids drawn down to the shut position (the eye slider at -1)."""
+    from fomm.expression import eyes
+
+    dist, axes = geometry.face_axes(pts, groups)
+    origin = np.mean(geometry.eye_centres(pts, groups), axis=0)
+    lowered = pts + geometry.to_pixels(geometry.slider_offsets(pts, groups, eyes=-1.0), pts, groups)
+    shut = eyes.shut(geometry.clamp(lowered, groups), groups)
+    closed = crop.copy()
+    for side in ("left", "right"):
+        upper = groups[f"{side}_eye_upper"]
+        closed = eyes.close_lid(closed, pts[upper], shut[upper], origin, axes, dist)
+    return closed
+
+
 def inner_gap(points: np.ndarray, groups: dict) -> float:
     return geometry.gap(points, groups["lips_inner_upper"], groups["lips_inner_lower"], groups)
 
@@ -192,17 +207,8 @@ def test_real_portrait_pose_keeps_the_photos_mouth(portrait):
 
 def test_result_eyelids_refined_where_it_matters(portrait):
     """The result's eyelids: the iris network's on a closing eye, close to them on open ones."""
-    from fomm.expression import eyes
-
     crop, pts, groups, mesh_module = portrait
-    dist, axes = geometry.face_axes(pts, groups)
-    origin = np.mean(geometry.eye_centres(pts, groups), axis=0)
-    lowered = pts + geometry.to_pixels(geometry.slider_offsets(pts, groups, eyes=-1.0), pts, groups)
-    shut = eyes.shut(geometry.clamp(lowered, groups), groups)
-    closed = crop.copy()
-    for side in ("left", "right"):
-        upper = groups[f"{side}_eye_upper"]
-        closed = eyes.close_lid(closed, pts[upper], shut[upper], origin, axes, dist)
+    closed = eyes_drawn_shut(crop, pts, groups)
     lids = np.unique(np.concatenate([groups[g] for g in geometry.LIDS]))
     layer = ExpressionLayer(crop)
     full = mesh_module.FaceMesh(track=True)
