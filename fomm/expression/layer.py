@@ -153,17 +153,9 @@ class ExpressionLayer:
 
     def _detect(self, image: np.ndarray, mesh: FaceMesh | None = None) -> FaceLandmarks | None:
         mesh = self._mesh if mesh is None else mesh
-        h, w = image.shape[:2]
-        factor = min(1.0, DETECT_SIZE / max(h, w))
-        if factor < 1.0:
-            small = cv2.resize(
-                image,
-                (max(1, round(w * factor)), max(1, round(h * factor))),
-                interpolation=cv2.INTER_AREA,
-            )
-            found = mesh.detect(small)
-            return None if found is None else found.scaled(1.0 / factor)
-        return mesh.detect(image)
+        small, factor = _shrunk(image)
+        found = mesh.detect(small)
+        return found if found is None or factor == 1.0 else found.scaled(1.0 / factor)
 
     def _points(self, image: np.ndarray, mesh: FaceMesh | None = None) -> np.ndarray | None:
         found = self._detect(image, mesh)
