@@ -32,6 +32,10 @@ the real frame rate). Reported, result against driver (frames where both have a 
 * ``floor`` (self, region pose only): the mouth numbers of the source moved by the driver's
   head alone (a similarity on the stable landmarks), a mouth that does not move: dlib's own
   spread there is the least a region-pose result's ``mouth.std_ratio`` can reach.
+* ``mouth_noise`` (region pose only): dlib's own noise in the result's mouth opening, each
+  measured frame read again moved by small translations (:func:`reading_noise`): ``within``
+  (the spread a mouth that never changes shows from dlib's reading alone) and
+  ``steady_std_ratio`` (the spread of each frame's mean reading), both over the driver's std.
 * ``ceiling`` (self, region all only): dlib against itself on the driving frames moved by a
   small similarity, per feature: the ``r`` a perfect copy of the driver's expression would score
   (low where the driver's feature hardly moves).
@@ -354,6 +358,7 @@ def run_self(animator, clip: Path, framed: list[np.ndarray], driver: np.ndarray,
     report["aed"] = aed(framed[0], results, args.aed_frames)
     if args.region == "pose":
         report["floor"] = still_mouth_floor(framed[0], source_points, driver)
+        report["mouth_noise"] = reading_noise(results, driver)
     elif args.region == "all":
         report["ceiling"] = self_agreement(framed[::args.stride], driver)
     return report, _options(opts), results
@@ -416,6 +421,50 @@ def still_mouth_floor(source: np.ndarray, source_points: np.ndarray,
     return follow(expression_features(driver)[:, 0], expression_features(moved)[:, 0])
 
 
+NOISE_SHIFTS = ((0.5, 0.5), (-2.25, 1.5), (1.75, -2.5), (3.5, 0.75), (-1.0, -3.25))  # pixels
+
+
+def reading_noise(frames: Sequence[np.ndarray], driver: np.ndarray,
+                  shifts: Sequence[tuple[float, float]] = NOISE_SHIFTS) -> dict[str, float | None]:
+    """dlib's own noise in the mouth opening of result frames (a diagnostic beside region pose's
+    ``mouth.std_ratio``): each frame measured again moved by the small translations ``shifts``
+    (the same picture; the face box and the pixel grid land elsewhere).
+
+    Args:
+        frames: the measured result frames (uint8 RGB).
+        driver: (N, 68, 2) the driving frames' landmarks (NaN rows: no face).
+        shifts: (dx, dy) pixel translations, each one more reading of every frame.
+    Returns:
+        ``within``: the RMS over frames of each frame's std over its readings, over the driver's
+        mouth std (the spread a result shows from dlib's reading alone, its mouth never
+        changing); ``steady_std_ratio``: the std over frames of each frame's mean reading over
+        the driver's (the result's spread with that noise averaged over ``1 + len(shifts)``
+        readings); ``frames`` used (a face in the driving frame and in every reading).
+    """
+    import cv2
+
+    readings = []
+    for frame in frames:
+        h, w = frame.shape[:2]
+        row = [landmarks(frame)]
+        for dx, dy in shifts:
+            matrix = np.float32([[1, 0, dx], [0, 1, dy]])
+            row.append(landmarks(cv2.warpAffine(frame, matrix, (w, h), flags=cv2.INTER_LINEAR,
+                                                borderMode=cv2.BORDER_REFLECT)))
+        readings.append(expression_features(np.stack(row))[:, 0])
+    values = np.asarray(readings, np.float64).reshape(len(frames), 1 + len(shifts))
+    mouth = expression_features(driver)[:, 0].astype(np.float64)
+    ok = np.isfinite(mouth) & np.isfinite(values).all(1)
+    out: dict[str, float | None] = {"within": None, "steady_std_ratio": None,
+                                    "frames": int(ok.sum())}
+    spread = float(np.std(mouth[ok])) if ok.sum() >= 3 else 0.0
+    if spread > 1e-9:
+        within = float(np.sqrt(np.mean(np.var(values[ok], axis=1, ddof=1)))) if shifts else 0.0
+        out["within"] = round(within / spread, 4)
+        out["steady_std_ratio"] = round(float(np.std(values[ok].mean(1))) / spread, 4)
+    return out
+
+
 def run_cross(animator, clip: Path, photo_path: Path, driver: np.ndarray,
               args: argparse.Namespace, work: Path) -> tuple[dict, dict, list[np.ndarray]]:
     """Cross-reenactment of a photo through animate_file with the defaults (face crop, paste,
@@ -440,6 +489,8 @@ def run_cross(animator, clip: Path, photo_path: Path, driver: np.ndarray,
     report = expression_report(driver, points, landmarks(photo_crop), args.series)
     report["aed"] = aed(photo_crop, results, args.aed_frames)
     report["corners"] = corner_motion(results, photo_crop)
+    if args.region == "pose":
+        report["mouth_noise"] = reading_noise(results, driver)
     return report, _options(opts), results
 
 

@@ -240,3 +240,47 @@ def test_self_agreement_measures_the_moved_driving_frames(monkeypatch):
     assert ceiling["width"]["r"] is None  # the width never changes
     x, y = np.mean(seen, axis=0)
     assert math.hypot(x - 62, y - 62) > 4  # moved by the rotation, scale and shift
+
+
+def test_reading_noise_of_a_reader_that_ignores_the_position(monkeypatch):
+    """A finder that reads the mouth off the picture alone has no reading noise: ``within`` 0,
+    and the steady spread is the frames' own."""
+
+    def reader(frame: np.ndarray) -> np.ndarray:
+        return face(mouth=float(frame[128, 128, 0]) / 10)
+
+    monkeypatch.setattr(v, "landmarks", reader)
+    values = np.array([60, 90, 120, 150, 90, 60], np.uint8)
+    frames = [np.full((256, 256, 3), value, np.uint8) for value in values]
+    mouths = 10.0 + 6.0 * np.sin(np.arange(6.0))
+    driver = np.stack([face(mouth=m) for m in mouths])
+    noise = v.reading_noise(frames, driver)
+    assert noise["frames"] == 6
+    assert noise["within"] == pytest.approx(0.0, abs=1e-6)
+    assert noise["steady_std_ratio"] == pytest.approx(np.std(values / 10) / np.std(mouths),
+                                                      rel=1e-3)
+
+
+def test_reading_noise_of_a_reader_that_drifts_with_the_position(monkeypatch):
+    """A finder whose mouth reading drifts with where the face lies (as dlib's does with its
+    face box) reads a still frame differently under each shift: ``within`` is that drift's
+    spread over the shifts, the steady spread of identical frames 0; a driver frame without a
+    face is left out."""
+    frame = np.zeros((256, 256, 3), np.uint8)
+    frame[126:131, 126:131] = 255
+
+    def drifting(image: np.ndarray) -> np.ndarray:
+        weight = image[..., 0].astype(np.float64)
+        x = float((weight.sum(0) * np.arange(image.shape[1])).sum() / weight.sum())
+        return face(mouth=12.0 + 0.5 * (x - 128.0))
+
+    monkeypatch.setattr(v, "landmarks", drifting)
+    mouths = 10.0 + 6.0 * np.cos(np.arange(8) / 1.7)
+    driver = np.stack([face(mouth=m) for m in mouths])
+    driver[3] = np.nan
+    noise = v.reading_noise([frame] * 8, driver)
+    assert noise["frames"] == 7
+    dx = np.array([0.0] + [s[0] for s in v.NOISE_SHIFTS])
+    expected = 0.5 * np.std(dx, ddof=1) / np.std(np.delete(mouths, 3))
+    assert noise["within"] == pytest.approx(expected, rel=1e-3)
+    assert noise["steady_std_ratio"] == pytest.approx(0.0, abs=1e-6)
