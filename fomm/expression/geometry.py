@@ -39,6 +39,11 @@ SMILE_UP = 0.07  # ... and up by this
 # and their correlation with the driver's up), and the driver's lids, halfway to the face
 # network's (layer.LID_BLEND), move 0.8x as much as the iris network's alone: 1.6 / 0.8
 LID_GAIN = 2.0
+# The lower lid rides on the cheek under it: a smile's cheek pushes it up (the eye narrows), an
+# opening jaw pulls it down. Both networks' lower lids follow the cheek only in part (the tuning
+# drivers' lid gap, less dlib's, rose with the cheek); the driver's lower lids move this share
+# of their cheek's motion (groups ``left_cheek``/``right_cheek``) on top of their own.
+CHEEK_LID = 0.5
 MIN_GAP = 0.012  # closed lids and lips keep this gap (eye distances): the warp stays regular
 MEMO_SIZE = 16  # faces whose eye centres, axes and coordinates are remembered (per function)
 
@@ -132,7 +137,8 @@ def expression_offsets(driving: np.ndarray, reference: np.ndarray, groups: Group
 
     The head's motion is taken out by a similarity fit of the driving frame's stable points onto
     the reference's; what is left, in the reference face's axes over its eye distance, is the
-    expression (the eyelids' motion off their eye's corner line times ``LID_GAIN``). A pure
+    expression (the eyelids' motion off their eye's corner line times ``LID_GAIN``; the lower
+    lids' also ``CHEEK_LID`` times their cheek's motion, where ``groups`` has the cheeks). A pure
     similarity motion of the driver gives zeros.
     """
     stable = groups["stable"]
@@ -147,6 +153,12 @@ def expression_offsets(driving: np.ndarray, reference: np.ndarray, groups: Group
         lids, ends, t = _lids_along(face, groups, side)
         along = (1 - t) * offsets[ends[0]] + t * offsets[ends[1]]
         offsets[lids] = along + LID_GAIN * (offsets[lids] - along)
+        cheek = groups.get(f"{side}_cheek")
+        if cheek is not None and CHEEK_LID:
+            # the cheek's motion down the face off its eye's corners, most at the lid's middle
+            lower = groups[f"{side}_eye_lower"][1:-1]
+            drop = offsets[cheek, 1].mean() - offsets[ends, 1].mean()
+            offsets[lower, 1] += CHEEK_LID * drop * _lid_weight(face[lower, 0], face[ends, 0])
     return offsets
 
 
@@ -205,10 +217,12 @@ def _face_coords(points: np.ndarray, groups: Groups) -> np.ndarray:
     return (points - (left + right) / 2) @ axes / max(dist, 1e-6)
 
 
-def _lid_weight(xs: np.ndarray) -> np.ndarray:
-    """sin(pi t) along a polyline's x from its first to its last point: 0 at both corners."""
-    span = xs[-1] - xs[0]
-    t = (xs - xs[0]) / span if abs(span) > 1e-9 else np.zeros_like(xs)
+def _lid_weight(xs: np.ndarray, ends: np.ndarray | None = None) -> np.ndarray:
+    """sin(pi t) along x from the first to the last of ``ends`` (default: of ``xs``, a
+    polyline's x from its first to its last point): 0 at both corners."""
+    a, b = (xs[0], xs[-1]) if ends is None else (ends[0], ends[-1])
+    span = b - a
+    t = (xs - a) / span if abs(span) > 1e-9 else np.zeros_like(xs)
     return np.sin(np.pi * np.clip(t, 0.0, 1.0))
 
 

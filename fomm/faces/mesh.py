@@ -71,6 +71,8 @@ GROUPS = (
     "lips_inner_upper",
     "lips_inner_lower",
     "stable",
+    "left_cheek",
+    "right_cheek",
 )
 
 # Index sets into the 468-point canonical face mesh (the connection lists of MediaPipe's
@@ -135,6 +137,11 @@ _INDICES: dict[str, tuple[int, ...]] = {
     "lips_inner_lower": (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308),
     # nose bridge and tip, inner eye corners, forehead and temples
     "stable": (168, 6, 197, 195, 5, 4, 1, 133, 362, 10, 109, 338, 67, 297, 127, 356),
+    # the upper cheek under each eye, image-left to image-right (the face network's points a
+    # quarter of an eye distance below the lower lid, a little wider than the eye): the lower lid
+    # rides on it
+    "left_cheek": (111, 117, 118, 119, 120, 121),
+    "right_cheek": (350, 349, 348, 347, 346, 340),
 }
 _GROUPS = MappingProxyType({name: np.asarray(_INDICES[name], dtype=np.int64) for name in GROUPS})
 _EYES = (  # the points whose mean is an eye centre

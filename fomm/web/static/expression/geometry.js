@@ -11,6 +11,8 @@ export const MOUTH_OPEN = 0.22;
 export const SMILE_OUT = 0.07;
 export const SMILE_UP = 0.07;
 export const LID_GAIN = 2.0;
+// the driver's lower lids also move this share of their cheek's motion (left_cheek/right_cheek)
+export const CHEEK_LID = 0.5;
 export const MIN_GAP = 0.012;
 
 const clip = (x, lo, hi) => (x < lo ? lo : x > hi ? hi : x);
@@ -201,7 +203,8 @@ function lidSpans(face, groups) {
 /**
  * The driver's expression since the reference frame, in face units (flat 2N): the head's motion
  * taken out by a similarity fit on the stable points, the lids' motion off their eye's corner
- * line times LID_GAIN.
+ * line times LID_GAIN, the lower lids' also CHEEK_LID times their cheek's motion (where groups
+ * has the cheeks).
  */
 export function expressionOffsets(driving, reference, groups) {
   const stable = groups.stable;
@@ -210,14 +213,26 @@ export function expressionOffsets(driving, reference, groups) {
   for (let i = 0; i < moved.length; i++) moved[i] -= reference[i];
   const axes = faceAxes(reference, groups);
   const offsets = toFace(moved, [0, 0], axes, Math.max(axes.dist, 1e-6));
-  for (const { ends, lids, t } of lidSpans(faceCoords(reference, groups), groups)) {
+  const face = faceCoords(reference, groups);
+  lidSpans(face, groups).forEach(({ ends, lids, t }, e) => {
     lids.forEach((i, k) => {
       for (let c = 0; c < 2; c++) {
         const along = (1 - t[k]) * offsets[2 * ends[0] + c] + t[k] * offsets[2 * ends[1] + c];
         offsets[2 * i + c] = along + LID_GAIN * (offsets[2 * i + c] - along);
       }
     });
-  }
+    const side = e === 0 ? 'left' : 'right';
+    const cheek = groups[`${side}_cheek`];
+    if (cheek && CHEEK_LID) {
+      // the cheek's motion down the face off its eye's corners, most at the lid's middle
+      let drop = 0;
+      for (const i of cheek) drop += offsets[2 * i + 1] / cheek.length;
+      drop -= (offsets[2 * ends[0] + 1] + offsets[2 * ends[1] + 1]) / 2;
+      const lower = groups[`${side}_eye_lower`];
+      const w = lidWeight(face, lower);
+      for (let k = 1; k < lower.length - 1; k++) offsets[2 * lower[k] + 1] += CHEEK_LID * drop * w[k];
+    }
+  });
   return offsets;
 }
 

@@ -29,6 +29,9 @@ const INDICES = {
   lips_inner_upper: [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308],
   lips_inner_lower: [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308],
   stable: [168, 6, 197, 195, 5, 4, 1, 133, 362, 10, 109, 338, 67, 297, 127, 356],
+  // the upper cheek under each eye, image-left to image-right: the lower lid rides on it
+  left_cheek: [111, 117, 118, 119, 120, 121],
+  right_cheek: [350, 349, 348, 347, 346, 340],
 };
 
 /** Landmark groups: name -> Int32Array of mesh indices (fomm.faces.mesh GROUPS). */
