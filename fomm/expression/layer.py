@@ -18,10 +18,11 @@ landmarks (the photo's face with the expression, in the result's head pose), a c
 thin-plate warp of the result onto them (warp.py) and the mouth's interior where the target mouth
 opens wider than the result's (mouth.py); where the photo's expression is kept on the FOMM result
 (region ``pose``), the photo's own mouth is laid on it (:func:`mouth.paste_mouth`). Landmarks are
-smoothed over time (One-Euro); a frame without landmarks holds the last good ones for ``HOLD``
-frames, then the result passes unchanged. The result's eyelids come from the iris network on
-closing eyes and every ``LID_REFRESH`` frames only; the driver's on every frame (its blinks),
-``LID_BLEND`` of the way to the face network's.
+smoothed over time (One-Euro; in region ``pose`` the smoothed shape is posed like the frame's
+own landmarks: the pasted mouth does not lag behind a moving head); a frame without landmarks
+holds the last good ones for ``HOLD`` frames, then the result passes unchanged. The result's
+eyelids come from the iris network on closing eyes and every ``LID_REFRESH`` frames only; the
+driver's on every frame (its blinks), ``LID_BLEND`` of the way to the face network's.
 """
 
 from __future__ import annotations
@@ -145,6 +146,7 @@ class ExpressionLayer:
         self._offset_misses = 0
         self._held_result: np.ndarray | None = None
         self._result_misses = 0
+        self._result_raw: np.ndarray | None = self._photo_points  # the last result's, unsmoothed
         self._last_result: np.ndarray | None = self._photo
         self._last_points: np.ndarray | None = self._photo_points
         self._lid_fix: list[np.ndarray] | None = None
@@ -217,6 +219,7 @@ class ExpressionLayer:
         if last is not None and last.shape == result.shape and np.array_equal(last, result):
             return self._last_points
         points = self._result_landmarks(result)
+        self._result_raw = points
         if points is None:
             self._result_misses += 1
             if self._held_result is None or self._result_misses > HOLD:
@@ -323,6 +326,8 @@ class ExpressionLayer:
         if src is None or (drive and driver is None):
             return result.copy()
         groups = self._groups
+        if opts.region == "pose" and self._result_raw is not None:
+            src = _posed_like(src, self._result_raw, groups["stable"])
         photo = self._photo_points
         face = geometry.slider_offsets(photo, groups, opts.eyes, opts.mouth, opts.smile)
         if driver is not None:
@@ -393,6 +398,14 @@ def _shrunk(image: np.ndarray) -> tuple[np.ndarray, float]:
         return image, 1.0
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA), factor
+
+
+def _posed_like(points: np.ndarray, frame: np.ndarray, stable: np.ndarray) -> np.ndarray:
+    """Smoothed landmarks ``points`` moved by the similarity that takes their ``stable``
+    points onto the frame's own (unsmoothed) ``frame``: the smoothing's steadiness of the shape
+    without its lag behind a moving head (region ``pose`` pastes the photo's mouth where the
+    head is in this frame, not a few frames back)."""
+    return geometry.transform(geometry.similarity(points[stable], frame[stable]), points)
 
 
 def _complex(points: np.ndarray) -> np.ndarray:

@@ -78,6 +78,14 @@ function scaled(points, factor) {
   return Float64Array.from(Float32Array.from(points, (v) => v * factor));
 }
 
+// Smoothed landmarks moved by the similarity that takes their stable points onto the frame's own
+// (unsmoothed): the smoothing's steadiness of the shape without its lag behind a moving head
+// (region pose pastes the photo's mouth where the head is in this frame).
+function posedLike(points, frame, stable) {
+  const m = geometry.similarity(geometry.take(points, stable), geometry.take(frame, stable));
+  return geometry.transform(m, points);
+}
+
 function eyeFrames(groups) {
   return ['left', 'right'].map((side) => {
     const upper = groups[`${side}_eye_upper`];
@@ -220,6 +228,7 @@ export class ExpressionLayer {
     this.offsetMisses = 0;
     this.heldResult = null;
     this.resultMisses = 0;
+    this.resultRaw = this.photoPoints; // the last result's landmarks, unsmoothed
     this.lastResult = this.photo;
     this.lastPoints = this.photoPoints;
     this.lidFix = null;
@@ -292,6 +301,7 @@ export class ExpressionLayer {
   async resultPoints(result) {
     if (sameImage(this.lastResult, result)) return this.lastPoints;
     const points = await this.resultLandmarks(result);
+    this.resultRaw = points;
     if (points === null) {
       this.resultMisses += 1;
       if (this.heldResult === null || this.resultMisses > HOLD) return null;
@@ -403,8 +413,11 @@ export class ExpressionLayer {
     const groups = this.groups;
     const drive = opts.region !== 'pose' && opts.scale > 0;
     const driver = drive ? await this.driver(driving, observed) : null;
-    const src = await this.resultPoints(result);
+    let src = await this.resultPoints(result);
     if (src === null || (drive && driver === null)) return copyImage(result);
+    if (opts.region === 'pose' && this.resultRaw !== null) {
+      src = posedLike(src, this.resultRaw, groups.stable);
+    }
     const photo = this.photoPoints;
     const n = photo.length / 2;
     const face = geometry.sliderOffsets(photo, groups, opts.eyes, opts.mouth, opts.smile);
