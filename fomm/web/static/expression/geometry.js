@@ -230,7 +230,9 @@ export function expressionOffsets(driving, reference, groups) {
       drop -= (offsets[2 * ends[0] + 1] + offsets[2 * ends[1] + 1]) / 2;
       const lower = groups[`${side}_eye_lower`];
       const w = lidWeight(face, lower);
-      for (let k = 1; k < lower.length - 1; k++) offsets[2 * lower[k] + 1] += CHEEK_LID * drop * w[k];
+      for (let k = 1; k < lower.length - 1; k++) {
+        offsets[2 * lower[k] + 1] += CHEEK_LID * drop * w[k];
+      }
     }
   });
   return offsets;
