@@ -40,9 +40,10 @@ SMILE_UP = 0.07  # ... and up by this
 # network's (layer.LID_BLEND), move 0.8x as much as the iris network's alone: 1.6 / 0.8
 LID_GAIN = 2.0
 # The lower lid rides on the cheek under it: a smile's cheek pushes it up (the eye narrows), an
-# opening jaw pulls it down. Both networks' lower lids follow the cheek only in part (the tuning
-# drivers' lid gap, less dlib's, rose with the cheek); the driver's lower lids move this share
-# of their cheek's motion (groups ``left_cheek``/``right_cheek``) on top of their own.
+# opening jaw pulls it down. Both networks' lower lids follow the cheek only in part (on the
+# tuning drivers, FaceMesh's lid gap stayed wider than dlib's 68-point one as the cheek rose);
+# the driver's lower lids move this share of their cheek's motion (groups ``left_cheek`` and
+# ``right_cheek``, off the eye's corners) on top of their own.
 CHEEK_LID = 0.5
 MIN_GAP = 0.012  # closed lids and lips keep this gap (eye distances): the warp stays regular
 MEMO_SIZE = 16  # faces whose eye centres, axes and coordinates are remembered (per function)
