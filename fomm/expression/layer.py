@@ -22,7 +22,8 @@ smoothed over time (One-Euro; in region ``pose`` the smoothed shape is posed lik
 own landmarks: the pasted mouth does not lag behind a moving head); a frame without landmarks
 holds the last good ones for ``HOLD`` frames, then the result passes unchanged. The result's
 eyelids come from the iris network on closing eyes and every ``LID_REFRESH`` frames only; the
-driver's on every frame (its blinks), ``LID_BLEND`` of the way to the face network's.
+driver's on every frame (its blinks), ``LID_BLEND`` of the way to the face network's, their
+lower lids riding on the cheek (:data:`geometry.CHEEK_LID`).
 """
 
 from __future__ import annotations
