@@ -164,12 +164,7 @@ def close_lid(
 
 def kept_open(src: np.ndarray, target: np.ndarray, groups: Groups) -> np.ndarray:
     """``target`` with each closing upper lid left where it is in ``src`` (unless it goes up):
-    the warp opens eyes, :func:`close_lid` closes them.
-
-    Where it is: on its eye, which the warp moves onto the target's corners. The result's eye
-    and the target's sit apart by a pose misfit that changes from frame to frame (0.006 eye
-    distances on the tuning clips, about the spread of a driver's lid gap without blinks);
-    a lid held where it is in the image would open or squeeze the eye by that much."""
+    the warp opens eyes, :func:`close_lid` closes them."""
     stable = groups["stable"]
     t_dist, t_axes = face_axes(target, groups)
     origin = np.mean(eye_centres(target, groups), axis=0)
@@ -178,17 +173,11 @@ def kept_open(src: np.ndarray, target: np.ndarray, groups: Groups) -> np.ndarray
     s_face = (moved - origin) @ t_axes / t_dist  # src in the target's face coordinates
     out = t_face.copy()
     for side in ("left", "right"):
-        full = groups[f"{side}_eye_upper"]
-        upper, ends = full[1:-1], full[[0, -1]]
+        upper = groups[f"{side}_eye_upper"][1:-1]
         lower = groups[f"{side}_eye_lower"]
         s_gap = np.interp(s_face[upper, 0], *_sorted(s_face[lower])) - s_face[upper, 1]
         t_gap = np.interp(t_face[upper, 0], *_sorted(t_face[lower])) - t_face[upper, 1]
-        span = t_face[ends[1], 0] - t_face[ends[0], 0]
-        along = (t_face[upper, 0] - t_face[ends[0], 0]) / span if abs(span) > 1e-9 else 0.5
-        along = np.clip(along, 0.0, 1.0)
-        shift = t_face[ends, 1] - s_face[ends, 1]  # the eye's corners, result -> target
-        held = s_face[upper, 1] + (1 - along) * shift[0] + along * shift[1]
-        stay = np.minimum(held, t_face[upper, 1])
+        stay = np.minimum(s_face[upper, 1], t_face[upper, 1])
         out[upper, 1] = np.where(t_gap < s_gap, stay, t_face[upper, 1])
     return out * t_dist @ t_axes.T + origin
 

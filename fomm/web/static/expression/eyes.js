@@ -254,19 +254,10 @@ export function keptOpen(src, target, groups) {
     const lower = groups[`${side}_eye_lower`];
     const [sx, sy] = sortedCurve(sFace, lower);
     const [tx, ty] = sortedCurve(tFace, lower);
-    // held on its eye: the warp moves the eye onto the target's corners
-    const full = groups[`${side}_eye_upper`];
-    const a = full[0];
-    const b = full[full.length - 1];
-    const span = tFace[2 * b] - tFace[2 * a];
-    const shiftA = tFace[2 * a + 1] - sFace[2 * a + 1];
-    const shiftB = tFace[2 * b + 1] - sFace[2 * b + 1];
     for (const i of interior(groups, `${side}_eye_upper`)) {
       const sGap = interp(sFace[2 * i], sx, sy) - sFace[2 * i + 1];
       const tGap = interp(tFace[2 * i], tx, ty) - tFace[2 * i + 1];
-      const along = Math.abs(span) > 1e-9 ? clip((tFace[2 * i] - tFace[2 * a]) / span, 0, 1) : 0.5;
-      const held = sFace[2 * i + 1] + (1 - along) * shiftA + along * shiftB;
-      if (tGap < sGap) out[2 * i + 1] = Math.min(held, tFace[2 * i + 1]);
+      if (tGap < sGap) out[2 * i + 1] = Math.min(sFace[2 * i + 1], tFace[2 * i + 1]);
     }
   }
   return fromFace(out, origin, axes, axes.dist);
