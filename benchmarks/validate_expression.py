@@ -39,6 +39,9 @@ the real frame rate). Reported, result against driver (frames where both have a 
 * ``ceiling`` (self, region all only): dlib against itself on the driving frames moved by a
   small similarity, per feature: the ``r`` a perfect copy of the driver's expression would score
   (low where the driver's feature hardly moves).
+* ``steady`` (self, region all only): ``mouth``, ``width`` and ``eyes`` again with each
+  driving and result frame read by dlib under the same small translations and the readings
+  averaged (:func:`steady_agreement`): the follow with dlib's reading noise averaged out.
 * ``corners`` (cross only: stitching): mean absolute change (0-255) of the result's pixels in the
   four corner patches of the paste box from one measured frame to the next (``swim``), and
   against the photo (``vs_photo``).
@@ -361,6 +364,7 @@ def run_self(animator, clip: Path, framed: list[np.ndarray], driver: np.ndarray,
         report["mouth_noise"] = reading_noise(results, driver)
     elif args.region == "all":
         report["ceiling"] = self_agreement(framed[::args.stride], driver)
+        report["steady"] = steady_agreement(framed[::args.stride], results)
     return report, _options(opts), results
 
 
@@ -424,11 +428,34 @@ def still_mouth_floor(source: np.ndarray, source_points: np.ndarray,
 NOISE_SHIFTS = ((0.5, 0.5), (-2.25, 1.5), (1.75, -2.5), (3.5, 0.75), (-1.0, -3.25))  # pixels
 
 
+def shifted_features(frames: Sequence[np.ndarray],
+                     shifts: Sequence[tuple[float, float]] = NOISE_SHIFTS) -> np.ndarray:
+    """dlib's expression features of each frame read as it is and moved by each of the small
+    translations ``shifts`` (the same picture; the face box and the pixel grid land elsewhere).
+
+    Returns:
+        (N, 1 + len(shifts), 3) mouth, width and eye opening per frame and reading (NaN where a
+        reading found no face).
+    """
+    import cv2
+
+    readings = []
+    for frame in frames:
+        h, w = frame.shape[:2]
+        row = [landmarks(frame)]
+        for dx, dy in shifts:
+            matrix = np.float32([[1, 0, dx], [0, 1, dy]])
+            row.append(landmarks(cv2.warpAffine(frame, matrix, (w, h), flags=cv2.INTER_LINEAR,
+                                                borderMode=cv2.BORDER_REFLECT)))
+        readings.append(expression_features(np.stack(row)))
+    return np.asarray(readings, np.float64).reshape(len(frames), 1 + len(shifts), len(FEATURES))
+
+
 def reading_noise(frames: Sequence[np.ndarray], driver: np.ndarray,
                   shifts: Sequence[tuple[float, float]] = NOISE_SHIFTS) -> dict[str, float | None]:
     """dlib's own noise in the mouth opening of result frames (a diagnostic beside region pose's
     ``mouth.std_ratio``): each frame measured again moved by the small translations ``shifts``
-    (the same picture; the face box and the pixel grid land elsewhere).
+    (:func:`shifted_features`).
 
     Args:
         frames: the measured result frames (uint8 RGB).
@@ -441,18 +468,7 @@ def reading_noise(frames: Sequence[np.ndarray], driver: np.ndarray,
         the driver's (the result's spread with that noise averaged over ``1 + len(shifts)``
         readings); ``frames`` used (a face in the driving frame and in every reading).
     """
-    import cv2
-
-    readings = []
-    for frame in frames:
-        h, w = frame.shape[:2]
-        row = [landmarks(frame)]
-        for dx, dy in shifts:
-            matrix = np.float32([[1, 0, dx], [0, 1, dy]])
-            row.append(landmarks(cv2.warpAffine(frame, matrix, (w, h), flags=cv2.INTER_LINEAR,
-                                                borderMode=cv2.BORDER_REFLECT)))
-        readings.append(expression_features(np.stack(row))[:, 0])
-    values = np.asarray(readings, np.float64).reshape(len(frames), 1 + len(shifts))
+    values = shifted_features(frames, shifts)[..., 0]
     mouth = expression_features(driver)[:, 0].astype(np.float64)
     ok = np.isfinite(mouth) & np.isfinite(values).all(1)
     out: dict[str, float | None] = {"within": None, "steady_std_ratio": None,
@@ -463,6 +479,26 @@ def reading_noise(frames: Sequence[np.ndarray], driver: np.ndarray,
         out["within"] = round(within / spread, 4)
         out["steady_std_ratio"] = round(float(np.std(values[ok].mean(1))) / spread, 4)
     return out
+
+
+def steady_agreement(driving: Sequence[np.ndarray], results: Sequence[np.ndarray],
+                     shifts: Sequence[tuple[float, float]] = NOISE_SHIFTS) -> dict[str, dict]:
+    """How the result follows the driver with dlib's reading noise averaged out on both sides (a
+    diagnostic beside ``mouth``, ``width`` and ``eyes``): each driving and result frame read
+    ``1 + len(shifts)`` times (:func:`shifted_features`), the readings of a frame averaged (the
+    faceless ones left out), then :func:`follow` per feature. Where the driver's feature moves
+    less than a pixel (lids without blinks), single readings measure much of dlib's noise.
+
+    Args:
+        driving, results: the measured driving and result frames, pairwise (uint8 RGB).
+    """
+    import warnings
+
+    with warnings.catch_warnings():  # a frame with no face in any reading: NaN, left out
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fd = np.nanmean(shifted_features(driving, shifts), axis=1)
+        fr = np.nanmean(shifted_features(results, shifts), axis=1)
+    return {name: follow(fd[:, i], fr[:, i]) for i, name in enumerate(FEATURES)}
 
 
 def run_cross(animator, clip: Path, photo_path: Path, driver: np.ndarray,
@@ -529,7 +565,8 @@ def _fmt(value: float | None, width: int = 6, digits: int = 2) -> str:
 
 HEADER = (f"{'clip':36} {'n':>3} {'face%':>6} | {'mouth r':>7} {'std':>5} | {'width r':>7} "
           f"{'std':>5} | {'eyes r':>6} {'std':>5} | {'AED':>5} | {'head':>5} {'max':>5} "
-          f"{'nose r':>6} | {'swim':>5} {'photo':>5} | {'floor':>5} {'eye c':>5} | fails")
+          f"{'nose r':>6} | {'swim':>5} {'photo':>5} | {'floor':>5} {'eye c':>5} {'eye s':>5}"
+          " | fails")
 
 
 def table_row(name: str, r: dict, verdict: dict[str, bool]) -> str:
@@ -545,6 +582,7 @@ def table_row(name: str, r: dict, verdict: dict[str, bool]) -> str:
             f" | {_fmt(lookup(r, 'corners.swim'), 5, 1)}"
             f" {_fmt(lookup(r, 'corners.vs_photo'), 5, 1)}"
             f" | {_fmt(lookup(r, 'floor.std_ratio'), 5)} {_fmt(lookup(r, 'ceiling.eyes.r'), 5)}"
+            f" {_fmt(lookup(r, 'steady.eyes.r'), 5)}"
             f" | {'PASS' if not fails else 'FAIL ' + ', '.join(fails)}")
 
 

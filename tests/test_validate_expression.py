@@ -284,3 +284,47 @@ def test_reading_noise_of_a_reader_that_drifts_with_the_position(monkeypatch):
     expected = 0.5 * np.std(dx, ddof=1) / np.std(np.delete(mouths, 3))
     assert noise["within"] == pytest.approx(expected, rel=1e-3)
     assert noise["steady_std_ratio"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_steady_agreement_averages_the_reading_noise_out(monkeypatch):
+    """A finder whose lid reading carries an error that changes with where the picture lies
+    (zero on average over the shifted readings): single readings of a driver and a result that
+    open their eyes alike follow each other poorly; averaged (``steady``) the follow is exact. A
+    frame with no face in any reading is left out."""
+    rng = np.random.default_rng(3)
+    offsets = np.array([0.0] + [dx for dx, _ in v.NOISE_SHIFTS])
+    error = rng.normal(0.0, 2.0, (2, 8, len(offsets)))  # (driver|result, frame, reading)
+    error -= error.mean(2, keepdims=True)
+
+    def reader(image: np.ndarray) -> np.ndarray:
+        frame_id = round(float(image[..., 2].mean()))
+        if frame_id == 0:
+            return np.full((68, 2), np.nan)
+        weight = image[..., 0].astype(np.float64)
+        x = float((weight.sum(0) * np.arange(image.shape[1])).sum() / weight.sum()) - 128.0
+        reading = int(np.argmin(np.abs(offsets - x)))
+        side, i = divmod(frame_id - 1, 8)
+        return face(lids=float(image[..., 1].mean()) / 10 + error[side, i, reading])
+
+    monkeypatch.setattr(v, "landmarks", reader)
+    lids = [60, 90, 120, 150, 90, 60, 100, 130]
+
+    def frames(side: int) -> list[np.ndarray]:
+        out = []
+        for i, lid in enumerate(lids):
+            frame = np.zeros((256, 256, 3), np.uint8)
+            frame[..., 1], frame[..., 2] = lid, 1 + 8 * side + i
+            frame[124:133, 124:133, 0] = 255
+            out.append(frame)
+        return out
+
+    driving, results = frames(0), frames(1)
+    results[4][..., 2] = 0  # no face
+    steady = v.steady_agreement(driving, results)
+    assert steady["eyes"]["frames"] == 7
+    assert steady["eyes"]["r"] == pytest.approx(1.0, abs=1e-3)
+    assert steady["eyes"]["std_ratio"] == pytest.approx(1.0, abs=1e-3)
+    assert steady["mouth"]["r"] is None  # the mouth never changes
+    single = v.follow(v.expression_features(np.stack([reader(f) for f in driving]))[:, 2],
+                      v.expression_features(np.stack([reader(f) for f in results]))[:, 2])
+    assert single["r"] < 0.95
