@@ -368,6 +368,16 @@ def run_self(animator, clip: Path, framed: list[np.ndarray], driver: np.ndarray,
     return report, _options(opts), results
 
 
+def moved_landmarks(frame: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """dlib's landmarks (:func:`landmarks`) of ``frame`` moved by the 2x3 affine ``matrix``
+    (bilinear, edges reflected, the same size)."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    return landmarks(cv2.warpAffine(frame, matrix, (w, h), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REFLECT))
+
+
 CEILING_MOVE = (3.0, 0.97, (2.5, -1.5))  # degrees, scale, shift (pixels): a small resampling
 
 
@@ -389,8 +399,7 @@ def self_agreement(frames: Sequence[np.ndarray], driver: np.ndarray) -> dict[str
         h, w = frame.shape[:2]
         matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
         matrix[:, 2] += shift
-        moved.append(landmarks(cv2.warpAffine(frame, matrix, (w, h), flags=cv2.INTER_LINEAR,
-                                              borderMode=cv2.BORDER_REFLECT)))
+        moved.append(moved_landmarks(frame, matrix))
     fd, fm = expression_features(driver), expression_features(np.stack(moved))
     return {name: follow(fd[:, i], fm[:, i]) for i, name in enumerate(FEATURES)}
 
@@ -419,9 +428,7 @@ def still_mouth_floor(source: np.ndarray, source_points: np.ndarray,
             matrix, _ = cv2.estimateAffinePartial2D(source_points[STABLE], points[STABLE])
             if matrix is None:
                 continue
-            frame = cv2.warpAffine(source, matrix, source.shape[1::-1], flags=cv2.INTER_LINEAR,
-                                   borderMode=cv2.BORDER_REFLECT)
-            moved[i] = landmarks(frame)
+            moved[i] = moved_landmarks(source, matrix)
     return follow(expression_features(driver)[:, 0], expression_features(moved)[:, 0])
 
 
@@ -437,16 +444,11 @@ def shifted_features(frames: Sequence[np.ndarray],
         (N, 1 + len(shifts), 3) mouth, width and eye opening per frame and reading (NaN where a
         reading found no face).
     """
-    import cv2
-
     readings = []
     for frame in frames:
-        h, w = frame.shape[:2]
         row = [landmarks(frame)]
         for dx, dy in shifts:
-            matrix = np.float32([[1, 0, dx], [0, 1, dy]])
-            row.append(landmarks(cv2.warpAffine(frame, matrix, (w, h), flags=cv2.INTER_LINEAR,
-                                                borderMode=cv2.BORDER_REFLECT)))
+            row.append(moved_landmarks(frame, np.float32([[1, 0, dx], [0, 1, dy]])))
         readings.append(expression_features(np.stack(row)))
     return np.asarray(readings, np.float64).reshape(len(frames), 1 + len(shifts), len(FEATURES))
 
