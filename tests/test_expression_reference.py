@@ -6,7 +6,8 @@ import numpy as np
 from test_expression_geometry import sim, synthetic_face
 from test_expression_layer import Marks, ScriptedMesh, frame
 
-from fomm.expression.reference import expression_features, matching_frame
+from fomm.expression.eyes import OPEN_GAP
+from fomm.expression.reference import LID_RANGE, expression_features, matching_frame, wanted
 
 
 def test_features_measure_the_mouth_opening_whatever_the_head_pose():
@@ -47,3 +48,29 @@ def test_a_frame_in_another_head_pose_is_passed_over():
     neutral_elsewhere = synthetic_face(mouth_gap=0.06)[0]
     frames = [mesh.add(frame(20), turned, groups), mesh.add(frame(21), neutral_elsewhere, groups)]
     assert matching_frame(Marks(photo_points, groups), frames, mesh, step=1)[0] == 1
+
+
+def _lids(rows: list[tuple[float, float]]) -> np.ndarray:
+    """Feature rows (mouth 0.02, width 0.8) with these (left, right) lid gaps."""
+    return np.array([[0.02, 0.8, left, right] for left, right in rows])
+
+
+def test_the_reference_lids_are_the_photos_within_the_drivers_usual_range():
+    # a driver whose eyes are usually narrow (0.06), who blinks (0.01) and once stares (0.16)
+    frames = _lids([(0.06, 0.06)] * 12 + [(0.08, 0.08)] * 4 + [(0.01, 0.01), (0.16, 0.16)]
+                   + [(0.07, 0.07)] * 4)
+    wide_photo = np.array([0.02, 0.9, 0.11, 0.10])
+    want = wanted(wide_photo, frames)
+    assert want[0] == 0.02 and want[1] == 0.8  # the photo's opening, the driver's usual width
+    # a wide-eyed photo asks for the driver's wide eyes, not their usual narrow ones ...
+    np.testing.assert_allclose(want[2:], np.percentile(frames[:, 2:], LID_RANGE[1], axis=0))
+    assert want[2] > 0.075
+    # ... never the stare, nor the blink; a photo's closing eyes count as open to OPEN_GAP,
+    # as the layer opens them
+    assert wanted(np.array([0.02, 0.9, 0.5, 0.5]), frames)[2] < 0.16
+    blinking = wanted(np.array([0.02, 0.9, 0.01, 0.02]), frames)
+    np.testing.assert_allclose(blinking[2:], np.minimum(
+        OPEN_GAP, np.percentile(frames[:, 2:], LID_RANGE[1], axis=0)))
+    # within the range, the photo's own lids
+    np.testing.assert_allclose(wanted(np.array([0.02, 0.9, 0.076, 0.077]), frames)[2:],
+                               [0.076, 0.077])

@@ -17,17 +17,24 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fomm.expression import geometry
+from fomm.expression.eyes import OPEN_GAP
 
 if TYPE_CHECKING:
     from fomm.faces.mesh import FaceLandmarks, FaceMesh
 
 SCAN_FRAMES = 300  # driving frames looked at (the first ones), every SCAN_STEP-th of them
 SCAN_STEP = 3
-# weight of each feature in the match. The mouth's opening is matched with the photo's; its width
-# and the lids with the driver's own typical (median) ones, since mouth and eye shapes differ
-# between people: a reference with the driver's eyes wide open (or blinking) would half-close (or
-# widen) the photo's eyes for the whole clip.
+# weight of each feature in the match. The mouth's opening and the lids are matched with the
+# photo's; the mouth's width with the driver's own typical (median) one, since mouth shapes differ
+# between people
 WEIGHTS = np.array([2.0, 1.0, 1.0, 1.0])
+# the lids: the photo's, as the layer shows them (a closing lid is opened to ``OPEN_GAP`` while the
+# driver's eyes are open), within this range of percentiles of the driver's own: a photo with wider
+# eyes than the driver's usual ones gets a wide-eyed reference (else the driver's usual eyes would
+# show as the photo's wide ones, and every wider frame saturate), but never the driver's blink or
+# widest stare, since eye shapes differ between people: such a reference would widen (or
+# half-close) the photo's eyes for the whole clip
+LID_RANGE = (10.0, 90.0)
 # ... and the head's pose: a turned or tilted head (out of the image plane, which a similarity
 # fit does not take out) would pass for an expression in every frame of another pose, so the
 # reference keeps the photo's pose: the stable points' misfit after a similarity fit onto the
@@ -63,12 +70,19 @@ def pose_misfit(points: np.ndarray, photo: np.ndarray, groups: Mapping[str, np.n
     return float(np.sqrt(np.mean(np.sum((fitted - photo[keys]) ** 2, axis=1)))) / max(dist, 1e-6)
 
 
+def wanted(photo: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """The reference's features, from the photo's and the scanned frames' (rows) features."""
+    low, high = np.percentile(features[:, 2:], LID_RANGE, axis=0)
+    lids = np.clip(np.maximum(photo[2:], OPEN_GAP), low, high)
+    return np.concatenate([photo[:1], np.median(features[:, 1:2], axis=0), lids])
+
+
 def matching_frame(photo: FaceLandmarks, frames: Iterable[np.ndarray], mesh: FaceMesh,
                    limit: int = SCAN_FRAMES, step: int = SCAN_STEP
                    ) -> tuple[int, np.ndarray] | None:
     """The driving frame (index, image) whose expression is closest to the photo's: the mouth
-    as open as the photo's, the mouth's width and the lids as the driver's usual ones, the head
-    in the photo's pose.
+    as open as the photo's, the lids as the photo's within the driver's usual range, the mouth's
+    width as the driver's usual one, the head in the photo's pose.
 
     Args:
         photo: the photo face's landmarks.
@@ -89,7 +103,7 @@ def matching_frame(photo: FaceLandmarks, frames: Iterable[np.ndarray], mesh: Fac
     if not seen:
         return None
     features = np.stack([f for _, _, f, _ in seen])
-    want = np.concatenate([want[:1], np.median(features[:, 1:], axis=0)])
+    want = wanted(want, features)
     distances = ((features - want) ** 2 * WEIGHTS).sum(axis=1)
     wider = np.maximum(features[:, 0] - want[0], 0.0)
     distances += (MOUTH_WIDER_WEIGHT - WEIGHTS[0]) * wider**2
