@@ -40,7 +40,9 @@ INSET = 0.012  # the lid landmarks lie this far inside the lash line (eye distan
 OPEN_GAP = 0.075
 LASH_FULL = 0.04  # a lid come down this far (eye distances) shows its lashes' full dark line ...
 LASH_DARK = 0.85  # ... this dark (share of the way to the eye's darkest colour) ...
-LASH_WIDTH = 0.012  # ... this thick (its Gaussian's sigma, eye distances; 0.6 px at least)
+# ... this thick (its Gaussian's sigma, eye distances; 0.6 px at least): a soft band, as a real
+# shut eye shows at this size (a thin line reads to a landmark model as an open eye)
+LASH_WIDTH = 0.04
 FILL_FROM = 0.01  # an eye opened this much wider than the frame shows it (eye distances) ...
 FILL_FULL = 0.025  # ... gets the driver's eye from this much wider on
 TINT_PAD = 0.4  # the driver's eye takes the chroma of the face this far around the eye (eye
@@ -81,7 +83,8 @@ def close_lid(
     h, w = image.shape[:2]
     band = BAND
     pts = np.vstack([lid, wanted])
-    corners_box = np.array([lid_f[:, 1].min() - band, want_f[:, 1].max()])
+    tail = 3 * max(LASH_WIDTH, 0.6 / eye_distance)  # the lashes' line fades out below the lid
+    corners_box = np.array([lid_f[:, 1].min() - band, want_f[:, 1].max() + tail])
     top_left = origin + eye_distance * (axes @ np.array([lid_f[:, 0].min(), corners_box[0]]))
     bottom_right = origin + eye_distance * (axes @ np.array([lid_f[:, 0].max(), corners_box[1]]))
     box_pts = np.vstack([pts, top_left, bottom_right])

@@ -29,7 +29,7 @@ export const INSET = 0.012;
 export const OPEN_GAP = 0.075;
 export const LASH_FULL = 0.04;
 export const LASH_DARK = 0.85;
-export const LASH_WIDTH = 0.012;
+export const LASH_WIDTH = 0.04;
 export const FILL_FROM = 0.01;
 export const FILL_FULL = 0.025;
 export const TINT_PAD = 0.4;
@@ -68,8 +68,9 @@ export function closeLid(image, lid, wanted, origin, axes, eyeDistance, brow = n
   }
   if (drop * eyeDistance < 0.5) return image;
   const { width: w, height: h } = image;
+  const tail = 3 * Math.max(LASH_WIDTH, 0.6 / eyeDistance); // the lashes' line fades out below
   const corners = fromFace(
-    Float64Array.of(uMin, lidTop - BAND, uMax, wantLow),
+    Float64Array.of(uMin, lidTop - BAND, uMax, wantLow + tail),
     origin,
     axes,
     eyeDistance,
