@@ -65,12 +65,24 @@ def test_the_reference_lids_are_the_photos_within_the_drivers_usual_range():
     # a wide-eyed photo asks for the driver's wide eyes, not their usual narrow ones ...
     np.testing.assert_allclose(want[2:], np.percentile(frames[:, 2:], LID_RANGE[1], axis=0))
     assert want[2] > 0.075
-    # ... never the stare, nor the blink; a photo's closing eyes count as open to OPEN_GAP,
-    # as the layer opens them
+    # ... never the stare, nor the blink; a photo's closing eyes count as open, as the layer
+    # opens them: to OPEN_GAP, or to the driver's usual eyes where those are narrower (here 0.06)
     assert wanted(np.array([0.02, 0.9, 0.5, 0.5]), frames)[2] < 0.16
     blinking = wanted(np.array([0.02, 0.9, 0.01, 0.02]), frames)
-    np.testing.assert_allclose(blinking[2:], np.minimum(
-        OPEN_GAP, np.percentile(frames[:, 2:], LID_RANGE[1], axis=0)))
+    np.testing.assert_allclose(blinking[2:], np.minimum(OPEN_GAP, [0.06, 0.06]))
     # within the range, the photo's own lids
     np.testing.assert_allclose(wanted(np.array([0.02, 0.9, 0.076, 0.077]), frames)[2:],
                                [0.076, 0.077])
+
+
+def test_a_narrow_eyed_driver_is_not_asked_for_wide_eyes_by_a_blinking_photo():
+    # the driver's usual eyes (0.04) are narrower than OPEN_GAP; they open wide now and then
+    frames = _lids([(0.04, 0.04)] * 12 + [(0.09, 0.09)] * 4 + [(0.005, 0.005)] * 2)
+    assert OPEN_GAP > 0.04
+    # a photo as narrow as that is matched with the driver's usual eyes, not their widest ones
+    np.testing.assert_allclose(wanted(np.array([0.02, 0.9, 0.025, 0.03]), frames)[2:],
+                               [0.04, 0.04])
+    # a wide-eyed driver's usual eyes (0.10) are no reason to open a blinking photo past OPEN_GAP
+    wide = _lids([(0.10, 0.10)] * 12 + [(0.13, 0.13)] * 4 + [(0.01, 0.01)] * 2)
+    np.testing.assert_allclose(wanted(np.array([0.02, 0.9, 0.025, 0.03]), wide)[2:],
+                               [OPEN_GAP, OPEN_GAP])

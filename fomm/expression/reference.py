@@ -29,11 +29,12 @@ SCAN_STEP = 3
 # between people
 WEIGHTS = np.array([2.0, 1.0, 1.0, 1.0])
 # the lids: the photo's, as the layer shows them (a closing lid is opened to ``OPEN_GAP`` while the
-# driver's eyes are open), within this range of percentiles of the driver's own: a photo with wider
-# eyes than the driver's usual ones gets a wide-eyed reference (else the driver's usual eyes would
-# show as the photo's wide ones, and every wider frame saturate), but never the driver's blink or
-# widest stare, since eye shapes differ between people: such a reference would widen (or
-# half-close) the photo's eyes for the whole clip
+# driver's eyes are open; only to the driver's usual lids where those are narrower: a narrow-eyed
+# driver's usual eyes are no squint), within this range of percentiles of the driver's own: a photo
+# with wider eyes than the driver's usual ones gets a wide-eyed reference (else the driver's usual
+# eyes would show as the photo's wide ones, and every wider frame saturate), but never the
+# driver's blink or widest stare, since eye shapes differ between people: such a reference would
+# widen (or half-close) the photo's eyes for the whole clip
 LID_RANGE = (10.0, 90.0)
 # ... and the head's pose: a turned or tilted head (out of the image plane, which a similarity
 # fit does not take out) would pass for an expression in every frame of another pose, so the
@@ -73,7 +74,8 @@ def pose_misfit(points: np.ndarray, photo: np.ndarray, groups: Mapping[str, np.n
 def wanted(photo: np.ndarray, features: np.ndarray) -> np.ndarray:
     """The reference's features, from the photo's and the scanned frames' (rows) features."""
     low, high = np.percentile(features[:, 2:], LID_RANGE, axis=0)
-    lids = np.clip(np.maximum(photo[2:], OPEN_GAP), low, high)
+    usual = np.median(features[:, 2:], axis=0)
+    lids = np.clip(np.maximum(photo[2:], np.minimum(OPEN_GAP, usual)), low, high)
     return np.concatenate([photo[:1], np.median(features[:, 1:2], axis=0), lids])
 
 
