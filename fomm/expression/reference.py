@@ -73,10 +73,10 @@ def pose_misfit(points: np.ndarray, photo: np.ndarray, groups: Mapping[str, np.n
 
 def wanted(photo: np.ndarray, features: np.ndarray) -> np.ndarray:
     """The reference's features, from the photo's and the scanned frames' (rows) features."""
+    usual = np.median(features[:, 1:], axis=0)  # the driver's width and lids
     low, high = np.percentile(features[:, 2:], LID_RANGE, axis=0)
-    usual = np.median(features[:, 2:], axis=0)
-    lids = np.clip(np.maximum(photo[2:], np.minimum(OPEN_GAP, usual)), low, high)
-    return np.concatenate([photo[:1], np.median(features[:, 1:2], axis=0), lids])
+    lids = np.clip(np.maximum(photo[2:], np.minimum(OPEN_GAP, usual[1:])), low, high)
+    return np.concatenate([photo[:1], usual[:1], lids])
 
 
 def matching_frame(photo: FaceLandmarks, frames: Iterable[np.ndarray], mesh: FaceMesh,
