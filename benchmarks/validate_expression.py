@@ -31,7 +31,8 @@ the real frame rate). Reported, result against driver (frames where both have a 
   (x and y, in eye distances) follows the driver's.
 * ``floor`` (self, region pose only): the mouth numbers of the source moved by the driver's
   head alone (a similarity on the stable landmarks), a mouth that does not move: dlib's own
-  spread there is the least a region-pose result's ``mouth.std_ratio`` can reach.
+  spread there is the least a region-pose result's ``mouth.std_ratio`` can reach; its
+  ``steady_std_ratio`` the same with readings averaged as in ``steady``.
 * ``mouth_noise`` (region pose only): dlib's own noise in the result's mouth opening, each
   measured frame read again moved by small translations (:func:`reading_noise`): ``within``
   (the spread a mouth that never changes shows from dlib's reading alone) and
@@ -39,9 +40,13 @@ the real frame rate). Reported, result against driver (frames where both have a 
 * ``ceiling`` (self, region all only): dlib against itself on the driving frames moved by a
   small similarity, per feature: the ``r`` a perfect copy of the driver's expression would score
   (low where the driver's feature hardly moves).
-* ``steady`` (self, region all only): ``mouth``, ``width`` and ``eyes`` again with each
-  driving and result frame read by dlib under the same small translations and the readings
-  averaged (:func:`steady_agreement`): the follow with dlib's reading noise averaged out.
+* ``steady`` (self: regions all and pose; cross: region pose): ``mouth``, ``width`` and
+  ``eyes`` again with each driving and result frame read by dlib under the same small
+  translations and the readings averaged (:func:`steady_agreement`): the follow with dlib's
+  reading noise averaged out. Region pose is judged on ``steady.mouth.std_ratio``: single
+  readings cannot resolve its bound of 0.2, since a mouth that never moves (``floor``) reads
+  0.24 on average over the 41 tuning and extra drivers, and 3 of the 7 held-out ones read
+  over 0.2 (:data:`TARGETS`).
 * ``corners`` (cross only: stitching): mean absolute change (0-255) of the result's pixels in the
   four corner patches of the paste box from one measured frame to the next (``swim``), and
   against the photo (``vs_photo``).
@@ -102,8 +107,10 @@ TARGETS: dict[tuple[str, str], dict[str, Target]] = {
     ("self", "all"): {"mouth.r": (">=", 0.7), "mouth.std_ratio": ("in", (0.7, 1.3)),
                       "eyes.r": (">=", 0.5), "width.r": (">=", 0.6), "aed": ("<=", 0.35)},
     ("cross", "all"): {"mouth.r": (">=", 0.6), "face_found": (">=", 0.99)},
-    ("self", "pose"): {"mouth.std_ratio": ("<=", 0.2)},
-    ("cross", "pose"): {"mouth.std_ratio": ("<=", 0.2), "face_found": (">=", 0.99)},
+    # region pose on readings averaged over small shifts (``steady``): dlib's single readings of
+    # a mouth that never moves spread about as much as the bound (``floor``, ``mouth_noise``)
+    ("self", "pose"): {"steady.mouth.std_ratio": ("<=", 0.2)},
+    ("cross", "pose"): {"steady.mouth.std_ratio": ("<=", 0.2), "face_found": (">=", 0.99)},
     ("self", "expression"): {"head.max": ("<=", 0.05)},
     ("cross", "expression"): {"head.max": ("<=", 0.05), "face_found": (">=", 0.99)},
 }
@@ -360,8 +367,11 @@ def run_self(animator, clip: Path, framed: list[np.ndarray], driver: np.ndarray,
     report = expression_report(driver, points, source_points, args.series)
     report["aed"] = aed(framed[0], results, args.aed_frames)
     if args.region == "pose":
-        report["floor"] = still_mouth_floor(framed[0], source_points, driver)
+        driving = steady_readings(framed[::args.stride])
+        report["floor"] = still_mouth_floor(framed[0], source_points, driver, driving)
         report["mouth_noise"] = reading_noise(results, driver)
+        report["steady"] = steady_agreement(framed[::args.stride], results,
+                                            driving_readings=driving)
     elif args.region == "all":
         report["ceiling"] = self_agreement(framed[::args.stride], driver)
         report["steady"] = steady_agreement(framed[::args.stride], results)
@@ -404,8 +414,8 @@ def self_agreement(frames: Sequence[np.ndarray], driver: np.ndarray) -> dict[str
     return {name: follow(fd[:, i], fm[:, i]) for i, name in enumerate(FEATURES)}
 
 
-def still_mouth_floor(source: np.ndarray, source_points: np.ndarray,
-                      driver: np.ndarray) -> dict[str, float | None]:
+def still_mouth_floor(source: np.ndarray, source_points: np.ndarray, driver: np.ndarray,
+                      driving: np.ndarray | None = None) -> dict[str, float | None]:
     """The mouth numbers of a perfectly still mouth under the driver's head motion: the source
     moved by the similarity that takes its stable landmarks to each driving frame's (dlib), then
     measured like a result. Its ``std_ratio`` is the least a region-pose result can score
@@ -415,12 +425,17 @@ def still_mouth_floor(source: np.ndarray, source_points: np.ndarray,
         source: the source frame (uint8 RGB, SIZE square).
         source_points: (68, 2) its landmarks.
         driver: (N, 68, 2) the measured driving frames' landmarks (NaN rows: no face).
+        driving: :func:`steady_readings` of the measured driving frames, or None.
     Returns:
-        :func:`follow` of the mouth opening (``r``, ``std_ratio``, ``driver_std``, ``frames``).
+        :func:`follow` of the mouth opening (``r``, ``std_ratio``, ``driver_std``, ``frames``);
+        with ``driving``, also ``steady_std_ratio``: the same with the moved sources' and the
+        driving frames' readings averaged (:func:`steady_agreement`'s mouth ``std_ratio``).
     """
     import cv2
 
+    h, w = source.shape[:2]
     moved = np.full_like(driver, np.nan)
+    frames: list[np.ndarray | None] = [None] * len(driver)
     if np.isfinite(source_points).all():
         for i, points in enumerate(driver):
             if not np.isfinite(points).all():
@@ -428,8 +443,17 @@ def still_mouth_floor(source: np.ndarray, source_points: np.ndarray,
             matrix, _ = cv2.estimateAffinePartial2D(source_points[STABLE], points[STABLE])
             if matrix is None:
                 continue
-            moved[i] = moved_landmarks(source, matrix)
-    return follow(expression_features(driver)[:, 0], expression_features(moved)[:, 0])
+            frames[i] = cv2.warpAffine(source, matrix, (w, h), flags=cv2.INTER_LINEAR,
+                                       borderMode=cv2.BORDER_REFLECT)
+            moved[i] = landmarks(frames[i])
+    out = follow(expression_features(driver)[:, 0], expression_features(moved)[:, 0])
+    if driving is not None:
+        still = np.full((len(frames), len(FEATURES)), np.nan)
+        found = [i for i, f in enumerate(frames) if f is not None]
+        if found:
+            still[found] = steady_readings([frames[i] for i in found])
+        out["steady_std_ratio"] = follow(driving[:, 0], still[:, 0])["std_ratio"]
+    return out
 
 
 NOISE_SHIFTS = ((0.5, 0.5), (-2.25, 1.5), (1.75, -2.5), (3.5, 0.75), (-1.0, -3.25))  # pixels
@@ -483,28 +507,38 @@ def reading_noise(frames: Sequence[np.ndarray], driver: np.ndarray,
     return out
 
 
-def steady_agreement(driving: Sequence[np.ndarray], results: Sequence[np.ndarray],
-                     shifts: Sequence[tuple[float, float]] = NOISE_SHIFTS) -> dict[str, dict]:
-    """How the result follows the driver with dlib's reading noise averaged out on both sides (a
-    diagnostic beside ``mouth``, ``width`` and ``eyes``): each driving and result frame read
-    ``1 + len(shifts)`` times (:func:`shifted_features`), the readings of a frame averaged (the
-    faceless ones left out), then :func:`follow` per feature. Where the driver's feature moves
-    less than a pixel (lids without blinks), single readings measure much of dlib's noise.
-
-    Args:
-        driving, results: the measured driving and result frames, pairwise (uint8 RGB).
-    """
+def steady_readings(frames: Sequence[np.ndarray],
+                    shifts: Sequence[tuple[float, float]] = NOISE_SHIFTS) -> np.ndarray:
+    """(N, 3) dlib's expression features of each frame averaged over its ``1 + len(shifts)``
+    readings (:func:`shifted_features`; the faceless ones left out, NaN where none has a face)."""
     import warnings
 
     with warnings.catch_warnings():  # a frame with no face in any reading: NaN, left out
         warnings.simplefilter("ignore", RuntimeWarning)
-        fd = np.nanmean(shifted_features(driving, shifts), axis=1)
-        fr = np.nanmean(shifted_features(results, shifts), axis=1)
+        return np.nanmean(shifted_features(frames, shifts), axis=1)
+
+
+def steady_agreement(driving: Sequence[np.ndarray], results: Sequence[np.ndarray],
+                     shifts: Sequence[tuple[float, float]] = NOISE_SHIFTS,
+                     driving_readings: np.ndarray | None = None) -> dict[str, dict]:
+    """How the result follows the driver with dlib's reading noise averaged out on both sides:
+    each driving and result frame read ``1 + len(shifts)`` times, the readings of a frame
+    averaged (:func:`steady_readings`), then :func:`follow` per feature. Where a feature moves
+    less than a pixel (lids without blinks, a region-pose mouth), single readings measure much
+    of dlib's noise.
+
+    Args:
+        driving, results: the measured driving and result frames, pairwise (uint8 RGB).
+        driving_readings: :func:`steady_readings` of ``driving`` when already read.
+    """
+    fd = steady_readings(driving, shifts) if driving_readings is None else driving_readings
+    fr = steady_readings(results, shifts)
     return {name: follow(fd[:, i], fr[:, i]) for i, name in enumerate(FEATURES)}
 
 
-def run_cross(animator, clip: Path, photo_path: Path, driver: np.ndarray,
-              args: argparse.Namespace, work: Path) -> tuple[dict, dict, list[np.ndarray]]:
+def run_cross(animator, clip: Path, photo_path: Path, framed: list[np.ndarray],
+              driver: np.ndarray, args: argparse.Namespace,
+              work: Path) -> tuple[dict, dict, list[np.ndarray]]:
     """Cross-reenactment of a photo through animate_file with the defaults (face crop, paste,
     detail) to MP4; measured on the output cut at the paste box."""
     from fomm.faces.crop import crop, square_box
@@ -529,6 +563,7 @@ def run_cross(animator, clip: Path, photo_path: Path, driver: np.ndarray,
     report["corners"] = corner_motion(results, photo_crop)
     if args.region == "pose":
         report["mouth_noise"] = reading_noise(results, driver)
+        report["steady"] = steady_agreement(framed[::args.stride], results)
     return report, _options(opts), results
 
 
@@ -568,6 +603,7 @@ def _fmt(value: float | None, width: int = 6, digits: int = 2) -> str:
 HEADER = (f"{'clip':36} {'n':>3} {'face%':>6} | {'mouth r':>7} {'std':>5} | {'width r':>7} "
           f"{'std':>5} | {'eyes r':>6} {'std':>5} | {'AED':>5} | {'head':>5} {'max':>5} "
           f"{'nose r':>6} | {'swim':>5} {'photo':>5} | {'floor':>5} {'eye c':>5} {'eye s':>5}"
+          f" {'std s':>5}"
           " | fails")
 
 
@@ -585,6 +621,7 @@ def table_row(name: str, r: dict, verdict: dict[str, bool]) -> str:
             f" {_fmt(lookup(r, 'corners.vs_photo'), 5, 1)}"
             f" | {_fmt(lookup(r, 'floor.std_ratio'), 5)} {_fmt(lookup(r, 'ceiling.eyes.r'), 5)}"
             f" {_fmt(lookup(r, 'steady.eyes.r'), 5)}"
+            f" {_fmt(lookup(r, 'steady.mouth.std_ratio'), 5)}"
             f" | {'PASS' if not fails else 'FAIL ' + ', '.join(fails)}")
 
 
@@ -689,7 +726,7 @@ def main() -> None:
                 row["photo"] = photo.stem
                 t1 = time.perf_counter()
                 row["cross"], options["cross"], kept["cross"] = run_cross(
-                    animator, clip, photo, driver, args, Path(tmp))
+                    animator, clip, photo, framed, driver, args, Path(tmp))
                 row["cross"]["seconds"] = round(time.perf_counter() - t1, 1)
                 row["cross_pass"] = judge(row["cross"], "cross", args.region)
         if args.keep:

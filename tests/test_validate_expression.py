@@ -147,6 +147,10 @@ def test_targets_and_judge():
     assert verdict == {"mouth.r": True, "mouth.std_ratio": False, "eyes.r": True,
                        "width.r": False, "aed": True}
     assert v.judge({"head": {"max": 0.04}}, "self", "expression") == {"head.max": True}
+    # region pose: judged on readings averaged over small shifts, not on single ones
+    pose = {"mouth": {"std_ratio": 0.3}, "steady": {"mouth": {"std_ratio": 0.15}}}
+    assert v.judge(pose, "self", "pose") == {"steady.mouth.std_ratio": True}
+    assert not v.judge({"mouth": {"std_ratio": 0.1}}, "self", "pose")["steady.mouth.std_ratio"]
 
 
 def test_mean_report_skips_missing_values():
@@ -213,6 +217,30 @@ def test_still_mouth_floor_follows_the_drivers_head_shift(monkeypatch):
     floor = v.still_mouth_floor(source, face(mouth=6.0), driver)
     expected = np.std(0.5 * shifts) / np.std(mouths)
     assert floor["std_ratio"] == pytest.approx(expected, rel=0.05)
+
+
+def test_still_mouth_floor_steady_averages_the_reading_noise(monkeypatch):
+    """dlib's reading of a still mouth jumps with where the face lands on the pixel grid; the
+    floor's ``steady_std_ratio`` reads each moved source under the small shifts and averages:
+    far less spread than the single readings', against the driver's averaged readings."""
+    source = np.zeros((256, 256, 3), np.uint8)
+    source[128:133, 128:133] = 255
+
+    def grid_noise(frame: np.ndarray) -> np.ndarray:
+        ys, xs = np.nonzero(frame[..., 0] > 127)
+        x = np.average(xs, weights=frame[ys, xs, 0])  # sub-pixel: the bilinear marker's centre
+        return face(mouth=6.0 + 3.0 * math.sin(x * 37.0), dx=x - 130.0)
+
+    monkeypatch.setattr(v, "landmarks", grid_noise)
+    shifts = np.linspace(-10, 10, 25) + 0.37
+    mouths = 10.0 + 6.0 * np.cos(np.arange(25) / 1.7)
+    driver = np.stack([face(mouth=m, dx=s) for m, s in zip(mouths, shifts)])
+    driving = np.zeros((25, 3))
+    driving[:, 0] = mouths / EYE_DISTANCE  # the driver's averaged readings: its true mouth
+    floor = v.still_mouth_floor(source, face(mouth=6.0), driver, driving)
+    assert floor["std_ratio"] > 0.2
+    assert floor["steady_std_ratio"] < 0.5 * floor["std_ratio"]
+    assert "steady_std_ratio" not in v.still_mouth_floor(source, face(mouth=6.0), driver)
 
 
 def test_self_agreement_measures_the_moved_driving_frames(monkeypatch):
