@@ -29,8 +29,9 @@ the real frame rate). Reported, result against driver (frames where both have a 
   from the source's, in source eye distances: per-frame mean, then ``mean`` and ``max`` over
   frames; ``nose_r`` / ``nose_std_ratio``: how the nose tip's displacement from the first frame
   (x and y, in eye distances) follows the driver's.
-* ``floor`` (self, region pose only): the mouth numbers of the source moved by the driver's
-  head alone (a similarity on the stable landmarks), a mouth that does not move: dlib's own
+* ``floor`` (region pose only): the mouth numbers of the source moved by the driver's head
+  alone (a similarity on the stable landmarks; in cross-reenactment the driver's motion since
+  its first frame, on the photo), a mouth that does not move: dlib's own
   spread there is the least a region-pose result's ``mouth.std_ratio`` can reach; its
   ``steady_std_ratio`` the same with readings averaged as in ``steady``.
 * ``mouth_noise`` (region pose only): dlib's own noise in the result's mouth opening, each
@@ -415,7 +416,8 @@ def self_agreement(frames: Sequence[np.ndarray], driver: np.ndarray) -> dict[str
 
 
 def still_mouth_floor(source: np.ndarray, source_points: np.ndarray, driver: np.ndarray,
-                      driving: np.ndarray | None = None) -> dict[str, float | None]:
+                      driving: np.ndarray | None = None,
+                      relative: bool = False) -> dict[str, float | None]:
     """The mouth numbers of a perfectly still mouth under the driver's head motion: the source
     moved by the similarity that takes its stable landmarks to each driving frame's (dlib), then
     measured like a result. Its ``std_ratio`` is the least a region-pose result can score
@@ -426,6 +428,9 @@ def still_mouth_floor(source: np.ndarray, source_points: np.ndarray, driver: np.
         source_points: (68, 2) its landmarks.
         driver: (N, 68, 2) the measured driving frames' landmarks (NaN rows: no face).
         driving: :func:`steady_readings` of the measured driving frames, or None.
+        relative: move the source by the driver's head motion since its first frame with a
+            face (turn and scale about the source's stable landmarks, the shift in proportion
+            to the eye distances), for a source that is someone else's photo.
     Returns:
         :func:`follow` of the mouth opening (``r``, ``std_ratio``, ``driver_std``, ``frames``);
         with ``driving``, also ``steady_std_ratio``: the same with the moved sources' and the
@@ -436,13 +441,18 @@ def still_mouth_floor(source: np.ndarray, source_points: np.ndarray, driver: np.
     h, w = source.shape[:2]
     moved = np.full_like(driver, np.nan)
     frames: list[np.ndarray | None] = [None] * len(driver)
-    if np.isfinite(source_points).all():
+    found = np.isfinite(driver).all((1, 2))
+    if np.isfinite(source_points).all() and found.any():
+        first = driver[int(np.argmax(found))]
         for i, points in enumerate(driver):
-            if not np.isfinite(points).all():
+            if not found[i]:
                 continue
-            matrix, _ = cv2.estimateAffinePartial2D(source_points[STABLE], points[STABLE])
+            matrix, _ = cv2.estimateAffinePartial2D(
+                (first if relative else source_points)[STABLE], points[STABLE])
             if matrix is None:
                 continue
+            if relative:
+                matrix = _conjugated(matrix, first[STABLE], source_points[STABLE])
             frames[i] = cv2.warpAffine(source, matrix, (w, h), flags=cv2.INTER_LINEAR,
                                        borderMode=cv2.BORDER_REFLECT)
             moved[i] = landmarks(frames[i])
@@ -454,6 +464,17 @@ def still_mouth_floor(source: np.ndarray, source_points: np.ndarray, driver: np.
             still[found] = steady_readings([frames[i] for i in found])
         out["steady_std_ratio"] = follow(driving[:, 0], still[:, 0])["std_ratio"]
     return out
+
+
+def _conjugated(matrix: np.ndarray, first: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """The 2x3 similarity ``matrix`` (the driver's head from its points ``first`` on) applied to
+    a source whose points are ``source``: turned and scaled about their centroid, shifted by
+    the driver's centroid's displacement times the ratio of the two faces' sizes."""
+    linear = matrix[:, :2]
+    centre_d, centre_s = first.mean(0), source.mean(0)
+    size = np.linalg.norm(source - centre_s) / max(float(np.linalg.norm(first - centre_d)), 1e-9)
+    shift = (linear @ centre_d + matrix[:, 2] - centre_d) * size
+    return np.hstack([linear, (centre_s - linear @ centre_s + shift)[:, None]])
 
 
 NOISE_SHIFTS = ((0.5, 0.5), (-2.25, 1.5), (1.75, -2.5), (3.5, 0.75), (-1.0, -3.25))  # pixels
@@ -562,8 +583,12 @@ def run_cross(animator, clip: Path, photo_path: Path, framed: list[np.ndarray],
     report["aed"] = aed(photo_crop, results, args.aed_frames)
     report["corners"] = corner_motion(results, photo_crop)
     if args.region == "pose":
+        driving = steady_readings(framed[::args.stride])
+        report["floor"] = still_mouth_floor(photo_crop, landmarks(photo_crop), driver, driving,
+                                            relative=True)
         report["mouth_noise"] = reading_noise(results, driver)
-        report["steady"] = steady_agreement(framed[::args.stride], results)
+        report["steady"] = steady_agreement(framed[::args.stride], results,
+                                            driving_readings=driving)
     return report, _options(opts), results
 
 

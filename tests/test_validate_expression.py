@@ -243,6 +243,25 @@ def test_still_mouth_floor_steady_averages_the_reading_noise(monkeypatch):
     assert "steady_std_ratio" not in v.still_mouth_floor(source, face(mouth=6.0), driver)
 
 
+def test_conjugated_moves_another_face_by_the_drivers_head_motion():
+    """Cross-reenactment's floor: the driver's head motion since its first frame, on a photo
+    whose face is elsewhere and twice as large: a shift doubles, a turn about the driver's
+    face turns the photo about its own."""
+    first = face()[v.STABLE]
+    photo = 2.0 * (first - 100.0) + 40.0
+    shift = np.array([[1.0, 0.0, 5.0], [0.0, 1.0, -3.0]])
+    moved = v._conjugated(shift, first, photo)
+    np.testing.assert_allclose(moved, [[1, 0, 10], [0, 1, -6]], atol=1e-9)
+    a = math.radians(10)
+    turn = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    centre = first.mean(0)
+    about = np.hstack([turn, (centre - turn @ centre)[:, None]])  # turns about the centroid
+    moved = v._conjugated(about, first, photo)
+    np.testing.assert_allclose(moved[:, :2], turn, atol=1e-12)
+    np.testing.assert_allclose(moved[:, :2] @ photo.mean(0) + moved[:, 2], photo.mean(0),
+                               atol=1e-9)
+
+
 def test_self_agreement_measures_the_moved_driving_frames(monkeypatch):
     """The ceiling measures each driving frame moved by CEILING_MOVE: a finder that reads the
     expression off the pixels exactly agrees with itself (r 1), and it saw moved frames."""
