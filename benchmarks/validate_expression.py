@@ -368,25 +368,26 @@ def run_self(animator, clip: Path, framed: list[np.ndarray], driver: np.ndarray,
     report = expression_report(driver, points, source_points, args.series)
     report["aed"] = aed(framed[0], results, args.aed_frames)
     if args.region == "pose":
-        driving = steady_readings(framed[::args.stride])
-        report["floor"] = still_mouth_floor(framed[0], source_points, driver, driving)
-        report["mouth_noise"] = reading_noise(results, driver)
-        report["steady"] = steady_agreement(framed[::args.stride], results,
-                                            driving_readings=driving)
+        report.update(pose_numbers(framed[::args.stride], results, driver, framed[0],
+                                   source_points, relative=False))
     elif args.region == "all":
         report["ceiling"] = self_agreement(framed[::args.stride], driver)
         report["steady"] = steady_agreement(framed[::args.stride], results)
     return report, _options(opts), results
 
 
-def moved_landmarks(frame: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """dlib's landmarks (:func:`landmarks`) of ``frame`` moved by the 2x3 affine ``matrix``
-    (bilinear, edges reflected, the same size)."""
+def moved(frame: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """``frame`` moved by the 2x3 affine ``matrix`` (bilinear, edges reflected, the same size)."""
     import cv2
 
     h, w = frame.shape[:2]
-    return landmarks(cv2.warpAffine(frame, matrix, (w, h), flags=cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_REFLECT))
+    return cv2.warpAffine(frame, matrix, (w, h), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REFLECT)
+
+
+def moved_landmarks(frame: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """dlib's landmarks (:func:`landmarks`) of ``frame`` :func:`moved` by ``matrix``."""
+    return landmarks(moved(frame, matrix))
 
 
 CEILING_MOVE = (3.0, 0.97, (2.5, -1.5))  # degrees, scale, shift (pixels): a small resampling
@@ -438,8 +439,7 @@ def still_mouth_floor(source: np.ndarray, source_points: np.ndarray, driver: np.
     """
     import cv2
 
-    h, w = source.shape[:2]
-    moved = np.full_like(driver, np.nan)
+    points_moved = np.full_like(driver, np.nan)
     frames: list[np.ndarray | None] = [None] * len(driver)
     found = np.isfinite(driver).all((1, 2))
     if np.isfinite(source_points).all() and found.any():
@@ -453,10 +453,9 @@ def still_mouth_floor(source: np.ndarray, source_points: np.ndarray, driver: np.
                 continue
             if relative:
                 matrix = _conjugated(matrix, first[STABLE], source_points[STABLE])
-            frames[i] = cv2.warpAffine(source, matrix, (w, h), flags=cv2.INTER_LINEAR,
-                                       borderMode=cv2.BORDER_REFLECT)
-            moved[i] = landmarks(frames[i])
-    out = follow(expression_features(driver)[:, 0], expression_features(moved)[:, 0])
+            frames[i] = moved(source, matrix)
+            points_moved[i] = landmarks(frames[i])
+    out = follow(expression_features(driver)[:, 0], expression_features(points_moved)[:, 0])
     if driving is not None:
         still = np.full((len(frames), len(FEATURES)), np.nan)
         found = [i for i, f in enumerate(frames) if f is not None]
@@ -499,7 +498,8 @@ def shifted_features(frames: Sequence[np.ndarray],
 
 
 def reading_noise(frames: Sequence[np.ndarray], driver: np.ndarray,
-                  shifts: Sequence[tuple[float, float]] = NOISE_SHIFTS) -> dict[str, float | None]:
+                  shifts: Sequence[tuple[float, float]] = NOISE_SHIFTS,
+                  readings: np.ndarray | None = None) -> dict[str, float | None]:
     """dlib's own noise in the mouth opening of result frames (a diagnostic beside region pose's
     ``mouth.std_ratio``): each frame measured again moved by the small translations ``shifts``
     (:func:`shifted_features`).
@@ -508,6 +508,7 @@ def reading_noise(frames: Sequence[np.ndarray], driver: np.ndarray,
         frames: the measured result frames (uint8 RGB).
         driver: (N, 68, 2) the driving frames' landmarks (NaN rows: no face).
         shifts: (dx, dy) pixel translations, each one more reading of every frame.
+        readings: :func:`shifted_features` of ``frames`` when already read.
     Returns:
         ``within``: the RMS over frames of each frame's std over its readings, over the driver's
         mouth std (the spread a result shows from dlib's reading alone, its mouth never
@@ -515,7 +516,7 @@ def reading_noise(frames: Sequence[np.ndarray], driver: np.ndarray,
         the driver's (the result's spread with that noise averaged over ``1 + len(shifts)``
         readings); ``frames`` used (a face in the driving frame and in every reading).
     """
-    values = shifted_features(frames, shifts)[..., 0]
+    values = (shifted_features(frames, shifts) if readings is None else readings)[..., 0]
     mouth = expression_features(driver)[:, 0].astype(np.float64)
     ok = np.isfinite(mouth) & np.isfinite(values).all(1)
     out: dict[str, float | None] = {"within": None, "steady_std_ratio": None,
@@ -529,19 +530,24 @@ def reading_noise(frames: Sequence[np.ndarray], driver: np.ndarray,
 
 
 def steady_readings(frames: Sequence[np.ndarray],
-                    shifts: Sequence[tuple[float, float]] = NOISE_SHIFTS) -> np.ndarray:
+                    shifts: Sequence[tuple[float, float]] = NOISE_SHIFTS,
+                    readings: np.ndarray | None = None) -> np.ndarray:
     """(N, 3) dlib's expression features of each frame averaged over its ``1 + len(shifts)``
-    readings (:func:`shifted_features`; the faceless ones left out, NaN where none has a face)."""
+    readings (:func:`shifted_features`, or ``readings`` when already read; the faceless ones
+    left out, NaN where none has a face)."""
     import warnings
 
+    if readings is None:
+        readings = shifted_features(frames, shifts)
     with warnings.catch_warnings():  # a frame with no face in any reading: NaN, left out
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(shifted_features(frames, shifts), axis=1)
+        return np.nanmean(readings, axis=1)
 
 
 def steady_agreement(driving: Sequence[np.ndarray], results: Sequence[np.ndarray],
                      shifts: Sequence[tuple[float, float]] = NOISE_SHIFTS,
-                     driving_readings: np.ndarray | None = None) -> dict[str, dict]:
+                     driving_readings: np.ndarray | None = None,
+                     result_readings: np.ndarray | None = None) -> dict[str, dict]:
     """How the result follows the driver with dlib's reading noise averaged out on both sides:
     each driving and result frame read ``1 + len(shifts)`` times, the readings of a frame
     averaged (:func:`steady_readings`), then :func:`follow` per feature. Where a feature moves
@@ -550,11 +556,34 @@ def steady_agreement(driving: Sequence[np.ndarray], results: Sequence[np.ndarray
 
     Args:
         driving, results: the measured driving and result frames, pairwise (uint8 RGB).
-        driving_readings: :func:`steady_readings` of ``driving`` when already read.
+        driving_readings, result_readings: :func:`steady_readings` of ``driving`` and of
+            ``results`` when already read.
     """
     fd = steady_readings(driving, shifts) if driving_readings is None else driving_readings
-    fr = steady_readings(results, shifts)
+    fr = steady_readings(results, shifts) if result_readings is None else result_readings
     return {name: follow(fd[:, i], fr[:, i]) for i, name in enumerate(FEATURES)}
+
+
+def pose_numbers(driving: Sequence[np.ndarray], results: Sequence[np.ndarray],
+                 driver: np.ndarray, source: np.ndarray, source_points: np.ndarray,
+                 relative: bool) -> dict[str, dict]:
+    """Region pose's readings beside its ``mouth``: ``floor`` (:func:`still_mouth_floor`),
+    ``mouth_noise`` (:func:`reading_noise`) and ``steady`` (:func:`steady_agreement`, on which
+    region pose is judged), every driving and result frame read under the shifts once.
+
+    Args:
+        driving, results: the measured driving and result frames, pairwise (uint8 RGB).
+        driver: (N, 68, 2) the driving frames' landmarks; ``source``, ``source_points``: the
+            source (the photo's crop) and its landmarks; ``relative``: see
+            :func:`still_mouth_floor`.
+    """
+    drive = steady_readings(driving)
+    shifted = shifted_features(results)
+    return {"floor": still_mouth_floor(source, source_points, driver, drive, relative=relative),
+            "mouth_noise": reading_noise(results, driver, readings=shifted),
+            "steady": steady_agreement(driving, results, driving_readings=drive,
+                                       result_readings=steady_readings(results,
+                                                                       readings=shifted))}
 
 
 def run_cross(animator, clip: Path, photo_path: Path, framed: list[np.ndarray],
@@ -583,12 +612,8 @@ def run_cross(animator, clip: Path, photo_path: Path, framed: list[np.ndarray],
     report["aed"] = aed(photo_crop, results, args.aed_frames)
     report["corners"] = corner_motion(results, photo_crop)
     if args.region == "pose":
-        driving = steady_readings(framed[::args.stride])
-        report["floor"] = still_mouth_floor(photo_crop, landmarks(photo_crop), driver, driving,
-                                            relative=True)
-        report["mouth_noise"] = reading_noise(results, driver)
-        report["steady"] = steady_agreement(framed[::args.stride], results,
-                                            driving_readings=driving)
+        report.update(pose_numbers(framed[::args.stride], results, driver, photo_crop,
+                                   landmarks(photo_crop), relative=True))
     return report, _options(opts), results
 
 
